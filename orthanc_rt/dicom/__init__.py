@@ -1,0 +1,1 @@
+"""DICOM RT objects: plain-data models, readers and builders (pydicom only)."""

@@ -1,0 +1,135 @@
+"""Plain-data RT objects passed between readers, builders and the dose engine.
+
+Coordinates are DICOM patient coordinates in mm. Volumes are numpy arrays
+indexed [z, y, x] (frame, row, column), with axis-aligned geometry: `origin_mm`
+is the centre of voxel [0, 0, 0] as (x, y, z) and `spacing_mm` is (x, y, z).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PatientStudy:
+    """Identity shared by every object of one study."""
+
+    patient_id: str
+    patient_name: str
+    study_instance_uid: str
+    frame_of_reference_uid: str
+    study_id: str = "1"
+    study_description: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+
+
+@dataclass
+class CtVolume:
+    """A CT series as one Hounsfield-unit volume."""
+
+    hu: np.ndarray  # [z, y, x], HU (rescale applied), float32 or int16
+    origin_mm: tuple[float, float, float]
+    spacing_mm: tuple[float, float, float]
+    frame_of_reference_uid: str
+    series_instance_uid: str = ""
+    study_instance_uid: str = ""
+    sop_instance_uids: list[str] = field(default_factory=list)  # one per z slice, in z order
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.hu.shape)  # type: ignore[return-value]
+
+
+@dataclass
+class DoseGrid:
+    """An absolute dose on an axis-aligned grid.
+
+    `dose_gy` is the dose of the whole plan (all planned fractions), matching
+    RTDOSE DoseSummationType PLAN.
+    """
+
+    dose_gy: np.ndarray  # [z, y, x], Gy
+    origin_mm: tuple[float, float, float]
+    spacing_mm: tuple[float, float, float]
+    frame_of_reference_uid: str
+
+    def voxel_centre_mm(self, index_zyx: tuple[int, int, int]) -> tuple[float, float, float]:
+        z, y, x = index_zyx
+        ox, oy, oz = self.origin_mm
+        sx, sy, sz = self.spacing_mm
+        return (ox + x * sx, oy + y * sy, oz + z * sz)
+
+
+@dataclass
+class RangeShifter:
+    """A range shifter named in IonBeamSequence > RangeShifterSequence."""
+
+    number: int
+    identifier: str  # RangeShifterID, matched against the beam model
+    type: str = "BINARY"  # BINARY or ANALOG
+    water_equivalent_thickness_mm: float | None = None  # from the control point settings
+    isocenter_to_range_shifter_distance_mm: float | None = None
+
+
+@dataclass
+class EnergyLayer:
+    """The spots delivered at one nominal energy (one or a pair of control points)."""
+
+    nominal_energy_mev: float
+    spot_x_mm: np.ndarray  # at the isocentre plane (ScanSpotPositionMap x)
+    spot_y_mm: np.ndarray
+    spot_mu: np.ndarray  # monitor units of each spot, one fraction
+    spot_tune_id: str = ""
+    number_of_paintings: int = 1
+    range_shifter_in: bool = False
+
+    @property
+    def mu(self) -> float:
+        return float(np.sum(self.spot_mu))
+
+
+@dataclass
+class IonBeam:
+    number: int
+    name: str
+    gantry_angle_deg: float
+    couch_angle_deg: float
+    isocenter_mm: tuple[float, float, float]
+    layers: list[EnergyLayer]
+    meterset_mu: float  # BeamMeterset of one fraction
+    radiation_type: str = "PROTON"
+    scan_mode: str = "MODULATED"
+    beam_type: str = "STATIC"
+    treatment_machine: str = ""
+    snout_position_mm: float | None = None
+    range_shifters: list[RangeShifter] = field(default_factory=list)
+
+    @property
+    def spot_count(self) -> int:
+        return int(sum(len(layer.spot_mu) for layer in self.layers))
+
+
+@dataclass
+class IonPlan:
+    """An RT Ion Plan reduced to what dose computation needs."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    frame_of_reference_uid: str
+    patient_id: str
+    label: str
+    fractions_planned: int
+    beams: list[IonBeam]
+    referenced_structure_set_uid: str | None = None
+    name: str = ""
+
+    @property
+    def spot_count(self) -> int:
+        return sum(beam.spot_count for beam in self.beams)
+
+    @property
+    def energies_mev(self) -> list[float]:
+        return sorted({layer.nominal_energy_mev for b in self.beams for layer in b.layers})

@@ -1,0 +1,71 @@
+"""Talking to Orthanc's REST API from the plugin (in-process) or a worker (HTTP).
+
+Both sides use the same small interface, so lookups written once
+(`resources.py`) serve both.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import requests
+
+
+class OrthancError(RuntimeError):
+    """Orthanc answered with an error; `status` is the HTTP status when known."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class OrthancUnavailable(OrthancError):
+    """Orthanc could not be reached (a transient fault: retry later)."""
+
+
+class OrthancApi(Protocol):
+    def get_bytes(self, path: str) -> bytes: ...
+    def post_bytes(self, path: str, body: bytes, content_type: str = "application/json") -> bytes: ...
+    def delete(self, path: str) -> None: ...
+
+
+def get_json(api: OrthancApi, path: str) -> Any:
+    return json.loads(api.get_bytes(path))
+
+
+def post_json(api: OrthancApi, path: str, payload: Any) -> Any:
+    return json.loads(api.post_bytes(path, json.dumps(payload).encode()))
+
+
+class HttpOrthanc:
+    """Orthanc over HTTP, for workers and tests. Credentials never appear in errors."""
+
+    def __init__(self, base_url: str, username: str = "", password: str = "", timeout_s: float = 60.0):
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        if username:
+            self.session.auth = (username, password)
+        self.timeout_s = timeout_s
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> bytes:
+        url = f"{self.base_url}{path}"
+        try:
+            response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+        except requests.ConnectionError as exc:
+            raise OrthancUnavailable(f"Orthanc at {self.base_url} is unreachable ({type(exc).__name__})") from None
+        except requests.Timeout:
+            raise OrthancUnavailable(f"Orthanc at {self.base_url} did not answer {method} {path} in time") from None
+        if response.status_code >= 400:
+            detail = response.text[:300]
+            raise OrthancError(f"Orthanc {method} {path} -> HTTP {response.status_code}: {detail}",
+                               status=response.status_code)
+        return response.content
+
+    def get_bytes(self, path: str) -> bytes:
+        return self._call("GET", path)
+
+    def post_bytes(self, path: str, body: bytes, content_type: str = "application/json") -> bytes:
+        return self._call("POST", path, data=body, headers={"Content-Type": content_type})
+
+    def delete(self, path: str) -> None:
+        self._call("DELETE", path)

@@ -1,0 +1,271 @@
+"""Start, watch and stop the processes of one Orthanc-RT installation.
+
+Used by the launcher (`./orthanc-rt start|demo|stop`), by the integration
+tests (on free ports, in a temporary folder) and by the container entry
+points, so the configuration Orthanc runs with is produced in one place.
+Processes are detached (own session) and recorded in <data_dir>/run/*.pid.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ORTHANC_BINARY = os.environ.get("ORTHANC_RT_ORTHANC_BINARY", "/usr/sbin/Orthanc")
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    http_port: int = 8042
+    dicom_port: int = 4242
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = ""  # empty: SQLite file in data_dir
+    stable_age_s: int = 5
+    workers: int = 1
+    mcsquare_threads: int = 0
+    auto_dose: dict[str, Any] = field(default_factory=dict)  # overrides of OrthancRT.AutoDose
+    orthanc_overrides: dict[str, Any] = field(default_factory=dict)
+    template: Path = PROJECT_DIR / "orthanc_config" / "orthanc.json"
+
+    @property
+    def orthanc_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'orthanc-rt.sqlite'}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "StackConfig":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            data_dir=Path(env.get("ORTHANC_RT_DATA_DIR", PROJECT_DIR / "var")).resolve(),
+            http_port=int(env.get("ORTHANC_RT_HTTP_PORT", 8042)),
+            dicom_port=int(env.get("ORTHANC_RT_DICOM_PORT", 4242)),
+            redis_url=env.get("ORTHANC_RT_REDIS_URL", cls.redis_url),
+            database_url=env.get("ORTHANC_RT_DATABASE_URL", ""),
+            stable_age_s=int(env.get("ORTHANC_RT_STABLE_AGE", 5)),
+            workers=int(env.get("ORTHANC_RT_WORKERS", 1)),
+            mcsquare_threads=int(env.get("ORTHANC_RT_MCSQUARE_THREADS", 0)),
+        )
+
+
+def render_orthanc_config(cfg: StackConfig) -> dict[str, Any]:
+    """The template with paths, ports and OrthancRT settings filled in."""
+    text = cfg.template.read_text()
+    text = text.replace("@DATA_DIR@", str(cfg.data_dir)).replace("@PROJECT_DIR@", str(PROJECT_DIR))
+    config = json.loads(text)
+    config["HttpPort"] = cfg.http_port
+    config["DicomPort"] = cfg.dicom_port
+    config["StableAge"] = cfg.stable_age_s
+    rt = config.setdefault("OrthancRT", {})
+    rt["DatabaseUrl"] = cfg.db_url
+    rt["RedisUrl"] = cfg.redis_url
+    rt.setdefault("AutoDose", {}).update(cfg.auto_dose)
+    _deep_update(config, cfg.orthanc_overrides)
+    return config
+
+
+def python_path() -> str:
+    """What Orthanc's embedded Python needs: the project and this virtualenv's packages."""
+    return os.pathsep.join([str(PROJECT_DIR), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+
+
+def worker_env(cfg: StackConfig) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ORTHANC_RT_ORTHANC_URL": cfg.orthanc_url,
+        "ORTHANC_RT_DATABASE_URL": cfg.db_url,
+        "ORTHANC_RT_REDIS_URL": cfg.redis_url,
+        "ORTHANC_RT_WORK_DIR": str(cfg.data_dir / "jobs"),
+        "ORTHANC_RT_MCSQUARE_THREADS": str(cfg.mcsquare_threads),
+        "ORTHANC_RT_DATA_DIR": str(cfg.data_dir),
+        "MPLBACKEND": "Agg",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def start_orthanc(cfg: StackConfig) -> int:
+    for d in (cfg.data_dir, cfg.run_dir, cfg.log_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    config_path = cfg.data_dir / "orthanc.json"
+    config_path.write_text(json.dumps(render_orthanc_config(cfg), indent=2))
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": python_path(), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
+    return _spawn("orthanc", [ORTHANC_BINARY, f"--logdir={cfg.log_dir}", str(config_path)], cfg, env)
+
+
+def start_worker(cfg: StackConfig, index: int = 1) -> int:
+    cmd = [sys.executable, "-m", "worker", "--name", f"worker-{index}-{os.getpid()}-{cfg.http_port}"]
+    return _spawn(f"worker-{index}", cmd, cfg, worker_env(cfg))
+
+
+def ensure_redis(cfg: StackConfig) -> str:
+    """Use the Redis at cfg.redis_url; start a private one there if it is local and not running."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        Redis.from_url(cfg.redis_url, socket_connect_timeout=2).ping()
+        return "running"
+    except RedisError:
+        pass
+    parsed = urlparse(cfg.redis_url)
+    if parsed.hostname not in ("127.0.0.1", "localhost"):
+        raise RuntimeError(f"Redis at {cfg.redis_url} is unreachable and not local: start it first")
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["redis-server", "--bind", parsed.hostname, "--port", str(parsed.port or 6379), "--save", "",
+           "--appendonly", "no", "--dir", str(cfg.run_dir)]
+    _spawn("redis", cmd, cfg, dict(os.environ))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            Redis.from_url(cfg.redis_url, socket_connect_timeout=1).ping()
+            return "started"
+        except RedisError:
+            time.sleep(0.2)
+    raise RuntimeError(f"redis-server did not start; see {cfg.log_dir / 'redis.log'}")
+
+
+def wait_for_health(cfg: StackConfig, timeout_s: float = 60, *, need_workers: bool = True) -> dict[str, Any]:
+    """Wait until /rt/health answers (and a worker has registered); returns its body."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        _raise_if_dead(cfg, "orthanc")
+        try:
+            r = requests.get(f"{cfg.orthanc_url}/rt/health", timeout=5)
+            last = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+            if isinstance(last, dict) and last["checks"]["orthanc"]["ok"] and last["checks"]["database"]["ok"] \
+                    and last["checks"]["redis"]["ok"] and (last["checks"]["workers"]["ok"] or not need_workers):
+                return last
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"Orthanc-RT not healthy after {timeout_s:.0f} s; last answer: {last!r:.500}; "
+                       f"logs in {cfg.log_dir}")
+
+
+def start(cfg: StackConfig) -> dict[str, Any]:
+    """Start everything that is not running yet; returns the health answer."""
+    ensure_redis(cfg)
+    if not is_running(cfg, "orthanc"):
+        start_orthanc(cfg)
+    for i in range(1, cfg.workers + 1):
+        if not is_running(cfg, f"worker-{i}"):
+            start_worker(cfg, i)
+    return wait_for_health(cfg)
+
+
+def stop(cfg: StackConfig, timeout_s: float = 20) -> list[str]:
+    """Stop every process this installation started (workers first)."""
+    stopped = []
+    names = sorted((p.stem for p in cfg.run_dir.glob("*.pid")), key=lambda n: (n == "redis", n == "orthanc", n))
+    for name in names:
+        pid = _read_pid(cfg, name)
+        if pid is not None and _alive(pid):
+            _terminate(pid, timeout_s)
+            stopped.append(name)
+        (cfg.run_dir / f"{name}.pid").unlink(missing_ok=True)
+    return stopped
+
+
+def is_running(cfg: StackConfig, name: str) -> bool:
+    pid = _read_pid(cfg, name)
+    return pid is not None and _alive(pid)
+
+
+def status(cfg: StackConfig) -> dict[str, bool]:
+    return {p.stem: is_running(cfg, p.stem) for p in sorted(cfg.run_dir.glob("*.pid"))}
+
+
+def _spawn(name: str, cmd: list[str], cfg: StackConfig, env: dict[str, str]) -> int:
+    log = open(cfg.log_dir / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            cwd=str(cfg.data_dir), start_new_session=True)
+    log.close()
+    (cfg.run_dir / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def _raise_if_dead(cfg: StackConfig, name: str) -> None:
+    if (cfg.run_dir / f"{name}.pid").exists() and not is_running(cfg, name):
+        log = cfg.log_dir / f"{name}.log"
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        raise RuntimeError(f"{name} exited; last lines of {log}:\n{tail}")
+
+
+def _read_pid(cfg: StackConfig, name: str) -> int | None:
+    try:
+        return int((cfg.run_dir / f"{name}.pid").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)  # the process group: a worker's MCsquare goes too
+    except (ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            _reap(pid)
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _deep_update(target: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value

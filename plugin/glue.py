@@ -1,0 +1,145 @@
+"""The only code that touches Orthanc's `orthanc` module: adapters and registration.
+
+Everything it calls is plain Python (api.py, events.py). The module object is
+passed in, never imported here, so this file is importable in tests too.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from orthanc_rt import db
+from orthanc_rt.jobs import JobStore
+from orthanc_rt.queue import Dispatcher
+from orthanc_rt.scheduling import Scheduler
+from orthanc_rt.settings import Settings
+from plugin.api import RtApi
+from plugin.events import ArrivalHandler
+from plugin.rest import Request, Response, error_response
+
+_MAINTENANCE_PERIOD_S = 10.0
+
+
+class InProcessOrthanc:
+    """OrthancApi over the plugin SDK's RestApi* calls (no HTTP, no credentials)."""
+
+    def __init__(self, orthanc: Any):
+        self._o = orthanc
+
+    def get_bytes(self, path: str) -> bytes:
+        return self._call(self._o.RestApiGet, path)
+
+    def post_bytes(self, path: str, body: bytes, content_type: str = "application/json") -> bytes:
+        return self._call(self._o.RestApiPost, path, body)
+
+    def delete(self, path: str) -> None:
+        self._call(self._o.RestApiDelete, path)
+
+    def _call(self, fn: Any, path: str, *args: Any) -> bytes:
+        from orthanc_rt.orthanc_api import OrthancError
+
+        try:
+            return fn(path, *args)
+        except self._o.OrthancException as exc:
+            # The SDK only says "Unknown resource" etc.; map the common one to 404.
+            text = str(exc)
+            status = 404 if "Unknown resource" in text or "Inexistent" in text else 500
+            raise OrthancError(f"Orthanc {path}: {text}", status=status) from None
+
+
+class _OrthancLogHandler(logging.Handler):
+    """Route Python logging into Orthanc's log."""
+
+    def __init__(self, orthanc: Any):
+        super().__init__()
+        self._o = orthanc
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self._o.LogError(text)
+            elif record.levelno >= logging.WARNING:
+                self._o.LogWarning(text)
+            else:
+                self._o.LogInfo(text)
+        except Exception:
+            pass
+
+
+class _Maintenance(threading.Thread):
+    """Pushes triggers recorded while Redis was down and fails waits that ran out."""
+
+    def __init__(self, scheduler: Scheduler):
+        super().__init__(name="orthanc-rt-maintenance", daemon=True)
+        self.scheduler = scheduler
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        log = logging.getLogger("orthanc_rt.plugin")
+        while not self.stopped.wait(_MAINTENANCE_PERIOD_S):
+            try:
+                self.scheduler.flush_pending()
+                self.scheduler.expire_waiting()
+            except Exception as exc:  # Redis/DB down: try again next period
+                log.warning("Orthanc-RT maintenance: %s: %s", type(exc).__name__, exc)
+
+
+def install(orthanc: Any) -> None:
+    """Read the configuration, prepare the database, register routes and callbacks."""
+    logger = logging.getLogger("orthanc_rt")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(_OrthancLogHandler(orthanc))
+    settings = Settings.from_orthanc_config(json.loads(orthanc.GetConfiguration()))
+    db.upgrade(settings.database_url)
+
+    api_client = InProcessOrthanc(orthanc)
+    store = JobStore(settings.database_url)
+    dispatcher = Dispatcher(settings.redis_url, job_timeout_s=settings.dose_job_timeout_seconds)
+    api = RtApi(api_client, settings, store, dispatcher)
+    handler = ArrivalHandler(api_client, api.scheduler, settings)
+    maintenance = _Maintenance(api.scheduler)
+
+    def rest(output: Any, uri: str, **request: Any) -> None:
+        try:
+            req = Request(method=request.get("method", "GET"), path=uri, query=dict(request.get("get") or {}),
+                          body=request.get("body") or b"", headers=dict(request.get("headers") or {}))
+            response = api.handle(req)
+        except Exception:
+            logger.exception("Orthanc-RT REST glue failed on %s", uri)
+            response = error_response(500, "internal error in Orthanc-RT; see Orthanc's log")
+        _answer(orthanc, output, response)
+
+    change_names = {getattr(orthanc.ChangeType, n): n for n in dir(orthanc.ChangeType) if n.isupper()}
+
+    def on_change(change_type: Any, level: Any, resource_id: str) -> None:
+        name = change_names.get(change_type, "")
+        if name == "ORTHANC_STARTED":
+            maintenance.start()
+        elif name == "ORTHANC_STOPPED":
+            maintenance.stopped.set()
+        else:
+            handler.on_change(name, resource_id)
+
+    orthanc.RegisterRestCallback("/rt/(.*)", rest)
+    orthanc.RegisterOnChangeCallback(on_change)
+    logger.info("Orthanc-RT %s loaded: database %s, redis %s", _version(), settings.redacted()["database"],
+                settings.redacted()["redis"])
+
+
+def _answer(orthanc: Any, output: Any, response: Response) -> None:
+    body = response.encoded()
+    for name, value in response.headers.items():
+        output.SetHttpHeader(name, value)
+    if response.status == 200:
+        output.AnswerBuffer(body, response.content_type)
+    else:
+        output.SendHttpStatus(response.status, body)
+
+
+def _version() -> str:
+    import orthanc_rt
+
+    return orthanc_rt.__version__

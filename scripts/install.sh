@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Install everything Orthanc-RT needs on Debian 12; safe to run again.
+#   - Debian packages: Orthanc 1.10 + Python and DICOMweb plugins, dcmtk, Redis
+#   - a virtualenv (.venv) built on Debian's python3.11, the one orthanc-python embeds
+#   - the OpenTPS 2.0.0 fixes (MCsquare run bits, CRLF launcher) from DESIGN.md
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${ORTHANC_RT_VENV:-$here/.venv}"
+dev="${1:-}"
+
+apt_packages=(orthanc orthanc-python orthanc-dicomweb orthanc-postgresql dcmtk
+              redis-server python3-venv python3-dev curl)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "[install] apt packages: ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian starts a system Orthanc on 8042/4242 on install; we run our own instances.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet orthanc 2>/dev/null; then
+    $sudo_cmd systemctl disable --now orthanc || true
+  fi
+  if [ -x /etc/init.d/orthanc ]; then $sudo_cmd /etc/init.d/orthanc stop >/dev/null 2>&1 || true; fi
+fi
+
+# pip prints one warning per package for this machine's unused find-links: keep
+# its output only when it fails.
+pip_quiet() {
+  local log; log="$(mktemp)"
+  if ! "$venv/bin/pip" "$@" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; return 1; fi
+  rm -f "$log"
+}
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "[install] virtualenv at $venv"
+  /usr/bin/python3.11 -m venv "$venv"
+fi
+stamp="$venv/.orthanc-rt-requirements"
+req_files=("$here/requirements.txt")
+[ "$dev" = "--dev" ] && req_files+=("$here/requirements-dev.txt")
+want="$(cat "${req_files[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ] || ! grep -qx "$want" "$stamp"; then
+  echo "[install] python packages"
+  pip_quiet install --upgrade pip
+  for f in "${req_files[@]}"; do pip_quiet install -r "$f"; done
+  echo "$want" >"$stamp"
+fi
+
+# The project itself, editable, so `python -m worker` and the tests import it.
+(cd / && "$venv/bin/python" -c "import orthanc_rt" 2>/dev/null) || pip_quiet install --no-deps -e "$here"
+MPLBACKEND=Agg "$venv/bin/python" "$here/scripts/fix_opentps.py"
+echo "[install] done"

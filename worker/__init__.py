@@ -1,0 +1,1 @@
+"""RQ job functions and the OpenTPS/MCsquare pipeline run by the workers."""

@@ -1,0 +1,50 @@
+"""`python -m worker`: an RQ worker for Orthanc-RT's queues.
+
+It runs with RQ's scheduler (retries with back-off need it) and removes
+job folders left behind by a worker that was killed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+
+from rq import Worker
+
+from orthanc_rt.queue import QUEUE_NAMES, redis_for
+from orthanc_rt.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    parser.add_argument("--queues", nargs="+", choices=sorted(QUEUE_NAMES), default=sorted(QUEUE_NAMES),
+                        help="kinds of work to take (default: all)")
+    parser.add_argument("--name", help="worker name shown in /rt/health")
+    parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    _remove_stale_job_folders(Path(settings.work_dir))
+    worker = Worker([QUEUE_NAMES[k] for k in args.queues], connection=redis_for(settings.redis_url),
+                    name=args.name)
+    worker.work(with_scheduler=True, burst=args.burst)
+
+
+def _remove_stale_job_folders(work_dir: Path) -> None:
+    """Folders of jobs whose worker died; a running job owns its folder only while it runs."""
+    if not work_dir.is_dir():
+        return
+    for child in work_dir.iterdir():
+        lock = child / "owner.pid"
+        try:
+            pid = int(lock.read_text())
+            Path(f"/proc/{pid}").stat()
+            continue  # still owned by a live process
+        except (OSError, ValueError):
+            shutil.rmtree(child, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The dose job: an RTPLAN in Orthanc becomes an MCsquare RTDOSE in the same study.
+
+Stages: fetch the plan and its CT from Orthanc, compute with MCsquare in a
+folder of the job's own, build the RTDOSE (UIDs derived from the job id, so
+a retry replaces rather than duplicates) and store it through Orthanc's REST
+API. Input problems end the job as failed with a readable reason; a CT that
+has not (completely) arrived puts it in waiting-for-input.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.exc import OperationalError
+
+from orthanc_rt import jobs
+from orthanc_rt.dicom.builders import build_rtdose
+from orthanc_rt.dicom.ct import read_ct_series
+from orthanc_rt.dicom.errors import DicomInputError
+from orthanc_rt.dicom.ion_plan import read_ion_plan
+from orthanc_rt.dicom.serialize import to_bytes
+from orthanc_rt.dicom.models import DoseGrid, PatientStudy
+from orthanc_rt.jobs import JobStore
+from orthanc_rt.orthanc_api import HttpOrthanc, OrthancApi, OrthancUnavailable
+from orthanc_rt.resources import exists, find_instance
+from orthanc_rt.settings import Settings
+from orthanc_rt.uids import derive_uid
+from worker.dose_engine import DoseEngineError, compute_dose
+from worker.inputs import InputNotReady, fetch_series, locate_plan_ct, read_instance
+from worker.progress import Progress
+
+log = logging.getLogger("orthanc_rt.worker")
+
+# Faults worth a retry with back-off (RQ re-runs the job); everything else is final.
+TRANSIENT = (OrthancUnavailable, OperationalError)
+
+
+class Cancelled(Exception):
+    pass
+
+
+def run(job_id: str, settings: Settings, store: JobStore) -> dict[str, Any]:
+    actor = jobs.actor_name()
+    if not store.start(job_id, actor=actor):
+        job = store.get(job_id)
+        return {"skipped": f"job is {job.state if job else 'gone'}"}
+    job = store.get(job_id)
+    api = HttpOrthanc(settings.orthanc_url, settings.orthanc_username, settings.orthanc_password)
+    work_dir = Path(settings.work_dir) / job_id
+    try:
+        outputs = _compute_and_store(job, api, settings, store, work_dir)
+    except InputNotReady as exc:
+        store.transition(job_id, jobs.WAITING, from_states=[jobs.RUNNING], stage="waiting for input",
+                         message=str(exc), actor=actor)
+        return {"waiting": str(exc)}
+    except (DicomInputError, DoseEngineError) as exc:
+        store.transition(job_id, jobs.FAILED, from_states=[jobs.RUNNING], message=str(exc), actor=actor)
+        return {"failed": str(exc)}
+    except Cancelled:
+        return {"cancelled": True}
+    except TRANSIENT:
+        raise  # RQ retries with back-off; tasks.on_failure records it
+    except Exception as exc:  # a bug: fail readably, do not retry a 20-minute computation
+        log.exception("dose job %s failed", job_id)
+        store.transition(job_id, jobs.FAILED, from_states=[jobs.RUNNING],
+                         message=f"internal error: {type(exc).__name__}: {exc}", actor=actor)
+        return {"failed": f"internal error: {exc}"}
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    store.transition(job_id, jobs.SUCCEEDED, from_states=[jobs.RUNNING], stage="done", message="",
+                     actor=actor, progress=1.0, outputs=outputs)
+    return outputs
+
+
+def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobStore,
+                       work_dir: Path) -> dict[str, Any]:
+    progress = Progress(store, job.id)
+    progress.enter("fetching inputs")
+    plan_input = job.inputs["plan"]
+    plan_ds = read_instance(api, plan_input["orthanc_id"])
+    plan = read_ion_plan(plan_ds)
+    ct_ref = locate_plan_ct(api, orthanc_study_id=job.orthanc_study_id,
+                            frame_of_reference_uid=plan.frame_of_reference_uid,
+                            structure_set_uid=plan.referenced_structure_set_uid)
+    ct_datasets = fetch_series(api, ct_ref)
+    ct = read_ct_series(ct_datasets)
+
+    progress.enter("preparing MCsquare")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    (work_dir / "owner.pid").write_text(str(os.getpid()))
+    params = job.params
+    progress.enter("Monte Carlo")
+    grid = compute_dose(ct, plan, primaries=int(params["primaries"]), work_dir=work_dir,
+                        scoring_spacing_mm=params.get("scoring_spacing_mm"), threads=settings.mcsquare_threads,
+                        on_progress=lambda fraction, detail: progress.within(fraction, detail))
+
+    progress.enter("exporting RTDOSE")
+    study = _study_of(ct_datasets[0])
+    sop_uid = derive_uid("orthanc-rt", job.id, "rtdose")
+    series_uid = derive_uid("orthanc-rt", job.id, "rtdose-series")
+    dose_ds = build_rtdose(
+        grid, study, sop_instance_uid=sop_uid, series_instance_uid=series_uid,
+        referenced_plan_uid=plan.sop_instance_uid,
+        series_description=f"MCsquare dose {int(params['primaries']):.0e} primaries (Orthanc-RT)",
+    )
+    dose_bytes = to_bytes(dose_ds)
+
+    progress.enter("storing")
+    current = store.get(job.id)
+    if current is None or current.state != jobs.RUNNING:
+        raise Cancelled()
+    if not exists(api, f"/instances/{plan_input['orthanc_id']}"):
+        raise DicomInputError("the RTPLAN was deleted from Orthanc while its dose was computed; nothing was stored")
+    previous = find_instance(api, sop_uid)
+    if previous is not None:  # a retried job replaces its earlier result
+        api.delete(f"/instances/{previous}")
+    stored = api.post_bytes("/instances", dose_bytes, "application/dicom")
+    dose_id = json.loads(stored)["ID"]
+    return {
+        "rtdose": {"orthanc_id": dose_id, "sop_instance_uid": sop_uid, "series_instance_uid": series_uid},
+        "ct": {"orthanc_series_id": ct_ref.orthanc_id, "series_instance_uid": ct_ref.series_instance_uid,
+               "slices": len(ct_ref.instance_ids)},
+        "plan": {"beams": len(plan.beams), "spots": plan.spot_count, "fractions": plan.fractions_planned,
+                 "energies_mev": plan.energies_mev},
+        "dose_max_gy": round(float(np.max(grid.dose_gy)), 4),
+        "dose_at_isocenter_gy": _dose_at(grid, plan.beams[0].isocenter_mm),
+        "dose_summation": "PLAN (all fractions)",
+        "primaries": int(params["primaries"]),
+    }
+
+
+def _study_of(ct: Any) -> PatientStudy:
+    return PatientStudy(
+        patient_id=str(ct.get("PatientID", "")),
+        patient_name=str(ct.get("PatientName", "")),
+        study_instance_uid=str(ct.StudyInstanceUID),
+        frame_of_reference_uid=str(ct.FrameOfReferenceUID),
+        study_id=str(ct.get("StudyID", "")),
+        study_description=str(ct.get("StudyDescription", "")),
+        patient_birth_date=str(ct.get("PatientBirthDate", "")),
+        patient_sex=str(ct.get("PatientSex", "")),
+    )
+
+
+def _dose_at(grid: DoseGrid, point_mm: tuple[float, float, float]) -> float | None:
+    """Dose in the voxel containing `point_mm` (None outside the grid)."""
+    index = [int(round((p - o) / s)) for p, o, s in zip(point_mm, grid.origin_mm, grid.spacing_mm)]
+    x, y, z = index
+    nz, ny, nx = grid.dose_gy.shape
+    if not (0 <= x < nx and 0 <= y < ny and 0 <= z < nz):
+        return None
+    return round(float(grid.dose_gy[z, y, x]), 4)

@@ -1,0 +1,88 @@
+"""Finding and fetching a job's DICOM inputs in Orthanc.
+
+A plan's CT is found through explicit references first (plan → RTSTRUCT →
+CT series), then by FrameOfReferenceUID within the plan's study; never by
+guessing from the study alone. A CT that is absent or still arriving is
+`InputNotReady`: the job waits instead of failing.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+
+from orthanc_rt.dicom.errors import DicomInputError
+from orthanc_rt.dicom.serialize import from_bytes
+from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
+from orthanc_rt.resources import find_instance, instance_tag, study_series
+
+_FRAME_OF_REFERENCE = "0020,0052"
+
+
+class InputNotReady(Exception):
+    """An input is not (completely) in Orthanc yet; the message says which."""
+
+
+@dataclass(frozen=True)
+class SeriesRef:
+    orthanc_id: str
+    series_instance_uid: str
+    instance_ids: tuple[str, ...]
+
+
+def read_instance(api: OrthancApi, instance_id: str) -> Dataset:
+    try:
+        data = api.get_bytes(f"/instances/{instance_id}/file")
+    except OrthancError as exc:
+        if exc.status == 404:
+            raise DicomInputError(f"instance {instance_id} is no longer in Orthanc (deleted?)") from None
+        raise
+    try:
+        return from_bytes(data)
+    except Exception as exc:
+        raise DicomInputError(f"instance {instance_id} is not readable DICOM: {exc}") from None
+
+
+def locate_plan_ct(api: OrthancApi, *, orthanc_study_id: str, frame_of_reference_uid: str,
+                   structure_set_uid: str | None) -> SeriesRef:
+    """The CT series a plan was made on, complete (stable) in Orthanc."""
+    series_uid = None
+    if structure_set_uid:
+        ss_id = find_instance(api, structure_set_uid)
+        if ss_id is None:
+            raise InputNotReady(f"the RTSTRUCT {structure_set_uid} referenced by the plan is not in Orthanc yet")
+        series_uid = _structure_set_ct_series(read_instance(api, ss_id))
+    candidates = [s for s in study_series(api, orthanc_study_id) if s["MainDicomTags"].get("Modality") == "CT"]
+    if series_uid:
+        chosen = [s for s in candidates if s["MainDicomTags"].get("SeriesInstanceUID") == series_uid]
+    else:
+        chosen = [s for s in candidates if s["Instances"]
+                  and instance_tag(api, s["Instances"][0], _FRAME_OF_REFERENCE) == frame_of_reference_uid]
+    if not chosen:
+        wanted = f"CT series {series_uid}" if series_uid else f"a CT series with FrameOfReferenceUID {frame_of_reference_uid}"
+        raise InputNotReady(f"waiting for {wanted} in the plan's study")
+    series = max(chosen, key=lambda s: len(s["Instances"]))  # the fullest if several were sent
+    fresh = get_json(api, f"/series/{series['ID']}")
+    if not fresh.get("IsStable", True):
+        raise InputNotReady(f"CT series {fresh['MainDicomTags'].get('SeriesInstanceUID')} is still arriving "
+                            f"({len(fresh['Instances'])} slices so far)")
+    found_for = instance_tag(api, fresh["Instances"][0], _FRAME_OF_REFERENCE)
+    if found_for != frame_of_reference_uid:
+        raise DicomInputError(f"the CT series {fresh['MainDicomTags'].get('SeriesInstanceUID')} referenced by the "
+                              f"structure set has FrameOfReferenceUID {found_for}, the plan {frame_of_reference_uid}")
+    return SeriesRef(fresh["ID"], fresh["MainDicomTags"].get("SeriesInstanceUID", ""), tuple(fresh["Instances"]))
+
+
+def fetch_series(api: OrthancApi, series: SeriesRef, *, threads: int = 4) -> list[Dataset]:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda iid: read_instance(api, iid), series.instance_ids))
+
+
+def _structure_set_ct_series(ds: Dataset) -> str | None:
+    for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
+        for study in frame.get("RTReferencedStudySequence", []):
+            for series in study.get("RTReferencedSeriesSequence", []):
+                if series.get("SeriesInstanceUID"):
+                    return str(series.SeriesInstanceUID)
+    return None

@@ -1,0 +1,49 @@
+"""The functions RQ runs. Each takes a job id; the job's row holds everything else."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from orthanc_rt import jobs
+from orthanc_rt.jobs import JobStore
+from orthanc_rt.settings import Settings
+
+log = logging.getLogger("orthanc_rt.worker")
+
+
+def run_job(job_id: str) -> dict[str, Any]:
+    settings = Settings.from_env()
+    store = JobStore(settings.database_url)
+    job = store.get(job_id)
+    if job is None:
+        return {"skipped": f"no job {job_id} in the database"}
+    if job.kind == "dose":
+        from worker import dose_job  # imports OpenTPS: only where it is needed
+
+        return dose_job.run(job_id, settings, store)
+    store.transition(job_id, jobs.FAILED, from_states=jobs.ACTIVE_STATES,
+                     message=f"no worker function for job kind {job.kind!r}", actor=jobs.actor_name())
+    return {"failed": f"unknown kind {job.kind}"}
+
+
+def on_failure(rq_job: Any, connection: Any, exc_type: type, exc_value: BaseException, tb: Any) -> None:
+    """RQ calls this when run_job raised (transient faults, time limit, killed worker)."""
+    job_id = rq_job.args[0] if rq_job.args else rq_job.id
+    store = JobStore(Settings.from_env().database_url)
+    retrying = bool(rq_job.retries_left)
+    reason = _reason(exc_type, exc_value, rq_job)
+    if retrying:
+        store.transition(job_id, jobs.QUEUED, from_states=[jobs.RUNNING, jobs.QUEUED], stage="retry scheduled",
+                         message=f"{reason}; retrying ({rq_job.retries_left} attempts left)",
+                         actor=jobs.actor_name())
+    else:
+        store.transition(job_id, jobs.FAILED, from_states=jobs.ACTIVE_STATES, message=reason,
+                         actor=jobs.actor_name())
+
+
+def _reason(exc_type: type, exc_value: BaseException, rq_job: Any) -> str:
+    from rq.timeouts import JobTimeoutException
+
+    if issubclass(exc_type, JobTimeoutException):
+        return f"time limit of {rq_job.timeout} s exceeded; MCsquare was stopped"
+    return f"{exc_type.__name__}: {exc_value}"
