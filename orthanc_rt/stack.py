@@ -113,7 +113,7 @@ def start_orthanc(cfg: StackConfig) -> int:
     config_path.write_text(json.dumps(render_orthanc_config(cfg), indent=2))
     env = dict(os.environ)
     env.update({"PYTHONPATH": python_path(), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
-    return _spawn("orthanc", [ORTHANC_BINARY, f"--logdir={cfg.log_dir}", str(config_path)], cfg, env)
+    return _spawn("orthanc", [ORTHANC_BINARY, str(config_path)], cfg, env)
 
 
 def start_worker(cfg: StackConfig, index: int = 1) -> int:

@@ -135,8 +135,13 @@ def _answer(orthanc: Any, output: Any, response: Response) -> None:
         output.SetHttpHeader(name, value)
     if response.status == 200:
         output.AnswerBuffer(body, response.content_type)
+    elif response.status == 405:  # the SDK insists on its own call for 405
+        output.SendMethodNotAllowed(",".join(response.body.get("allowed", [])))
     else:
-        output.SendHttpStatus(response.status, body)
+        output.SetHttpHeader("Content-Type", response.content_type)
+        # orthanc-python 4.0 takes the body as str plus its length (later versions: bytes only).
+        text = body.decode("utf-8", errors="replace")
+        output.SendHttpStatus(response.status, text, len(text.encode()))
 
 
 def _version() -> str:

@@ -178,6 +178,11 @@ def read_dose(folder: JobFolder, expected: ScoringGrid) -> DoseImage:
     if not np.allclose(dose.origin, expected.origin_mm, atol=1e-3):
         raise DoseEngineError(f"MCsquare's dose origin {tuple(dose.origin)} is not the requested "
                               f"{tuple(expected.origin_mm)}")
+    # MCsquare exits 0 with an empty (or NaN) dose when no proton reaches the CT, e.g. with an unreadable
+    # beam model or a plan whose spots all miss the image: never hand that on as a result.
+    if not np.all(np.isfinite(dose.imageArray)) or not np.any(dose.imageArray > 0):
+        raise DoseEngineError("MCsquare scored no dose (are the isocentre and spots inside the CT? is the beam "
+                              f"model readable?); its last output lines:\n{tail(folder.log)}")
     return dose
 
 

@@ -1,0 +1,48 @@
+"""Sending DICOM the ways users do: REST upload, C-STORE (dcmtk storescu), STOW-RS."""
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+import requests
+from pydicom.dataset import Dataset
+
+from orthanc_rt.dicom.serialize import to_bytes
+
+
+def rest_upload(base: str, datasets: Sequence[Dataset]) -> list[str]:
+    ids = []
+    for ds in datasets:
+        r = requests.post(f"{base}/instances", data=to_bytes(ds), timeout=60)
+        r.raise_for_status()
+        ids.append(r.json()["ID"])
+    return ids
+
+
+def c_store(port: int, datasets: Sequence[Dataset], folder: Path, *, aet: str = "ORTHANC_RT") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for ds in datasets:
+        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        path.write_bytes(to_bytes(ds))
+        files.append(str(path))
+    # storescu proposes the SOP classes of the files it is given (-xs: explicit VR little endian).
+    result = subprocess.run(["storescu", "-aec", aet, "-xs", "127.0.0.1", str(port), *files],
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise AssertionError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
+
+
+def stow_rs(base: str, datasets: Sequence[Dataset]) -> dict:
+    boundary = f"orthanc-rt-{uuid.uuid4().hex}"
+    parts = []
+    for ds in datasets:
+        parts.append(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + to_bytes(ds) + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    r = requests.post(f"{base}/dicom-web/studies", data=body, timeout=120, headers={
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json"})
+    r.raise_for_status()
+    return r.json()

@@ -1,0 +1,128 @@
+"""Job records and the Redis hand-off, against real SQLite/PostgreSQL and a real Redis."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from rq import Queue
+
+from orthanc_rt import jobs
+from orthanc_rt.jobs import JobQuery, JobStore
+from orthanc_rt.models import utcnow
+from orthanc_rt.params import DoseParams
+from orthanc_rt.queue import QUEUE_NAMES, Dispatcher, redis_for
+from orthanc_rt.resources import PlanRef
+from orthanc_rt.scheduling import Scheduler
+
+PLAN = PlanRef(orthanc_id="p-1", sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.481.8",
+               series_instance_uid="1.2.3", study_instance_uid="1.2", orthanc_study_id="s-1")
+PARAMS = DoseParams(primaries=10_000, scoring_spacing_mm=None, wait_for_ct_seconds=60)
+
+
+def test_job_id_depends_on_inputs_and_parameters_only():
+    a = jobs.job_id("dose", "1.2.3", params={"primaries": 1})
+    assert a == jobs.job_id("dose", "1.2.3", params={"primaries": 1})
+    assert a != jobs.job_id("dose", "1.2.3", params={"primaries": 2})
+    assert a != jobs.job_id("dose", "1.2.4", params={"primaries": 1})
+    assert a.startswith("dose-") and len(a) <= 64
+
+
+def test_same_plan_twice_gives_one_job_and_one_enqueue(database_url, redis_url):
+    scheduler = Scheduler(JobStore(database_url), Dispatcher(redis_url, job_timeout_s=60))
+    first, created1 = scheduler.request_dose(PLAN, PARAMS, source="auto")
+    second, created2 = scheduler.request_dose(PLAN, PARAMS, source="api")
+    assert (created1, created2) == (True, False)
+    assert first.id == second.id
+    assert Queue(QUEUE_NAMES["dose"], connection=redis_for(redis_url)).job_ids == [first.id]
+
+
+def test_concurrent_requests_create_one_row(database_url, redis_url):
+    store = JobStore(database_url)
+    scheduler = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: scheduler.request_dose(PLAN, PARAMS, source="auto"), range(16)))
+    assert sum(created for _, created in results) == 1
+    rows, total = store.list(JobQuery())
+    assert total == 1
+    assert len(Queue(QUEUE_NAMES["dose"], connection=redis_for(redis_url))) == 1
+
+
+def test_trigger_survives_redis_outage(database_url, redis_url):
+    store = JobStore(database_url)
+    down = Scheduler(store, Dispatcher("redis://127.0.0.1:1/0", job_timeout_s=60))
+    job, created = down.request_dose(PLAN, PARAMS, source="auto")
+    assert created and store.not_enqueued() == [job.id]
+    up = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))
+    assert up.flush_pending() == 1
+    assert store.not_enqueued() == []
+    assert up.flush_pending() == 0  # once only
+    assert Queue(QUEUE_NAMES["dose"], connection=redis_for(redis_url)).job_ids == [job.id]
+
+
+def test_cancelled_job_cannot_be_started_or_finished(database_url, redis_url):
+    store = JobStore(database_url)
+    scheduler = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))
+    job, _ = scheduler.request_dose(PLAN, PARAMS, source="api")
+    result = scheduler.cancel(job.id, actor="tester")
+    assert result["cancelled"] is True
+    assert len(Queue(QUEUE_NAMES["dose"], connection=redis_for(redis_url))) == 0
+    assert not store.start(job.id, actor="w")
+    assert not store.transition(job.id, jobs.SUCCEEDED, from_states=[jobs.RUNNING])
+    assert store.get(job.id).state == jobs.CANCELLED
+    assert scheduler.cancel(job.id, actor="tester")["cancelled"] is False
+
+
+def test_history_records_every_change(database_url):
+    store = JobStore(database_url)
+    job, _ = store.create(jobs_row("dose-history"), actor="plugin")
+    assert store.start(job.id, actor="worker-a")
+    assert store.transition(job.id, jobs.QUEUED, from_states=[jobs.RUNNING], message="retry", actor="worker-a")
+    assert store.start(job.id, actor="worker-b")
+    assert store.transition(job.id, jobs.SUCCEEDED, from_states=[jobs.RUNNING], actor="worker-b")
+    full = jobs.to_dict(store.get(job.id, with_events=True), events=True)
+    assert [e["state"] for e in full["events"]] == ["queued", "running", "queued", "running", "succeeded"]
+    assert full["attempts"] == 2
+    assert full["finished_at"] is not None
+
+
+def test_waiting_jobs_resume_per_study_and_expire(database_url, redis_url):
+    store = JobStore(database_url)
+    scheduler = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))
+    job, _ = scheduler.request_dose(PLAN, PARAMS, source="auto")
+    assert store.start(job.id, actor="w")
+    assert store.transition(job.id, jobs.WAITING, from_states=[jobs.RUNNING], message="waiting for CT")
+    assert scheduler.resume_waiting("another-study") == []
+    assert scheduler.resume_waiting(PLAN.orthanc_study_id) == [job.id]
+    assert store.get(job.id).state == jobs.QUEUED
+    assert store.start(job.id, actor="w")
+    assert store.transition(job.id, jobs.WAITING, from_states=[jobs.RUNNING], message="waiting for CT",
+                            wait_deadline=utcnow() - timedelta(seconds=1))
+    assert scheduler.expire_waiting() == [job.id]
+    failed = store.get(job.id)
+    assert failed.state == jobs.FAILED and "waiting for CT" in failed.message
+
+
+def test_list_filters_and_pages(database_url):
+    store = JobStore(database_url)
+    for i in range(5):
+        row = jobs_row(f"dose-{i}", study="1.2.9" if i % 2 else "1.2.8")
+        store.create(row)
+    rows, total = store.list(JobQuery(study="1.2.9"))
+    assert total == 2 and {r.id for r in rows} == {"dose-1", "dose-3"}
+    page, total = store.list(JobQuery(limit=2, offset=4))
+    assert total == 5 and len(page) == 1
+
+
+def jobs_row(job_id: str, study: str = "1.2"):
+    from orthanc_rt.models import Job
+
+    return Job(id=job_id, kind="dose", state=jobs.QUEUED, stage="queued", progress=0.0, message="",
+               source="api", requested_by="", study_instance_uid=study, orthanc_study_id="s", params={},
+               inputs={}, outputs={}, attempts=0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redis_clients():
+    redis_for.cache_clear()
+    yield

@@ -1,0 +1,32 @@
+from orthanc_rt.settings import Settings
+
+
+def test_env_and_orthanc_config_give_the_same_settings():
+    env = Settings.from_env({
+        "ORTHANC_RT_DATABASE_URL": "postgresql://rt:secret@db/rt",
+        "ORTHANC_RT_REDIS_URL": "redis://q:6379/2",
+        "ORTHANC_RT_AUTO_DOSE": "false",
+        "ORTHANC_RT_AUTO_DOSE_PRIMARIES": "20000",
+        "ORTHANC_RT_AUTO_DOSE_SCORING_SPACING_MM": "3",
+        "ORTHANC_RT_WAIT_FOR_CT_SECONDS": "30",
+    })
+    cfg = Settings.from_orthanc_config({"OrthancRT": {
+        "DatabaseUrl": "postgresql://rt:secret@db/rt",
+        "RedisUrl": "redis://q:6379/2",
+        "AutoDose": {"Enabled": False, "Primaries": 20000, "ScoringSpacingMm": 3, "WaitForCtSeconds": 30},
+    }})
+    assert env.auto_dose == cfg.auto_dose
+    assert (env.database_url, env.redis_url) == (cfg.database_url, cfg.redis_url)
+    assert env.auto_dose.enabled is False and env.auto_dose.scoring_spacing_mm == 3.0
+
+
+def test_default_database_is_a_sqlite_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORTHANC_RT_DATA_DIR", str(tmp_path))
+    s = Settings.from_env({})
+    assert s.database_url == f"sqlite:///{tmp_path / 'orthanc-rt.sqlite'}"
+
+
+def test_redacted_settings_hide_passwords():
+    s = Settings.from_env({"ORTHANC_RT_DATABASE_URL": "postgresql://rt:secret@db/rt"})
+    shown = str(s.redacted())
+    assert "secret" not in shown and "db/rt" in shown
