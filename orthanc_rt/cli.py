@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("start", help="start Orthanc with the plugin, Redis if needed and the workers")
     sub.add_parser("stop", help="stop what this installation started")
     sub.add_parser("status", help="processes and /rt/health")
+    run = sub.add_parser("run", help="run one service in the foreground (containers, systemd)")
+    run.add_argument("service", choices=["orthanc", "worker"])
     demo = sub.add_parser("demo", help="start everything, store the demo case and wait for its RTDOSE")
     demo.add_argument("--timeout", type=float, default=900, help="seconds to wait for the dose (default 900)")
     args = parser.parse_args(argv)
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     elif args.command == "status":
         print(json.dumps({"processes": stack.status(cfg), "health": _health(cfg)}, indent=2))
+    elif args.command == "run":
+        stack.exec_foreground(cfg, args.service)
     elif args.command == "demo":
         return _demo(cfg, args.timeout)
     return 0

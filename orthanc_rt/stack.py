@@ -38,10 +38,11 @@ class StackConfig:
     auto_dose: dict[str, Any] = field(default_factory=dict)  # overrides of OrthancRT.AutoDose
     orthanc_overrides: dict[str, Any] = field(default_factory=dict)
     template: Path = PROJECT_DIR / "orthanc_config" / "orthanc.json"
+    public_orthanc_url: str = ""  # how workers reach Orthanc when not on this host
 
     @property
     def orthanc_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return self.public_orthanc_url or f"http://127.0.0.1:{self.http_port}"
 
     @property
     def db_url(self) -> str:
@@ -67,6 +68,9 @@ class StackConfig:
             stable_age_s=int(env.get("ORTHANC_RT_STABLE_AGE", 5)),
             workers=int(env.get("ORTHANC_RT_WORKERS", 1)),
             mcsquare_threads=int(env.get("ORTHANC_RT_MCSQUARE_THREADS", 0)),
+            public_orthanc_url=env.get("ORTHANC_RT_ORTHANC_URL", ""),
+            orthanc_overrides=({"RemoteAccessAllowed": True}
+                               if env.get("ORTHANC_RT_REMOTE_ACCESS", "").lower() in ("1", "true", "yes") else {}),
         )
 
 
@@ -106,19 +110,36 @@ def worker_env(cfg: StackConfig) -> dict[str, str]:
     return env
 
 
-def start_orthanc(cfg: StackConfig) -> int:
+def orthanc_command(cfg: StackConfig) -> tuple[list[str], dict[str, str]]:
+    """Write the Orthanc configuration; returns the command line and environment to run Orthanc."""
     for d in (cfg.data_dir, cfg.run_dir, cfg.log_dir):
         d.mkdir(parents=True, exist_ok=True)
     config_path = cfg.data_dir / "orthanc.json"
     config_path.write_text(json.dumps(render_orthanc_config(cfg), indent=2))
     env = dict(os.environ)
     env.update({"PYTHONPATH": python_path(), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
-    return _spawn("orthanc", [ORTHANC_BINARY, str(config_path)], cfg, env)
+    return [ORTHANC_BINARY, str(config_path)], env
+
+
+def worker_command(cfg: StackConfig, name: str) -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-m", "worker", "--name", name], worker_env(cfg)
+
+
+def start_orthanc(cfg: StackConfig) -> int:
+    return _spawn("orthanc", *orthanc_command(cfg), cfg)
 
 
 def start_worker(cfg: StackConfig, index: int = 1) -> int:
-    cmd = [sys.executable, "-m", "worker", "--name", f"worker-{index}-{os.getpid()}-{cfg.http_port}"]
-    return _spawn(f"worker-{index}", cmd, cfg, worker_env(cfg))
+    return _spawn(f"worker-{index}", *worker_command(cfg, f"worker-{index}-{os.getpid()}-{cfg.http_port}"), cfg)
+
+
+def exec_foreground(cfg: StackConfig, service: str) -> None:
+    """Replace this process with one service (container entry points, systemd units)."""
+    if service == "orthanc":
+        cmd, env = orthanc_command(cfg)
+    else:
+        cmd, env = worker_command(cfg, f"{os.uname().nodename}-{os.getpid()}")
+    os.execvpe(cmd[0], cmd, env)
 
 
 def ensure_redis(cfg: StackConfig) -> str:
@@ -138,7 +159,7 @@ def ensure_redis(cfg: StackConfig) -> str:
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     cmd = ["redis-server", "--bind", parsed.hostname, "--port", str(parsed.port or 6379), "--save", "",
            "--appendonly", "no", "--dir", str(cfg.run_dir)]
-    _spawn("redis", cmd, cfg, dict(os.environ))
+    _spawn("redis", cmd, dict(os.environ), cfg)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -201,7 +222,7 @@ def status(cfg: StackConfig) -> dict[str, bool]:
     return {p.stem: is_running(cfg, p.stem) for p in sorted(cfg.run_dir.glob("*.pid"))}
 
 
-def _spawn(name: str, cmd: list[str], cfg: StackConfig, env: dict[str, str]) -> int:
+def _spawn(name: str, cmd: list[str], env: dict[str, str], cfg: StackConfig) -> int:
     log = open(cfg.log_dir / f"{name}.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             cwd=str(cfg.data_dir), start_new_session=True)

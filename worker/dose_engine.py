@@ -114,7 +114,7 @@ def compute_dose(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path,
     opentps_plan = to_opentps_plan(plan, model)
     opentps_ct = to_opentps_ct(ct)
     grid = scoring_grid(ct, scoring_spacing_mm)
-    independent = scoring_spacing_mm is not None and grid != _ct_grid(ct)
+    independent = grid != _ct_grid(ct)
 
     folder = mcsquare.JobFolder.at(work_dir)
     mcsquare.write_inputs(folder, opentps_ct, opentps_plan, model.bdl, model.calibration, primaries=primaries,

@@ -129,9 +129,12 @@ def write_inputs(folder: JobFolder, ct: CTImage, plan: ProtonPlan, beam_model: B
                  scoring: ScoringGrid | None) -> None:
     """Write everything MCsquare reads into the job folder, removing any earlier output."""
     folder.root.mkdir(parents=True, exist_ok=True)
+    # A reused folder must not hand an earlier job's files to this run (or to the checks below).
     for stale in (folder.outputs, folder.scanner, folder.materials):
         if stale.exists():
             shutil.rmtree(stale)
+    for stale in (folder.ct, folder.ct.with_suffix(".raw"), folder.plan, folder.bdl, folder.config, folder.log):
+        stale.unlink(missing_ok=True)
     folder.scanner.mkdir()
     folder.materials.mkdir()
     mcsquareIO.writeCT(ct, str(folder.ct))
@@ -195,7 +198,7 @@ def mcsquare_binary(cpuinfo: Path = Path("/proc/cpuinfo")) -> Path:
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[1].split())
     if "AuthenticAMD" in text:
-        name = "MCsquare_linux"  # the launcher's choice: the vector builds are Intel-tuned
+        name = "MCsquare_linux"  # the launcher never starts the vector builds on AMD processors
     elif any(flag.startswith("avx512") for flag in flags):
         name = "MCsquare_linux_avx512"
     elif "avx2" in flags:
@@ -282,9 +285,10 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     compute_dose must run on a thread that lives as long as the job (RQ's
     work horse runs jobs on its main thread).
     """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls it
+
     def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:  # the worker died between fork and prctl
             os._exit(1)
     return preexec

@@ -1,0 +1,1 @@
+"""Physics tests: real MCsquare runs with few primaries on small grids."""
