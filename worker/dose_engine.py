@@ -11,9 +11,9 @@ Conventions, each checked by tests/physics/test_mcsquare_range.py:
 
 - Geometry. `CtVolume.hu` is [z, y, x]; OpenTPS images are [x, y, z] with
   `origin` the centre of voxel [0, 0, 0] in DICOM patient coordinates, which
-  is also our `origin_mm`. OpenTPS' writers flip the y axis into MCsquare's
-  frame and flip it back when reading the dose; the returned DoseGrid is in
-  DICOM patient coordinates again. Spot (x, y) are IEC beam-limiting-device
+  is also our `origin_mm`. OpenTPS' `mcsquareIO` writes the CT into
+  MCsquare's frame (whose y axis is DICOM's -y) and reads the dose back out
+  of it; the returned DoseGrid is in DICOM patient coordinates. Spot (x, y) are IEC beam-limiting-device
   coordinates at the isocentre: at gantry 0 / couch 0 on a head-first-supine
   patient, spot x is patient x, spot y is patient z, and the beam travels
   from anterior to posterior (DICOM -y to +y). The patient position is not
