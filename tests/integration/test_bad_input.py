@@ -1,0 +1,97 @@
+"""Bad input ends as a 4xx or a failed job with a readable reason; Orthanc and the worker carry on."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from orthanc_rt.dicom.serialize import to_bytes
+from tests import util
+from tests.integration.senders import rest_upload
+
+pytestmark = pytest.mark.integration
+
+
+def _final_auto_job(orthanc, study_uid: str) -> dict:
+    return orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed", "cancelled"), study=study_uid)
+
+
+def _still_serving(orthanc) -> None:
+    assert orthanc.get("/system").status_code == 200
+    assert orthanc.get("/rt/health").json()["checks"]["workers"]["count"] >= 1
+
+
+def test_photon_plan_fails_readably(orthanc):
+    case = util.small_phantom_case("photon")
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct, util.photon_plan(case)])
+    job = _final_auto_job(orthanc, case.study.study_instance_uid)
+    assert job["state"] == "failed"
+    assert "photon" in job["message"].lower()
+    _still_serving(orthanc)
+
+
+def test_energy_missing_from_the_beam_model_fails_readably(orthanc):
+    case = util.small_phantom_case("too-much-energy", energy_mev=300.0)
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
+    job = _final_auto_job(orthanc, case.study.study_instance_uid)
+    assert job["state"] == "failed"
+    assert "300" in job["message"] and "beam model" in job["message"]
+
+
+def test_plan_without_spots_fails_readably(orthanc):
+    case = util.small_phantom_case("no-spots")
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct, util.plan_without_spots(case)])
+    job = _final_auto_job(orthanc, case.study.study_instance_uid)
+    assert job["state"] == "failed"
+    assert "spot" in job["message"].lower() or "weight" in job["message"].lower()
+
+
+def test_corrupt_file_is_refused_and_nothing_else_changes(orthanc):
+    before = orthanc.get("/statistics").json()["CountInstances"]
+    good = to_bytes(util.small_phantom_case("corrupt").plan)
+    for payload in (good[: len(good) // 3], b"DICM" * 100, b""):
+        r = orthanc.post("/instances", data=payload)
+        assert 400 <= r.status_code < 500
+    assert orthanc.get("/statistics").json()["CountInstances"] == before
+    _still_serving(orthanc)
+
+
+def test_plan_whose_ct_never_arrives_fails_after_its_wait(orthanc):
+    case = util.small_phantom_case("no-ct")
+    (plan_id,) = rest_upload(orthanc.base, [case.plan])
+    r = orthanc.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 20000, "wait_for_ct_seconds": 2})
+    job_id = r.json()["job"]["id"]
+    done = orthanc.wait_final(job_id, timeout_s=60)
+    assert done["state"] == "failed"
+    assert "gave up waiting" in done["message"] and "CT" in done["message"]
+
+
+def test_cancelling_a_running_job_stops_mcsquare(orthanc):
+    case = util.small_phantom_case("cancel")
+    ids = rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
+    auto = _final_auto_job(orthanc, case.study.study_instance_uid)
+    assert auto["state"] == "succeeded"
+    r = orthanc.post(f"/rt/instances/{ids[-1]}/dose", json={"primaries": 20_000_000})
+    job_id = r.json()["job"]["id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = orthanc.get(f"/rt/jobs/{job_id}").json()
+        if job["stage"].startswith("Monte Carlo") and _mcsquare_running():
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"MCsquare never started for {job_id}: {job}")
+    answer = orthanc.delete(f"/rt/jobs/{job_id}")
+    assert answer.status_code == 200 and answer.json()["cancelled"] is True
+    deadline = time.monotonic() + 20
+    while _mcsquare_running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _mcsquare_running(), "MCsquare still running after cancellation"
+    assert orthanc.get(f"/rt/jobs/{job_id}").json()["state"] == "cancelled"
+    assert len(orthanc.study_instances(case.study.study_instance_uid, "RTDOSE")) == 1  # only the auto dose
+    _still_serving(orthanc)
+
+
+def _mcsquare_running() -> bool:
+    return subprocess.run(["pgrep", "-f", "MCsquare_linux"], capture_output=True).returncode == 0
