@@ -51,7 +51,8 @@ def locate_plan_ct(api: OrthancApi, *, orthanc_study_id: str, frame_of_reference
     if structure_set_uid:
         ss_id = find_instance(api, structure_set_uid)
         if ss_id is None:
-            raise InputNotReady(f"the RTSTRUCT {structure_set_uid} referenced by the plan is not in Orthanc yet")
+            raise InputNotReady(f"waiting for the plan's CT: the RTSTRUCT {structure_set_uid} it references "
+                                "is not in Orthanc yet")
         series_uid = _structure_set_ct_series(read_instance(api, ss_id))
     candidates = [s for s in study_series(api, orthanc_study_id) if s["MainDicomTags"].get("Modality") == "CT"]
     if series_uid:

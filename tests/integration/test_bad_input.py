@@ -60,7 +60,7 @@ def test_corrupt_file_is_refused_and_nothing_else_changes(orthanc):
 def test_plan_whose_ct_never_arrives_fails_after_its_wait(orthanc):
     case = util.small_phantom_case("no-ct")
     (plan_id,) = rest_upload(orthanc.base, [case.plan])
-    r = orthanc.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 20000, "wait_for_ct_seconds": 2})
+    r = orthanc.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 25000, "wait_for_ct_seconds": 2})
     job_id = r.json()["job"]["id"]
     done = orthanc.wait_final(job_id, timeout_s=60)
     assert done["state"] == "failed"
