@@ -28,8 +28,8 @@ def c_store(port: int, datasets: Sequence[Dataset], folder: Path, *, aet: str = 
         path = folder / f"{ds.SOPInstanceUID}.dcm"
         path.write_bytes(to_bytes(ds))
         files.append(str(path))
-    # storescu proposes the SOP classes of the files it is given (-xs: explicit VR little endian).
-    result = subprocess.run(["storescu", "-aec", aet, "-xs", "127.0.0.1", str(port), *files],
+    # -R: propose exactly the SOP classes of the files (storescu's default list lacks RT Ion Plan).
+    result = subprocess.run(["storescu", "-R", "-aec", aet, "-xs", "127.0.0.1", str(port), *files],
                             capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise AssertionError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
