@@ -1,339 +1,575 @@
-"""The one place Orthanc-RT builds DICOM objects.
+"""The one place DICOM objects are built: CT series, RTSTRUCT, RT Ion Plan, RTDOSE.
 
-Each builder checks its inputs first and raises DicomInputError naming the
-argument, then returns a pydicom Dataset with file meta (Explicit VR Little
-Endian) carrying the modules Orthanc and viewers need.
+Each builder checks its inputs first and raises DicomInputError naming what
+is wrong, then returns pydicom Datasets with file meta (Explicit VR Little
+Endian), the right SOP class and the modules their IOD requires, so Orthanc,
+OHIF and the readers of this package accept them. UIDs come from the caller
+(derived with `orthanc_rt.uids.derive_uid`, so retried jobs give the same
+objects); the CT builder derives its slice UIDs from the series UID.
+
+Every object is written for a head-first-supine patient (PatientPosition
+HFS) on an axis-aligned grid, as the readers require.
 """
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
-from typing import Sequence
+from datetime import datetime
+from typing import Iterable, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.valuerep import DSfloat
 
+import orthanc_rt
 from orthanc_rt.dicom import sop
+from orthanc_rt.dicom.contours import slice_polygons
+from orthanc_rt.dicom.ct import read_ct_geometry
 from orthanc_rt.dicom.errors import DicomInputError
-from orthanc_rt.dicom.models import CtVolume, DoseGrid, IonBeam, PatientStudy
-from orthanc_rt.uids import derive_uid
+from orthanc_rt.dicom.ion_plan import MAX_BEAMS, MAX_ENERGY_MEV, MODULATED_SCAN_MODES
+from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, PatientStudy, RangeShifter
+from orthanc_rt.uids import derive_uid, is_valid_uid
 
 MANUFACTURER = "Orthanc-RT"
-_UINT32_MAX = 2**32 - 1
+PATIENT_POSITION = "HFS"
+_IMPLEMENTATION_CLASS_UID = derive_uid("orthanc-rt", "implementation-class")
+_IMPLEMENTATION_VERSION = f"ORTHANC_RT_{orthanc_rt.__version__}"[:16]
+_IDENTITY_ORIENTATION = [1, 0, 0, 0, 1, 0]
+
+# CT pixels: HU + 1024 stored as signed 16 bit, the usual CT convention (air -1000 HU is stored as 24).
+CT_RESCALE_INTERCEPT = -1024
+_CT_HU_RANGE = (-32768 + CT_RESCALE_INTERCEPT, 32767 + CT_RESCALE_INTERCEPT)  # HU = stored + intercept
+
+# RTDOSE pixels: unsigned 32 bit, DoseGridScaling = max dose / 4e9. Using 4e9 of the 4.29e9 available
+# levels leaves room for DoseGridScaling's decimal-string rounding (16 characters) without overflow;
+# the quantization error is at most max dose / 8e9 (1.25e-10 of the maximum).
+_DOSE_LEVELS = 4.0e9
+
+ROI_TYPES = ("EXTERNAL", "PTV", "CTV", "GTV", "ORGAN", "AVOIDANCE", "TREATED_VOLUME", "IRRADIATED_VOLUME",
+             "BOLUS", "CAVITY", "SUPPORT", "FIXATION", "CONTROL", "DOSE_REGION", "MARKER", "ISOCENTER")
+_ROI_COLOURS = ((255, 0, 0), (0, 200, 0), (0, 0, 255), (255, 200, 0), (255, 0, 255), (0, 200, 200))
+_DOSE_TYPES = ("PHYSICAL", "EFFECTIVE", "ERROR")
+_SUMMATION_TYPES = ("PLAN", "MULTI_PLAN", "PLAN_OVERVIEW", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION",
+                    "BEAM_SESSION", "BRACHY_SESSION", "CONTROL_POINT", "RECORD")
+# Our beams carry no source distance (the beam model has it); this is the usual order of magnitude.
+_VIRTUAL_SOURCE_AXIS_DISTANCES_MM = (2000.0, 2000.0)
+_DEFAULT_TUNE_ID = "NOMINAL"  # ScanSpotTuneID is Type 1: written when a layer has none
 
 
-@dataclass
+@dataclass(frozen=True)
 class RoiSpec:
-    """A region of interest given as a mask on the CT grid ([z, y, x] booleans)."""
+    """One ROI to write into an RTSTRUCT: a mask on the CT grid."""
 
     name: str
-    mask: np.ndarray
-    type: str = "ORGAN"  # RTROIInterpretedType: PTV, CTV, GTV, ORGAN, EXTERNAL...
-    color: tuple[int, int, int] = (255, 0, 0)
+    mask: np.ndarray  # [z, y, x] bool, the CT's shape
+    type: str = "ORGAN"  # RTROIInterpretedType: PTV, CTV, ORGAN, EXTERNAL, ...
+    color: tuple[int, int, int] | None = None  # RGB 0-255; None picks one
 
 
 def build_ct_series(volume: CtVolume, study: PatientStudy, *, series_instance_uid: str,
-                    series_description: str = "CT", series_number: int = 1) -> list[Dataset]:
-    """One CT Image per z slice; SOPInstanceUIDs derived from the series UID."""
-    if volume.hu.ndim != 3 or min(volume.hu.shape) < 1:
-        raise DicomInputError(f"build_ct_series: volume.hu must be a non-empty 3-D array, got shape {volume.hu.shape}")
-    _check_spacing("build_ct_series", volume.spacing_mm)
-    if volume.frame_of_reference_uid != study.frame_of_reference_uid:
-        raise DicomInputError("build_ct_series: volume and study have different FrameOfReferenceUIDs")
-    stored = np.clip(np.rint(volume.hu), -32768, 32767).astype(np.int16)
-    sx, sy, sz = volume.spacing_mm
-    ox, oy, oz = volume.origin_mm
+                    series_description: str = "CT (Orthanc-RT)", series_number: int = 1,
+                    created: datetime | None = None) -> list[Dataset]:
+    """One CT Image Storage dataset per z slice of `volume`, in z order.
+
+    SOPInstanceUIDs are derived from the series UID and the slice index.
+    HU are rounded to integers (stored + RescaleIntercept -1024).
+    """
+    _check_study(study)
+    _check_uid(series_instance_uid, "series_instance_uid")
+    _check_text(series_description, "series_description", 64)
+    hu = np.asarray(volume.hu)
+    _check_grid(hu, volume.origin_mm, volume.spacing_mm, volume.frame_of_reference_uid, study, "CT volume")
+    low, high = float(hu.min()), float(hu.max())
+    if low < _CT_HU_RANGE[0] or high > _CT_HU_RANGE[1]:
+        raise DicomInputError(f"CT volume: HU range {low:g}..{high:g} does not fit 16-bit pixels "
+                              f"({_CT_HU_RANGE[0]}..{_CT_HU_RANGE[1]})")
+    stored = (np.rint(hu) - CT_RESCALE_INTERCEPT).astype("<i2")
+    when = created or datetime.now()
+    (ox, oy, oz), (sx, sy, sz) = volume.origin_mm, volume.spacing_mm
     slices = []
-    for k in range(stored.shape[0]):
-        ds = _base(sop.CT_IMAGE, derive_uid(series_instance_uid, "ct-slice", str(k)), study,
-                   series_instance_uid=series_instance_uid, modality="CT", series_number=series_number,
-                   series_description=series_description)
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [ox, oy, oz + k * sz]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.SliceLocation = oz + k * sz
-        ds.SliceThickness = sz
-        ds.PixelSpacing = [sy, sx]  # row spacing, column spacing
-        ds.PatientPosition = "HFS"
-        ds.KVP = 120
-        ds.RescaleIntercept = 0
+    for z in range(hu.shape[0]):
+        ds = _new_dataset(sop.CT_IMAGE, derive_uid(series_instance_uid, "ct-slice", str(z)), "CT", study,
+                          series_instance_uid=series_instance_uid, series_number=series_number,
+                          series_description=series_description, created=when)
+        ds.PatientPosition = PATIENT_POSITION
+        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+        ds.InstanceNumber = z + 1
+        ds.AcquisitionNumber = None
+        ds.KVP = None
+        ds.PatientOrientation = None
+        ds.ContentDate, ds.ContentTime = _date(when), _time(when)
+        ds.ImageOrientationPatient = _IDENTITY_ORIENTATION
+        ds.ImagePositionPatient = _ds_values((ox, oy, oz + z * sz))
+        ds.SliceLocation = _ds_value(oz + z * sz)
+        ds.SliceThickness = _ds_value(sz)
+        ds.PixelSpacing = _ds_values((sy, sx))
+        _set_monochrome_pixels(ds, stored[z], bits=16, signed=True)
+        ds.RescaleIntercept = CT_RESCALE_INTERCEPT
         ds.RescaleSlope = 1
         ds.RescaleType = "HU"
-        _pixels(ds, stored[k], bits=16, signed=True)
-        ds.WindowCenter = 40
-        ds.WindowWidth = 400
+        ds.WindowCenter, ds.WindowWidth = 40, 400
         slices.append(ds)
     return slices
 
 
-def build_rtstruct(ct: Sequence[Dataset], study: PatientStudy, rois: Sequence[RoiSpec], *,
-                   series_instance_uid: str, sop_instance_uid: str, label: str = "RTSTRUCT") -> Dataset:
-    """A structure set whose contours trace each ROI mask slice by slice (CLOSED_PLANAR)."""
-    from skimage import measure
+def build_rtstruct(ct_datasets: Sequence[Dataset], study: PatientStudy, rois: Sequence[RoiSpec], *,
+                   series_instance_uid: str, sop_instance_uid: str, label: str,
+                   series_description: str = "Structures (Orthanc-RT)", series_number: int = 2,
+                   created: datetime | None = None) -> Dataset:
+    """An RT Structure Set of `rois` (masks on the grid of `ct_datasets`), one polygon per outline per slice.
 
-    if not ct:
-        raise DicomInputError("build_rtstruct: no CT slices to reference")
-    if not rois:
-        raise DicomInputError("build_rtstruct: no ROI given")
-    ordered = sorted(ct, key=lambda d: float(d.ImagePositionPatient[2]))
-    shape = (len(ordered), int(ordered[0].Rows), int(ordered[0].Columns))
-    names = [r.name for r in rois]
-    if len(set(names)) != len(names):
-        raise DicomInputError(f"build_rtstruct: ROI names must be unique, got {names}")
-    for roi in rois:
-        if roi.mask.shape != shape:
-            raise DicomInputError(f"build_rtstruct: ROI {roi.name!r} mask has shape {roi.mask.shape}, CT is {shape}")
-        if not roi.mask.any():
-            raise DicomInputError(f"build_rtstruct: ROI {roi.name!r} mask is empty")
-    ds = _base(sop.RT_STRUCTURE_SET, sop_instance_uid, study, series_instance_uid=series_instance_uid,
-               modality="RTSTRUCT", series_number=2, series_description=label)
-    ds.StructureSetLabel = label[:16]
-    ds.StructureSetDate, ds.StructureSetTime = _now()
-    ct_series = DicomSequence([_item(SeriesInstanceUID=ordered[0].SeriesInstanceUID, ContourImageSequence=DicomSequence(
-        [_item(ReferencedSOPClassUID=d.SOPClassUID, ReferencedSOPInstanceUID=d.SOPInstanceUID) for d in ordered]))])
-    ds.ReferencedFrameOfReferenceSequence = DicomSequence([_item(
+    Contours run along voxel edges (see `contours`), are CLOSED_PLANAR and
+    reference the CT slice they lie on; ReferencedFrameOfReferenceSequence
+    names the CT series.
+    """
+    _check_study(study)
+    _check_uid(series_instance_uid, "series_instance_uid")
+    _check_uid(sop_instance_uid, "sop_instance_uid")
+    _check_text(label, "label", 16)
+    _check_text(series_description, "series_description", 64)
+    geometry = read_ct_geometry(ct_datasets)
+    _check_same_frame(geometry.frame_of_reference_uid, study, f"CT series {geometry.series_instance_uid}")
+    if geometry.study_instance_uid and geometry.study_instance_uid != study.study_instance_uid:
+        raise DicomInputError(f"CT series {geometry.series_instance_uid} belongs to study "
+                              f"{geometry.study_instance_uid}, not {study.study_instance_uid}")
+    _check_rois(rois, geometry.shape_zyx)
+    when = created or datetime.now()
+    ds = _new_dataset(sop.RT_STRUCTURE_SET, sop_instance_uid, "RTSTRUCT", study,
+                      series_instance_uid=series_instance_uid, series_number=series_number,
+                      series_description=series_description, created=when, frame_of_reference=False)
+    ds.StructureSetLabel = label
+    ds.StructureSetName = label
+    ds.StructureSetDate, ds.StructureSetTime = _date(when), _time(when)
+    ds.InstanceNumber = 1
+    images = [_reference(sop.CT_IMAGE, uid) for uid in geometry.sop_instance_uids]
+    ds.ReferencedFrameOfReferenceSequence = [_item(
         FrameOfReferenceUID=study.frame_of_reference_uid,
-        RTReferencedStudySequence=DicomSequence([_item(
-            ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1",  # Detached Study Management (as TPSs write it)
+        RTReferencedStudySequence=[_item(
+            ReferencedSOPClassUID=sop.DETACHED_STUDY_MANAGEMENT,
             ReferencedSOPInstanceUID=study.study_instance_uid,
-            RTReferencedSeriesSequence=ct_series)]))])
-    ds.StructureSetROISequence = DicomSequence()
-    ds.ROIContourSequence = DicomSequence()
-    ds.RTROIObservationsSequence = DicomSequence()
-    row_spacing, col_spacing = (float(v) for v in ordered[0].PixelSpacing)
-    x0, y0 = float(ordered[0].ImagePositionPatient[0]), float(ordered[0].ImagePositionPatient[1])
-    for number, roi in enumerate(rois, start=1):
-        ds.StructureSetROISequence.append(_item(
-            ROINumber=number, ReferencedFrameOfReferenceUID=study.frame_of_reference_uid, ROIName=roi.name,
-            ROIGenerationAlgorithm="MANUAL"))
-        contours = DicomSequence()
-        for k, image in enumerate(ordered):
-            plane = roi.mask[k]
-            if not plane.any():
-                continue
-            z = float(image.ImagePositionPatient[2])
-            # Pad so contours close around masks touching the border; level 0.5 traces voxel centres' boundary.
-            for path in measure.find_contours(np.pad(plane.astype(float), 1), 0.5):
-                rows, cols = path[:-1, 0] - 1, path[:-1, 1] - 1  # last point repeats the first
-                if len(rows) < 3:
-                    continue
-                points = np.column_stack([x0 + cols * col_spacing, y0 + rows * row_spacing, np.full(len(rows), z)])
-                contours.append(_item(
-                    ContourImageSequence=DicomSequence([_item(ReferencedSOPClassUID=image.SOPClassUID,
-                                                              ReferencedSOPInstanceUID=image.SOPInstanceUID)]),
-                    ContourGeometricType="CLOSED_PLANAR", NumberOfContourPoints=len(points),
-                    ContourData=[round(float(v), 3) for v in points.ravel()]))
-        ds.ROIContourSequence.append(_item(ReferencedROINumber=number, ROIDisplayColor=list(roi.color),
-                                           ContourSequence=contours))
-        ds.RTROIObservationsSequence.append(_item(ObservationNumber=number, ReferencedROINumber=number,
-                                                  RTROIInterpretedType=roi.type, ROIInterpreter=""))
+            RTReferencedSeriesSequence=[_item(SeriesInstanceUID=geometry.series_instance_uid,
+                                              ContourImageSequence=images)],
+        )],
+    )]
+    ds.StructureSetROISequence = [
+        _item(ROINumber=number, ReferencedFrameOfReferenceUID=study.frame_of_reference_uid, ROIName=roi.name,
+              ROIGenerationAlgorithm="AUTOMATIC")
+        for number, roi in enumerate(rois, start=1)]
+    ds.ROIContourSequence = [
+        _item(ReferencedROINumber=number, ROIDisplayColor=list(_colour(roi, number)),
+              ContourSequence=_contours(roi.mask, geometry.origin_mm, geometry.spacing_mm, geometry.sop_instance_uids))
+        for number, roi in enumerate(rois, start=1)]
+    ds.RTROIObservationsSequence = [
+        _item(ObservationNumber=number, ReferencedROINumber=number, ROIObservationLabel=roi.name[:16],
+              RTROIInterpretedType=roi.type, ROIInterpreter=None)
+        for number, roi in enumerate(rois, start=1)]
+    ds.ApprovalStatus = "UNAPPROVED"
     return ds
 
 
 def build_ion_plan(study: PatientStudy, beams: Sequence[IonBeam], *, sop_instance_uid: str,
                    series_instance_uid: str, label: str, fractions_planned: int,
-                   referenced_structure_set_uid: str | None = None, patient_position: str = "HFS") -> Dataset:
-    """An RT Ion Plan written as commercial systems write it: a pair of control points per layer."""
-    if not beams:
-        raise DicomInputError("build_ion_plan: no beam given")
-    if fractions_planned < 1:
-        raise DicomInputError(f"build_ion_plan: fractions_planned must be ≥ 1, got {fractions_planned}")
-    for beam in beams:
-        total = sum(layer.mu for layer in beam.layers)
-        if not beam.layers or total <= 0:
-            raise DicomInputError(f"build_ion_plan: beam {beam.number} has no spot with MU > 0")
-        if abs(total - beam.meterset_mu) > 1e-6 * max(1.0, total):
-            raise DicomInputError(f"build_ion_plan: beam {beam.number} meterset_mu {beam.meterset_mu} differs from "
-                                  f"the sum of its spot MU {total}")
-        for layer in beam.layers:
-            if np.any(layer.spot_mu < 0):
-                raise DicomInputError(f"build_ion_plan: beam {beam.number}, {layer.nominal_energy_mev} MeV: negative MU")
-    ds = _base(sop.RT_ION_PLAN, sop_instance_uid, study, series_instance_uid=series_instance_uid, modality="RTPLAN",
-               series_number=3, series_description=label)
-    ds.RTPlanLabel = label[:16]
-    ds.RTPlanName = label[:64]
-    ds.RTPlanDate, ds.RTPlanTime = _now()
-    ds.RTPlanGeometry = "PATIENT"
-    ds.ApprovalStatus = "UNAPPROVED"
-    ds.PatientSetupSequence = DicomSequence([_item(PatientSetupNumber=1, PatientPosition=patient_position)])
+                   referenced_structure_set_uid: str | None = None, plan_name: str = "",
+                   series_description: str = "Proton plan (Orthanc-RT)", series_number: int = 3,
+                   treatment_machine: str = "", created: datetime | None = None) -> Dataset:
+    """An RT Ion Plan (proton PBS) written as commercial planning systems write one.
+
+    Each layer is a pair of control points: the first carries the spots and
+    their weights, the second repeats the spot map with zero weights; a
+    one-spot layer's weight is a number, not a list. Spot weights are the
+    spots' MU (float32, as ScanSpotMetersetWeights is FL), so
+    FinalCumulativeMetersetWeight is the beam's MU and BeamMeterset is
+    `beam.meterset_mu`. RTPlanGeometry is PATIENT when a structure set is
+    referenced, TREATMENT_DEVICE otherwise (the standard ties the two).
+    `treatment_machine` is used for beams that name none.
+    """
+    _check_study(study)
+    _check_uid(sop_instance_uid, "sop_instance_uid")
+    _check_uid(series_instance_uid, "series_instance_uid")
+    if referenced_structure_set_uid is not None:
+        _check_uid(referenced_structure_set_uid, "referenced_structure_set_uid")
+    _check_text(label, "label", 16)
+    _check_text(plan_name, "plan_name", 64)
+    _check_text(series_description, "series_description", 64)
+    if isinstance(fractions_planned, bool) or not isinstance(fractions_planned, (int, np.integer)) \
+            or fractions_planned < 1:
+        raise DicomInputError(f"fractions_planned must be a whole number of at least 1, not {fractions_planned!r}")
+    _check_beams(beams)
+    when = created or datetime.now()
+    ds = _new_dataset(sop.RT_ION_PLAN, sop_instance_uid, "RTPLAN", study, series_instance_uid=series_instance_uid,
+                      series_number=series_number, series_description=series_description, created=when)
+    ds.InstanceNumber = 1
+    ds.RTPlanLabel = label
+    ds.RTPlanName = plan_name or label
+    ds.RTPlanDate, ds.RTPlanTime = _date(when), _time(when)
     if referenced_structure_set_uid:
-        ds.ReferencedStructureSetSequence = DicomSequence([_item(
-            ReferencedSOPClassUID=sop.RT_STRUCTURE_SET, ReferencedSOPInstanceUID=referenced_structure_set_uid)])
-    ds.FractionGroupSequence = DicomSequence([_item(
-        FractionGroupNumber=1, NumberOfFractionsPlanned=fractions_planned, NumberOfBeams=len(beams),
+        ds.RTPlanGeometry = "PATIENT"
+        ds.ReferencedStructureSetSequence = [_reference(sop.RT_STRUCTURE_SET, referenced_structure_set_uid)]
+    else:
+        ds.RTPlanGeometry = "TREATMENT_DEVICE"
+    ds.PatientSetupSequence = [_item(PatientSetupNumber=1, PatientPosition=PATIENT_POSITION,
+                                     SetupTechnique="ISOCENTRIC")]
+    ds.FractionGroupSequence = [_item(
+        FractionGroupNumber=1, NumberOfFractionsPlanned=int(fractions_planned), NumberOfBeams=len(beams),
         NumberOfBrachyApplicationSetups=0,
-        ReferencedBeamSequence=DicomSequence([_item(ReferencedBeamNumber=b.number, BeamMeterset=b.meterset_mu)
-                                              for b in beams]))])
-    ds.IonBeamSequence = DicomSequence([_ion_beam(b) for b in beams])
+        ReferencedBeamSequence=[_item(ReferencedBeamNumber=beam.number, BeamMeterset=_ds_value(beam.meterset_mu))
+                                for beam in beams],
+    )]
+    ds.IonBeamSequence = [_ion_beam(beam, beam.treatment_machine or treatment_machine) for beam in beams]
+    ds.ApprovalStatus = "UNAPPROVED"
     return ds
 
 
 def build_rtdose(grid: DoseGrid, study: PatientStudy, *, sop_instance_uid: str, series_instance_uid: str,
                  referenced_plan_uid: str, series_description: str,
-                 referenced_plan_sop_class: str = sop.RT_ION_PLAN) -> Dataset:
-    """A whole-plan physical dose (DoseSummationType PLAN, Gy).
+                 referenced_plan_sop_class: str = sop.RT_ION_PLAN, content_description: str = "",
+                 series_number: int = 4, created: datetime | None = None) -> Dataset:
+    """An RT Dose of `grid` (Gy), referencing the plan it is the dose of.
 
-    Pixels are 32-bit unsigned with DoseGridScaling = max dose / (2^32 − 1):
-    a relative resolution of 2e-10, far below Monte Carlo noise.
+    DoseType and DoseSummationType come from the grid (PHYSICAL and PLAN by
+    default: the dose of all fractions). Pixels are unsigned 32 bit with
+    DoseGridScaling = max / 4e9 (see _DOSE_LEVELS). GridFrameOffsetVector is
+    relative (starts at 0). `content_description` goes to DoseComment.
     """
-    dose = np.asarray(grid.dose_gy, dtype=np.float64)
-    if dose.ndim != 3 or dose.size == 0:
-        raise DicomInputError(f"build_rtdose: dose must be a non-empty 3-D array, got shape {dose.shape}")
-    if not np.all(np.isfinite(dose)):
-        raise DicomInputError("build_rtdose: dose holds NaN or infinite values")
+    _check_study(study)
+    for value, what in ((sop_instance_uid, "sop_instance_uid"), (series_instance_uid, "series_instance_uid"),
+                        (referenced_plan_uid, "referenced_plan_uid"),
+                        (referenced_plan_sop_class, "referenced_plan_sop_class")):
+        _check_uid(value, what)
+    _check_text(series_description, "series_description", 64)
+    _check_text(content_description, "content_description", 64)
+    dose = np.asarray(grid.dose_gy)
+    _check_grid(dose, grid.origin_mm, grid.spacing_mm, grid.frame_of_reference_uid, study, "dose grid")
     if dose.min() < 0:
-        raise DicomInputError(f"build_rtdose: dose holds negative values (min {dose.min():.3g} Gy)")
-    _check_spacing("build_rtdose", grid.spacing_mm)
-    if grid.frame_of_reference_uid != study.frame_of_reference_uid:
-        raise DicomInputError("build_rtdose: dose grid and study have different FrameOfReferenceUIDs")
-    ds = _base(sop.RT_DOSE, sop_instance_uid, study, series_instance_uid=series_instance_uid, modality="RTDOSE",
-               series_number=4, series_description=series_description)
-    peak = float(dose.max())
-    scaling = peak / _UINT32_MAX if peak > 0 else 1.0
-    sx, sy, sz = grid.spacing_mm
+        raise DicomInputError(f"dose grid: negative dose ({float(dose.min()):g} Gy)")
+    if grid.dose_type not in _DOSE_TYPES:
+        raise DicomInputError(f"dose grid: dose_type {grid.dose_type!r} is not one of {', '.join(_DOSE_TYPES)}")
+    if grid.summation_type not in _SUMMATION_TYPES:
+        raise DicomInputError(f"dose grid: summation_type {grid.summation_type!r} is not a DoseSummationType")
+    when = created or datetime.now()
+    ds = _new_dataset(sop.RT_DOSE, sop_instance_uid, "RTDOSE", study, series_instance_uid=series_instance_uid,
+                      series_number=series_number, series_description=series_description, created=when)
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = _date(when), _time(when)
+    (ox, oy, oz), (sx, sy, sz) = grid.origin_mm, grid.spacing_mm
     frames = dose.shape[0]
-    ds.ImagePositionPatient = list(grid.origin_mm)
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [sy, sx]
-    ds.SliceThickness = sz
+    ds.ImageOrientationPatient = _IDENTITY_ORIENTATION
+    ds.ImagePositionPatient = _ds_values((ox, oy, oz))
+    ds.PixelSpacing = _ds_values((sy, sx))
+    ds.SliceThickness = _ds_value(sz)
     ds.NumberOfFrames = frames
-    ds.FrameIncrementPointer = (0x3004, 0x000C)  # GridFrameOffsetVector
-    ds.GridFrameOffsetVector = [round(k * sz, 6) for k in range(frames)]
+    ds.FrameIncrementPointer = 0x3004000C  # GridFrameOffsetVector
+    ds.GridFrameOffsetVector = _ds_values(k * sz for k in range(frames))
+    peak = float(dose.max())
+    scaling = float(DSfloat(peak / _DOSE_LEVELS, auto_format=True)) if peak > 0 else 1.0
+    pixels = np.clip(np.rint(dose.astype(np.float64) / scaling), 0, 2**32 - 1).astype("<u4")
+    _set_monochrome_pixels(ds, pixels, bits=32, signed=False)
     ds.DoseUnits = "GY"
-    ds.DoseType = "PHYSICAL"
-    ds.DoseSummationType = "PLAN"
-    ds.DoseGridScaling = f"{scaling:.9e}"  # a DS holds 16 characters; pixels use the value as written
-    stored = np.rint(dose / float(ds.DoseGridScaling)).clip(0, _UINT32_MAX).astype(np.uint32)
-    ds.ReferencedRTPlanSequence = DicomSequence([_item(ReferencedSOPClassUID=referenced_plan_sop_class,
-                                                       ReferencedSOPInstanceUID=referenced_plan_uid)])
-    _pixels(ds, stored, bits=32, signed=False)
+    ds.DoseType = grid.dose_type
+    ds.DoseSummationType = grid.summation_type
+    ds.DoseGridScaling = _ds_value(scaling)
+    if content_description:
+        ds.DoseComment = content_description
+    ds.ReferencedRTPlanSequence = [_reference(referenced_plan_sop_class, referenced_plan_uid)]
     return ds
 
 
-# -- helpers ---------------------------------------------------------------
-def _ion_beam(beam: IonBeam) -> Dataset:
-    total = sum(layer.mu for layer in beam.layers)
-    item = _item(
-        BeamNumber=beam.number, BeamName=beam.name or f"Beam {beam.number}", BeamType=beam.beam_type,
-        RadiationType=beam.radiation_type, ScanMode=beam.scan_mode, TreatmentDeliveryType="TREATMENT",
-        TreatmentMachineName=beam.treatment_machine or "Generic", PrimaryDosimeterUnit="MU",
-        NumberOfWedges=0, NumberOfCompensators=0, NumberOfBoli=0, NumberOfBlocks=0,
-        NumberOfRangeShifters=len(beam.range_shifters), NumberOfLateralSpreadingDevices=0,
-        NumberOfRangeModulators=0, FinalCumulativeMetersetWeight=total,
-        NumberOfControlPoints=2 * len(beam.layers),
-    )
-    if beam.range_shifters:
-        item.RangeShifterSequence = DicomSequence([_item(RangeShifterNumber=r.number, RangeShifterID=r.identifier,
-                                                         RangeShifterType=r.type) for r in beam.range_shifters])
-    cps = DicomSequence()
-    cumulative = 0.0
-    for i, layer in enumerate(beam.layers):
-        first = _item(ControlPointIndex=2 * i, NominalBeamEnergy=layer.nominal_energy_mev,
-                      CumulativeMetersetWeight=cumulative, ScanSpotTuneID=layer.spot_tune_id or "1.0",
-                      NumberOfScanSpotPositions=len(layer.spot_mu), NumberOfPaintings=layer.number_of_paintings)
-        positions = np.column_stack([layer.spot_x_mm, layer.spot_y_mm]).ravel()
-        _spots(first, positions, layer.spot_mu)
-        if i == 0:
-            first.GantryAngle = beam.gantry_angle_deg
-            first.GantryRotationDirection = "NONE"
-            first.PatientSupportAngle = beam.couch_angle_deg
-            first.PatientSupportRotationDirection = "NONE"
-            first.IsocenterPosition = list(beam.isocenter_mm)
-            if beam.snout_position_mm is not None:
-                first.SnoutPosition = beam.snout_position_mm
-        if beam.range_shifters:
-            first.RangeShifterSettingsSequence = DicomSequence([_range_shifter_setting(r, layer.range_shifter_in)
-                                                                for r in beam.range_shifters])
-        cumulative += layer.mu
-        second = _item(ControlPointIndex=2 * i + 1, NominalBeamEnergy=layer.nominal_energy_mev,
-                       CumulativeMetersetWeight=cumulative, ScanSpotTuneID=layer.spot_tune_id or "1.0",
-                       NumberOfScanSpotPositions=len(layer.spot_mu), NumberOfPaintings=layer.number_of_paintings)
-        _spots(second, positions, np.zeros_like(layer.spot_mu))
-        cps.extend([first, second])
-    item.IonControlPointSequence = cps
-    return item
+# --- shared modules ---------------------------------------------------------------------------------------
 
-
-def _range_shifter_setting(shifter, inserted: bool) -> Dataset:
-    setting = _item(ReferencedRangeShifterNumber=shifter.number, RangeShifterSetting="IN" if inserted else "OUT")
-    if shifter.water_equivalent_thickness_mm is not None:
-        setting.RangeShifterWaterEquivalentThickness = shifter.water_equivalent_thickness_mm
-    if shifter.isocenter_to_range_shifter_distance_mm is not None:
-        setting.IsocenterToRangeShifterDistance = shifter.isocenter_to_range_shifter_distance_mm
-    return setting
-
-
-def _spots(cp: Dataset, positions: np.ndarray, weights: np.ndarray) -> None:
-    # One spot: a number and a pair, as planning systems write it.
-    cp.ScanSpotPositionMap = [float(v) for v in positions]
-    cp.ScanSpotMetersetWeights = float(weights[0]) if len(weights) == 1 else [float(v) for v in weights]
-
-
-def _base(sop_class: str, sop_uid: str, study: PatientStudy, *, series_instance_uid: str, modality: str,
-          series_number: int, series_description: str) -> Dataset:
+def _new_dataset(sop_class: str, sop_instance_uid: str, modality: str, study: PatientStudy, *,
+                 series_instance_uid: str, series_number: int, series_description: str, created: datetime,
+                 frame_of_reference: bool = True) -> Dataset:
+    """File meta, SOP Common, Patient, General Study, series, equipment and (optionally) Frame of Reference."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationClassUID = _IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = _IMPLEMENTATION_VERSION
     ds = Dataset()
     ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: patient names need not be ASCII
     ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_uid
-    date, time = _now()
-    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-    ds.StudyDate, ds.StudyTime = date, time
-    ds.SeriesDate, ds.SeriesTime = date, time
-    ds.ContentDate, ds.ContentTime = date, time
-    ds.AccessionNumber = ""
-    ds.Modality = modality
-    ds.Manufacturer = MANUFACTURER
-    ds.ReferringPhysicianName = ""
-    ds.StationName = "orthanc-rt"
-    ds.StudyDescription = study.study_description
-    ds.SeriesDescription = series_description[:64]
-    ds.OperatorsName = ""
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.InstanceCreationDate, ds.InstanceCreationTime = _date(created), _time(created)
     ds.PatientName = study.patient_name
     ds.PatientID = study.patient_id
     ds.PatientBirthDate = study.patient_birth_date
     ds.PatientSex = study.patient_sex
     ds.StudyInstanceUID = study.study_instance_uid
-    ds.SeriesInstanceUID = series_instance_uid
     ds.StudyID = study.study_id
+    ds.StudyDate = study.study_date
+    ds.StudyTime = study.study_time
+    ds.StudyDescription = study.study_description
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
+    ds.Modality = modality
+    ds.SeriesInstanceUID = series_instance_uid
     ds.SeriesNumber = series_number
-    ds.InstanceNumber = 1
-    ds.FrameOfReferenceUID = study.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
+    ds.SeriesDescription = series_description
+    ds.SeriesDate, ds.SeriesTime = _date(created), _time(created)
+    ds.OperatorsName = ""
+    ds.Manufacturer = MANUFACTURER
+    ds.ManufacturerModelName = MANUFACTURER
+    ds.SoftwareVersions = orthanc_rt.__version__
+    if frame_of_reference:
+        ds.FrameOfReferenceUID = study.frame_of_reference_uid
+        ds.PositionReferenceIndicator = ""
     return ds
 
 
-def _pixels(ds: Dataset, array: np.ndarray, *, bits: int, signed: bool) -> None:
+def _set_monochrome_pixels(ds: Dataset, pixels: np.ndarray, *, bits: int, signed: bool) -> None:
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = int(array.shape[-2]), int(array.shape[-1])
+    ds.Rows, ds.Columns = int(pixels.shape[-2]), int(pixels.shape[-1])
     ds.BitsAllocated = bits
     ds.BitsStored = bits
     ds.HighBit = bits - 1
     ds.PixelRepresentation = 1 if signed else 0
-    ds.PixelData = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
 
 
-def _item(**attributes) -> Dataset:
+def _item(**attributes: object) -> Dataset:
     item = Dataset()
     for keyword, value in attributes.items():
         setattr(item, keyword, value)
     return item
 
 
-def _check_spacing(where: str, spacing: Sequence[float]) -> None:
-    if len(spacing) != 3 or any(not np.isfinite(s) or s <= 0 for s in spacing):
-        raise DicomInputError(f"{where}: spacing_mm must be three positive numbers, got {tuple(spacing)}")
+def _reference(sop_class: str, sop_instance: str) -> Dataset:
+    return _item(ReferencedSOPClassUID=sop_class, ReferencedSOPInstanceUID=sop_instance)
 
 
-def _now() -> tuple[str, str]:
-    now = _dt.datetime.now()
-    return now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+def _ds_value(value: float) -> DSfloat:
+    # DS holds at most 16 characters; auto_format keeps as many digits as fit.
+    return DSfloat(float(value), auto_format=True)
+
+
+def _ds_values(values: Iterable[float]) -> list[DSfloat]:
+    return [_ds_value(v) for v in values]
+
+
+def _date(when: datetime) -> str:
+    return when.strftime("%Y%m%d")
+
+
+def _time(when: datetime) -> str:
+    return when.strftime("%H%M%S")
+
+
+# --- checks -----------------------------------------------------------------------------------------------
+
+def _check_uid(value: str, what: str) -> None:
+    if not is_valid_uid(value):
+        raise DicomInputError(f"{what} {value!r} is not a valid DICOM UID (digits and dots, at most 64 characters)")
+
+
+def _check_text(value: str, what: str, limit: int) -> None:
+    if not isinstance(value, str) or len(value) > limit or "\\" in value:
+        raise DicomInputError(f"{what} must be text of at most {limit} characters without backslashes, "
+                              f"not {value!r}")
+
+
+def _check_study(study: PatientStudy) -> None:
+    _check_uid(study.study_instance_uid, "study_instance_uid")
+    _check_uid(study.frame_of_reference_uid, "frame_of_reference_uid")
+    _check_text(study.patient_id, "patient_id", 64)
+    _check_text(study.study_id, "study_id", 16)
+    _check_text(study.study_description, "study_description", 64)
+
+
+def _check_same_frame(frame_of_reference_uid: str, study: PatientStudy, what: str) -> None:
+    if frame_of_reference_uid and frame_of_reference_uid != study.frame_of_reference_uid:
+        raise DicomInputError(f"{what} is in FrameOfReferenceUID {frame_of_reference_uid}, the study "
+                              f"{study.frame_of_reference_uid}")
+
+
+def _check_grid(values: np.ndarray, origin_mm: Sequence[float], spacing_mm: Sequence[float],
+                frame_of_reference_uid: str, study: PatientStudy, what: str) -> None:
+    """A volume the image-like builders can write: 3-D, finite, on a valid grid in the study's frame."""
+    if values.ndim != 3 or values.size == 0:
+        raise DicomInputError(f"{what}: expected a non-empty [z, y, x] volume, got shape {values.shape}")
+    if len(origin_mm) != 3 or not np.all(np.isfinite(origin_mm)):
+        raise DicomInputError(f"{what}: origin {tuple(origin_mm)} must be three finite numbers (mm)")
+    if len(spacing_mm) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing_mm):
+        raise DicomInputError(f"{what}: spacing {tuple(spacing_mm)} must be three positive numbers (mm)")
+    _check_same_frame(frame_of_reference_uid, study, what)
+    if not np.all(np.isfinite(values)):
+        raise DicomInputError(f"{what}: values must be finite (NaN or infinity found)")
+
+
+def _check_rois(rois: Sequence[RoiSpec], shape_zyx: tuple[int, int, int]) -> None:
+    if not rois:
+        raise DicomInputError("RTSTRUCT: no ROIs given")
+    names = [roi.name for roi in rois]
+    if len(set(names)) != len(names):
+        raise DicomInputError(f"RTSTRUCT: ROI names repeat: {names}")
+    for roi in rois:
+        _check_text(roi.name, "ROI name", 64)
+        if not roi.name.strip():
+            raise DicomInputError("RTSTRUCT: an ROI has an empty name")
+        if roi.type not in ROI_TYPES:
+            raise DicomInputError(f"ROI {roi.name!r}: type {roi.type!r} is not an RTROIInterpretedType "
+                                  f"({', '.join(ROI_TYPES)})")
+        mask = np.asarray(roi.mask)
+        if mask.shape != tuple(shape_zyx):
+            raise DicomInputError(f"ROI {roi.name!r}: mask shape {mask.shape} is not the CT's {tuple(shape_zyx)}")
+        if mask.dtype != bool:
+            raise DicomInputError(f"ROI {roi.name!r}: mask must be boolean, not {mask.dtype}")
+        if not mask.any():
+            raise DicomInputError(f"ROI {roi.name!r}: mask is empty")
+        if roi.color is not None and (len(roi.color) != 3 or not all(0 <= int(c) <= 255 for c in roi.color)):
+            raise DicomInputError(f"ROI {roi.name!r}: color {roi.color!r} must be three integers 0-255")
+
+
+def _check_beams(beams: Sequence[IonBeam]) -> None:
+    if not beams:
+        raise DicomInputError("ion plan: no beams")
+    if len(beams) > MAX_BEAMS:
+        raise DicomInputError(f"ion plan: {len(beams)} beams; at most {MAX_BEAMS}")
+    numbers = [beam.number for beam in beams]
+    if len(set(numbers)) != len(numbers) or any(n < 1 for n in numbers):
+        raise DicomInputError(f"ion plan: beam numbers must be distinct and positive, not {numbers}")
+    for beam in beams:
+        where = f"beam {beam.number}"
+        if beam.radiation_type != "PROTON":
+            raise DicomInputError(f"{where}: radiation_type {beam.radiation_type!r}; only PROTON is written")
+        if beam.scan_mode not in MODULATED_SCAN_MODES:
+            raise DicomInputError(f"{where}: scan_mode {beam.scan_mode!r}; only pencil-beam scanning "
+                                  f"({', '.join(MODULATED_SCAN_MODES)}) is written")
+        if len(beam.isocenter_mm) != 3 or not np.all(np.isfinite(beam.isocenter_mm)):
+            raise DicomInputError(f"{where}: isocenter_mm {beam.isocenter_mm!r} must be three finite numbers")
+        if not beam.layers:
+            raise DicomInputError(f"{where}: no energy layers")
+        if any(layer.range_shifter_in for layer in beam.layers) and not beam.range_shifters:
+            raise DicomInputError(f"{where}: a layer has its range shifter in but the beam has no range shifter")
+        for index, layer in enumerate(beam.layers, start=1):
+            _check_layer(layer, f"{where} layer {index}")
+        total = sum(layer.mu for layer in beam.layers)
+        if total <= 0:
+            raise DicomInputError(f"{where}: no spot has positive MU")
+        if not np.isclose(beam.meterset_mu, total, rtol=1e-6, atol=0):
+            raise DicomInputError(f"{where}: meterset_mu {beam.meterset_mu:g} is not the sum of its spots' MU "
+                                  f"({total:g})")
+
+
+def _check_layer(layer: EnergyLayer, where: str) -> None:
+    if not 0 < layer.nominal_energy_mev <= MAX_ENERGY_MEV:
+        raise DicomInputError(f"{where}: energy {layer.nominal_energy_mev:g} MeV is outside (0, {MAX_ENERGY_MEV:g}]")
+    x, y, mu = (np.atleast_1d(np.asarray(a, dtype=np.float64)) for a in (layer.spot_x_mm, layer.spot_y_mm,
+                                                                            layer.spot_mu))
+    if not x.size == y.size == mu.size or x.size == 0:
+        raise DicomInputError(f"{where}: {x.size} spot x, {y.size} spot y and {mu.size} MU values "
+                              "(expected as many of each, at least one)")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y)) and np.all(np.isfinite(mu))):
+        raise DicomInputError(f"{where}: spot positions and MU must be finite")
+    if np.any(mu < 0):
+        raise DicomInputError(f"{where}: negative spot MU ({mu.min():g})")
+    if layer.number_of_paintings < 1:
+        raise DicomInputError(f"{where}: number_of_paintings must be at least 1")
+    _check_text(layer.spot_tune_id, f"{where} spot_tune_id", 16)
+
+
+# --- RTSTRUCT pieces --------------------------------------------------------------------------------------
+
+def _colour(roi: RoiSpec, number: int) -> tuple[int, int, int]:
+    if roi.color is not None:
+        return tuple(int(c) for c in roi.color)  # type: ignore[return-value]
+    return _ROI_COLOURS[(number - 1) % len(_ROI_COLOURS)]
+
+
+def _contours(mask: np.ndarray, origin_mm: Sequence[float], spacing_mm: Sequence[float],
+              slice_uids: Sequence[str]) -> list[Dataset]:
+    (ox, oy, oz), (sx, sy, sz) = origin_mm, spacing_mm
+    contours = []
+    for z in np.flatnonzero(mask.any(axis=(1, 2))):
+        for polygon in slice_polygons(mask[z]):
+            rows, columns = polygon[:, 0], polygon[:, 1]
+            points = np.column_stack([ox + columns * sx, oy + rows * sy, np.full(len(polygon), oz + z * sz)])
+            contours.append(_item(
+                ContourImageSequence=[_reference(sop.CT_IMAGE, slice_uids[z])],
+                ContourGeometricType="CLOSED_PLANAR",
+                NumberOfContourPoints=len(polygon),
+                ContourNumber=len(contours) + 1,
+                ContourData=_ds_values(points.ravel()),
+            ))
+    return contours
+
+
+# --- RT Ion Plan pieces -----------------------------------------------------------------------------------
+
+def _ion_beam(beam: IonBeam, machine: str) -> Dataset:
+    item = _item(
+        BeamNumber=beam.number, BeamName=(beam.name or f"B{beam.number}")[:64], BeamType=beam.beam_type,
+        RadiationType="PROTON", TreatmentMachineName=machine, PrimaryDosimeterUnit="MU",
+        TreatmentDeliveryType="TREATMENT", NumberOfWedges=0, NumberOfCompensators=0, NumberOfBoli=0,
+        NumberOfBlocks=0, NumberOfRangeShifters=len(beam.range_shifters), NumberOfLateralSpreadingDevices=0,
+        NumberOfRangeModulators=0, PatientSupportType="TABLE", ScanMode=beam.scan_mode,
+        VirtualSourceAxisDistances=list(_VIRTUAL_SOURCE_AXIS_DISTANCES_MM), ReferencedPatientSetupNumber=1,
+    )
+    if beam.range_shifters:
+        item.RangeShifterSequence = [
+            _item(RangeShifterNumber=shifter.number, RangeShifterID=shifter.identifier,
+                  RangeShifterType=shifter.type)
+            for shifter in beam.range_shifters]
+    control_points = []
+    cumulative = 0.0
+    for layer in beam.layers:
+        weights = np.atleast_1d(np.asarray(layer.spot_mu, dtype=np.float32))
+        delivering = _control_point(beam, layer, len(control_points), cumulative, weights)
+        if beam.range_shifters:  # stated where each layer starts; the closing control point inherits it
+            delivering.RangeShifterSettingsSequence = [_range_shifter_setting(shifter, layer.range_shifter_in)
+                                                       for shifter in beam.range_shifters]
+        cumulative += float(np.sum(weights, dtype=np.float64))
+        closing = _control_point(beam, layer, len(control_points) + 1, cumulative, np.zeros_like(weights))
+        control_points += [delivering, closing]
+    item.FinalCumulativeMetersetWeight = _ds_value(cumulative)
+    item.NumberOfControlPoints = len(control_points)
+    item.IonControlPointSequence = DicomSequence(control_points)
+    return item
+
+
+def _control_point(beam: IonBeam, layer: EnergyLayer, index: int, cumulative: float,
+                   weights: np.ndarray) -> Dataset:
+    cp = _item(ControlPointIndex=index, CumulativeMetersetWeight=_ds_value(cumulative),
+               NominalBeamEnergy=_ds_value(layer.nominal_energy_mev))
+    if index == 0:
+        _set_beam_geometry(cp, beam)
+    cp.ScanSpotTuneID = layer.spot_tune_id or _DEFAULT_TUNE_ID
+    cp.NumberOfScanSpotPositions = int(weights.size)
+    x = np.atleast_1d(np.asarray(layer.spot_x_mm, dtype=np.float32))
+    y = np.atleast_1d(np.asarray(layer.spot_y_mm, dtype=np.float32))
+    cp.ScanSpotPositionMap = [float(v) for v in np.column_stack([x, y]).ravel()]
+    # A single value is written as a number, as planning systems do (VM 1 is not a list in DICOM).
+    cp.ScanSpotMetersetWeights = float(weights[0]) if weights.size == 1 else [float(w) for w in weights]
+    cp.NumberOfPaintings = int(layer.number_of_paintings)
+    return cp
+
+
+def _set_beam_geometry(cp: Dataset, beam: IonBeam) -> None:
+    """What the first control point fixes for the whole (static) beam."""
+    cp.GantryAngle = _ds_value(beam.gantry_angle_deg)
+    cp.GantryRotationDirection = "NONE"
+    cp.BeamLimitingDeviceAngle = 0
+    cp.BeamLimitingDeviceRotationDirection = "NONE"
+    cp.PatientSupportAngle = _ds_value(beam.couch_angle_deg)
+    cp.PatientSupportRotationDirection = "NONE"
+    cp.TableTopVerticalPosition = None
+    cp.TableTopLongitudinalPosition = None
+    cp.TableTopLateralPosition = None
+    cp.TableTopPitchAngle = 0.0
+    cp.TableTopPitchRotationDirection = "NONE"
+    cp.TableTopRollAngle = 0.0
+    cp.TableTopRollRotationDirection = "NONE"
+    cp.IsocenterPosition = _ds_values(beam.isocenter_mm)
+    cp.SnoutPosition = None if beam.snout_position_mm is None else float(beam.snout_position_mm)
+
+
+def _range_shifter_setting(shifter: RangeShifter, inserted: bool) -> Dataset:
+    setting = _item(ReferencedRangeShifterNumber=shifter.number, RangeShifterSetting="IN" if inserted else "OUT")
+    if shifter.isocenter_to_range_shifter_distance_mm is not None:
+        setting.IsocenterToRangeShifterDistance = float(shifter.isocenter_to_range_shifter_distance_mm)
+    if shifter.water_equivalent_thickness_mm is not None:
+        setting.RangeShifterWaterEquivalentThickness = float(shifter.water_equivalent_thickness_mm)
+    return setting

@@ -46,7 +46,7 @@ def uniform_spacing(positions: np.ndarray, where: str, what: str = "slice") -> f
         i = duplicate[0]
         raise DicomInputError(f"{where}: two {what}s at z = {positions[i]:.3f} mm (duplicate or overlapping "
                               f"{what}s; {positions.size} {what}s in all)")
-    spacing = float(gaps.min())
+    spacing = float(np.median(gaps))  # the typical gap: robust to a few irregular ones
     for i, gap in enumerate(gaps):
         if abs(gap - spacing) <= SPACING_TOLERANCE_MM:
             continue
@@ -58,6 +58,6 @@ def uniform_spacing(positions: np.ndarray, where: str, what: str = "slice") -> f
                 f" mm (gap {gap:.3f} mm, spacing {spacing:.3f} mm)")
         raise DicomInputError(
             f"{where}: non-uniform {what} spacing: gap of {gap:.3f} mm between z = {positions[i]:.3f} and "
-            f"z = {positions[i + 1]:.3f} mm where the others are {spacing:.3f} mm (tolerance "
+            f"z = {positions[i + 1]:.3f} mm where the typical gap is {spacing:.3f} mm (tolerance "
             f"{SPACING_TOLERANCE_MM} mm)")
     return float((positions[-1] - positions[0]) / (positions.size - 1))

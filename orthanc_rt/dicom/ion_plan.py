@@ -1,217 +1,349 @@
-"""Reading RT Ion Plans as planning systems (RayStation, Eclipse, OpenTPS...) export them.
+"""RT Ion Plan datasets to `IonPlan`: pencil-beam-scanning proton plans as planning systems export them.
 
-OpenTPS 2.0.0's `readDicomPlan` loses the beams of such plans, so this reader
-is ours. What it relies on (DICOM PS3.3 C.8.8.25, RT Ion Beams):
+Read with pydicom, not OpenTPS' `readDicomPlan` (it loses the beams of ion
+plans, DESIGN.md section 8). What the reader accepts from commercial exports:
 
-- MU of a spot = ScanSpotMetersetWeights[i] × BeamMeterset / FinalCumulativeMetersetWeight,
-  BeamMeterset from FractionGroupSequence > ReferencedBeamSequence (one fraction).
-- An energy layer is usually a pair of control points whose second carries
-  zero weights; some systems put the weights on the second. Consecutive
-  control points of one NominalBeamEnergy form one layer; zero-weight spots
-  are dropped.
-- Type 1C attributes (NominalBeamEnergy, GantryAngle, PatientSupportAngle,
-  IsocenterPosition, SnoutPosition) appear on the first control point and
-  whenever they change: they are carried forward.
-- A single-spot layer stores its weight as a number and its position as two
-  numbers, not lists.
+- A layer written as a pair of control points, the second with zero weights,
+  or with the weights on the second, or one control point per layer:
+  consecutive control points with the same energy (and tune ID, paintings and
+  range shifter settings) are one `EnergyLayer`; zero-weight spots are dropped.
+- A one-spot layer, whose ScanSpotMetersetWeights pydicom gives as a number.
+- Attributes that DICOM carries forward from earlier control points
+  (energy, angles, isocentre, snout, tune ID, paintings, range shifter settings).
+
+MU of a spot (one fraction) = weight x BeamMeterset / FinalCumulativeMetersetWeight,
+BeamMeterset from the first fraction group's ReferencedBeamSequence.
+Beams whose TreatmentDeliveryType is not TREATMENT (setup beams) are skipped.
+Everything a dose computation cannot trust is refused up front with a
+DicomInputError naming the beam, control point and attribute.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom import sop
+from orthanc_rt.dicom.attributes import described, floats, is_present, number, required
 from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.models import EnergyLayer, IonBeam, IonPlan, RangeShifter
 
-MAX_BEAMS = 50  # more is not a treatment plan
-ENERGY_LIMITS_MEV = (0.0, 400.0)
-_SUPPORTED_SCAN_MODES = ("MODULATED", "MODULATED_SPEC")
-_SUPPORTED_POSITIONS = ("HFS", "")  # the dose engine places CT and beams as head-first supine
+MAX_BEAMS = 50
+MAX_ENERGY_MEV = 400.0
+MODULATED_SCAN_MODES = ("MODULATED", "MODULATED_SPEC")  # MODULATED_SPEC only adds a nominal spot size
+# Weights must add up to FinalCumulativeMetersetWeight: a larger mismatch means spots counted twice
+# (e.g. the same weights on both control points of a pair) or a broken export.
+_CUMULATIVE_TOLERANCE = 1e-3
+_ANGLE_TOLERANCE_DEG = 1e-3
+_POSITION_TOLERANCE_MM = 1e-3
 
 
 def read_ion_plan(ds: Dataset) -> IonPlan:
-    """Validate and read an RT Ion Plan; raises DicomInputError naming what is wrong."""
-    _check_kind(ds)
-    for keyword in ("SOPInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID"):
-        if not ds.get(keyword):
-            raise DicomInputError(f"RT Ion Plan: {keyword} is missing")
-    fractions, metersets = _fraction_group(ds)
-    _check_patient_position(ds)
-    beams_ds = list(ds.get("IonBeamSequence", []))
-    if len(beams_ds) > MAX_BEAMS:
-        raise DicomInputError(f"RT Ion Plan: {len(beams_ds)} beams in IonBeamSequence; at most {MAX_BEAMS} are accepted")
-    beams = [_read_beam(b, metersets) for b in beams_ds if b.get("TreatmentDeliveryType", "TREATMENT") == "TREATMENT"]
+    """The treatment beams of an RT Ion Plan, spot by spot, with MU per fraction."""
+    where = f"plan {ds.get('SOPInstanceUID', '(no SOPInstanceUID)')}"
+    _require_ion_plan(ds, where)
+    _require_head_first_supine(ds, where)
+    fractions, metersets = _fraction_group(ds, where)
+    items = _beam_items(ds, where)
+    beams = [_read_beam(item, metersets, where) for item in items if _is_treatment(item)]
     if not beams:
-        raise DicomInputError("RT Ion Plan: IonBeamSequence holds no treatment beam")
-    refs = ds.get("ReferencedStructureSetSequence", [])
+        raise DicomInputError(f"{where}: {described('IonBeamSequence')} has no TREATMENT beam "
+                              f"({len(items)} setup or other non-treatment beam(s) only)")
+    numbers = [beam.number for beam in beams]
+    if len(set(numbers)) != len(numbers):
+        raise DicomInputError(f"{where}: {described('BeamNumber')} values repeat: {numbers}")
+    references = ds.get("ReferencedStructureSetSequence") or []
     return IonPlan(
-        sop_instance_uid=str(ds.SOPInstanceUID),
+        sop_instance_uid=str(required(ds, "SOPInstanceUID", where)),
         series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
-        study_instance_uid=str(ds.StudyInstanceUID),
-        frame_of_reference_uid=str(ds.FrameOfReferenceUID),
+        study_instance_uid=str(ds.get("StudyInstanceUID", "")),
+        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
         patient_id=str(ds.get("PatientID", "")),
         label=str(ds.get("RTPlanLabel", "")),
-        name=str(ds.get("RTPlanName", "")),
         fractions_planned=fractions,
         beams=beams,
-        referenced_structure_set_uid=str(refs[0].ReferencedSOPInstanceUID) if refs else None,
+        referenced_structure_set_uid=str(references[0].ReferencedSOPInstanceUID) if references else None,
+        name=str(ds.get("RTPlanName", "")),
     )
 
 
-def _check_kind(ds: Dataset) -> None:
+def summarize_plan(plan: IonPlan) -> dict[str, Any]:
+    """What a job record keeps about a plan (JSON-ready)."""
+    return {
+        "sop_instance_uid": plan.sop_instance_uid,
+        "label": plan.label,
+        "fractions": plan.fractions_planned,
+        "beams": len(plan.beams),
+        "spots": plan.spot_count,
+        "layers": sum(len(beam.layers) for beam in plan.beams),
+        "energies_mev": plan.energies_mev,
+        "total_mu_per_fraction": round(sum(beam.meterset_mu for beam in plan.beams), 6),
+        "beam_details": [
+            {
+                "number": beam.number,
+                "name": beam.name,
+                "gantry_angle_deg": beam.gantry_angle_deg,
+                "couch_angle_deg": beam.couch_angle_deg,
+                "layers": len(beam.layers),
+                "spots": beam.spot_count,
+                "mu_per_fraction": round(beam.meterset_mu, 6),
+                "energy_range_mev": [min(layer.nominal_energy_mev for layer in beam.layers),
+                                     max(layer.nominal_energy_mev for layer in beam.layers)],
+                "range_shifters": [shifter.identifier for shifter in beam.range_shifters],
+            }
+            for beam in plan.beams
+        ],
+    }
+
+
+def _require_ion_plan(ds: Dataset, where: str) -> None:
     sop_class = str(ds.get("SOPClassUID", ""))
-    if sop_class == sop.RT_PLAN or ("BeamSequence" in ds and "IonBeamSequence" not in ds):
+    if sop_class == sop.RT_PLAN or (not sop_class and "BeamSequence" in ds):
+        kinds = sorted({str(beam.get("RadiationType", "?")) for beam in ds.get("BeamSequence") or []})
         raise DicomInputError(
-            "photon/electron plans are not supported: this is an RT Plan (BeamSequence); "
-            "the proton-dose workflow expects an RT Ion Plan with RadiationType PROTON")
-    if sop_class != sop.RT_ION_PLAN:
-        raise DicomInputError(f"not an RT Ion Plan: SOPClassUID is {sop.name_of(sop_class)}")
+            f"photon/electron plans are not supported: {where} is {sop.describe(sop.RT_PLAN)} with "
+            f"{described('RadiationType')} {', '.join(kinds) or 'unknown'}; expected RT Ion Plan with "
+            "RadiationType PROTON")
+    if sop_class and sop_class != sop.RT_ION_PLAN:
+        raise DicomInputError(f"{where}: is {sop.describe(sop_class)}; expected {sop.describe(sop.RT_ION_PLAN)}")
 
 
-def _fraction_group(ds: Dataset) -> tuple[int, dict[int, float]]:
-    groups = ds.get("FractionGroupSequence", [])
-    if not groups:
-        raise DicomInputError("RT Ion Plan: FractionGroupSequence (300A,0070) is missing")
+def _require_head_first_supine(ds: Dataset, where: str) -> None:
+    """Beam directions are computed for HFS (as OpenTPS does): another position would turn the beams around."""
+    for setup in ds.get("PatientSetupSequence") or []:
+        position = str(setup.get("PatientPosition") or "HFS").upper()
+        if position != "HFS":
+            raise DicomInputError(f"{where}: {described('PatientSetupSequence')} gives {described('PatientPosition')} "
+                                  f"{position}; only head-first supine (HFS) plans are supported")
+
+
+def _fraction_group(ds: Dataset, where: str) -> tuple[int, dict[int, Any]]:
+    """NumberOfFractionsPlanned and each beam's BeamMeterset (None when absent) in the first fraction group."""
+    groups = required(ds, "FractionGroupSequence", where)
     group = groups[0]
-    fractions = group.get("NumberOfFractionsPlanned")
-    if fractions is None or int(fractions) < 1:
-        raise DicomInputError(f"RT Ion Plan: NumberOfFractionsPlanned (300A,0078) must be ≥ 1, got {fractions}")
-    metersets: dict[int, float] = {}
-    for ref in group.get("ReferencedBeamSequence", []):
-        if ref.get("BeamMeterset") is not None:
-            metersets[int(ref.ReferencedBeamNumber)] = float(ref.BeamMeterset)
+    here = f"{where} {described('FractionGroupSequence')}[0]"
+    fractions = number(group, "NumberOfFractionsPlanned", here)
+    if fractions < 1 or fractions != int(fractions):
+        raise DicomInputError(f"{here}: {described('NumberOfFractionsPlanned')} is {fractions:g}; "
+                              "expected a whole number of at least 1")
+    metersets: dict[int, Any] = {}
+    for reference in group.get("ReferencedBeamSequence") or []:
+        beam_number = int(required(reference, "ReferencedBeamNumber", here))
+        metersets[beam_number] = reference.get("BeamMeterset")
     return int(fractions), metersets
 
 
-def _check_patient_position(ds: Dataset) -> None:
-    for setup in ds.get("PatientSetupSequence", []):
-        position = str(setup.get("PatientPosition", ""))
-        if position not in _SUPPORTED_POSITIONS:
-            raise DicomInputError(f"RT Ion Plan: PatientPosition {position} is not supported yet; "
-                                  "doses are computed for head-first supine (HFS) plans only")
+def _beam_items(ds: Dataset, where: str) -> list[Dataset]:
+    items = list(ds.get("IonBeamSequence") or [])
+    if not items:
+        raise DicomInputError(f"{where}: {described('IonBeamSequence')} is missing or empty: the plan has no beams")
+    if len(items) > MAX_BEAMS:
+        raise DicomInputError(f"{where}: {len(items)} beams in {described('IonBeamSequence')}; more than "
+                              f"{MAX_BEAMS} is not a plausible plan")
+    return items
 
 
-def _read_beam(b: Dataset, metersets: dict[int, float]) -> IonBeam:
-    number = int(b.get("BeamNumber", 0))
-    name = str(b.get("BeamName", ""))
-    where = f"beam {number} ({name})" if name else f"beam {number}"
-    radiation = str(b.get("RadiationType", ""))
+def _is_treatment(item: Dataset) -> bool:
+    # Type 2: an empty value means the default, TREATMENT.
+    return str(item.get("TreatmentDeliveryType") or "TREATMENT").upper() == "TREATMENT"
+
+
+def _read_beam(item: Dataset, metersets: dict[int, Any], plan_where: str) -> IonBeam:
+    beam_number = int(required(item, "BeamNumber", f"{plan_where} beam"))
+    name = str(item.get("BeamName", ""))
+    where = f"{plan_where} beam {beam_number}" + (f" ({name})" if name else "")
+    radiation = str(required(item, "RadiationType", where)).upper()
+    if radiation in ("PHOTON", "ELECTRON"):
+        raise DicomInputError(f"photon/electron plans are not supported: {where} has {described('RadiationType')} "
+                              f"{radiation}; expected RT Ion Plan with RadiationType PROTON")
     if radiation != "PROTON":
-        raise DicomInputError(f"{where}: RadiationType {radiation or 'missing'} is not supported; "
-                              "only PROTON beams can be computed")
-    scan_mode = str(b.get("ScanMode", ""))
-    if scan_mode not in _SUPPORTED_SCAN_MODES:
-        raise DicomInputError(f"{where}: ScanMode {scan_mode or 'missing'} is not supported; "
-                              "only pencil-beam scanning (MODULATED) plans can be computed")
-    if number not in metersets:
-        raise DicomInputError(f"{where}: no BeamMeterset for this beam in FractionGroupSequence > "
-                              "ReferencedBeamSequence")
-    meterset = metersets[number]
-    if meterset < 0:
-        raise DicomInputError(f"{where}: BeamMeterset is negative ({meterset})")
-    final = float(b.get("FinalCumulativeMetersetWeight") or 0.0)
-    if final <= 0:
-        raise DicomInputError(f"{where}: FinalCumulativeMetersetWeight must be > 0, got {final}")
-    shifters = [RangeShifter(number=int(r.get("RangeShifterNumber", 0)), identifier=str(r.get("RangeShifterID", "")),
-                             type=str(r.get("RangeShifterType", "BINARY")))
-                for r in b.get("RangeShifterSequence", [])]
-    layers, first = _read_layers(b, where, mu_per_weight=meterset / final, shifters=shifters)
-    if not layers:
-        raise DicomInputError(f"{where}: no spot with a positive meterset weight")
+        raise DicomInputError(f"{where}: {described('RadiationType')} is {radiation}; only PROTON beams are supported")
+    scan_mode = str(required(item, "ScanMode", where)).upper()
+    if scan_mode not in MODULATED_SCAN_MODES:
+        raise DicomInputError(f"{where}: {described('ScanMode')} is {scan_mode}; only pencil-beam scanning "
+                              "(MODULATED) is supported, not passive scattering or uniform scanning")
+    meterset = _beam_meterset(metersets, beam_number, where)
+    final_weight = number(item, "FinalCumulativeMetersetWeight", where)
+    if final_weight <= 0:
+        raise DicomInputError(f"{where}: {described('FinalCumulativeMetersetWeight')} is {final_weight:g}; "
+                              "it must be positive")
+    shifters = _range_shifters(item, where)
+    control_points = required(item, "IonControlPointSequence", where)
+    walk = _ControlPointWalk(where, {shifter.number: shifter for shifter in shifters})
+    layers = walk.layers(control_points)
+    total_weight = sum(float(np.sum(weights)) for weights in walk.weights)
+    if total_weight <= 0:
+        raise DicomInputError(f"{where}: no spot has a positive {described('ScanSpotMetersetWeights')}; "
+                              "the beam delivers nothing")
+    if abs(total_weight - final_weight) > _CUMULATIVE_TOLERANCE * final_weight:
+        raise DicomInputError(f"{where}: the spot weights add up to {total_weight:g} but "
+                              f"{described('FinalCumulativeMetersetWeight')} is {final_weight:g}")
+    mu_per_weight = meterset / final_weight
+    for layer in layers:
+        layer.spot_mu = layer.spot_mu * mu_per_weight
     return IonBeam(
-        number=number,
+        number=beam_number,
         name=name,
-        gantry_angle_deg=float(first.get("GantryAngle", 0.0)),
-        couch_angle_deg=float(first.get("PatientSupportAngle", 0.0)),
-        isocenter_mm=_xyz(first.get("IsocenterPosition"), where),
+        gantry_angle_deg=walk.first["GantryAngle"],
+        couch_angle_deg=walk.first["PatientSupportAngle"],
+        isocenter_mm=walk.first["IsocenterPosition"],
         layers=layers,
         meterset_mu=meterset,
         radiation_type=radiation,
         scan_mode=scan_mode,
-        beam_type=str(b.get("BeamType", "STATIC")),
-        treatment_machine=str(b.get("TreatmentMachineName", "")),
-        snout_position_mm=float(first.SnoutPosition) if first.get("SnoutPosition") is not None else None,
+        beam_type=str(item.get("BeamType", "STATIC")),
+        treatment_machine=str(item.get("TreatmentMachineName", "")),
+        snout_position_mm=walk.first.get("SnoutPosition"),
         range_shifters=shifters,
     )
 
 
-def _read_layers(b: Dataset, where: str, *, mu_per_weight: float,
-                 shifters: list[RangeShifter]) -> tuple[list[EnergyLayer], Dataset]:
-    cps = list(b.get("IonControlPointSequence", []))
-    if not cps:
-        raise DicomInputError(f"{where}: IonControlPointSequence is empty")
-    layers: list[EnergyLayer] = []
-    energy: float | None = None
-    rs_in = False
-    previous_energy: float | None = None
-    for i, cp in enumerate(cps):
-        if cp.get("NominalBeamEnergy") is not None:
-            energy = float(cp.NominalBeamEnergy)
-        if energy is None:
-            raise DicomInputError(f"{where}: control point {i} has no NominalBeamEnergy (none before it either)")
-        if not ENERGY_LIMITS_MEV[0] < energy <= ENERGY_LIMITS_MEV[1]:
-            raise DicomInputError(f"{where}: control point {i}: NominalBeamEnergy {energy} MeV is outside "
-                                  f"({ENERGY_LIMITS_MEV[0]:g}, {ENERGY_LIMITS_MEV[1]:g}] MeV")
-        for setting in cp.get("RangeShifterSettingsSequence", []):
-            rs_in = str(setting.get("RangeShifterSetting", "OUT")) == "IN"
-            _update_shifter(shifters, setting)
-        weights = _floats(cp.get("ScanSpotMetersetWeights"))
-        if not weights:
-            previous_energy = energy
-            continue
-        positions = _floats(cp.get("ScanSpotPositionMap"))
-        if len(positions) != 2 * len(weights):
-            raise DicomInputError(f"{where}: control point {i}: ScanSpotPositionMap has {len(positions)} values "
-                                  f"for {len(weights)} ScanSpotMetersetWeights (expected {2 * len(weights)})")
-        w = np.asarray(weights, dtype=float)
-        if np.any(w < 0) or not np.all(np.isfinite(w)):
-            raise DicomInputError(f"{where}: control point {i}: negative or non-finite ScanSpotMetersetWeights")
-        xy = np.asarray(positions, dtype=float).reshape(-1, 2)
-        keep = w > 0
-        if not np.any(keep):
-            previous_energy = energy
-            continue
-        x, y, mu = xy[keep, 0], xy[keep, 1], w[keep] * mu_per_weight
-        if layers and previous_energy == energy and layers[-1].nominal_energy_mev == energy:
-            last = layers[-1]
-            last.spot_x_mm = np.concatenate([last.spot_x_mm, x])
-            last.spot_y_mm = np.concatenate([last.spot_y_mm, y])
-            last.spot_mu = np.concatenate([last.spot_mu, mu])
-        else:
-            layers.append(EnergyLayer(
-                nominal_energy_mev=energy, spot_x_mm=x, spot_y_mm=y, spot_mu=mu,
-                spot_tune_id=str(cp.get("ScanSpotTuneID", "")),
-                number_of_paintings=int(cp.get("NumberOfPaintings", 1) or 1),
-                range_shifter_in=rs_in,
-            ))
-        previous_energy = energy
-    return layers, cps[0]
+def _beam_meterset(metersets: dict[int, Any], beam_number: int, where: str) -> float:
+    value = metersets.get(beam_number)
+    if value is None or value == "":
+        raise DicomInputError(f"{where}: {described('BeamMeterset')} is missing (no entry for beam {beam_number} "
+                              f"in FractionGroupSequence[0] > {described('ReferencedBeamSequence')})")
+    try:
+        meterset = float(value)
+    except (TypeError, ValueError):
+        raise DicomInputError(f"{where}: {described('BeamMeterset')} is not a number: {value!r}") from None
+    if not np.isfinite(meterset) or meterset < 0:
+        raise DicomInputError(f"{where}: {described('BeamMeterset')} is {meterset:g}; negative MU are impossible")
+    if meterset == 0:
+        raise DicomInputError(f"{where}: {described('BeamMeterset')} is 0 MU; the beam delivers nothing")
+    return meterset
 
 
-def _update_shifter(shifters: list[RangeShifter], setting: Dataset) -> None:
-    number = int(setting.get("ReferencedRangeShifterNumber", 0))
-    for shifter in shifters:
-        if shifter.number == number:
-            if setting.get("RangeShifterWaterEquivalentThickness") is not None:
-                shifter.water_equivalent_thickness_mm = float(setting.RangeShifterWaterEquivalentThickness)
-            if setting.get("IsocenterToRangeShifterDistance") is not None:
-                shifter.isocenter_to_range_shifter_distance_mm = float(setting.IsocenterToRangeShifterDistance)
+def _range_shifters(item: Dataset, where: str) -> list[RangeShifter]:
+    shifters = []
+    for entry in item.get("RangeShifterSequence") or []:
+        shifters.append(RangeShifter(
+            number=int(required(entry, "RangeShifterNumber", where)),
+            identifier=str(required(entry, "RangeShifterID", where)),
+            type=str(entry.get("RangeShifterType") or "BINARY").upper(),
+        ))
+    return shifters
 
 
-def _floats(value: Any) -> list[float]:
-    """pydicom gives a number for one value and a MultiValue for several."""
-    if value is None:
-        return []
-    if isinstance(value, (int, float)):
-        return [float(value)]
-    return [float(v) for v in value]
+@dataclass
+class _ControlPointWalk:
+    """Walks a beam's control points, carrying attributes forward and merging control points into layers."""
+
+    where: str
+    shifters: dict[int, RangeShifter]
+    first: dict[str, Any] = field(default_factory=dict)
+    weights: list[np.ndarray] = field(default_factory=list)
+
+    def layers(self, control_points: Any) -> list[EnergyLayer]:
+        layers: list[EnergyLayer] = []
+        previous_key = None
+        for key, x, y, weights in self._spots(control_points):
+            self.weights.append(weights)
+            keep = weights > 0
+            if key != previous_key:
+                energy, tune, paintings, shifter_in = key
+                layers.append(EnergyLayer(nominal_energy_mev=energy, spot_x_mm=np.empty(0), spot_y_mm=np.empty(0),
+                                          spot_mu=np.empty(0), spot_tune_id=tune, number_of_paintings=paintings,
+                                          range_shifter_in=shifter_in))
+                previous_key = key
+            layer = layers[-1]
+            layer.spot_x_mm = np.concatenate([layer.spot_x_mm, x[keep]])
+            layer.spot_y_mm = np.concatenate([layer.spot_y_mm, y[keep]])
+            layer.spot_mu = np.concatenate([layer.spot_mu, weights[keep]])
+        return [layer for layer in layers if layer.spot_mu.size]
+
+    def _spots(self, control_points: Any) -> Iterator[tuple[tuple, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per control point: (energy, tune ID, paintings, range shifter in), spot x, y and weights."""
+        state: dict[str, Any] = {"ScanSpotTuneID": "", "NumberOfPaintings": 1}
+        shifter_in = {number: False for number in self.shifters}
+        for index, cp in enumerate(control_points):
+            here = f"{self.where} control point {index}"
+            self._carry_geometry(cp, index, here)
+            if is_present(cp, "NominalBeamEnergy"):
+                state["energy"] = _energy(cp, here)
+            elif index == 0:
+                raise DicomInputError(f"{here}: {described('NominalBeamEnergy')} is missing")
+            if is_present(cp, "ScanSpotTuneID"):
+                state["ScanSpotTuneID"] = str(cp.ScanSpotTuneID)
+            if is_present(cp, "NumberOfPaintings"):
+                state["NumberOfPaintings"] = _paintings(cp, here)
+            self._carry_range_shifters(cp, here, shifter_in)
+            x, y, weights = _spot_map(cp, here)
+            key = (state["energy"], state["ScanSpotTuneID"], state["NumberOfPaintings"], any(shifter_in.values()))
+            yield key, x, y, weights
+
+    def _carry_geometry(self, cp: Dataset, index: int, here: str) -> None:
+        """Angles and isocentre are set on the first control point; later ones may only repeat them."""
+        for keyword, tolerance in (("GantryAngle", _ANGLE_TOLERANCE_DEG), ("PatientSupportAngle", _ANGLE_TOLERANCE_DEG),
+                                   ("IsocenterPosition", _POSITION_TOLERANCE_MM)):
+            if not is_present(cp, keyword):
+                if index == 0:
+                    raise DicomInputError(f"{here}: {described(keyword)} is missing")
+                continue
+            value = floats(cp, keyword, here)
+            expected = 3 if keyword == "IsocenterPosition" else 1
+            if value.size != expected:
+                raise DicomInputError(f"{here}: {described(keyword)} should hold {expected} value(s), not {value.size}")
+            found = tuple(float(v) for v in value) if expected == 3 else float(value[0])
+            if index == 0:
+                self.first[keyword] = found
+            elif not np.allclose(found, self.first[keyword], atol=tolerance):
+                raise DicomInputError(f"{here}: {described(keyword)} changes within the beam ({self.first[keyword]} "
+                                      f"to {found}); arcs and moving isocentres are not supported")
+        if index == 0 and is_present(cp, "SnoutPosition"):
+            self.first["SnoutPosition"] = number(cp, "SnoutPosition", here)
+
+    def _carry_range_shifters(self, cp: Dataset, here: str, shifter_in: dict[int, bool]) -> None:
+        for setting in cp.get("RangeShifterSettingsSequence") or []:
+            referenced = int(required(setting, "ReferencedRangeShifterNumber", here))
+            shifter = self.shifters.get(referenced)
+            if shifter is None:
+                raise DicomInputError(f"{here}: {described('ReferencedRangeShifterNumber')} {referenced} is not in "
+                                      f"the beam's {described('RangeShifterSequence')}")
+            position = str(required(setting, "RangeShifterSetting", here)).strip().upper()
+            if position not in ("IN", "OUT"):
+                raise DicomInputError(f"{here}: {described('RangeShifterSetting')} is {position!r}; expected IN or OUT")
+            shifter_in[referenced] = position == "IN"
+            # The model keeps one thickness and distance per shifter: the first the plan gives.
+            for keyword, name in (("RangeShifterWaterEquivalentThickness", "water_equivalent_thickness_mm"),
+                                  ("IsocenterToRangeShifterDistance", "isocenter_to_range_shifter_distance_mm")):
+                if getattr(shifter, name) is None and is_present(setting, keyword):
+                    setattr(shifter, name, number(setting, keyword, here))
 
 
-def _xyz(value: Any, where: str) -> tuple[float, float, float]:
-    values = _floats(value)
-    if len(values) != 3:
-        raise DicomInputError(f"{where}: IsocenterPosition (300A,012C) must hold 3 values on the first control point")
-    return (values[0], values[1], values[2])
+def _energy(cp: Dataset, here: str) -> float:
+    energy = number(cp, "NominalBeamEnergy", here)
+    if not 0 < energy <= MAX_ENERGY_MEV:
+        raise DicomInputError(f"{here}: {described('NominalBeamEnergy')} is {energy:g} MeV; proton energies must be "
+                              f"above 0 and at most {MAX_ENERGY_MEV:g} MeV")
+    return energy
+
+
+def _paintings(cp: Dataset, here: str) -> int:
+    paintings = number(cp, "NumberOfPaintings", here)
+    if paintings < 1 or paintings != int(paintings):
+        raise DicomInputError(f"{here}: {described('NumberOfPaintings')} is {paintings:g}; "
+                              "expected a whole number >= 1")
+    return int(paintings)
+
+
+def _spot_map(cp: Dataset, here: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spot x, y (mm at the isocentre plane) and weights of one control point; empty when it has none."""
+    if not is_present(cp, "ScanSpotMetersetWeights"):
+        empty = np.empty(0)
+        return empty, empty, empty
+    weights = floats(cp, "ScanSpotMetersetWeights", here)
+    positions = floats(cp, "ScanSpotPositionMap", here)
+    if positions.size != 2 * weights.size:
+        raise DicomInputError(f"{here}: {weights.size} {described('ScanSpotMetersetWeights')} but "
+                              f"{positions.size} {described('ScanSpotPositionMap')} values (expected x, y per spot: "
+                              f"{2 * weights.size})")
+    if is_present(cp, "NumberOfScanSpotPositions") and int(cp.NumberOfScanSpotPositions) != weights.size:
+        raise DicomInputError(f"{here}: {described('NumberOfScanSpotPositions')} is {int(cp.NumberOfScanSpotPositions)}"
+                              f" but there are {weights.size} weights")
+    if np.any(weights < 0):
+        raise DicomInputError(f"{here}: negative {described('ScanSpotMetersetWeights')} "
+                              f"(smallest {weights.min():g}); negative MU are impossible")
+    return positions[0::2], positions[1::2], weights

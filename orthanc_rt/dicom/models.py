@@ -23,6 +23,8 @@ class PatientStudy:
     study_description: str = ""
     patient_birth_date: str = ""
     patient_sex: str = ""
+    study_date: str = ""  # DICOM DA (YYYYMMDD), empty when unknown
+    study_time: str = ""  # DICOM TM (HHMMSS), empty when unknown
 
 
 @dataclass
@@ -54,6 +56,8 @@ class DoseGrid:
     origin_mm: tuple[float, float, float]
     spacing_mm: tuple[float, float, float]
     frame_of_reference_uid: str
+    dose_type: str = "PHYSICAL"  # RTDOSE DoseType: PHYSICAL or EFFECTIVE (RBE-weighted)
+    summation_type: str = "PLAN"  # RTDOSE DoseSummationType; PLAN is the dose of all fractions
 
     def voxel_centre_mm(self, index_zyx: tuple[int, int, int]) -> tuple[float, float, float]:
         z, y, x = index_zyx
