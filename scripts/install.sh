@@ -38,16 +38,20 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "[install] virtualenv at $venv"
   /usr/bin/python3.11 -m venv "$venv"
 fi
+# One line per requirements file installed (its hash): re-run pip only for what changed.
 stamp="$venv/.orthanc-rt-requirements"
 req_files=("$here/requirements.txt")
 [ "$dev" = "--dev" ] && req_files+=("$here/requirements-dev.txt")
-want="$(cat "${req_files[@]}" | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ] || ! grep -qx "$want" "$stamp"; then
-  echo "[install] python packages"
-  pip_quiet install --upgrade pip
-  for f in "${req_files[@]}"; do pip_quiet install -r "$f"; done
-  echo "$want" >"$stamp"
-fi
+for f in "${req_files[@]}"; do
+  hash="$(sha256sum "$f" | cut -c1-16) $(basename "$f")"
+  if ! grep -qxF "$hash" "$stamp" 2>/dev/null; then
+    echo "[install] python packages from $(basename "$f")"
+    pip_quiet install --upgrade pip
+    pip_quiet install -r "$f"
+    { grep -v " $(basename "$f")\$" "$stamp" 2>/dev/null || true; echo "$hash"; } >"$stamp.new"
+    mv "$stamp.new" "$stamp"
+  fi
+done
 
 # The project itself, editable, so `python -m worker` and the tests import it.
 (cd / && "$venv/bin/python" -c "import orthanc_rt" 2>/dev/null) || pip_quiet install --no-deps -e "$here"

@@ -143,6 +143,8 @@ def _study_of(ct: Any) -> PatientStudy:
         frame_of_reference_uid=str(ct.FrameOfReferenceUID),
         study_id=str(ct.get("StudyID", "")),
         study_description=str(ct.get("StudyDescription", "")),
+        study_date=str(ct.get("StudyDate", "")),
+        study_time=str(ct.get("StudyTime", "")),
         patient_birth_date=str(ct.get("PatientBirthDate", "")),
         patient_sex=str(ct.get("PatientSex", "")),
     )

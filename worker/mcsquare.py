@@ -275,7 +275,7 @@ def _wait(process: subprocess.Popen, log: Path, on_progress: ProgressCallback | 
         done = progress_from_log(log.read_text(errors="replace")) if log.exists() else None
         if done is not None and done > reported:
             reported = done
-            on_progress(done, f"Monte Carlo {done:.0%} of primaries simulated")
+            on_progress(done, f"{done:.0%} of primaries simulated")
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
