@@ -1,8 +1,9 @@
 """Bad input ends as a 4xx or a failed job with a readable reason; Orthanc and the worker carry on."""
 from __future__ import annotations
 
-import subprocess
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_plan_whose_ct_never_arrives_fails_after_its_wait(orthanc):
     assert "gave up waiting" in done["message"] and "CT" in done["message"]
 
 
-def test_cancelling_a_running_job_stops_mcsquare(orthanc):
+def test_cancelling_a_running_job_stops_mcsquare(orthanc, rt_stack):
     case = util.small_phantom_case("cancel")
     ids = rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
     auto = _final_auto_job(orthanc, case.study.study_instance_uid)
@@ -77,7 +78,7 @@ def test_cancelling_a_running_job_stops_mcsquare(orthanc):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         job = orthanc.get(f"/rt/jobs/{job_id}").json()
-        if job["stage"].startswith("Monte Carlo") and _mcsquare_running():
+        if job["stage"].startswith("Monte Carlo") and _mcsquare_running(rt_stack.data_dir):
             break
         time.sleep(0.3)
     else:
@@ -85,13 +86,23 @@ def test_cancelling_a_running_job_stops_mcsquare(orthanc):
     answer = orthanc.delete(f"/rt/jobs/{job_id}")
     assert answer.status_code == 200 and answer.json()["cancelled"] is True
     deadline = time.monotonic() + 20
-    while _mcsquare_running() and time.monotonic() < deadline:
+    while _mcsquare_running(rt_stack.data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _mcsquare_running(), "MCsquare still running after cancellation"
+    assert not _mcsquare_running(rt_stack.data_dir), "MCsquare still running after cancellation"
     assert orthanc.get(f"/rt/jobs/{job_id}").json()["state"] == "cancelled"
     assert len(orthanc.study_instances(case.study.study_instance_uid, "RTDOSE")) == 1  # only the auto dose
     _still_serving(orthanc)
 
 
-def _mcsquare_running() -> bool:
-    return subprocess.run(["pgrep", "-f", "MCsquare_linux"], capture_output=True).returncode == 0
+def _mcsquare_running(data_dir: Path) -> bool:
+    """An MCsquare process working in one of this stack's job folders (other stacks may run their own)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"MCsquare" in (proc / "cmdline").read_bytes() and \
+                    Path(os.readlink(proc / "cwd")).is_relative_to(data_dir):
+                return True
+        except OSError:
+            continue
+    return False
