@@ -100,7 +100,7 @@ def commercial_style_plan(style: str = "raystation", beams: Sequence[IonBeam] | 
 
 def weights_on_second_control_point(plan: Dataset) -> Dataset:
     """Each layer's weights on the second control point of its pair, zeros on the first."""
-    plan = _variant(plan, "eclipse")
+    plan = plan_variant(plan, "eclipse")
     for item in plan.IonBeamSequence:
         cps = item.IonControlPointSequence
         for first, second in zip(cps[0::2], cps[1::2]):
@@ -111,7 +111,7 @@ def weights_on_second_control_point(plan: Dataset) -> Dataset:
 
 def one_control_point_per_layer(plan: Dataset) -> Dataset:
     """Drop the zero-weight second control point of every layer but the last, which closes the beam."""
-    plan = _variant(plan, "single-cp")
+    plan = plan_variant(plan, "single-cp")
     for item in plan.IonBeamSequence:
         cps = list(item.IonControlPointSequence)
         kept = cps[0::2] + [cps[-1]]
@@ -124,7 +124,7 @@ def one_control_point_per_layer(plan: Dataset) -> Dataset:
 
 def with_setup_beam(plan: Dataset) -> Dataset:
     """The plan plus a SETUP beam (no spots, no meterset), as planning systems add for imaging."""
-    plan = _variant(plan, "setup")
+    plan = plan_variant(plan, "setup")
     setup = copy.deepcopy(plan.IonBeamSequence[0])
     setup.BeamNumber = max(int(b.BeamNumber) for b in plan.IonBeamSequence) + 1
     setup.BeamName = "SETUP"
@@ -139,7 +139,7 @@ def with_setup_beam(plan: Dataset) -> Dataset:
 
 def photon_plan(case: PhantomCase | Dataset) -> Dataset:
     """The case's plan turned into a photon RT Plan (BeamSequence, RadiationType PHOTON)."""
-    plan = _variant(_plan(case), "photon")
+    plan = plan_variant(_plan(case), "photon")
     plan.SOPClassUID = sop.RT_PLAN
     plan.file_meta.MediaStorageSOPClassUID = sop.RT_PLAN
     item = Dataset()
@@ -151,7 +151,7 @@ def photon_plan(case: PhantomCase | Dataset) -> Dataset:
 
 def plan_without_spots(case: PhantomCase | Dataset) -> Dataset:
     """The case's plan with every spot weight set to zero."""
-    plan = _variant(_plan(case), "no-spots")
+    plan = plan_variant(_plan(case), "no-spots")
     for item in plan.IonBeamSequence:
         for cp in item.IonControlPointSequence:
             weights = cp.ScanSpotMetersetWeights
@@ -190,7 +190,7 @@ def _plan(source: PhantomCase | Dataset) -> Dataset:
     return source.plan if isinstance(source, PhantomCase) else source
 
 
-def _variant(plan: Dataset, tag: str) -> Dataset:
+def plan_variant(plan: Dataset, tag: str) -> Dataset:
     """A deep copy with its own SOPInstanceUID, so Orthanc keeps both."""
     variant = copy.deepcopy(plan)
     uid = derive_uid(str(plan.SOPInstanceUID), tag)

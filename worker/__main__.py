@@ -27,9 +27,18 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings.from_env()
     _remove_stale_job_folders(Path(settings.work_dir))
+    _preload()
     worker = Worker([QUEUE_NAMES[k] for k in args.queues], connection=redis_for(settings.redis_url),
                     name=args.name)
     worker.work(with_scheduler=True, burst=args.burst)
+
+
+def _preload() -> None:
+    """Import OpenTPS and read the beam model once, here: RQ forks a work-horse per job,
+    and every fork inherits them instead of spending about a second loading them again."""
+    from worker import dose_engine, dose_job  # noqa: F401
+
+    dose_engine.default_beam_model()
 
 
 def _remove_stale_job_folders(work_dir: Path) -> None:
