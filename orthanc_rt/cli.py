@@ -13,7 +13,7 @@ from orthanc_rt import stack
 from orthanc_rt.stack import StackConfig
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="./orthanc-rt")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("start", help="start Orthanc with the plugin, Redis if needed and the workers")
@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("service", choices=["orthanc", "worker"])
     demo = sub.add_parser("demo", help="start everything, store the demo case and wait for its RTDOSE")
     demo.add_argument("--timeout", type=float, default=900, help="seconds to wait for the dose (default 900)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     cfg = StackConfig.from_env()
 
     if args.command == "start":

@@ -1,0 +1,78 @@
+"""docker-compose.yml and Dockerfile stay thin over the launcher the tests exercise.
+
+No Docker engine runs here, so this checks what can go stale: the commands the
+services run exist in the launcher, the environment they set is read by the
+code (and lands where it should), ports and health checks match the configuration.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orthanc_rt import cli
+from orthanc_rt.settings import Settings
+from orthanc_rt.stack import PROJECT_DIR, StackConfig, render_orthanc_config
+
+COMPOSE = yaml.safe_load((PROJECT_DIR / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def _env(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in SERVICES[service]["environment"].items()}
+
+
+@pytest.mark.parametrize("service, expected", [("orthanc", "orthanc"), ("worker", "worker")])
+def test_service_commands_are_launcher_commands(service, expected):
+    command = SERVICES[service]["command"]
+    args = cli.build_parser().parse_args(command)  # SystemExit if the launcher does not know it
+    assert (args.command, args.service) == ("run", expected)
+
+
+def test_dockerfile_enters_through_the_launcher():
+    dockerfile = (PROJECT_DIR / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["./orthanc-rt"]' in dockerfile
+    assert "bash scripts/install.sh" in dockerfile
+    assert (PROJECT_DIR / "orthanc-rt").stat().st_mode & 0o111
+
+
+def test_environment_reaches_the_settings():
+    for service in ("orthanc", "worker"):
+        env = _env(service)
+        stack_cfg = StackConfig.from_env(env)
+        settings = Settings.from_env(env)
+        assert stack_cfg.db_url == env["ORTHANC_RT_DATABASE_URL"] == settings.database_url
+        assert stack_cfg.redis_url == env["ORTHANC_RT_REDIS_URL"] == settings.redis_url
+        assert stack_cfg.orthanc_url == env["ORTHANC_RT_ORTHANC_URL"] == settings.orthanc_url
+        assert str(stack_cfg.data_dir) == env["ORTHANC_RT_DATA_DIR"]
+        known = _variables_read_by_code()
+        unknown = sorted(k for k in env if k.startswith("ORTHANC_RT_") and k not in known)
+        assert not unknown, f"compose sets variables no code reads: {unknown}"
+
+
+def test_orthanc_service_ports_health_and_database():
+    env = _env("orthanc")
+    config = render_orthanc_config(StackConfig.from_env(env))
+    ports = {p.split(":")[-1] for p in SERVICES["orthanc"]["ports"]}
+    assert ports == {str(config["HttpPort"]), str(config["DicomPort"])}
+    assert config["RemoteAccessAllowed"] is True  # workers reach it from another container
+    assert config["OrthancRT"]["DatabaseUrl"] == env["ORTHANC_RT_DATABASE_URL"]
+    health = SERVICES["orthanc"]["healthcheck"]["test"]
+    assert f"http://127.0.0.1:{config['HttpPort']}/rt/health" in health
+    pg = SERVICES["postgres"]["environment"]
+    assert f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in env[
+        "ORTHANC_RT_DATABASE_URL"]
+    json.dumps(config)  # what Orthanc will read must be plain JSON
+
+
+def _variables_read_by_code() -> set[str]:
+    import re
+
+    names: set[str] = set()
+    for path in [*Path(PROJECT_DIR / "orthanc_rt").glob("*.py"), *Path(PROJECT_DIR / "worker").glob("*.py")]:
+        text = path.read_text()
+        names.update(re.findall(r'"(ORTHANC_RT_[A-Z_]+)"', text))
+        names.update(f"ORTHANC_RT_{n}" for n in re.findall(r'get\("([A-Z_]+)"', text))
+    return names
