@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from orthanc_rt import db
@@ -124,6 +125,7 @@ def install(orthanc: Any) -> None:
             handler.on_change(name, resource_id)
 
     orthanc.RegisterRestCallback("/rt/(.*)", rest)
+    orthanc.ExtendOrthancExplorer((Path(__file__).parent / "explorer.js").read_text())
     orthanc.RegisterOnChangeCallback(on_change)
     logger.info("Orthanc-RT %s loaded: database %s, redis %s", _version(), settings.redacted()["database"],
                 settings.redacted()["redis"])

@@ -1,0 +1,96 @@
+/*
+ * Orthanc-RT panels in Orthanc Explorer (injected with orthanc.ExtendOrthancExplorer).
+ * Study page: the study's Orthanc-RT jobs with live progress.
+ * Instance page of an RT Ion Plan: a button to compute its dose with MCsquare.
+ * Everything goes through the plugin's own REST routes (../rt/...).
+ */
+(function () {
+  var RT_ION_PLAN = '1.2.840.10008.5.1.4.1.1.481.8';
+  var pollTimer = null;
+
+  function esc(text) {
+    return $('<div>').text(text === undefined || text === null ? '' : String(text)).html();
+  }
+
+  function jobLine(job) {
+    var pct = Math.round(100 * (job.progress || 0));
+    var eta = job.eta_seconds ? ', ETA ' + Math.round(job.eta_seconds) + ' s' : '';
+    var out = job.outputs || {};
+    var dose = out.rtdose ? ' · <a href="#instance?uuid=' + esc(out.rtdose.orthanc_id) + '">RTDOSE</a>' +
+      ' · max ' + esc(out.dose_max_gy) + ' Gy' : '';
+    var msg = job.message ? '<br><small>' + esc(job.message) + '</small>' : '';
+    return '<li data-rt-job="' + esc(job.id) + '"><a href="../rt/jobs/' + esc(job.id) + '" target="_blank">' +
+      '<b>' + esc(job.kind) + '</b> ' + esc(job.state) + ' — ' + esc(job.stage) + ' ' + pct + ' %' + eta + '</a>' +
+      '<p>' + esc(job.id) + dose + msg + '</p></li>';
+  }
+
+  function renderJobs(list, studyId) {
+    $.ajax({ url: '../rt/jobs', data: { study: studyId, limit: 50 }, dataType: 'json', cache: false })
+      .done(function (answer) {
+        list.empty();
+        list.append('<li data-role="list-divider">Orthanc-RT jobs (' + answer.total + ')</li>');
+        if (answer.items.length === 0) {
+          list.append('<li>No Orthanc-RT job for this study yet.</li>');
+        }
+        $.each(answer.items, function (_, job) { list.append(jobLine(job)); });
+        list.listview('refresh');
+        var active = answer.items.some(function (j) {
+          return j.state === 'queued' || j.state === 'running' || j.state === 'waiting-for-input';
+        });
+        clearTimeout(pollTimer);
+        if (active) {
+          pollTimer = setTimeout(function () { renderJobs(list, studyId); }, 2000);
+        }
+      })
+      .fail(function (xhr) {
+        list.empty().append('<li>Orthanc-RT unavailable: ' + esc(xhr.status) + '</li>').listview('refresh');
+      });
+  }
+
+  $('#study').live('pagebeforeshow', function () {
+    var studyId = $.mobile.pageData && $.mobile.pageData.uuid;
+    $('#orthanc-rt-study').remove();
+    if (!studyId) { return; }
+    var list = $('<ul id="orthanc-rt-study" data-role="listview" data-inset="true"></ul>');
+    list.insertAfter($('#study-info'));
+    list.listview();
+    renderJobs(list, studyId);
+  });
+
+  $('#study').live('pagehide', function () { clearTimeout(pollTimer); });
+
+  $('#instance').live('pagebeforeshow', function () {
+    var instanceId = $.mobile.pageData && $.mobile.pageData.uuid;
+    $('#orthanc-rt-instance').remove();
+    if (!instanceId) { return; }
+    $.ajax({ url: '../instances/' + instanceId + '/metadata/SopClassUid', dataType: 'text', cache: false })
+      .done(function (sopClass) {
+        if ($.trim(sopClass) !== RT_ION_PLAN) { return; }
+        var box = $('<div id="orthanc-rt-instance" class="ui-body ui-body-c">' +
+          '<h3>Orthanc-RT: proton dose (MCsquare)</h3>' +
+          '<label>Primaries <input id="orthanc-rt-primaries" type="number" value="1000000" min="1000"></label>' +
+          '<label>Scoring grid (mm, empty: CT grid) <input id="orthanc-rt-spacing" type="number" step="0.5"></label>' +
+          '<a href="#" data-role="button" data-icon="gear" id="orthanc-rt-dose">Compute dose</a>' +
+          '<p id="orthanc-rt-result"></p></div>');
+        box.insertAfter($('#instance-info'));
+        box.trigger('create');
+        $('#orthanc-rt-dose').click(function (e) {
+          e.preventDefault();
+          var body = { primaries: parseInt($('#orthanc-rt-primaries').val(), 10) };
+          var spacing = $('#orthanc-rt-spacing').val();
+          if (spacing) { body.scoring_spacing_mm = parseFloat(spacing); }
+          $.ajax({ url: '../rt/instances/' + instanceId + '/dose', type: 'POST', data: JSON.stringify(body),
+                   contentType: 'application/json', dataType: 'json' })
+            .done(function (answer) {
+              $('#orthanc-rt-result').html((answer.created ? 'Job queued: ' : 'Already requested: ') +
+                '<a href="../rt/jobs/' + esc(answer.job.id) + '" target="_blank">' + esc(answer.job.id) +
+                '</a> (' + esc(answer.job.state) + ')');
+            })
+            .fail(function (xhr) {
+              var text = xhr.responseJSON ? xhr.responseJSON.error : xhr.statusText;
+              $('#orthanc-rt-result').text('Refused: ' + text);
+            });
+        });
+      });
+  });
+})();
