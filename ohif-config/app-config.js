@@ -1,14 +1,21 @@
 /*
- * OHIF v3 configuration: Orthanc (through its DICOMweb plugin) is the only data source.
- * Serve the viewer and Orthanc from one origin (a reverse proxy mapping /dicom-web
- * to Orthanc), or set the URLs below to Orthanc's address and enable CORS there.
- * How the viewer is served is tracked in the viewing issue; this file is its configuration.
+ * OHIF v3 configuration for Orthanc-RT: Orthanc's DICOMweb is the only data source.
+ * Served by orthanc_rt/viewer.py in place of the app-config.js OHIF ships; that
+ * server also passes /dicom-web and /wado through to Orthanc, so the viewer and
+ * its data share one origin (no CORS set-up in Orthanc).
  */
 window.config = {
   routerBasename: '/',
   showStudyList: true,
   extensions: [],
   modes: [],
+  customizationService: {},
+  maxNumberOfWebWorkers: 2,
+  showWarningMessageForCrossOrigin: false,
+  showCPUFallbackMessage: true,
+  showLoadingIndicator: true,
+  strictZSpacingForVolumeViewport: true,
+  investigationalUseDialog: { option: 'never' },
   defaultDataSourceName: 'orthanc',
   dataSources: [
     {
@@ -28,9 +35,10 @@ window.config = {
         supportsFuzzyMatching: false,
         supportsWildcard: true,
         staticWado: false,
+        dicomUploadEnabled: true,
         singlepart: 'bulkdata,video,pdf',
-        // Orthanc's DICOMweb 1.7 answers bulk data with full URIs; let OHIF use them as given.
-        bulkDataURI: { enabled: true },
+        bulkDataURI: { enabled: true, relativeResolution: 'studies' },
+        omitQuotationForMultipartRequest: true,
       },
     },
   ],

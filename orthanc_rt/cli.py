@@ -50,6 +50,8 @@ def _print_started(cfg: StackConfig, health: dict[str, Any]) -> None:
     print(f"  Orthanc Explorer: {cfg.orthanc_url}/app/explorer.html")
     print(f"  health:           {cfg.orthanc_url}/rt/health  ({health['status']})")
     print(f"  DICOM (C-STORE):  AET ORTHANC_RT, port {cfg.dicom_port}")
+    if stack.is_running(cfg, "viewer"):
+        print(f"  OHIF viewer:      http://127.0.0.1:{cfg.viewer_port}/")
     print("  stop with:        ./orthanc-rt stop")
 
 
@@ -87,6 +89,8 @@ def _demo(cfg: StackConfig, timeout_s: float) -> int:
     print(f"  job:            {base}/rt/jobs/{job['id']}")
     print(f"  RTDOSE:         {base}/app/explorer.html#instance?uuid={dose_id}  (Orthanc ID {dose_id})")
     print(f"  study:          {base}/app/explorer.html#study?uuid={job['orthanc_study_id']}")
+    if stack.is_running(cfg, "viewer"):
+        print(f"  in OHIF:        http://127.0.0.1:{cfg.viewer_port}/viewer?StudyInstanceUIDs={case.study.study_instance_uid}")
     print(f"  max dose:       {out['dose_max_gy']:.3f} Gy (plan, {out['plan']['fractions']} fractions)")
     print(f"  target centre:  {out['dose_at_isocenter_gy']:.3f} Gy")
     print("Services keep running; stop them with ./orthanc-rt stop")

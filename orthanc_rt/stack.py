@@ -39,6 +39,7 @@ class StackConfig:
     orthanc_overrides: dict[str, Any] = field(default_factory=dict)
     template: Path = PROJECT_DIR / "orthanc_config" / "orthanc.json"
     public_orthanc_url: str = ""  # how workers reach Orthanc when not on this host
+    viewer_port: int = 3000  # OHIF, served by orthanc_rt.viewer; 0: no viewer
 
     @property
     def orthanc_url(self) -> str:
@@ -69,6 +70,7 @@ class StackConfig:
             workers=int(env.get("ORTHANC_RT_WORKERS", 1)),
             mcsquare_threads=int(env.get("ORTHANC_RT_MCSQUARE_THREADS", 0)),
             public_orthanc_url=env.get("ORTHANC_RT_ORTHANC_URL", ""),
+            viewer_port=int(env.get("ORTHANC_RT_VIEWER_PORT", 3000)),
             orthanc_overrides=({"RemoteAccessAllowed": True}
                                if env.get("ORTHANC_RT_REMOTE_ACCESS", "").lower() in ("1", "true", "yes") else {}),
         )
@@ -142,6 +144,17 @@ def exec_foreground(cfg: StackConfig, service: str) -> None:
     os.execvpe(cmd[0], cmd, env)
 
 
+def start_viewer(cfg: StackConfig) -> int | None:
+    """OHIF next to Orthanc, if the installer unpacked it (started by `start`)."""
+    from orthanc_rt.viewer import ohif_dist
+
+    if not cfg.viewer_port or not (ohif_dist() / "index.html").is_file():
+        return None
+    cmd = [sys.executable, "-m", "orthanc_rt.viewer", "--port", str(cfg.viewer_port), "--orthanc",
+           f"http://127.0.0.1:{cfg.http_port}"]
+    return _spawn("viewer", cmd, worker_env(cfg), cfg)
+
+
 def ensure_redis(cfg: StackConfig) -> str:
     """Use the Redis at cfg.redis_url; start a private one there if it is local and not running."""
     from redis import Redis
@@ -197,6 +210,8 @@ def start(cfg: StackConfig) -> dict[str, Any]:
     for i in range(1, cfg.workers + 1):
         if not is_running(cfg, f"worker-{i}"):
             start_worker(cfg, i)
+    if not is_running(cfg, "viewer"):
+        start_viewer(cfg)
     return wait_for_health(cfg)
 
 

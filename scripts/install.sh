@@ -10,13 +10,13 @@ dev="${1:-}"
 
 apt_packages=(orthanc orthanc-python orthanc-dicomweb orthanc-postgresql dcmtk
               redis-server python3-venv python3-dev curl)
+sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
   echo "[install] apt packages: ${missing[*]}"
-  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
   # Debian starts a system Orthanc on 8042/4242 on install; we run our own instances.
@@ -56,4 +56,26 @@ done
 # The project itself, editable, so `python -m worker` and the tests import it.
 (cd / && "$venv/bin/python" -c "import orthanc_rt" 2>/dev/null) || pip_quiet install --no-deps -e "$here"
 MPLBACKEND=Agg "$venv/bin/python" "$here/scripts/fix_opentps.py"
+
+# The OHIF viewer: the prebuilt @ohif/app published on npm (its dist/ folder), pinned.
+ohif_version="$(cat "$here/ohif-config/VERSION")"
+ohif_dir="$here/.ohif/$ohif_version"
+if [ ! -f "$ohif_dir/index.html" ]; then
+  if ! command -v npm >/dev/null; then
+    echo "[install] apt packages: npm"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends npm
+  fi
+  echo "[install] OHIF viewer @ohif/app@$ohif_version"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "@ohif/app@$ohif_version" >/dev/null 2>&1 && tar xzf ohif-app-*.tgz)
+  mkdir -p "$ohif_dir" && cp -r "$tmp/package/dist/." "$ohif_dir/" && rm -rf "$tmp"
+fi
+
+# Test tools: a real browser for the viewer tests (Debian's Chromium, driven by Playwright).
+if [ "$dev" = "--dev" ] && ! command -v chromium >/dev/null; then
+  echo "[install] apt packages: chromium"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium
+fi
 echo "[install] done"

@@ -40,6 +40,7 @@ def rt_stack(tmp_path_factory, stack_database) -> Iterator[StackConfig]:
         stable_age_s=2,
         workers=1,
         auto_dose={"Primaries": TEST_PRIMARIES, "WaitForCtSeconds": 600},
+        viewer_port=free_port(),
     )
     stack.ensure_redis(cfg)
     Redis.from_url(cfg.redis_url).flushdb()

@@ -1,0 +1,90 @@
+"""OHIF, served next to Orthanc, shows the dose Orthanc-RT computed: a real headless Chromium.
+
+Evidence is taken from the network (DICOMweb answers for the CT, RTSTRUCT and
+RTDOSE series through the viewer's origin) and the DOM (series list, the
+structure set's ROI names in the segmentation panel, the dose series in the
+viewport overlay); screenshots go to test-artifacts/ for a person to look at.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from orthanc_rt.viewer import ohif_dist
+from tests import util
+from tests.integration.senders import rest_upload
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags for a closed network and a root user (see the machine notes): no sandbox, no background traffic.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists() or not (ohif_dist() / "index.html").is_file():
+        pytest.fail("Chromium or the OHIF viewer is missing: run ./orthanc-rt install --dev")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
+    case = util.small_phantom_case("ohif")
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
+    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid)
+    assert job["state"] == "succeeded", job["message"]
+    study_uid = case.study.study_instance_uid
+    viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    responses: list[tuple[int, str]] = []
+    errors: list[str] = []
+    page.on("response", lambda r: responses.append((r.status, r.url)))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    page.goto(f"{viewer}/?mrn={case.study.patient_id}", wait_until="networkidle")  # the list, filtered by MRN
+    page.get_by_text(case.study.patient_id).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "ohif-study-list.png"))
+
+    page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
+    for modality in ("RTDOSE", "RTSTRUCT", "RTPLAN"):
+        page.get_by_text(modality, exact=True).first.wait_for(timeout=30_000)
+    _dismiss_tour(page)
+
+    page.get_by_text("RTSTRUCT", exact=True).first.dblclick()
+    page.get_by_role("button", name="Yes").click(timeout=30_000)
+    page.locator("[data-cy=panelSegmentation-btn]").first.click()  # the structure set's ROI list
+    page.get_by_text("TargetVolume").first.wait_for(timeout=30_000)
+    page.get_by_text("External").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "ohif-rtstruct.png"))
+
+    page.get_by_text("RTDOSE", exact=True).first.dblclick()
+    page.get_by_text("MCsquare dose").last.wait_for(timeout=30_000)
+    time.sleep(2)  # let the dose frames arrive before the screenshot
+    page.screenshot(path=str(ARTIFACTS / "ohif-rtdose.png"))
+
+    series = {uid: str(ds.SeriesInstanceUID) for uid, ds in (("ct", case.ct[0]), ("rtstruct", case.rtstruct))}
+    dose_series = job["outputs"]["rtdose"]["series_instance_uid"]
+    ok = [url for status, url in responses if status == 200 and "/dicom-web/" in url]
+    assert any(f"/series/{series['ct']}/instances/" in u and "/frames/" in u for u in ok), "no CT frame loaded"
+    assert any(f"/series/{series['rtstruct']}/metadata" in u for u in ok), "RTSTRUCT metadata not loaded"
+    assert any(f"/series/{dose_series}/" in u and "/frames/" in u for u in ok), "no RTDOSE frame loaded"
+    assert not [u for status, u in responses if status >= 500], "server errors behind the viewer"
+    assert not errors, f"page errors: {errors[:3]}"
+
+
+def _dismiss_tour(page) -> None:
+    """OHIF greets first-time users with a guided tour that covers the viewport."""
+    skip = page.get_by_text("Skip all")
+    if skip.count():
+        skip.first.click()
