@@ -36,6 +36,7 @@ class Settings:
     work_dir: str = ""  # per-job MCsquare folders live below it
     mcsquare_threads: int = 0  # 0: every core MCsquare can see
     dose_job_timeout_seconds: int = 3 * 3600
+    viewer_url: str = ""  # OHIF, for links from Orthanc Explorer ("" : no link)
     auto_dose: AutoDose = field(default_factory=AutoDose)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,7 @@ class Settings:
             redis_url=section.get("RedisUrl", base.redis_url),
             work_dir=section.get("WorkDir", base.work_dir),
             dose_job_timeout_seconds=int(section.get("DoseJobTimeoutSeconds", base.dose_job_timeout_seconds)),
+            viewer_url=str(section.get("ViewerUrl", "")),
             auto_dose=auto,
         )
 

@@ -87,6 +87,8 @@ def render_orthanc_config(cfg: StackConfig) -> dict[str, Any]:
     rt = config.setdefault("OrthancRT", {})
     rt["DatabaseUrl"] = cfg.db_url
     rt["RedisUrl"] = cfg.redis_url
+    if cfg.viewer_port:
+        rt["ViewerUrl"] = f"http://127.0.0.1:{cfg.viewer_port}"
     rt.setdefault("AutoDose", {}).update(cfg.auto_dose)
     _deep_update(config, cfg.orthanc_overrides)
     return config

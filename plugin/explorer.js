@@ -49,12 +49,22 @@
 
   $('#study').live('pagebeforeshow', function () {
     var studyId = $.mobile.pageData && $.mobile.pageData.uuid;
-    $('#orthanc-rt-study').remove();
+    $('#orthanc-rt-study, #orthanc-rt-ohif').remove();
     if (!studyId) { return; }
     var list = $('<ul id="orthanc-rt-study" data-role="listview" data-inset="true"></ul>');
     list.insertAfter($('#study-info'));
     list.listview();
     renderJobs(list, studyId);
+    var viewer = window.ORTHANC_RT && window.ORTHANC_RT.viewerUrl;
+    if (viewer) {
+      $.getJSON('../studies/' + studyId, function (study) {
+        var uid = study.MainDicomTags.StudyInstanceUID;
+        var link = $('<a id="orthanc-rt-ohif" data-role="button" data-icon="search" target="_blank">Open in OHIF</a>')
+          .attr('href', viewer + '/viewer?StudyInstanceUIDs=' + encodeURIComponent(uid));
+        $('#orthanc-rt-ohif').remove();
+        link.insertAfter(list).button();
+      });
+    }
   });
 
   $('#study').live('pagehide', function () { clearTimeout(pollTimer); });

@@ -125,7 +125,9 @@ def install(orthanc: Any) -> None:
             handler.on_change(name, resource_id)
 
     orthanc.RegisterRestCallback("/rt/(.*)", rest)
-    orthanc.ExtendOrthancExplorer((Path(__file__).parent / "explorer.js").read_text())
+    ui_settings = json.dumps({"viewerUrl": settings.viewer_url})
+    orthanc.ExtendOrthancExplorer(f"window.ORTHANC_RT = {ui_settings};\n"
+                                  + (Path(__file__).parent / "explorer.js").read_text())
     orthanc.RegisterOnChangeCallback(on_change)
     logger.info("Orthanc-RT %s loaded: database %s, redis %s", _version(), settings.redacted()["database"],
                 settings.redacted()["redis"])

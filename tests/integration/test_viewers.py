@@ -88,3 +88,31 @@ def _dismiss_tour(page) -> None:
     skip = page.get_by_text("Skip all")
     if skip.count():
         skip.first.click()
+
+
+def test_orthanc_explorer_shows_jobs_and_computes_a_dose(orthanc, rt_stack, browser):
+    case = util.small_phantom_case("explorer")
+    ids = rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
+    job = orthanc.wait_job(lambda j: j["state"] == "succeeded", study=case.study.study_instance_uid)
+    study_id = job["orthanc_study_id"]
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+
+    page.goto(f"{orthanc.base}/app/explorer.html#study?uuid={study_id}")
+    panel = page.locator("#orthanc-rt-study")
+    panel.get_by_text("Orthanc-RT jobs (1)").wait_for(timeout=30_000)
+    panel.get_by_text("dose succeeded").wait_for()
+    assert panel.locator("a", has_text="RTDOSE").get_attribute("href") == \
+        f"#instance?uuid={job['outputs']['rtdose']['orthanc_id']}"
+    ohif = page.locator("#orthanc-rt-ohif")
+    ohif.wait_for()
+    assert ohif.get_attribute("href") == (f"http://127.0.0.1:{rt_stack.viewer_port}/viewer?StudyInstanceUIDs="
+                                          f"{case.study.study_instance_uid}")
+    page.screenshot(path=str(ARTIFACTS / "explorer-study.png"))
+
+    page.goto(f"{orthanc.base}/app/explorer.html#instance?uuid={ids[-1]}")
+    page.locator("#orthanc-rt-primaries").fill("30000")
+    page.locator("#orthanc-rt-dose").click()
+    page.get_by_text("Job queued:").wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "explorer-plan.png"))
+    requested = [j for j in orthanc.jobs(study=case.study.study_instance_uid) if j["params"]["primaries"] == 30000]
+    assert len(requested) == 1 and requested[0]["source"] == "api"
