@@ -17,7 +17,8 @@ from rq.job import Job as RqJob
 from rq.job import JobStatus
 from rq.worker import Worker
 
-QUEUE_NAMES = {"dose": "orthanc-rt-dose"}
+# Analyses and SR imports take seconds: their own queue, never behind Monte Carlo jobs.
+QUEUE_NAMES = {"dose": "orthanc-rt-dose", "analysis": "orthanc-rt-analysis", "sr": "orthanc-rt-analysis"}
 RUN_JOB = "worker.tasks.run_job"
 ON_FAILURE = "worker.tasks.on_failure"
 # Back-off for transient faults (Orthanc or the database briefly unreachable).

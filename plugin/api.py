@@ -21,7 +21,7 @@ from orthanc_rt.jobs import JobQuery, JobStore
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
 from orthanc_rt.params import ValidationError, dose_params
 from orthanc_rt.queue import Dispatcher
-from orthanc_rt.resources import plan_ref, sop_class_of
+from orthanc_rt.resources import instance_ref, sop_class_of
 from orthanc_rt.scheduling import Scheduler
 from orthanc_rt.settings import Settings
 from plugin.rest import HttpError, Request, Response, error_response
@@ -155,7 +155,7 @@ class RtApi:
             name = sop.name_of(sop_class)
             raise HttpError(400, f"instance {instance_id} is a {name} ({sop_class}); the proton-dose workflow "
                                  f"needs an RT Ion Plan ({sop.RT_ION_PLAN})")
-        plan = plan_ref(self.orthanc, instance_id)
+        plan = instance_ref(self.orthanc, instance_id)
         job, created = self.scheduler.request_dose(plan, params, source="api", requested_by=request.user())
         return Response(200, {"created": created, "job": jobs.to_dict(job)})
 

@@ -12,7 +12,7 @@ import logging
 from orthanc_rt.dicom import sop
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
 from orthanc_rt.params import DoseParams
-from orthanc_rt.resources import plan_ref, sop_class_of
+from orthanc_rt.resources import instance_ref, sop_class_of
 from orthanc_rt.scheduling import Scheduler
 from orthanc_rt.settings import Settings
 
@@ -49,7 +49,7 @@ class ArrivalHandler:
             return
         if sop_class_of(self.orthanc, instance_id) not in _PLAN_CLASSES:
             return
-        plan = plan_ref(self.orthanc, instance_id)
+        plan = instance_ref(self.orthanc, instance_id)
         params = DoseParams(primaries=auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
                             wait_for_ct_seconds=auto.wait_for_ct_seconds)
         job, created = self.scheduler.request_dose(plan, params, source="auto", requested_by="auto-dose")

@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings.from_env()
     _remove_stale_job_folders(Path(settings.work_dir))
-    worker = Worker([QUEUE_NAMES[k] for k in args.queues], connection=redis_for(settings.redis_url),
+    # Several kinds share a queue (analysis, sr): listen to each queue once.
+    queues = list(dict.fromkeys(QUEUE_NAMES[k] for k in args.queues))
+    worker = Worker(queues, connection=redis_for(settings.redis_url),
                     name=args.name)
     worker.work(with_scheduler=True, burst=args.burst)
 
