@@ -22,8 +22,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.builders import RoiSpec, build_ct_series, build_ion_plan, build_rtdose, build_rtstruct
-from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, PatientStudy, RangeShifter
+from orthanc_rt.dicom.builders import RoiSpec, build_ct_series, build_ion_plan, build_measurement_report, \
+    build_rtdose, build_rtstruct
+from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, PatientStudy, RangeShifter, \
+    SrMeasurement
 from orthanc_rt.dicom.phantom import CASE_DATETIME, PhantomCase, case_study, case_uid, water_phantom_case
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.uids import derive_uid
@@ -287,3 +289,21 @@ def on_other_frame(ds: Dataset) -> Dataset:
     variant = _variant(ds, "other-frame")
     variant.FrameOfReferenceUID = derive_uid(str(ds.SOPInstanceUID), "other-frame", "for")
     return variant
+
+
+def measurement_report(case: DvhCase, *, name: str = "ohif") -> Dataset:
+    """An OHIF-style TID 1500 report on the case's CT: a length on slice 20 and an area on slice 21 (frame 1)."""
+    ct_series = str(case.ct[0].SeriesInstanceUID)
+    measurements = [
+        SrMeasurement(concept="Length", value=42.5, unit="mm", referenced_sop_class_uid=sop.CT_IMAGE,
+                      referenced_sop_instance_uid=str(case.ct[20].SOPInstanceUID),
+                      referenced_series_instance_uid=ct_series, graphic_data=(10.0, 10.0, 31.25, 10.0),
+                      tracking_identifier="Cornerstone3DTools@^0.1.0:Length", finding="tumour width"),
+        SrMeasurement(concept="Area", value=310.0, unit="mm2", referenced_sop_class_uid=sop.CT_IMAGE,
+                      referenced_sop_instance_uid=str(case.ct[21].SOPInstanceUID),
+                      referenced_series_instance_uid=ct_series, graphic_type="POLYGON",
+                      graphic_data=(5.0, 5.0, 20.0, 5.0, 20.0, 25.0, 5.0, 5.0), frame_number=1,
+                      tracking_identifier="Cornerstone3DTools@^0.1.0:PlanarFreehandROI"),
+    ]
+    return build_measurement_report(case.study, measurements, sop_instance_uid=case_uid(name, "sr"),
+                                    series_instance_uid=case_uid(name, "sr-series"), created=CASE_DATETIME)
