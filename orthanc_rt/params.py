@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from orthanc_rt.settings import AutoDose
+from orthanc_rt.settings import AutoAnalysis, AutoDose
 
 
 class ValidationError(ValueError):
@@ -70,14 +70,19 @@ class AnalysisParams:
     without one, to the maximum of the dose grid (the details of each row say which).
     """
 
-    d_at_volume_pct: tuple[float, ...] = (98.0, 95.0, 50.0, 2.0)
-    v_at_dose_gy: tuple[float, ...] = (20.0,)
-    v_at_dose_pct: tuple[float, ...] = (95.0,)
+    d_at_volume_pct: tuple[float, ...] = AutoAnalysis.d_at_volume_pct
+    v_at_dose_gy: tuple[float, ...] = AutoAnalysis.v_at_dose_gy
+    v_at_dose_pct: tuple[float, ...] = AutoAnalysis.v_at_dose_pct
     reference_dose_gy: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"d_at_volume_pct": list(self.d_at_volume_pct), "v_at_dose_gy": list(self.v_at_dose_gy),
                 "v_at_dose_pct": list(self.v_at_dose_pct), "reference_dose_gy": self.reference_dose_gy}
+
+    @classmethod
+    def from_settings(cls, auto: AutoAnalysis) -> "AnalysisParams":
+        return cls(d_at_volume_pct=auto.d_at_volume_pct, v_at_dose_gy=auto.v_at_dose_gy,
+                   v_at_dose_pct=auto.v_at_dose_pct, reference_dose_gy=auto.reference_dose_gy)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "AnalysisParams":

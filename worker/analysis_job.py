@@ -39,7 +39,7 @@ def compute(job: Job, api: OrthancApi, settings: Settings, store: JobStore) -> d
 
 
 def _ct_of(api: OrthancApi, struct_ds: Any) -> tuple[list | None, str]:
-    """The CT series the structure set references, when it is completely in Orthanc."""
+    """The CT series the structure set references; without it in Orthanc, the analysis goes on without HU."""
     series_uid = referenced_ct_series(struct_ds)
     if not series_uid:
         return None, "the structure set names no CT series: HU left out"
@@ -47,6 +47,6 @@ def _ct_of(api: OrthancApi, struct_ds: Any) -> tuple[list | None, str]:
     if not found:
         return None, f"CT series {series_uid} is not in Orthanc: HU left out"
     series = get_json(api, f"/series/{found[0]}")
-    if not series.get("IsStable", True):
-        return None, f"CT series {series_uid} is still arriving: HU left out"
+    if not series.get("IsStable", True):  # resumed when Orthanc reports the series stable
+        raise InputNotReady(f"CT series {series_uid} is still arriving ({len(series['Instances'])} slices so far)")
     return fetch_series(api, SeriesRef(series["ID"], series_uid, tuple(series["Instances"]))), ""
