@@ -62,7 +62,8 @@ def manual_fields(body: Mapping[str, Any], *, existing: Mapping[str, Any] | None
     if frame is not None and not fields["sop_instance_uid"]:
         raise ValidationError("sop_instance_uid", "required when frame_number is given")
     fields["frame_number"] = frame
-    details = merged.get("details") or {}
+    details = merged.get("details")
+    details = {} if details is None else details
     if not isinstance(details, dict) or len(str(details)) > 10_000:
         raise ValidationError("details", "must be a JSON object of at most 10 kB")
     fields["details"] = details
