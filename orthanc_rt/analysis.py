@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from orthanc_rt import dvh
@@ -116,5 +117,5 @@ def analyse(dose_ds: Dataset, struct_ds: Dataset, ct_datasets: Sequence[Dataset]
             structure_set_sop_instance_uid=structures.sop_instance_uid, roi_number=roi.number,
             roi_name=roi.name[:64], roi_color=roi.color, volume_cc=stats.volume_cc,
             bin_width_gy=stats.bin_width_gy,
-            volume_pct={"values": [round(float(v), 4) for v in stats.cumulative_pct]}))
+            volume_pct={"values": np.round(stats.cumulative_pct, 4).tolist()}))
     return result
