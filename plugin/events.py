@@ -19,6 +19,7 @@ import logging
 
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.sr import SR_CLASSES
+from orthanc_rt.models import Job
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
 from orthanc_rt.params import AnalysisParams, DoseParams
 from orthanc_rt.resources import InstanceRef, find_instances, frame_of_reference_of, instance_ref, instance_tag, \
@@ -78,31 +79,38 @@ class ArrivalHandler:
                  "new" if created else "existing")
 
     def dose_arrived(self, instance_id: str) -> None:
-        dose = instance_ref(self.orthanc, instance_id)
-        frame = frame_of_reference_of(self.orthanc, instance_id, "RTDOSE")
-        if not frame:
-            log.warning("Orthanc-RT: RTDOSE %s has no FrameOfReferenceUID; not analysed", dose.sop_instance_uid)
+        arrived = self._with_frame(instance_id, "RTDOSE")
+        if arrived is None:
             return
-        params = AnalysisParams.from_settings(self.settings.auto_analysis)
-        partners = self.same_frame(dose, "RTSTRUCT", frame)
-        for structure_set in partners or [None]:
-            job, created = self.scheduler.request_analysis(dose, structure_set, params, frame_of_reference_uid=frame,
-                                                           source="auto", requested_by="auto-analysis")
+        dose, frame = arrived
+        for structure_set in self.same_frame(dose, "RTSTRUCT", frame) or [None]:
+            job = self._analyse(dose, structure_set, frame)
             log.info("Orthanc-RT: RTDOSE %s -> analysis job %s (%s)", dose.sop_instance_uid, job.id, job.state)
 
     def structure_set_arrived(self, instance_id: str) -> None:
-        structure_set = instance_ref(self.orthanc, instance_id)
-        frame = frame_of_reference_of(self.orthanc, instance_id, "RTSTRUCT")
-        if not frame:
-            log.warning("Orthanc-RT: RTSTRUCT %s names no frame of reference", structure_set.sop_instance_uid)
+        arrived = self._with_frame(instance_id, "RTSTRUCT")
+        if arrived is None:
             return
-        params = AnalysisParams.from_settings(self.settings.auto_analysis)
+        structure_set, frame = arrived
         for dose in self.same_frame(structure_set, "RTDOSE", frame):
-            job, _ = self.scheduler.request_analysis(dose, structure_set, params, frame_of_reference_uid=frame,
-                                                     source="auto", requested_by="auto-analysis")
+            job = self._analyse(dose, structure_set, frame)
             self.scheduler.close_waiting_analysis(dose.sop_instance_uid, [job.id])
             log.info("Orthanc-RT: RTSTRUCT %s + RTDOSE %s -> analysis job %s", structure_set.sop_instance_uid,
                      dose.sop_instance_uid, job.id)
+
+    def _with_frame(self, instance_id: str, modality: str) -> tuple[InstanceRef, str] | None:
+        ref = instance_ref(self.orthanc, instance_id)
+        frame = frame_of_reference_of(self.orthanc, instance_id, modality)
+        if not frame:
+            log.warning("Orthanc-RT: %s %s names no frame of reference; not analysed", modality, ref.sop_instance_uid)
+            return None
+        return ref, frame
+
+    def _analyse(self, dose: InstanceRef, structure_set: InstanceRef | None, frame: str) -> Job:
+        params = AnalysisParams.from_settings(self.settings.auto_analysis)
+        job, _ = self.scheduler.request_analysis(dose, structure_set, params, frame_of_reference_uid=frame,
+                                                 source="auto", requested_by="auto-analysis")
+        return job
 
     def sr_arrived(self, instance_id: str) -> None:
         if instance_tag(self.orthanc, instance_id, _SR_TEMPLATE) != "1500":

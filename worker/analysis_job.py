@@ -12,12 +12,12 @@ from orthanc_rt.models import Job
 from orthanc_rt.orthanc_api import OrthancApi, get_json, post_json
 from orthanc_rt.params import AnalysisParams
 from orthanc_rt.settings import Settings
-from worker import quick_job
+from worker import job_frame
 from worker.inputs import InputNotReady, SeriesRef, fetch_series, read_instance
 
 
 def run(job_id: str, settings: Settings, store: JobStore) -> dict[str, Any]:
-    return quick_job.run(job_id, settings, store, compute)
+    return job_frame.run(job_id, settings, store, compute)
 
 
 def compute(job: Job, api: OrthancApi, settings: Settings, store: JobStore) -> dict[str, Any]:

@@ -1,6 +1,5 @@
 """TID 1500 measurement reports: what the builder writes, the reader gives back as rows."""
 import pytest
-from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.errors import DicomInputError
