@@ -29,7 +29,13 @@ def manual_fields(body: Mapping[str, Any], *, existing: Mapping[str, Any] | None
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise ValidationError(unknown[0], f"unknown field; expected some of {sorted(_FIELDS)}")
-    merged = {**(existing or {}), **body}
+    existing = dict(existing or {})
+    if "type" in body and body["type"] != existing.get("type"):
+        # A new type brings its own unit and default metric; the stored ones belonged to the old type.
+        existing.pop("unit", None)
+        if existing.get("metric") == existing.get("type"):
+            existing.pop("metric", None)
+    merged = {**existing, **body}
     kind = merged.get("type")
     if kind not in TYPES:
         raise ValidationError("type", f"must be one of {sorted(TYPES)}, got {kind!r:.40}")

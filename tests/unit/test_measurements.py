@@ -72,6 +72,9 @@ def test_manual_rows_round_trip(database_url):
     updated = store.update(row.id, manual_fields({"value": 31}, existing={"type": "angle", "value": 30,
                                                                           "study_instance_uid": STUDY}))
     assert updated.value == 31.0 and updated.updated_at >= row.updated_at
+    stored = {"type": "angle", "value": 31.0, "unit": "deg", "metric": "angle", "study_instance_uid": STUDY}
+    retyped = manual_fields({"type": "distance", "value": 4}, existing=stored)
+    assert (retyped["unit"], retyped["metric"]) == ("mm", "distance")
     assert store.delete(row.id) and store.get(row.id) is None and not store.delete(row.id)
 
 
