@@ -37,34 +37,45 @@ _MIN_BIN_GY = 0.01
 class RoiSample:
     """The values of the grid voxels inside an ROI and the volume each stands for."""
 
-    values: np.ndarray  # one per voxel (Gy or HU)
-    voxel_cc: np.ndarray  # volume of each voxel, cc
+    values: np.ndarray  # one per voxel (Gy or HU), float32 as the grid holds them
+    voxel_cc: float  # the volume each voxel stands for (one slab thickness per ROI, so one value), cc
     planes_used: int = 0
     planes_outside: list[float] = field(default_factory=list)  # contour z (mm) outside the grid
 
     @property
     def volume_cc(self) -> float:
-        return float(self.voxel_cc.sum())
+        return float(self.values.size * self.voxel_cc)
 
 
 def plane_mask(polygons: Sequence[np.ndarray], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """[len(ys), len(xs)] bool: voxel centres inside the polygons (x, y mm) by the even-odd rule.
+    """[len(ys), len(xs)] bool: voxel centres inside the polygons (x, y mm) by the even-odd rule."""
+    mask, r0 = planes_mask([list(polygons)], xs, ys)
+    out = np.zeros((len(ys), len(xs)), dtype=bool)
+    out[r0:r0 + mask.shape[1]] = mask[0]
+    return out
 
-    A scanline fill, vectorised over all edges of all the plane's polygons
-    at once: for every grid row the edges' crossings are counted left of
-    each voxel centre; an odd count is inside. Counting all polygons together
-    is the XOR that turns inner contours into holes. Edges are half-open in
-    y, so a vertex on a row is counted once.
+
+def planes_mask(planes: Sequence[Sequence[np.ndarray]], xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Even-odd masks of several planes' polygons at once: ([planes, rows, len(xs)] bool, first row).
+
+    A scanline fill vectorised over every edge of every polygon of every
+    plane: for each grid row the edges' crossings left of each voxel centre
+    are counted; an odd count is inside. Counting a plane's polygons
+    together is the XOR that turns inner contours into holes. Edges are
+    half-open in y, so a vertex on a row is counted once. Only the rows the
+    polygons span are returned (from `first row`).
     """
-    mask = np.zeros((len(ys), len(xs)), dtype=bool)
-    if not len(polygons) or not len(xs) or not len(ys):
-        return mask
+    count = len(planes)
+    polygons = [p for plane in planes for p in plane]
+    if not polygons or not len(xs) or not len(ys):
+        return np.zeros((count, 0, len(xs)), dtype=bool), 0
     start = np.concatenate(polygons)
     end = np.concatenate([np.roll(p, -1, axis=0) for p in polygons])
-    y_low, y_high = min(start[:, 1].min(), end[:, 1].min()), max(start[:, 1].max(), end[:, 1].max())
-    r0, r1 = np.searchsorted(ys, y_low), np.searchsorted(ys, y_high, side="right")
+    plane_of = np.repeat(np.arange(count), [sum(len(p) for p in plane) for plane in planes])
+    r0 = int(np.searchsorted(ys, start[:, 1].min()))
+    r1 = int(np.searchsorted(ys, start[:, 1].max(), side="right"))
     if r0 >= r1:
-        return mask
+        return np.zeros((count, 0, len(xs)), dtype=bool), r0
     rows = ys[r0:r1]
     (x0, y0), (x1, y1) = start.T, end.T
     crosses = (y0[:, None] <= rows[None, :]) != (y1[:, None] <= rows[None, :])  # [edges, rows]
@@ -72,10 +83,10 @@ def plane_mask(polygons: Sequence[np.ndarray], xs: np.ndarray, ys: np.ndarray) -
     t = (rows[row] - y0[edge]) / (y1[edge] - y0[edge])
     x_cross = x0[edge] + t * (x1[edge] - x0[edge])
     column = np.searchsorted(xs, x_cross, side="right")  # first voxel centre right of the crossing
-    width = len(xs) + 1
-    counts = np.bincount(row * width + column, minlength=(r1 - r0) * width).reshape(r1 - r0, width)
-    mask[r0:r1] = (np.cumsum(counts, axis=1)[:, :-1] & 1).astype(bool)
-    return mask
+    width, height = len(xs) + 1, r1 - r0
+    flat = (plane_of[edge] * height + row) * width + column
+    counts = np.bincount(flat, minlength=count * height * width).reshape(count, height, width)
+    return (np.cumsum(counts, axis=2)[:, :, :-1] & 1).astype(bool), r0
 
 
 def plane_thickness(plane_z: np.ndarray, default_mm: float) -> float:
@@ -91,36 +102,27 @@ def sample_roi(roi: Roi, volume: np.ndarray, origin_mm: Sequence[float], spacing
     (ox, oy, oz), (sx, sy, sz) = origin_mm, spacing_mm
     nz, ny, nx = volume.shape
     xs, ys = ox + sx * np.arange(nx), oy + sy * np.arange(ny)
-    thickness = plane_thickness(np.array(list(planes)), sz)
-    values, weights, outside = [], [], []
-    for z, polygons in planes.items():
-        plane = _plane_at(volume, (z - oz) / sz, interpolate_z)
-        if plane is None:
-            outside.append(z)
-            continue
-        mask = plane_mask(polygons, xs, ys)
-        picked = plane[mask]
-        values.append(picked)
-        weights.append(np.full(picked.size, sx * sy * thickness / 1000.0))
-    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
-    return RoiSample(values=cat(values).astype(np.float64), voxel_cc=cat(weights), planes_used=len(values),
+    z = np.array(list(planes), dtype=float)
+    thickness = plane_thickness(z, sz)
+    k = (z - oz) / sz  # fractional frame index of each contour plane
+    on_grid = (k >= -0.5) & (k <= nz - 0.5)
+    voxel_cc = sx * sy * thickness / 1000.0
+    outside = [float(v) for v in z[~on_grid]]
+    if not on_grid.any():
+        return RoiSample(values=np.zeros(0, dtype=np.float32), voxel_cc=voxel_cc, planes_outside=outside)
+    polygons = list(planes.values())
+    masks, r0 = planes_mask([polygons[i] for i in np.flatnonzero(on_grid)], xs, ys)
+    rows = slice(r0, r0 + masks.shape[1])
+    k = np.clip(k[on_grid], 0, nz - 1)
+    if interpolate_z:
+        low = np.floor(k).astype(int)
+        high = np.minimum(low + 1, nz - 1)
+        t = (k - low).astype(np.float32)[:, None, None]
+        stack = volume[low, rows] * (1 - t) + volume[high, rows] * t
+    else:
+        stack = volume[np.rint(k).astype(int), rows]
+    return RoiSample(values=stack[masks], voxel_cc=voxel_cc, planes_used=int(on_grid.sum()),
                      planes_outside=outside)
-
-
-def _plane_at(volume: np.ndarray, k: float, interpolate: bool) -> np.ndarray | None:
-    """The [y, x] plane at fractional frame index `k`; None more than half a frame outside."""
-    last = volume.shape[0] - 1
-    if k < -0.5 or k > last + 0.5:
-        return None
-    if not interpolate or last == 0:
-        return volume[int(np.clip(round(k), 0, last))]
-    k = float(np.clip(k, 0, last))
-    low = int(np.floor(k))
-    high = min(low + 1, last)
-    t = k - low
-    if t < 1e-6:
-        return volume[low]
-    return (1 - t) * volume[low] + t * volume[high]
 
 
 @dataclass
@@ -138,18 +140,18 @@ class DoseStats:
 def dose_stats(sample: RoiSample, *, d_at_volume_pct: Sequence[float], v_at_dose_gy: Sequence[float],
                bin_width_gy: float | None = None) -> DoseStats:
     """Metrics from the voxel doses: Dmin/Dmax/Dmean/Vx exact, Dx from a 2^16-bin histogram (error < Dmax/65536)."""
-    dose, weight = sample.values, sample.voxel_cc
-    total = float(weight.sum())
-    if dose.size == 0 or total <= 0:
+    # Every voxel of an ROI stands for the same volume: fractions of the volume are fractions of the count.
+    dose, count = sample.values, sample.values.size
+    if count == 0 or sample.voxel_cc <= 0:
         raise ValueError("the ROI covers no voxel of the grid")
-    d_at = _dose_at_volume(dose, weight, total, d_at_volume_pct)
-    v_at = {float(d): float(weight[dose >= d].sum() / total * 100.0) for d in v_at_dose_gy}
+    d_at = _dose_at_volume(dose, d_at_volume_pct)
+    v_at = {float(d): float(np.count_nonzero(dose >= d) / count * 100.0) for d in v_at_dose_gy}
     peak = float(dose.max())
     width = bin_width_gy or max(_MIN_BIN_GY, peak / _MAX_CURVE_POINTS)
     bins = int(np.floor(peak / width)) + 2
-    hist = np.bincount(np.minimum(dose / width, bins - 1).astype(np.int64), weights=weight, minlength=bins)
-    cumulative = np.cumsum(hist[::-1])[::-1] / total * 100.0
-    return DoseStats(volume_cc=total, d_min=float(dose.min()), d_mean=float(np.average(dose, weights=weight)),
+    hist = np.bincount(np.minimum(dose / width, bins - 1).astype(np.int64), minlength=bins)
+    cumulative = np.cumsum(hist[::-1])[::-1] / count * 100.0
+    return DoseStats(volume_cc=sample.volume_cc, d_min=float(dose.min()), d_mean=float(dose.mean(dtype=np.float64)),
                      d_max=peak, d_at_volume=d_at, v_at_dose=v_at, bin_width_gy=float(width),
                      cumulative_pct=cumulative)
 
@@ -157,16 +159,15 @@ def dose_stats(sample: RoiSample, *, d_at_volume_pct: Sequence[float], v_at_dose
 _FINE_BINS = 65536
 
 
-def _dose_at_volume(dose: np.ndarray, weight: np.ndarray, total: float,
-                    percents: Sequence[float]) -> dict[float, float]:
+def _dose_at_volume(dose: np.ndarray, percents: Sequence[float]) -> dict[float, float]:
     """D x%: the least dose of the hottest x % of the volume (a histogram instead of sorting every voxel)."""
     low, high = float(dose.min()), float(dose.max())
     if high <= low:
         return {float(p): high for p in percents}
     width = (high - low) / (_FINE_BINS - 1)
     index = ((dose - low) / width).astype(np.int64)
-    hist = np.bincount(index, weights=weight, minlength=_FINE_BINS)
-    at_or_above = np.cumsum(hist[::-1])[::-1] / total * 100.0  # % of volume in bin i or hotter
+    hist = np.bincount(index, minlength=_FINE_BINS)
+    at_or_above = np.cumsum(hist[::-1])[::-1] / dose.size * 100.0  # % of volume in bin i or hotter
     out = {}
     for pct in percents:
         last = int(np.count_nonzero(at_or_above >= pct - 1e-9)) - 1
@@ -179,5 +180,5 @@ def value_stats(sample: RoiSample) -> dict[str, float]:
     values = sample.values
     if values.size == 0:
         raise ValueError("the ROI covers no voxel of the grid")
-    return {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max()),
-            "std": float(values.std())}
+    return {"mean": float(values.mean(dtype=np.float64)), "min": float(values.min()), "max": float(values.max()),
+            "std": float(values.std(dtype=np.float64))}

@@ -95,7 +95,7 @@ def test_hole_is_removed_by_even_odd_rule():
 
 
 def test_metrics_on_known_doses():
-    sample = dvh.RoiSample(values=np.arange(1.0, 101.0), voxel_cc=np.full(100, 0.5))
+    sample = dvh.RoiSample(values=np.arange(1.0, 101.0), voxel_cc=0.5)
     stats = dvh.dose_stats(sample, d_at_volume_pct=[95, 50, 2], v_at_dose_gy=[20, 101])
     assert stats.volume_cc == 50.0 and stats.d_mean == pytest.approx(50.5)
     # D x% comes from a 65536-bin histogram between Dmin and Dmax: exact to one bin.
