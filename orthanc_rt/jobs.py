@@ -31,7 +31,7 @@ STATES = (QUEUED, WAITING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 ACTIVE_STATES = (QUEUED, WAITING, RUNNING)
 
-KINDS = ("dose",)
+KINDS = ("dose", "analysis", "sr")
 
 
 def job_id(kind: str, *inputs: str, params: dict[str, Any] | None = None) -> str:
@@ -180,10 +180,13 @@ class JobStore:
         with session_scope(self.url) as s:
             s.execute(update(Job).where(Job.id == job_id_).values(enqueued_at=None))
 
-    def requeue_waiting(self, *, orthanc_study_id: str | None = None, job_ids: Sequence[str] = ()) -> list[str]:
-        """Waiting jobs of a study go back to queued (not yet enqueued); returns their ids."""
+    def requeue_waiting(self, *, orthanc_study_id: str | None = None, job_ids: Sequence[str] = (),
+                        kind: str | None = None) -> list[str]:
+        """Waiting jobs (of a study, of a kind) go back to queued (not yet enqueued); returns their ids."""
         with session_scope(self.url) as s:
             stmt = select(Job.id).where(Job.state == WAITING)
+            if kind is not None:
+                stmt = stmt.where(Job.kind == kind)
             if orthanc_study_id is not None:
                 stmt = stmt.where(Job.orthanc_study_id == orthanc_study_id)
             if job_ids:

@@ -64,3 +64,60 @@ class JobEvent(Base):
     actor: Mapped[str] = mapped_column(String(128), default="")  # worker host:pid, plugin, user
 
     job: Mapped[Job] = relationship(back_populates="events")
+
+
+class Measurement(Base):
+    """One measured value with its provenance (a DVH metric, an image statistic, a manual or SR measurement).
+
+    `source` says where it came from: dvh | image (computed by an analysis
+    job, `job_id` set), manual (REST, `created_by` set), sr (imported from a
+    DICOM SR, `sr_instance_uid` set). Rows of a job are replaced as a whole
+    when the job runs again, so a re-sent dose never duplicates them.
+    """
+
+    __tablename__ = "measurements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(16), index=True)
+    type: Mapped[str] = mapped_column(String(16), index=True)  # dose, volume, distance, area, angle, hounsfield
+    metric: Mapped[str] = mapped_column(String(32), index=True)  # Dmean, D95, V20Gy, HUmean, length, ...
+    value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(128), default="")
+    label: Mapped[str] = mapped_column(String(128), default="")
+    study_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    frame_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dose_sop_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    dose_series_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    structure_set_sop_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    structure_set_series_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    ct_series_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    roi_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    roi_name: Mapped[str] = mapped_column(String(64), default="", index=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    sr_instance_uid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DvhCurve(Base):
+    """The cumulative DVH of one ROI on one dose: volume (% of the ROI) at doses 0, bin, 2·bin, ... Gy."""
+
+    __tablename__ = "dvh_curves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    dose_sop_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    structure_set_sop_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    roi_number: Mapped[int] = mapped_column(Integer)
+    roi_name: Mapped[str] = mapped_column(String(64), default="")
+    roi_color: Mapped[str] = mapped_column(String(16), default="")  # "#rrggbb" from ROIDisplayColor
+    volume_cc: Mapped[float] = mapped_column(Float)
+    bin_width_gy: Mapped[float] = mapped_column(Float)
+    volume_pct: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"values": [...]} (JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

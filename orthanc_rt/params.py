@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from orthanc_rt.settings import AutoDose
+from orthanc_rt.settings import AutoAnalysis, AutoDose
 
 
 class ValidationError(ValueError):
@@ -60,3 +60,33 @@ def _number(body: Mapping[str, Any], name: str, default: Any, *, integer: bool, 
     if not low <= value <= high:
         raise ValidationError(name, f"must be between {low:g} and {high:g}, got {value:g}")
     return int(value) if integer else float(value)
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    """What a dose analysis reports besides Dmin/Dmean/Dmax and the curve (part of the job's identity).
+
+    `v_at_dose_pct` is relative to `reference_dose_gy` (e.g. the prescription);
+    without one, to the maximum of the dose grid (the details of each row say which).
+    """
+
+    d_at_volume_pct: tuple[float, ...] = AutoAnalysis.d_at_volume_pct
+    v_at_dose_gy: tuple[float, ...] = AutoAnalysis.v_at_dose_gy
+    v_at_dose_pct: tuple[float, ...] = AutoAnalysis.v_at_dose_pct
+    reference_dose_gy: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"d_at_volume_pct": list(self.d_at_volume_pct), "v_at_dose_gy": list(self.v_at_dose_gy),
+                "v_at_dose_pct": list(self.v_at_dose_pct), "reference_dose_gy": self.reference_dose_gy}
+
+    @classmethod
+    def from_settings(cls, auto: AutoAnalysis) -> "AnalysisParams":
+        return cls(d_at_volume_pct=auto.d_at_volume_pct, v_at_dose_gy=auto.v_at_dose_gy,
+                   v_at_dose_pct=auto.v_at_dose_pct, reference_dose_gy=auto.reference_dose_gy)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AnalysisParams":
+        return cls(d_at_volume_pct=tuple(float(v) for v in data.get("d_at_volume_pct", cls.d_at_volume_pct)),
+                   v_at_dose_gy=tuple(float(v) for v in data.get("v_at_dose_gy", cls.v_at_dose_gy)),
+                   v_at_dose_pct=tuple(float(v) for v in data.get("v_at_dose_pct", cls.v_at_dose_pct)),
+                   reference_dose_gy=data.get("reference_dose_gy"))

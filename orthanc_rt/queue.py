@@ -17,11 +17,14 @@ from rq.job import Job as RqJob
 from rq.job import JobStatus
 from rq.worker import Worker
 
-QUEUE_NAMES = {"dose": "orthanc-rt-dose"}
+# Analyses and SR imports take seconds: their own queue, never behind Monte Carlo jobs.
+QUEUE_NAMES = {"dose": "orthanc-rt-dose", "analysis": "orthanc-rt-analysis", "sr": "orthanc-rt-analysis"}
 RUN_JOB = "worker.tasks.run_job"
 ON_FAILURE = "worker.tasks.on_failure"
 # Back-off for transient faults (Orthanc or the database briefly unreachable).
 RETRY_INTERVALS_S = [10, 30, 90]
+# Time limits of the quick kinds (the dose limit is a setting): an analysis takes seconds.
+QUICK_TIMEOUTS_S = {"analysis": 900, "sr": 300}
 
 
 @lru_cache(maxsize=4)
@@ -45,7 +48,7 @@ class Dispatcher:
             RUN_JOB,
             job_id,
             job_id=job_id,
-            job_timeout=self.job_timeout_s,
+            job_timeout=QUICK_TIMEOUTS_S.get(kind, self.job_timeout_s),
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
             retry=Retry(max=len(RETRY_INTERVALS_S), interval=RETRY_INTERVALS_S),

@@ -8,8 +8,8 @@ from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json, post_json
 
 
 @dataclass(frozen=True)
-class PlanRef:
-    """An RTPLAN instance in Orthanc, as the plugin sees it on arrival or request."""
+class InstanceRef:
+    """An instance in Orthanc (plan, dose, structure set, SR) as the plugin sees it on arrival or request."""
 
     orthanc_id: str
     sop_instance_uid: str
@@ -24,11 +24,11 @@ def sop_class_of(api: OrthancApi, instance_id: str) -> str:
     return api.get_bytes(f"/instances/{instance_id}/metadata/SopClassUid").decode().strip()
 
 
-def plan_ref(api: OrthancApi, instance_id: str) -> PlanRef:
+def instance_ref(api: OrthancApi, instance_id: str) -> InstanceRef:
     instance = get_json(api, f"/instances/{instance_id}")
     series = get_json(api, f"/series/{instance['ParentSeries']}")
     study = get_json(api, f"/studies/{series['ParentStudy']}")
-    return PlanRef(
+    return InstanceRef(
         orthanc_id=instance_id,
         sop_instance_uid=instance["MainDicomTags"].get("SOPInstanceUID", ""),
         sop_class_uid=sop_class_of(api, instance_id),
@@ -36,6 +36,21 @@ def plan_ref(api: OrthancApi, instance_id: str) -> PlanRef:
         study_instance_uid=study["MainDicomTags"].get("StudyInstanceUID", ""),
         orthanc_study_id=study["ID"],
     )
+
+
+_FRAME_OF_REFERENCE = "0020,0052"
+# An RTSTRUCT has no FrameOfReferenceUID of its own: its ReferencedFrameOfReferenceSequence names it.
+_STRUCTURE_SET_FRAME = "3006,0010/0/0020,0052"
+
+
+def frame_of_reference_of(api: OrthancApi, instance_id: str, modality: str) -> str | None:
+    """The instance's FrameOfReferenceUID, read tag by tag (no file download)."""
+    return instance_tag(api, instance_id, _STRUCTURE_SET_FRAME if modality == "RTSTRUCT" else _FRAME_OF_REFERENCE)
+
+
+def find_instances(api: OrthancApi, modality: str, **query: str) -> list[str]:
+    """Orthanc ids of the instances of `modality` matching `query` (e.g. StudyInstanceUID=...)."""
+    return post_json(api, "/tools/find", {"Level": "Instance", "Query": {"Modality": modality, **query}})
 
 
 def find_instance(api: OrthancApi, sop_instance_uid: str) -> str | None:

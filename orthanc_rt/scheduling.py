@@ -8,16 +8,16 @@ start-up; see README, "Reliability").
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Sequence
 
 from redis.exceptions import RedisError
 
 from orthanc_rt import jobs
 from orthanc_rt.jobs import JobStore
 from orthanc_rt.models import Job
-from orthanc_rt.params import DoseParams
+from orthanc_rt.params import AnalysisParams, DoseParams
 from orthanc_rt.queue import Dispatcher
-from orthanc_rt.resources import PlanRef
+from orthanc_rt.resources import InstanceRef
 
 log = logging.getLogger("orthanc_rt.scheduling")
 
@@ -27,24 +27,75 @@ class Scheduler:
         self.store = store
         self.dispatcher = dispatcher
 
-    def request_dose(self, plan: PlanRef, params: DoseParams, *, source: str, requested_by: str = "") -> tuple[Job, bool]:
-        """One job per (plan, parameters): a second request returns the first job."""
-        jid = jobs.job_id("dose", plan.sop_instance_uid, params=params.identity())
+    def request(self, kind: str, *, identity: Sequence[str], identity_params: dict[str, Any],
+                params: dict[str, Any], inputs: dict[str, Any], study: InstanceRef, source: str,
+                requested_by: str = "", waiting_for: str | None = None, wait_seconds: float | None = None,
+                rerun_finished: bool = False) -> tuple[Job, bool]:
+        """Record a job (its id derived from `identity` + `identity_params`), then enqueue it.
+
+        A second request for the same work returns the first job; with
+        `rerun_finished` a finished one runs again (its results are replaced,
+        e.g. when a dose is re-sent). With `waiting_for` the job is recorded
+        waiting for that input instead of being enqueued.
+        """
+        jid = jobs.job_id(kind, *identity, params=identity_params)
+        state = jobs.WAITING if waiting_for else jobs.QUEUED
         row = Job(
-            id=jid, kind="dose", state=jobs.QUEUED, stage="queued", progress=0.0, message="",
-            source=source, requested_by=requested_by,
-            study_instance_uid=plan.study_instance_uid, orthanc_study_id=plan.orthanc_study_id,
-            params=params.as_dict(),
-            inputs={"plan": {"orthanc_id": plan.orthanc_id, "sop_instance_uid": plan.sop_instance_uid,
-                             "sop_class_uid": plan.sop_class_uid,
-                             "series_instance_uid": plan.series_instance_uid}},
-            outputs={}, attempts=0,
-            wait_deadline=jobs.deadline_after(params.wait_for_ct_seconds),
+            id=jid, kind=kind, state=state, stage="waiting for input" if waiting_for else "queued", progress=0.0,
+            message=waiting_for or "", source=source, requested_by=requested_by,
+            study_instance_uid=study.study_instance_uid, orthanc_study_id=study.orthanc_study_id,
+            params=params, inputs=inputs, outputs={}, attempts=0,
+            wait_deadline=jobs.deadline_after(wait_seconds) if wait_seconds is not None else None,
         )
         job, created = self.store.create(row, actor=requested_by or source)
-        if created:
+        if created and not waiting_for:
             self.push(job.id, job.kind)
+        elif not created and rerun_finished and job.state in jobs.FINAL_STATES and not waiting_for:
+            if self.store.transition(jid, jobs.QUEUED, from_states=jobs.FINAL_STATES, stage="queued",
+                                     message="input sent again: running again", actor=requested_by or source,
+                                     enqueued_at=None, finished_at=None, progress=0.0):
+                self.push(jid, kind)
+                job = self.store.get(jid) or job
         return job, created
+
+    def request_dose(self, plan: InstanceRef, params: DoseParams, *, source: str,
+                     requested_by: str = "") -> tuple[Job, bool]:
+        """One job per (plan, parameters): a second request returns the first job."""
+        return self.request(
+            "dose", identity=[plan.sop_instance_uid], identity_params=params.identity(), params=params.as_dict(),
+            inputs={"plan": _input(plan)}, study=plan, source=source, requested_by=requested_by,
+            wait_seconds=params.wait_for_ct_seconds)
+
+    def request_analysis(self, dose: InstanceRef, structure_set: InstanceRef | None, params: AnalysisParams, *,
+                         frame_of_reference_uid: str, source: str, requested_by: str = "") -> tuple[Job, bool]:
+        """One job per (RTDOSE, RTSTRUCT, settings); without a structure set, one job waiting for it."""
+        inputs: dict[str, Any] = {"dose": {**_input(dose), "frame_of_reference_uid": frame_of_reference_uid}}
+        if structure_set is not None:
+            inputs["structure_set"] = _input(structure_set)
+        return self.request(
+            "analysis", identity=[dose.sop_instance_uid, structure_set.sop_instance_uid if structure_set else ""],
+            identity_params=params.as_dict(), params=params.as_dict(), inputs=inputs, study=dose, source=source,
+            requested_by=requested_by, rerun_finished=True,
+            waiting_for=None if structure_set else
+            f"waiting for an RTSTRUCT with FrameOfReferenceUID {frame_of_reference_uid}")
+
+    def request_sr_import(self, sr: InstanceRef, *, source: str, requested_by: str = "") -> tuple[Job, bool]:
+        return self.request("sr", identity=[sr.sop_instance_uid], identity_params={}, params={},
+                            inputs={"sr": _input(sr)}, study=sr, source=source, requested_by=requested_by,
+                            rerun_finished=True)
+
+    def close_waiting_analysis(self, dose_sop_instance_uid: str, analysed_by: Sequence[str]) -> list[str]:
+        """A dose that waited for a structure set now has its pair jobs: close its wait, naming them."""
+        closed = []
+        for jid in self.store.ids_in_states([jobs.WAITING], kind="analysis"):
+            job = self.store.get(jid)
+            if job is None or job.inputs.get("dose", {}).get("sop_instance_uid") != dose_sop_instance_uid:
+                continue
+            if self.store.transition(jid, jobs.SUCCEEDED, from_states=[jobs.WAITING], stage="done",
+                                     message="a structure set arrived; see outputs.analysed_by",
+                                     actor="scheduler", outputs={"analysed_by": list(analysed_by)}):
+                closed.append(jid)
+        return closed
 
     def push(self, job_id: str, kind: str) -> bool:
         """Enqueue a recorded job once; on a Redis fault it stays pending in the database."""
@@ -67,11 +118,11 @@ class Scheduler:
                 pushed += 1
         return pushed
 
-    def resume_waiting(self, orthanc_study_id: str) -> list[str]:
-        """Inputs of a study changed: waiting jobs there try again."""
-        ids = self.store.requeue_waiting(orthanc_study_id=orthanc_study_id)
+    def resume_waiting(self, orthanc_study_id: str, kind: str = "dose") -> list[str]:
+        """Inputs of a study changed: waiting jobs of `kind` there try again."""
+        ids = self.store.requeue_waiting(orthanc_study_id=orthanc_study_id, kind=kind)
         for jid in ids:
-            self.push(jid, "dose")
+            self.push(jid, kind)
         return ids
 
     def expire_waiting(self) -> list[str]:
@@ -100,3 +151,8 @@ class Scheduler:
         except RedisError as exc:
             detail = f"redis unavailable ({exc}); the worker will see the cancellation when it starts the job"
         return {"cancelled": True, "detail": detail}
+
+
+def _input(ref: InstanceRef) -> dict[str, str]:
+    return {"orthanc_id": ref.orthanc_id, "sop_instance_uid": ref.sop_instance_uid,
+            "sop_class_uid": ref.sop_class_uid, "series_instance_uid": ref.series_instance_uid}

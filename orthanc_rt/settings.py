@@ -27,6 +27,18 @@ class AutoDose:
 
 
 @dataclass(frozen=True)
+class AutoAnalysis:
+    """When an RTDOSE and an RTSTRUCT of one frame of reference are both in Orthanc, analyse the pair."""
+
+    enabled: bool = True
+    d_at_volume_pct: tuple[float, ...] = (98.0, 95.0, 50.0, 2.0)  # D98, D95, D50, D2
+    v_at_dose_gy: tuple[float, ...] = (20.0,)  # V20Gy
+    v_at_dose_pct: tuple[float, ...] = (95.0,)  # V95% (of reference_dose_gy, else of the dose maximum)
+    reference_dose_gy: float | None = None
+    import_sr: bool = True  # import TID 1500 measurement reports (OHIF) as measurements
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -38,6 +50,7 @@ class Settings:
     dose_job_timeout_seconds: int = 3 * 3600
     viewer_url: str = ""  # OHIF, for links from Orthanc Explorer ("" : no link)
     auto_dose: AutoDose = field(default_factory=AutoDose)
+    auto_analysis: AutoAnalysis = field(default_factory=AutoAnalysis)
 
     def __post_init__(self) -> None:
         data = default_data_dir()
@@ -69,6 +82,7 @@ class Settings:
             mcsquare_threads=int(get("MCSQUARE_THREADS", 0)),
             dose_job_timeout_seconds=int(get("DOSE_JOB_TIMEOUT_SECONDS", cls.dose_job_timeout_seconds)),
             auto_dose=auto,
+            auto_analysis=AutoAnalysis(enabled=_as_bool(get("AUTO_ANALYSIS", "true"))),
         )
 
     @classmethod
@@ -91,6 +105,7 @@ class Settings:
             dose_job_timeout_seconds=int(section.get("DoseJobTimeoutSeconds", base.dose_job_timeout_seconds)),
             viewer_url=str(section.get("ViewerUrl", "")),
             auto_dose=auto,
+            auto_analysis=_auto_analysis(dict(section.get("AutoAnalysis", {}))),
         )
 
     def redacted(self) -> dict[str, Any]:
@@ -107,7 +122,20 @@ class Settings:
                 "scoring_spacing_mm": self.auto_dose.scoring_spacing_mm,
                 "wait_for_ct_seconds": self.auto_dose.wait_for_ct_seconds,
             },
+            "auto_analysis": {name: getattr(self.auto_analysis, name)
+                              for name in AutoAnalysis.__dataclass_fields__},
         }
+
+
+def _auto_analysis(cfg: Mapping[str, Any]) -> AutoAnalysis:
+    d = AutoAnalysis()
+    floats = lambda key, default: tuple(float(v) for v in cfg.get(key, default))  # noqa: E731
+    return AutoAnalysis(enabled=bool(cfg.get("Enabled", d.enabled)),
+                        d_at_volume_pct=floats("DoseAtVolumePct", d.d_at_volume_pct),
+                        v_at_dose_gy=floats("VolumeAtDoseGy", d.v_at_dose_gy),
+                        v_at_dose_pct=floats("VolumeAtDosePct", d.v_at_dose_pct),
+                        reference_dose_gy=_as_optional_float(cfg.get("ReferenceDoseGy")),
+                        import_sr=bool(cfg.get("ImportSr", d.import_sr)))
 
 
 def _as_bool(value: Any) -> bool:

@@ -19,9 +19,13 @@ from orthanc_rt import jobs
 from orthanc_rt.dicom import sop
 from orthanc_rt.jobs import JobQuery, JobStore
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
-from orthanc_rt.params import ValidationError, dose_params
+from orthanc_rt import measurements as records
+from orthanc_rt.manual_measurements import manual_fields
+from orthanc_rt.measurements import MeasurementQuery, MeasurementStore
+from orthanc_rt.models import Measurement
+from orthanc_rt.params import AnalysisParams, ValidationError, dose_params
 from orthanc_rt.queue import Dispatcher
-from orthanc_rt.resources import plan_ref, sop_class_of
+from orthanc_rt.resources import frame_of_reference_of, instance_ref, sop_class_of
 from orthanc_rt.scheduling import Scheduler
 from orthanc_rt.settings import Settings
 from plugin.rest import HttpError, Request, Response, error_response
@@ -29,6 +33,7 @@ from plugin.rest import HttpError, Request, Response, error_response
 log = logging.getLogger("orthanc_rt.plugin")
 
 _MAX_PAGE = 500
+_MAX_EXPORT = 100_000  # rows of one CSV export
 
 
 @dataclass
@@ -45,12 +50,25 @@ class RtApi:
         self.store = store
         self.dispatcher = dispatcher
         self.scheduler = Scheduler(store, dispatcher)
+        self.measurements = MeasurementStore(store.url)
         self.routes = [
             _Route("GET", re.compile(r"/rt/health"), self.health),
             _Route("GET", re.compile(r"/rt/jobs"), self.list_jobs),
             _Route("GET", re.compile(r"/rt/jobs/(?P<job_id>[A-Za-z0-9_.-]{1,64})"), self.get_job),
             _Route("DELETE", re.compile(r"/rt/jobs/(?P<job_id>[A-Za-z0-9_.-]{1,64})"), self.cancel_job),
             _Route("POST", re.compile(r"/rt/instances/(?P<instance_id>[0-9a-f-]{1,64})/dose"), self.request_dose),
+            _Route("POST", re.compile(r"/rt/instances/(?P<instance_id>[0-9a-f-]{1,64})/analysis"),
+                   self.request_analysis),
+            _Route("GET", re.compile(r"/rt/measurements"), self.list_measurements),
+            _Route("POST", re.compile(r"/rt/measurements"), self.create_measurement),
+            _Route("GET", re.compile(r"/rt/measurements/(?P<measurement_id>[0-9]{1,12})"), self.get_measurement),
+            _Route("PUT", re.compile(r"/rt/measurements/(?P<measurement_id>[0-9]{1,12})"), self.update_measurement),
+            _Route("DELETE", re.compile(r"/rt/measurements/(?P<measurement_id>[0-9]{1,12})"),
+                   self.delete_measurement),
+            _Route("GET", re.compile(r"/rt/studies/(?P<study>[0-9A-Za-z.-]{1,64})/measurements/summary"),
+                   self.study_summary),
+            _Route("GET", re.compile(r"/rt/doses/(?P<dose>[0-9A-Za-z.-]{1,64})/dvh"), self.dose_dvh),
+            _Route("GET", re.compile(r"/rt/doses/(?P<dose>[0-9A-Za-z.-]{1,64})/dvh\.png"), self.dose_dvh_png),
         ]
 
     # -- dispatch ---------------------------------------------------------
@@ -155,9 +173,151 @@ class RtApi:
             name = sop.name_of(sop_class)
             raise HttpError(400, f"instance {instance_id} is a {name} ({sop_class}); the proton-dose workflow "
                                  f"needs an RT Ion Plan ({sop.RT_ION_PLAN})")
-        plan = plan_ref(self.orthanc, instance_id)
+        plan = instance_ref(self.orthanc, instance_id)
         job, created = self.scheduler.request_dose(plan, params, source="api", requested_by=request.user())
         return Response(200, {"created": created, "job": jobs.to_dict(job)})
+
+    def request_analysis(self, request: Request, instance_id: str) -> Response:
+        """Analyse the stored RTDOSE `instance_id` with the RTSTRUCT named in the body (Orthanc id)."""
+        body = request.json()
+        unknown = sorted(set(body) - {"structure_set"})
+        if unknown:
+            raise ValidationError(unknown[0], "unknown field; expected structure_set")
+        structure_set_id = body.get("structure_set")
+        if not isinstance(structure_set_id, str) or not structure_set_id:
+            raise ValidationError("structure_set", "the Orthanc id of an RTSTRUCT is required")
+        frames = {}
+        for role, orthanc_id, wanted, modality in (("instance", instance_id, sop.RT_DOSE, "RTDOSE"),
+                                                   ("structure_set", structure_set_id, sop.RT_STRUCTURE_SET,
+                                                    "RTSTRUCT")):
+            sop_class = self._sop_class(orthanc_id)
+            if sop_class != wanted:
+                raise HttpError(400, f"{role}: {orthanc_id} is a {sop.name_of(sop_class)}, not a "
+                                     f"{sop.name_of(wanted)}", field=role)
+            frames[role] = frame_of_reference_of(self.orthanc, orthanc_id, modality)
+        if frames["instance"] != frames["structure_set"]:
+            raise HttpError(400, f"the RTDOSE is on FrameOfReferenceUID {frames['instance']}, the RTSTRUCT on "
+                                 f"{frames['structure_set']}: dose and structures must share a frame of reference",
+                            field="structure_set")
+        job, created = self.scheduler.request_analysis(
+            instance_ref(self.orthanc, instance_id), instance_ref(self.orthanc, structure_set_id),
+            AnalysisParams.from_settings(self.settings.auto_analysis), frame_of_reference_uid=frames["instance"],
+            source="api", requested_by=request.user())
+        return Response(200, {"created": created, "job": jobs.to_dict(job)})
+
+    # -- measurements -----------------------------------------------------
+    def list_measurements(self, request: Request) -> Response:
+        q = request.query
+        export = q.get("format") or ""
+        if export not in ("", "json", "csv"):
+            raise HttpError(400, f"format: must be csv or json, got {export[:20]!r}", field="format")
+        source = q.get("source") or None
+        if source and source not in records.SOURCES:
+            raise HttpError(400, f"source: must be one of {list(records.SOURCES)}", field="source")
+        sort = q.get("sort") or "id"
+        if sort.lstrip("-") not in records.SORTABLE:
+            raise HttpError(400, f"sort: must be one of {list(records.SORTABLE)} (prefix - for descending)",
+                            field="sort")
+        limit = _int_param(q, "limit", 100, 1, _MAX_EXPORT if export == "csv" else _MAX_PAGE)
+        offset = _int_param(q, "offset", 0, 0, 10**9)
+        study = q.get("study") or None
+        query = MeasurementQuery(
+            study=self._study_uid(study) if study else None, series=q.get("series") or None,
+            roi=q.get("roi") or None, type=q.get("type") or None, metric=q.get("metric") or None, source=source,
+            dose=self._dose_uid(q["dose"]) if q.get("dose") else None, job=q.get("job") or None,
+            sort=sort, limit=limit, offset=offset)
+        rows, total = self.measurements.query(query)
+        headers = {"X-Total-Count": str(total)}
+        if export == "csv":
+            return Response(200, records.to_csv(rows), content_type="text/csv; charset=utf-8", headers=headers)
+        return Response(200, {"items": [records.to_dict(m) for m in rows], "total": total, "limit": limit,
+                              "offset": offset, "columns": list(records.COLUMNS)}, headers=headers)
+
+    def create_measurement(self, request: Request) -> Response:
+        fields = manual_fields(request.json())
+        row = self.measurements.add(Measurement(source="manual", method="manual", created_by=request.user(),
+                                                **fields))
+        return Response(201, records.to_dict(row))
+
+    def get_measurement(self, request: Request, measurement_id: str) -> Response:
+        return Response(200, records.to_dict(self._measurement(measurement_id)))
+
+    def update_measurement(self, request: Request, measurement_id: str) -> Response:
+        row = self._manual(measurement_id, "changed")
+        existing = {name: getattr(row, name) for name in ("type", "value", "unit", "metric", "label", "roi_name",
+                                                           "study_instance_uid", "series_instance_uid",
+                                                           "sop_instance_uid", "frame_number", "details")}
+        fields = manual_fields(request.json(), existing=existing)
+        updated = self.measurements.update(row.id, fields)
+        if updated is None:
+            raise HttpError(404, f"no measurement {measurement_id}")
+        return Response(200, records.to_dict(updated))
+
+    def delete_measurement(self, request: Request, measurement_id: str) -> Response:
+        row = self._manual(measurement_id, "deleted")
+        self.measurements.delete(row.id)
+        return Response(200, {"deleted": row.id})
+
+    def study_summary(self, request: Request, study: str) -> Response:
+        uid = self._study_uid(study)
+        return Response(200, {"study_instance_uid": uid, "rois": self.measurements.summary(uid)})
+
+    def dose_dvh(self, request: Request, dose: str) -> Response:
+        uid = self._dose_uid(dose)
+        curves = [records.curve_dict(c) for c in self.measurements.curves(uid)]
+        if not curves:
+            raise HttpError(404, f"no DVH for dose {dose}: not analysed (yet), or no structure set of its frame")
+        return Response(200, {"dose_sop_instance_uid": uid, "curves": curves})
+
+    def dose_dvh_png(self, request: Request, dose: str) -> Response:
+        from orthanc_rt.dvh_plot import dvh_png  # matplotlib only when a plot is asked for
+
+        uid = self._dose_uid(dose)
+        curves = [records.curve_dict(c) for c in self.measurements.curves(uid)]
+        if not curves:
+            raise HttpError(404, f"no DVH for dose {dose}: not analysed (yet), or no structure set of its frame")
+        return Response(200, dvh_png(curves, title=f"Cumulative DVH, RTDOSE {uid}"), content_type="image/png")
+
+    # -- helpers ----------------------------------------------------------
+    def _sop_class(self, instance_id: str) -> str:
+        try:
+            return sop_class_of(self.orthanc, instance_id)
+        except OrthancError as exc:
+            if exc.status == 404:
+                raise HttpError(404, f"no instance {instance_id} in Orthanc") from None
+            raise
+
+    def _measurement(self, measurement_id: str) -> Measurement:
+        row = self.measurements.get(int(measurement_id))
+        if row is None:
+            raise HttpError(404, f"no measurement {measurement_id}")
+        return row
+
+    def _manual(self, measurement_id: str, verb: str) -> Measurement:
+        row = self._measurement(measurement_id)
+        if row.source != "manual":
+            raise HttpError(409, f"measurement {measurement_id} comes from {row.source} ({row.job_id or row.sr_instance_uid}); "
+                                 f"only manual measurements are {verb} here: run its analysis or import again")
+        return row
+
+    def _study_uid(self, study: str) -> str:
+        """A StudyInstanceUID as given, or the UID of an Orthanc study id."""
+        return self._uid_of(study, "studies", "StudyInstanceUID")
+
+    def _dose_uid(self, dose: str) -> str:
+        """An RTDOSE SOPInstanceUID as given, or the UID of an Orthanc instance id."""
+        return self._uid_of(dose, "instances", "SOPInstanceUID")
+
+    def _uid_of(self, value: str, level: str, tag: str) -> str:
+        if "-" not in value:  # DICOM UIDs are digits and dots; Orthanc ids are dashed hex
+            return value
+        try:
+            return get_json(self.orthanc, f"/{level}/{value}")["MainDicomTags"][tag]
+        except OrthancError as exc:
+            if exc.status == 404:
+                raise HttpError(404, f"no {level[:-1] if level != 'studies' else 'study'} {value} in Orthanc") \
+                    from None
+            raise
 
 
 def _int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:

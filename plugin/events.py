@@ -1,18 +1,29 @@
 """Reactions to DICOM arriving in Orthanc (run on Orthanc's change thread, off the storage path).
 
-A new RTPLAN becomes a dose job (recorded in the database first, then
-enqueued); a series becoming stable wakes the jobs of its study that wait
-for input. The storage path itself is never touched: Orthanc reports new
-instances through its change feed.
+- a new RTPLAN becomes a dose job (recorded in the database first, then enqueued);
+- a new RTDOSE is paired with the RTSTRUCTs of its frame of reference (same
+  study first, then same patient): one analysis job per pair, or one job
+  waiting for a structure set when there is none;
+- a new RTSTRUCT is paired the same way with the RTDOSEs of its frame, and
+  closes the waits of those doses;
+- a new TID 1500 SR (OHIF's measurement report) becomes an import job;
+- a series becoming stable wakes the dose and analysis jobs of its study that wait for input
+  (a CT still arriving).
+
+Each reaction costs a few REST calls on Orthanc's index (tags, /tools/find),
+never a file download: the work is in the jobs.
 """
 from __future__ import annotations
 
 import logging
 
 from orthanc_rt.dicom import sop
+from orthanc_rt.dicom.sr import SR_CLASSES
+from orthanc_rt.models import Job
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
-from orthanc_rt.params import DoseParams
-from orthanc_rt.resources import plan_ref, sop_class_of
+from orthanc_rt.params import AnalysisParams, DoseParams
+from orthanc_rt.resources import InstanceRef, find_instances, frame_of_reference_of, instance_ref, instance_tag, \
+    sop_class_of
 from orthanc_rt.scheduling import Scheduler
 from orthanc_rt.settings import Settings
 
@@ -21,6 +32,8 @@ log = logging.getLogger("orthanc_rt.plugin")
 # Plans the automatic trigger acts on. Photon plans get a job too: it fails
 # with a readable reason rather than being silently ignored.
 _PLAN_CLASSES = (sop.RT_ION_PLAN, sop.RT_PLAN)
+_PATIENT_ID = "0010,0020"
+_SR_TEMPLATE = "0040,a504/0/0040,db00"  # ContentTemplateSequence / TemplateIdentifier
 
 
 class ArrivalHandler:
@@ -44,20 +57,84 @@ class ArrivalHandler:
             log.exception("Orthanc-RT could not handle %s %s", change, resource_id)
 
     def instance_arrived(self, instance_id: str) -> None:
+        sop_class = sop_class_of(self.orthanc, instance_id)
+        if sop_class in _PLAN_CLASSES and self.settings.auto_dose.enabled:
+            self.plan_arrived(instance_id)
+        elif not self.settings.auto_analysis.enabled:
+            return
+        elif sop_class == sop.RT_DOSE:
+            self.dose_arrived(instance_id)
+        elif sop_class == sop.RT_STRUCTURE_SET:
+            self.structure_set_arrived(instance_id)
+        elif sop_class in SR_CLASSES and self.settings.auto_analysis.import_sr:
+            self.sr_arrived(instance_id)
+
+    def plan_arrived(self, instance_id: str) -> None:
         auto = self.settings.auto_dose
-        if not auto.enabled:
-            return
-        if sop_class_of(self.orthanc, instance_id) not in _PLAN_CLASSES:
-            return
-        plan = plan_ref(self.orthanc, instance_id)
+        plan = instance_ref(self.orthanc, instance_id)
         params = DoseParams(primaries=auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
                             wait_for_ct_seconds=auto.wait_for_ct_seconds)
         job, created = self.scheduler.request_dose(plan, params, source="auto", requested_by="auto-dose")
         log.info("Orthanc-RT: plan %s -> job %s (%s)", plan.sop_instance_uid, job.id,
                  "new" if created else "existing")
 
+    def dose_arrived(self, instance_id: str) -> None:
+        arrived = self._with_frame(instance_id, "RTDOSE")
+        if arrived is None:
+            return
+        dose, frame = arrived
+        for structure_set in self.same_frame(dose, "RTSTRUCT", frame) or [None]:
+            job = self._analyse(dose, structure_set, frame)
+            log.info("Orthanc-RT: RTDOSE %s -> analysis job %s (%s)", dose.sop_instance_uid, job.id, job.state)
+
+    def structure_set_arrived(self, instance_id: str) -> None:
+        arrived = self._with_frame(instance_id, "RTSTRUCT")
+        if arrived is None:
+            return
+        structure_set, frame = arrived
+        for dose in self.same_frame(structure_set, "RTDOSE", frame):
+            job = self._analyse(dose, structure_set, frame)
+            self.scheduler.close_waiting_analysis(dose.sop_instance_uid, [job.id])
+            log.info("Orthanc-RT: RTSTRUCT %s + RTDOSE %s -> analysis job %s", structure_set.sop_instance_uid,
+                     dose.sop_instance_uid, job.id)
+
+    def _with_frame(self, instance_id: str, modality: str) -> tuple[InstanceRef, str] | None:
+        ref = instance_ref(self.orthanc, instance_id)
+        frame = frame_of_reference_of(self.orthanc, instance_id, modality)
+        if not frame:
+            log.warning("Orthanc-RT: %s %s names no frame of reference; not analysed", modality, ref.sop_instance_uid)
+            return None
+        return ref, frame
+
+    def _analyse(self, dose: InstanceRef, structure_set: InstanceRef | None, frame: str) -> Job:
+        params = AnalysisParams.from_settings(self.settings.auto_analysis)
+        job, _ = self.scheduler.request_analysis(dose, structure_set, params, frame_of_reference_uid=frame,
+                                                 source="auto", requested_by="auto-analysis")
+        return job
+
+    def sr_arrived(self, instance_id: str) -> None:
+        if instance_tag(self.orthanc, instance_id, _SR_TEMPLATE) != "1500":
+            return  # an SR, but not a measurement report
+        sr = instance_ref(self.orthanc, instance_id)
+        job, _ = self.scheduler.request_sr_import(sr, source="auto", requested_by="auto-sr")
+        log.info("Orthanc-RT: measurement report %s -> job %s", sr.sop_instance_uid, job.id)
+
+    def same_frame(self, ref: InstanceRef, modality: str, frame: str) -> list[InstanceRef]:
+        """Instances of `modality` on `frame`: in the same study, else in the patient's other studies."""
+        found = self._on_frame(find_instances(self.orthanc, modality, StudyInstanceUID=ref.study_instance_uid),
+                               modality, frame)
+        if not found:
+            patient = instance_tag(self.orthanc, ref.orthanc_id, _PATIENT_ID)
+            if patient:
+                found = self._on_frame(find_instances(self.orthanc, modality, PatientID=patient), modality, frame)
+        return [instance_ref(self.orthanc, i) for i in found if i != ref.orthanc_id]
+
+    def _on_frame(self, ids: list[str], modality: str, frame: str) -> list[str]:
+        return [i for i in ids if frame_of_reference_of(self.orthanc, i, modality) == frame]
+
     def series_stable(self, series_id: str) -> None:
         series = get_json(self.orthanc, f"/series/{series_id}")
-        resumed = self.scheduler.resume_waiting(series["ParentStudy"])
+        resumed = [job for kind in ("dose", "analysis")
+                   for job in self.scheduler.resume_waiting(series["ParentStudy"], kind)]
         if resumed:
             log.info("Orthanc-RT: series %s complete, resumed jobs %s", series_id, resumed)

@@ -78,4 +78,18 @@ if [ "$dev" = "--dev" ] && ! command -v chromium >/dev/null; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium
 fi
+
+# The DVH oracle of the tests (dicompyler-core needs pydicom < 3): a virtualenv of its own.
+if [ "$dev" = "--dev" ]; then
+  oracle="${ORTHANC_RT_ORACLE_VENV:-$here/.venv-oracle}"
+  hash="$(sha256sum "$here/requirements-oracle.txt" | cut -c1-16)"
+  if ! grep -qxF "$hash" "$oracle/.orthanc-rt-requirements" 2>/dev/null; then
+    echo "[install] DVH oracle virtualenv at $oracle"
+    [ -x "$oracle/bin/python" ] || /usr/bin/python3.11 -m venv "$oracle"
+    log="$(mktemp)"
+    if ! "$oracle/bin/pip" install -r "$here/requirements-oracle.txt" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; exit 1; fi
+    rm -f "$log"
+    echo "$hash" >"$oracle/.orthanc-rt-requirements"
+  fi
+fi
 echo "[install] done"

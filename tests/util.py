@@ -13,6 +13,7 @@ systems export, which the reader must all accept:
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -21,9 +22,11 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.builders import build_ion_plan
-from orthanc_rt.dicom.models import EnergyLayer, IonBeam, PatientStudy, RangeShifter
-from orthanc_rt.dicom.phantom import PhantomCase, water_phantom_case
+from orthanc_rt.dicom.builders import RoiSpec, build_ct_series, build_ion_plan, build_measurement_report, \
+    build_rtdose, build_rtstruct
+from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, PatientStudy, RangeShifter, \
+    SrMeasurement
+from orthanc_rt.dicom.phantom import CASE_DATETIME, PhantomCase, case_study, case_uid, water_phantom_case
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.uids import derive_uid
 
@@ -197,3 +200,110 @@ def plan_variant(plan: Dataset, tag: str) -> Dataset:
     variant.SOPInstanceUID = uid
     variant.file_meta.MediaStorageSOPInstanceUID = uid
     return variant
+
+
+# --- dose-volume analysis cases ----------------------------------------------------------------------------
+
+@dataclass
+class DvhCase:
+    """CT + RTSTRUCT + an analytic RTDOSE on a grid of its own (other spacing, frames between CT slices)."""
+
+    study: PatientStudy
+    ct: list[Dataset]
+    rtstruct: Dataset
+    rtdose: Dataset
+    roi_names: list[str]
+
+
+def dvh_case(name: str = "dvh", *, dose_spacing_mm: tuple[float, float, float] = (2.5, 2.5, 3.0),
+             dose_peak_gy: float = 60.0) -> DvhCase:
+    """Spheres, a shell (inner contours = holes) and a small cube in a 2 mm CT; a smooth dose.
+
+    The dose is a Gaussian (sigma 30 mm, `dose_peak_gy` at (5, -5, 0) mm) plus a
+    lateral gradient, on a grid whose voxel centres and frames do not
+    coincide with the CT's, so the analysis must interpolate between frames.
+    """
+    study = case_study(f"dvh-{name}", patient_name="ORTHANC-RT^DVH")
+    shape, spacing = (40, 60, 60), 2.0  # z, y, x
+    origin = tuple(-(n - 1) * spacing / 2.0 for n in shape[::-1])  # x, y, z centred on 0
+    z, y, x = (origin[2 - i] + spacing * np.arange(shape[i]) for i in range(3))
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    r = lambda cx, cy, cz: np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2 + (zz - cz) ** 2)  # noqa: E731
+    body = np.abs(xx) <= 55
+    rois = [
+        RoiSpec("Body", body & (np.abs(yy) <= 55) & (np.abs(zz) <= 37), "EXTERNAL"),
+        RoiSpec("PTV", r(5, -5, 0) <= 16.0, "PTV"),
+        RoiSpec("Shell", (r(0, 0, 0) <= 30.0) & (r(0, 0, 0) > 18.0), "ORGAN"),
+        RoiSpec("Cord", (np.abs(xx - 20) <= 6) & (np.abs(yy - 30) <= 6), "ORGAN"),
+        RoiSpec("Seed", (np.abs(xx + 30) <= 3) & (np.abs(yy + 30) <= 3) & (np.abs(zz - 10) <= 3), "ORGAN"),
+    ]
+    hu = np.where(body, 0.0, -1000.0) + np.where(rois[1].mask, 40.0, 0.0) + 20.0 * np.sin(xx / 7.0)
+    ct_volume = CtVolume(hu=hu.astype(np.float32), origin_mm=origin, spacing_mm=(spacing,) * 3,
+                         frame_of_reference_uid=study.frame_of_reference_uid)
+    ct = build_ct_series(ct_volume, study, series_instance_uid=case_uid(f"dvh-{name}", "ct-series"),
+                         created=CASE_DATETIME)
+    rtstruct = build_rtstruct(ct, study, rois, series_instance_uid=case_uid(f"dvh-{name}", "rtstruct-series"),
+                              sop_instance_uid=case_uid(f"dvh-{name}", "rtstruct"), label="DVH ROIs",
+                              created=CASE_DATETIME)
+    dose_origin = (origin[0] - 1.3, origin[1] - 0.7, origin[2] - 1.1)
+    extent = [(n - 1) * spacing + 4.0 for n in shape[::-1]]
+    counts = [int(np.ceil(e / s)) + 1 for e, s in zip(extent, dose_spacing_mm)]
+    dz, dy, dx = (dose_origin[2 - i] + dose_spacing_mm[2 - i] * np.arange(counts[2 - i]) for i in range(3))
+    gz, gy, gx = np.meshgrid(dz, dy, dx, indexing="ij")
+    dose = dose_peak_gy * np.exp(-((gx - 5) ** 2 + (gy + 5) ** 2 + gz ** 2) / (2 * 30.0 ** 2)) \
+        + 0.05 * (gx - dx[0])
+    grid = DoseGrid(dose_gy=dose.astype(np.float32), origin_mm=dose_origin, spacing_mm=dose_spacing_mm,
+                    frame_of_reference_uid=study.frame_of_reference_uid)
+    rtdose = build_rtdose(grid, study, sop_instance_uid=case_uid(f"dvh-{name}", "rtdose"),
+                          series_instance_uid=case_uid(f"dvh-{name}", "rtdose-series"),
+                          referenced_plan_uid=case_uid(f"dvh-{name}", "plan"),
+                          series_description="Analytic dose (test)", created=CASE_DATETIME)
+    return DvhCase(study=study, ct=ct, rtstruct=rtstruct, rtdose=rtdose, roi_names=[roi.name for roi in rois])
+
+
+def with_bad_rois(rtstruct: Dataset) -> Dataset:
+    """The structure set plus an ROI with no contours and one whose only contour has two points."""
+    ds = _variant(rtstruct, "bad-rois")
+    next_number = max(int(r.ROINumber) for r in ds.StructureSetROISequence) + 1
+    frame = str(ds.StructureSetROISequence[0].ReferencedFrameOfReferenceUID)
+    for offset, name in enumerate(("Empty", "Degenerate")):
+        number = next_number + offset
+        item = Dataset()
+        item.ROINumber, item.ROIName, item.ReferencedFrameOfReferenceUID = number, name, frame
+        item.ROIGenerationAlgorithm = "MANUAL"
+        ds.StructureSetROISequence.append(item)
+        contour_item = Dataset()
+        contour_item.ReferencedROINumber = number
+        contour_item.ROIDisplayColor = [128, 128, 128]
+        if name == "Degenerate":
+            contour = copy.deepcopy(ds.ROIContourSequence[1].ContourSequence[0])
+            contour.ContourData = list(contour.ContourData)[:6]
+            contour.NumberOfContourPoints = 2
+            contour_item.ContourSequence = DicomSequence([contour])
+        ds.ROIContourSequence.append(contour_item)
+    return ds
+
+
+def on_other_frame(ds: Dataset) -> Dataset:
+    """A copy (own SOPInstanceUID) on another FrameOfReferenceUID."""
+    variant = _variant(ds, "other-frame")
+    variant.FrameOfReferenceUID = derive_uid(str(ds.SOPInstanceUID), "other-frame", "for")
+    return variant
+
+
+def measurement_report(case: DvhCase, *, name: str = "ohif") -> Dataset:
+    """An OHIF-style TID 1500 report on the case's CT: a length on slice 20 and an area on slice 21 (frame 1)."""
+    ct_series = str(case.ct[0].SeriesInstanceUID)
+    measurements = [
+        SrMeasurement(concept="Length", value=42.5, unit="mm", referenced_sop_class_uid=sop.CT_IMAGE,
+                      referenced_sop_instance_uid=str(case.ct[20].SOPInstanceUID),
+                      referenced_series_instance_uid=ct_series, graphic_data=(10.0, 10.0, 31.25, 10.0),
+                      tracking_identifier="Cornerstone3DTools@^0.1.0:Length", finding="tumour width"),
+        SrMeasurement(concept="Area", value=310.0, unit="mm2", referenced_sop_class_uid=sop.CT_IMAGE,
+                      referenced_sop_instance_uid=str(case.ct[21].SOPInstanceUID),
+                      referenced_series_instance_uid=ct_series, graphic_type="POLYGON",
+                      graphic_data=(5.0, 5.0, 20.0, 5.0, 20.0, 25.0, 5.0, 5.0), frame_number=1,
+                      tracking_identifier="Cornerstone3DTools@^0.1.0:PlanarFreehandROI"),
+    ]
+    return build_measurement_report(case.study, measurements, sop_instance_uid=case_uid(name, "sr"),
+                                    series_instance_uid=case_uid(name, "sr-series"), created=CASE_DATETIME)

@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     _remove_stale_job_folders(Path(settings.work_dir))
     _preload()
-    worker = Worker([QUEUE_NAMES[k] for k in args.queues], connection=redis_for(settings.redis_url),
+    # Several kinds share a queue (analysis, sr): listen to each queue once.
+    queues = list(dict.fromkeys(QUEUE_NAMES[k] for k in args.queues))
+    worker = Worker(queues, connection=redis_for(settings.redis_url),
                     name=args.name)
     worker.work(with_scheduler=True, burst=args.burst)
 
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
 def _preload() -> None:
     """Import OpenTPS and read the beam model once, here: RQ forks a work-horse per job,
     and every fork inherits them instead of spending about a second loading them again."""
-    from worker import dose_engine, dose_job  # noqa: F401
+    from worker import analysis_job, dose_engine, dose_job, sr_job  # noqa: F401
 
     dose_engine.default_beam_model()
 

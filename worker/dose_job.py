@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy.exc import OperationalError
 
 from orthanc_rt import jobs
 from orthanc_rt.dicom.builders import build_rtdose
@@ -26,55 +25,25 @@ from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.dicom.models import DoseGrid, PatientStudy
 from orthanc_rt.jobs import JobStore
-from orthanc_rt.orthanc_api import HttpOrthanc, OrthancApi, OrthancUnavailable
+from orthanc_rt.orthanc_api import OrthancApi
 from orthanc_rt.resources import exists, find_instance
 from orthanc_rt.settings import Settings
 from orthanc_rt.uids import derive_uid
+from worker import job_frame
 from worker.dose_engine import DoseEngineError, compute_dose
-from worker.inputs import InputNotReady, fetch_series, locate_plan_ct, read_instance
+from worker.job_frame import Cancelled
+from worker.inputs import fetch_series, locate_plan_ct, read_instance
 from worker.progress import Progress
 
 log = logging.getLogger("orthanc_rt.worker")
 
-# Faults worth a retry with back-off (RQ re-runs the job); everything else is final.
-TRANSIENT = (OrthancUnavailable, OperationalError)
-
-
-class Cancelled(Exception):
-    pass
-
 
 def run(job_id: str, settings: Settings, store: JobStore) -> dict[str, Any]:
-    actor = jobs.actor_name()
-    if not store.start(job_id, actor=actor):
-        job = store.get(job_id)
-        return {"skipped": f"job is {job.state if job else 'gone'}"}
-    job = store.get(job_id)
-    api = HttpOrthanc(settings.orthanc_url, settings.orthanc_username, settings.orthanc_password)
     work_dir = Path(settings.work_dir) / job_id
-    try:
-        outputs = _compute_and_store(job, api, settings, store, work_dir)
-    except InputNotReady as exc:
-        store.transition(job_id, jobs.WAITING, from_states=[jobs.RUNNING], stage="waiting for input",
-                         message=str(exc), actor=actor)
-        return {"waiting": str(exc)}
-    except (DicomInputError, DoseEngineError) as exc:
-        store.transition(job_id, jobs.FAILED, from_states=[jobs.RUNNING], message=str(exc), actor=actor)
-        return {"failed": str(exc)}
-    except Cancelled:
-        return {"cancelled": True}
-    except TRANSIENT:
-        raise  # RQ retries with back-off; tasks.on_failure records it
-    except Exception as exc:  # a bug: fail readably, do not retry a 20-minute computation
-        log.exception("dose job %s failed", job_id)
-        store.transition(job_id, jobs.FAILED, from_states=[jobs.RUNNING],
-                         message=f"internal error: {type(exc).__name__}: {exc}", actor=actor)
-        return {"failed": f"internal error: {exc}"}
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    store.transition(job_id, jobs.SUCCEEDED, from_states=[jobs.RUNNING], stage="done", message="",
-                     actor=actor, progress=1.0, outputs=outputs)
-    return outputs
+    return job_frame.run(
+        job_id, settings, store,
+        lambda job, api, settings_, store_: _compute_and_store(job, api, settings_, store_, work_dir),
+        final_errors=(DoseEngineError,), cleanup=lambda: shutil.rmtree(work_dir, ignore_errors=True))
 
 
 def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobStore,

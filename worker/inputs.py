@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom.errors import DicomInputError
+from orthanc_rt.dicom.rtstruct import referenced_ct_series
 from orthanc_rt.dicom.serialize import from_bytes
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
 from orthanc_rt.resources import find_instance, instance_tag, study_series
@@ -53,7 +54,7 @@ def locate_plan_ct(api: OrthancApi, *, orthanc_study_id: str, frame_of_reference
         if ss_id is None:
             raise InputNotReady(f"waiting for the plan's CT: the RTSTRUCT {structure_set_uid} it references "
                                 "is not in Orthanc yet")
-        series_uid = _structure_set_ct_series(read_instance(api, ss_id))
+        series_uid = referenced_ct_series(read_instance(api, ss_id))
     candidates = [s for s in study_series(api, orthanc_study_id) if s["MainDicomTags"].get("Modality") == "CT"]
     if series_uid:
         chosen = [s for s in candidates if s["MainDicomTags"].get("SeriesInstanceUID") == series_uid]
@@ -79,11 +80,3 @@ def fetch_series(api: OrthancApi, series: SeriesRef, *, threads: int = 4) -> lis
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(lambda iid: read_instance(api, iid), series.instance_ids))
 
-
-def _structure_set_ct_series(ds: Dataset) -> str | None:
-    for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
-        for study in frame.get("RTReferencedStudySequence", []):
-            for series in study.get("RTReferencedSeriesSequence", []):
-                if series.get("SeriesInstanceUID"):
-                    return str(series.SeriesInstanceUID)
-    return None

@@ -21,6 +21,14 @@ def run_job(job_id: str) -> dict[str, Any]:
         from worker import dose_job  # imports OpenTPS: only where it is needed
 
         return dose_job.run(job_id, settings, store)
+    if job.kind == "analysis":
+        from worker import analysis_job
+
+        return analysis_job.run(job_id, settings, store)
+    if job.kind == "sr":
+        from worker import sr_job
+
+        return sr_job.run(job_id, settings, store)
     store.transition(job_id, jobs.FAILED, from_states=jobs.ACTIVE_STATES,
                      message=f"no worker function for job kind {job.kind!r}", actor=jobs.actor_name())
     return {"failed": f"unknown kind {job.kind}"}

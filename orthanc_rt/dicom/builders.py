@@ -1,4 +1,4 @@
-"""The one place DICOM objects are built: CT series, RTSTRUCT, RT Ion Plan, RTDOSE.
+"""The one place DICOM objects are built: CT series, RTSTRUCT, RT Ion Plan, RTDOSE, TID 1500 SR.
 
 Each builder checks its inputs first and raises DicomInputError naming what
 is wrong, then returns pydicom Datasets with file meta (Explicit VR Little
@@ -28,7 +28,8 @@ from orthanc_rt.dicom.contours import slice_polygons
 from orthanc_rt.dicom.ct import read_ct_geometry
 from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.ion_plan import MAX_BEAMS, MAX_ENERGY_MEV, MODULATED_SCAN_MODES
-from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, PatientStudy, RangeShifter
+from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, PatientStudy, RangeShifter, \
+    SrMeasurement
 from orthanc_rt.uids import derive_uid, is_valid_uid
 
 MANUFACTURER = "Orthanc-RT"
@@ -273,6 +274,95 @@ def build_rtdose(grid: DoseGrid, study: PatientStudy, *, sop_instance_uid: str, 
         ds.DoseComment = content_description
     ds.ReferencedRTPlanSequence = [_reference(referenced_plan_sop_class, referenced_plan_uid)]
     return ds
+
+
+# Concepts of TID 1500 numeric measurements as OHIF/dcmjs write them (SNOMED CT), and their UCUM units.
+SR_CONCEPTS = {"Length": ("410668003", "SCT"), "Area": ("42798000", "SCT"), "Volume": ("118565006", "SCT"),
+               "Angle": ("1483009", "SCT"), "Mean": ("373098007", "SCT")}
+_UCUM_MEANINGS = {"mm": "millimeter", "mm2": "square millimeter", "mm3": "cubic millimeter", "deg": "degree",
+                  "[hnsf'U]": "Hounsfield unit"}
+
+
+def build_measurement_report(study: PatientStudy, measurements: Sequence[SrMeasurement], *,
+                             sop_instance_uid: str, series_instance_uid: str, observer: str = "OHIF^USER",
+                             series_description: str = "Measurement report", series_number: int = 50,
+                             created: datetime | None = None) -> Dataset:
+    """A Comprehensive SR "Imaging Measurement Report" (TID 1500) as OHIF's "create report" stores it.
+
+    One Measurement Group (TID 1501) per measurement: tracking identifier
+    and UID, an optional finding, and one NUM item whose SCOORD (INFERRED
+    FROM) selects the image it was drawn on.
+    """
+    _check_study(study)
+    _check_uid(sop_instance_uid, "sop_instance_uid")
+    _check_uid(series_instance_uid, "series_instance_uid")
+    if not measurements:
+        raise DicomInputError("measurement report: no measurements")
+    when = created or datetime.now()
+    ds = _new_dataset(sop.COMPREHENSIVE_SR, sop_instance_uid, "SR", study, series_instance_uid=series_instance_uid,
+                      series_number=series_number, series_description=series_description, created=when,
+                      frame_of_reference=False)
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = _date(when), _time(when)
+    ds.ValueType = "CONTAINER"
+    ds.ConceptNameCodeSequence = [_code("126000", "DCM", "Imaging Measurement Report")]
+    ds.ContinuityOfContent = "SEPARATE"
+    ds.ContentTemplateSequence = [_item(MappingResource="DCMR", TemplateIdentifier="1500")]
+    ds.CompletionFlag, ds.VerificationFlag = "PARTIAL", "UNVERIFIED"
+    groups = []
+    for index, m in enumerate(measurements, start=1):
+        if m.unit not in _UCUM_MEANINGS:
+            raise DicomInputError(f"measurement {index}: unit {m.unit!r} is not one of {sorted(_UCUM_MEANINGS)}")
+        _check_uid(m.referenced_sop_instance_uid, f"measurement {index} referenced_sop_instance_uid")
+        code, scheme = SR_CONCEPTS.get(m.concept, (f"ORT{index}", "99ORTHANCRT"))
+        image = _item(RelationshipType="SELECTED FROM", ValueType="IMAGE", ReferencedSOPSequence=[_item(
+            ReferencedSOPClassUID=m.referenced_sop_class_uid, ReferencedSOPInstanceUID=m.referenced_sop_instance_uid,
+            **({"ReferencedFrameNumber": m.frame_number} if m.frame_number else {}))])
+        scoord = _item(RelationshipType="INFERRED FROM", ValueType="SCOORD", GraphicType=m.graphic_type,
+                       GraphicData=[float(v) for v in m.graphic_data], ContentSequence=[image])
+        num = _item(RelationshipType="CONTAINS", ValueType="NUM", ConceptNameCodeSequence=[_code(code, scheme, m.concept)],
+                    MeasuredValueSequence=[_item(NumericValue=_ds_value(m.value), MeasurementUnitsCodeSequence=[
+                        _code(m.unit, "UCUM", _UCUM_MEANINGS[m.unit])])],
+                    ContentSequence=[scoord])
+        content = [
+            _item(RelationshipType="HAS OBS CONTEXT", ValueType="TEXT",
+                  ConceptNameCodeSequence=[_code("112039", "DCM", "Tracking Identifier")],
+                  TextValue=m.tracking_identifier or f"Orthanc-RT:{m.concept}"),
+            _item(RelationshipType="HAS OBS CONTEXT", ValueType="UIDREF",
+                  ConceptNameCodeSequence=[_code("112040", "DCM", "Tracking Unique Identifier")],
+                  UID=m.tracking_uid or derive_uid(sop_instance_uid, "tracking", str(index))),
+        ]
+        if m.finding:
+            content.append(_item(RelationshipType="CONTAINS", ValueType="CODE",
+                                 ConceptNameCodeSequence=[_code("121071", "DCM", "Finding")],
+                                 ConceptCodeSequence=[_code("ORT-FINDING", "99ORTHANCRT", m.finding[:64])]))
+        content.append(num)
+        groups.append(_item(RelationshipType="CONTAINS", ValueType="CONTAINER", ContinuityOfContent="SEPARATE",
+                            ConceptNameCodeSequence=[_code("125007", "DCM", "Measurement Group")],
+                            ContentTemplateSequence=[_item(MappingResource="DCMR", TemplateIdentifier="1501")],
+                            ContentSequence=content))
+    ds.ContentSequence = [
+        _item(RelationshipType="HAS CONCEPT MOD", ValueType="CODE",
+              ConceptNameCodeSequence=[_code("121049", "DCM", "Language of Content Item and Descendants")],
+              ConceptCodeSequence=[_code("eng", "RFC5646", "English")]),
+        _item(RelationshipType="HAS OBS CONTEXT", ValueType="PNAME",
+              ConceptNameCodeSequence=[_code("121008", "DCM", "Person Observer Name")], PersonName=observer),
+        _item(RelationshipType="CONTAINS", ValueType="CONTAINER", ContinuityOfContent="SEPARATE",
+              ConceptNameCodeSequence=[_code("126010", "DCM", "Imaging Measurements")], ContentSequence=groups),
+    ]
+    by_series: dict[str, list[SrMeasurement]] = {}
+    for m in measurements:
+        by_series.setdefault(m.referenced_series_instance_uid, []).append(m)
+    ds.CurrentRequestedProcedureEvidenceSequence = [_item(
+        StudyInstanceUID=study.study_instance_uid,
+        ReferencedSeriesSequence=[_item(SeriesInstanceUID=series, ReferencedSOPSequence=[
+            _reference(m.referenced_sop_class_uid, m.referenced_sop_instance_uid) for m in items])
+            for series, items in by_series.items()])]
+    return ds
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    return _item(CodeValue=value, CodingSchemeDesignator=scheme, CodeMeaning=meaning)
 
 
 # --- shared modules ---------------------------------------------------------------------------------------

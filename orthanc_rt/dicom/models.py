@@ -137,3 +137,21 @@ class IonPlan:
     @property
     def energies_mev(self) -> list[float]:
         return sorted({layer.nominal_energy_mev for b in self.beams for layer in b.layers})
+
+
+@dataclass(frozen=True)
+class SrMeasurement:
+    """One measurement of a TID 1500 report (a Measurement Group with one numeric value on one image)."""
+
+    concept: str  # CodeMeaning of the NUM item: "Length", "Area", ...
+    value: float
+    unit: str  # UCUM: "mm", "mm2", "deg", "mm3", "[hnsf'U]"
+    referenced_sop_class_uid: str
+    referenced_sop_instance_uid: str
+    referenced_series_instance_uid: str
+    graphic_type: str = "POLYLINE"  # SCOORD GraphicType
+    graphic_data: tuple[float, ...] = ()  # column, row pairs
+    frame_number: int | None = None
+    tracking_identifier: str = ""  # e.g. "Cornerstone3DTools@^0.1.0:Length"
+    tracking_uid: str = ""
+    finding: str = ""  # free-text label the user gave

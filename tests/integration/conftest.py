@@ -70,6 +70,9 @@ class Client:
     def post(self, path: str, **kw: Any) -> requests.Response:
         return self.http.post(self.base + path, timeout=60, **kw)
 
+    def put(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.put(self.base + path, timeout=30, **kw)
+
     def delete(self, path: str, **kw: Any) -> requests.Response:
         return self.http.delete(self.base + path, timeout=30, **kw)
 

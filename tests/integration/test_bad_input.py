@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 
 
 def _final_auto_job(orthanc, study_uid: str) -> dict:
-    return orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed", "cancelled"), study=study_uid)
+    return orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed", "cancelled"), study=study_uid,
+                           kind="dose")
 
 
 def _still_serving(orthanc) -> None:

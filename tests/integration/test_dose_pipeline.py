@@ -39,7 +39,7 @@ def test_plan_after_ct_by_rest_gives_rtdose_in_the_same_study(orthanc, rt_stack)
     time.sleep(rt_stack.stable_age_s + 1)  # the CT is complete before the plan comes
     rest_upload(orthanc.base, [case.plan])
     study_uid = case.study.study_instance_uid
-    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=study_uid)
+    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=study_uid, kind="dose")
     assert job["state"] == "succeeded", job["message"]
     assert job["source"] == "auto"
 
@@ -52,6 +52,12 @@ def test_plan_after_ct_by_rest_gives_rtdose_in_the_same_study(orthanc, rt_stack)
     assert ds.FrameOfReferenceUID == ct0.FrameOfReferenceUID
     assert ds.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == case.plan.SOPInstanceUID
     assert "MCsquare" in ds.SeriesDescription and "2e+04" in ds.SeriesDescription
+    # Our own RTDOSE arrives like any other: it is analysed with the case's structure set.
+    analysis = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=study_uid, kind="analysis")
+    assert analysis["state"] == "succeeded", analysis["message"]
+    target = orthanc.get("/rt/measurements", params={"dose": str(ds.SOPInstanceUID), "roi": "TargetVolume",
+                                                     "metric": "Dmean"}).json()["items"]
+    assert len(target) == 1 and target[0]["value"] > 0 and target[0]["job_id"] == analysis["id"]
     grid = read_rtdose(ds)
     assert grid.dose_gy.max() == pytest.approx(job["outputs"]["dose_max_gy"], rel=1e-3)
     # The target (around the isocentre) receives dose; 20 mm beyond its distal edge, inside the
@@ -71,7 +77,7 @@ def test_plan_before_ct_waits_then_computes(orthanc, rt_stack, tmp_path):
     case = util.small_phantom_case("plan-first")
     study_uid = case.study.study_instance_uid
     c_store(rt_stack.dicom_port, [case.plan], tmp_path / "plan")
-    job = orthanc.wait_job(lambda j: j["state"] == "waiting-for-input", study=study_uid, timeout_s=60)
+    job = orthanc.wait_job(lambda j: j["state"] == "waiting-for-input", study=study_uid, kind="dose", timeout_s=60)
     assert "CT" in job["message"]
     c_store(rt_stack.dicom_port, [*case.ct, case.rtstruct], tmp_path / "ct")
     done = orthanc.wait_final(job["id"])
@@ -87,13 +93,13 @@ def test_stow_rs_plan_triggers_and_resending_changes_nothing(orthanc, rt_stack, 
     stow_rs(orthanc.base, [*case.ct, case.rtstruct])
     time.sleep(rt_stack.stable_age_s + 1)
     stow_rs(orthanc.base, [case.plan])
-    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=study_uid)
+    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=study_uid, kind="dose")
     assert job["state"] == "succeeded", job["message"]
     # The same plan again, by REST and C-STORE: still one job, one RTDOSE.
     rest_upload(orthanc.base, [case.plan])
     c_store(rt_stack.dicom_port, [case.plan], tmp_path)
     time.sleep(3)
-    assert [j["id"] for j in orthanc.jobs(study=study_uid)] == [job["id"]]
+    assert [j["id"] for j in orthanc.jobs(study=study_uid, kind="dose")] == [job["id"]]
     assert len(_dose_instances(orthanc, study_uid)) == 1
 
 
@@ -106,7 +112,7 @@ def test_two_plans_in_a_row_get_their_own_doses(orthanc, rt_stack):
         rest_upload(orthanc.base, [*case.ct, case.rtstruct])
         time.sleep(rt_stack.stable_age_s + 1)
         rest_upload(orthanc.base, [case.plan])
-        job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid)
+        job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid, kind="dose")
         assert job["state"] == "succeeded", job["message"]
         grid = read_rtdose(from_bytes(orthanc.get(f"/instances/{job['outputs']['rtdose']['orthanc_id']}/file").content))
         profile = grid.dose_gy.sum(axis=(0, 2))  # along y, the beam direction of gantry 0
@@ -118,7 +124,7 @@ def test_dose_on_demand_and_its_validation(orthanc, rt_stack):
     case = util.small_phantom_case("on-demand")
     ids = rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
     plan_id, ct_id = ids[-1], ids[0]
-    auto = orthanc.wait_job(lambda j: j["source"] == "auto", study=case.study.study_instance_uid)
+    auto = orthanc.wait_job(lambda j: j["source"] == "auto", study=case.study.study_instance_uid, kind="dose")
 
     r = orthanc.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 30000, "scoring_spacing_mm": 3})
     assert r.status_code == 200, r.text

@@ -12,10 +12,10 @@ from orthanc_rt.jobs import JobQuery, JobStore
 from orthanc_rt.models import utcnow
 from orthanc_rt.params import DoseParams
 from orthanc_rt.queue import QUEUE_NAMES, Dispatcher, redis_for
-from orthanc_rt.resources import PlanRef
+from orthanc_rt.resources import InstanceRef
 from orthanc_rt.scheduling import Scheduler
 
-PLAN = PlanRef(orthanc_id="p-1", sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.481.8",
+PLAN = InstanceRef(orthanc_id="p-1", sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.481.8",
                series_instance_uid="1.2.3", study_instance_uid="1.2", orthanc_study_id="s-1")
 PARAMS = DoseParams(primaries=10_000, scoring_spacing_mm=None, wait_for_ct_seconds=60)
 

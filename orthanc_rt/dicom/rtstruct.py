@@ -1,0 +1,125 @@
+"""RT Structure Set datasets to plain ROI outlines (the writing side is `builders.build_rtstruct`).
+
+Every ROI keeps its closed planar contours as (z, polygon) pairs in patient
+mm; contours that cannot bound an area (fewer than three points, no area,
+not CLOSED_PLANAR, off-axis planes) are dropped and counted, so the caller
+can skip an ROI "with a reason" instead of failing the whole structure set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from orthanc_rt.dicom import sop
+from orthanc_rt.dicom.errors import DicomInputError
+
+# Points of one contour must share z to this tolerance to be a planar axial contour.
+_PLANAR_TOLERANCE_MM = 0.01
+
+
+@dataclass
+class Roi:
+    number: int
+    name: str
+    color: str = ""  # "#rrggbb"; empty when the ROI has no ROIDisplayColor
+    interpreted_type: str = ""
+    contours: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (z mm, [n, 2] x, y mm)
+    rejected: list[str] = field(default_factory=list)  # why contours were dropped
+
+    def planes(self) -> dict[float, list[np.ndarray]]:
+        """Polygons by plane z (rounded to 1 µm so equal planes group)."""
+        out: dict[float, list[np.ndarray]] = {}
+        for z, polygon in self.contours:
+            out.setdefault(round(z, 3), []).append(polygon)
+        return dict(sorted(out.items()))
+
+
+@dataclass
+class StructureSet:
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    frame_of_reference_uid: str
+    ct_series_instance_uid: str | None
+    rois: list[Roi]
+
+
+def read_structure_set(ds: Dataset) -> StructureSet:
+    where = f"RTSTRUCT {ds.get('SOPInstanceUID', '(no SOPInstanceUID)')}"
+    if str(ds.get("SOPClassUID", "")) != sop.RT_STRUCTURE_SET:
+        raise DicomInputError(f"{where}: is {sop.describe(str(ds.get('SOPClassUID', '')))}; expected "
+                              f"{sop.describe(sop.RT_STRUCTURE_SET)}")
+    frames = [str(f.FrameOfReferenceUID) for f in ds.get("ReferencedFrameOfReferenceSequence", [])
+              if f.get("FrameOfReferenceUID")]
+    roi_frames = {int(r.ROINumber): str(r.get("ReferencedFrameOfReferenceUID", ""))
+                  for r in ds.get("StructureSetROISequence", [])}
+    frame = frames[0] if frames else next((f for f in roi_frames.values() if f), "")
+    if not frame:
+        raise DicomInputError(f"{where}: names no FrameOfReferenceUID (ReferencedFrameOfReferenceSequence)")
+    types = {int(o.ReferencedROINumber): str(o.get("RTROIInterpretedType", ""))
+             for o in ds.get("RTROIObservationsSequence", []) if "ReferencedROINumber" in o}
+    rois = {int(r.ROINumber): Roi(number=int(r.ROINumber), name=str(r.get("ROIName", "")),
+                                  interpreted_type=types.get(int(r.ROINumber), ""))
+            for r in ds.get("StructureSetROISequence", [])}
+    for item in ds.get("ROIContourSequence", []):
+        number = int(item.ReferencedROINumber)
+        roi = rois.setdefault(number, Roi(number=number, name=f"ROI {number}"))
+        color = item.get("ROIDisplayColor")
+        if color is not None and len(color) == 3:
+            roi.color = "#" + "".join(f"{int(c):02x}" for c in color)
+        for index, contour in enumerate(item.get("ContourSequence", []), start=1):
+            _add_contour(roi, contour, index)
+    return StructureSet(
+        sop_instance_uid=str(ds.SOPInstanceUID), series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
+        study_instance_uid=str(ds.get("StudyInstanceUID", "")), frame_of_reference_uid=frame,
+        ct_series_instance_uid=referenced_ct_series(ds), rois=[rois[k] for k in sorted(rois)])
+
+
+def _add_contour(roi: Roi, contour: Dataset, index: int) -> None:
+    kind = str(contour.get("ContourGeometricType", ""))
+    if kind != "CLOSED_PLANAR":
+        roi.rejected.append(f"contour {index}: {kind or 'no'} geometric type, not CLOSED_PLANAR")
+        return
+    data = _contour_data(contour)
+    if data.size % 3 or data.size < 9:
+        roi.rejected.append(f"contour {index}: {data.size // 3} points; a closed contour needs at least 3")
+        return
+    points = data.reshape(-1, 3)
+    if np.ptp(points[:, 2]) > _PLANAR_TOLERANCE_MM:
+        roi.rejected.append(f"contour {index}: not on one axial plane (z spans {np.ptp(points[:, 2]):.3g} mm)")
+        return
+    xy = points[:, :2]
+    if polygon_area(xy) <= 1e-6:
+        roi.rejected.append(f"contour {index}: encloses no area")
+        return
+    roi.contours.append((float(points[0, 2]), xy))
+
+
+def _contour_data(contour: Dataset) -> np.ndarray:
+    """ContourData as floats; parsed straight from the raw bytes when read from a file (far faster than DS)."""
+    element = contour.get_item("ContourData")
+    if element is None or element.value is None:
+        return np.zeros(0)
+    if isinstance(element.value, bytes):
+        text = element.value.strip(b" \x00")
+        return np.array(text.split(b"\\"), dtype=float) if text else np.zeros(0)
+    return np.asarray(contour.ContourData, dtype=float).ravel()
+
+
+def polygon_area(xy: np.ndarray) -> float:
+    """Shoelace area in mm² (the absolute value: orientation does not matter)."""
+    x, y = xy[:, 0], xy[:, 1]
+    twice = np.dot(x[:-1], y[1:]) - np.dot(y[:-1], x[1:]) + x[-1] * y[0] - y[-1] * x[0]
+    return float(abs(twice) / 2.0)
+
+
+def referenced_ct_series(ds: Dataset) -> str | None:
+    """The CT series the structure set names in ReferencedFrameOfReferenceSequence."""
+    for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
+        for study in frame.get("RTReferencedStudySequence", []):
+            for series in study.get("RTReferencedSeriesSequence", []):
+                if series.get("SeriesInstanceUID"):
+                    return str(series.SeriesInstanceUID)
+    return None
