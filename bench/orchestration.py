@@ -44,7 +44,7 @@ def main() -> None:
             requests.post(f"{base}/instances", data=to_bytes(ds), timeout=60).raise_for_status()
         time.sleep(cfg.stable_age_s + 2)
         for round_ in range(args.rounds):
-            plan = util.plan_variant(case.plan, f"round-{round_}")
+            plan = util.instance_variant(case.plan, f"round-{round_}")
             pipeline.append(timed(lambda: _through_orthanc(base, to_bytes(plan))))
             direct.append(timed(lambda: _direct(case, plan, args.primaries)))
     ratio = statistics.median(pipeline) / statistics.median(direct)

@@ -103,7 +103,7 @@ def commercial_style_plan(style: str = "raystation", beams: Sequence[IonBeam] | 
 
 def weights_on_second_control_point(plan: Dataset) -> Dataset:
     """Each layer's weights on the second control point of its pair, zeros on the first."""
-    plan = plan_variant(plan, "eclipse")
+    plan = instance_variant(plan, "eclipse")
     for item in plan.IonBeamSequence:
         cps = item.IonControlPointSequence
         for first, second in zip(cps[0::2], cps[1::2]):
@@ -114,7 +114,7 @@ def weights_on_second_control_point(plan: Dataset) -> Dataset:
 
 def one_control_point_per_layer(plan: Dataset) -> Dataset:
     """Drop the zero-weight second control point of every layer but the last, which closes the beam."""
-    plan = plan_variant(plan, "single-cp")
+    plan = instance_variant(plan, "single-cp")
     for item in plan.IonBeamSequence:
         cps = list(item.IonControlPointSequence)
         kept = cps[0::2] + [cps[-1]]
@@ -127,7 +127,7 @@ def one_control_point_per_layer(plan: Dataset) -> Dataset:
 
 def with_setup_beam(plan: Dataset) -> Dataset:
     """The plan plus a SETUP beam (no spots, no meterset), as planning systems add for imaging."""
-    plan = plan_variant(plan, "setup")
+    plan = instance_variant(plan, "setup")
     setup = copy.deepcopy(plan.IonBeamSequence[0])
     setup.BeamNumber = max(int(b.BeamNumber) for b in plan.IonBeamSequence) + 1
     setup.BeamName = "SETUP"
@@ -142,7 +142,7 @@ def with_setup_beam(plan: Dataset) -> Dataset:
 
 def photon_plan(case: PhantomCase | Dataset) -> Dataset:
     """The case's plan turned into a photon RT Plan (BeamSequence, RadiationType PHOTON)."""
-    plan = plan_variant(_plan(case), "photon")
+    plan = instance_variant(_plan(case), "photon")
     plan.SOPClassUID = sop.RT_PLAN
     plan.file_meta.MediaStorageSOPClassUID = sop.RT_PLAN
     item = Dataset()
@@ -154,7 +154,7 @@ def photon_plan(case: PhantomCase | Dataset) -> Dataset:
 
 def plan_without_spots(case: PhantomCase | Dataset) -> Dataset:
     """The case's plan with every spot weight set to zero."""
-    plan = plan_variant(_plan(case), "no-spots")
+    plan = instance_variant(_plan(case), "no-spots")
     for item in plan.IonBeamSequence:
         for cp in item.IonControlPointSequence:
             weights = cp.ScanSpotMetersetWeights
@@ -193,10 +193,10 @@ def _plan(source: PhantomCase | Dataset) -> Dataset:
     return source.plan if isinstance(source, PhantomCase) else source
 
 
-def plan_variant(plan: Dataset, tag: str) -> Dataset:
+def instance_variant(ds: Dataset, tag: str) -> Dataset:
     """A deep copy with its own SOPInstanceUID, so Orthanc keeps both."""
-    variant = copy.deepcopy(plan)
-    uid = derive_uid(str(plan.SOPInstanceUID), tag)
+    variant = copy.deepcopy(ds)
+    uid = derive_uid(str(ds.SOPInstanceUID), tag)
     variant.SOPInstanceUID = uid
     variant.file_meta.MediaStorageSOPInstanceUID = uid
     return variant
@@ -263,7 +263,7 @@ def dvh_case(name: str = "dvh", *, dose_spacing_mm: tuple[float, float, float] =
 
 def with_bad_rois(rtstruct: Dataset) -> Dataset:
     """The structure set plus an ROI with no contours and one whose only contour has two points."""
-    ds = _variant(rtstruct, "bad-rois")
+    ds = instance_variant(rtstruct, "bad-rois")
     next_number = max(int(r.ROINumber) for r in ds.StructureSetROISequence) + 1
     frame = str(ds.StructureSetROISequence[0].ReferencedFrameOfReferenceUID)
     for offset, name in enumerate(("Empty", "Degenerate")):
@@ -286,7 +286,7 @@ def with_bad_rois(rtstruct: Dataset) -> Dataset:
 
 def on_other_frame(ds: Dataset) -> Dataset:
     """A copy (own SOPInstanceUID) on another FrameOfReferenceUID."""
-    variant = _variant(ds, "other-frame")
+    variant = instance_variant(ds, "other-frame")
     variant.FrameOfReferenceUID = derive_uid(str(ds.SOPInstanceUID), "other-frame", "for")
     return variant
 
