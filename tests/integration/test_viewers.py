@@ -40,7 +40,8 @@ def browser():
 def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     case = util.small_phantom_case("ohif")
     rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
-    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid)
+    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid,
+                           kind="dose")
     assert job["state"] == "succeeded", job["message"]
     study_uid = case.study.study_instance_uid
     viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
@@ -93,14 +94,16 @@ def _dismiss_tour(page) -> None:
 def test_orthanc_explorer_shows_jobs_and_computes_a_dose(orthanc, rt_stack, browser):
     case = util.small_phantom_case("explorer")
     ids = rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
-    job = orthanc.wait_job(lambda j: j["state"] == "succeeded", study=case.study.study_instance_uid)
+    job = orthanc.wait_job(lambda j: j["state"] == "succeeded", study=case.study.study_instance_uid, kind="dose")
+    orthanc.wait_job(lambda j: j["state"] == "succeeded", study=case.study.study_instance_uid, kind="analysis")
     study_id = job["orthanc_study_id"]
     page = browser.new_page(viewport={"width": 1200, "height": 900})
 
     page.goto(f"{orthanc.base}/app/explorer.html#study?uuid={study_id}")
     panel = page.locator("#orthanc-rt-study")
-    panel.get_by_text("Orthanc-RT jobs (1)").wait_for(timeout=30_000)
+    panel.get_by_text("Orthanc-RT jobs (2)").wait_for(timeout=30_000)  # the dose and its DVH analysis
     panel.get_by_text("dose succeeded").wait_for()
+    panel.get_by_text("analysis succeeded").wait_for()
     assert panel.locator("a", has_text="RTDOSE").get_attribute("href") == \
         f"#instance?uuid={job['outputs']['rtdose']['orthanc_id']}"
     ohif = page.locator("#orthanc-rt-ohif")
@@ -114,5 +117,5 @@ def test_orthanc_explorer_shows_jobs_and_computes_a_dose(orthanc, rt_stack, brow
     page.locator("#orthanc-rt-dose").click()
     page.get_by_text("Job queued:").wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "explorer-plan.png"))
-    requested = [j for j in orthanc.jobs(study=case.study.study_instance_uid) if j["params"]["primaries"] == 30000]
+    requested = [j for j in orthanc.jobs(study=case.study.study_instance_uid) if j["params"].get("primaries") == 30000]
     assert len(requested) == 1 and requested[0]["source"] == "api"
