@@ -126,8 +126,12 @@ class JobFolder:
 
 def write_inputs(folder: JobFolder, ct: CTImage, plan: ProtonPlan, beam_model: BDL,
                  calibration: AbstractCTCalibration, *, primaries: int, threads: int,
-                 scoring: ScoringGrid | None) -> None:
-    """Write everything MCsquare reads into the job folder, removing any earlier output."""
+                 scoring: ScoringGrid | None, extra_config: dict | None = None) -> None:
+    """Write everything MCsquare reads into the job folder, removing any earlier output.
+
+    `extra_config` entries override the dose configuration (the beamlet mode of
+    `worker.beamlets` sets its own output keys this way).
+    """
     folder.root.mkdir(parents=True, exist_ok=True)
     # A reused folder must not hand an earlier job's files to this run (or to the checks below).
     for stale in (folder.outputs, folder.scanner, folder.materials):
@@ -143,12 +147,15 @@ def write_inputs(folder: JobFolder, ct: CTImage, plan: ProtonPlan, beam_model: B
         raise DoseEngineError("OpenTPS did not write the MCsquare plan file (see the worker log)")
     mcsquareIO.writeCTCalibrationAndBDL(calibration, str(folder.scanner), str(folder.materials),
                                         beam_model, str(folder.bdl))
-    mcsquareIO.writeConfig(_config(folder, primaries=primaries, threads=threads, scoring=scoring),
-                           str(folder.config))
+    config = _config(folder, primaries=primaries, threads=threads, scoring=scoring)
+    for key, value in (extra_config or {}).items():
+        config[key] = value
+    mcsquareIO.writeConfig(config, str(folder.config))
 
 
-def run(folder: JobFolder, *, on_progress: ProgressCallback | None = None) -> None:
-    """Run MCsquare on the job folder's config; raise DoseEngineError unless it wrote a dose."""
+def run(folder: JobFolder, *, on_progress: ProgressCallback | None = None, expect: Path | None = None) -> None:
+    """Run MCsquare on the job folder's config; raise DoseEngineError unless it wrote `expect` (default: the dose)."""
+    expected = folder.dose if expect is None else expect
     binary = mcsquare_binary()
     env = dict(os.environ, MCsquare_Materials_Dir=str(folder.materials))
     started = time.monotonic()
@@ -167,8 +174,8 @@ def run(folder: JobFolder, *, on_progress: ProgressCallback | None = None) -> No
     if process.returncode != 0:
         raise DoseEngineError(f"MCsquare ({binary.name}) failed with exit code {process.returncode}"
                               f"{_describe_signal(process.returncode)}; its last output lines:\n{tail(folder.log)}")
-    if not folder.dose.is_file():
-        raise DoseEngineError(f"MCsquare ({binary.name}) exited normally but wrote no {folder.dose.name}; "
+    if not expected.is_file():
+        raise DoseEngineError(f"MCsquare ({binary.name}) exited normally but wrote no {expected.name}; "
                               f"its last output lines:\n{tail(folder.log)}")
 
 
