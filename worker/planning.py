@@ -98,6 +98,33 @@ class PlanRequest:
     max_iterations: int = 300
     scoring_spacing_mm: float | None = None  # None: the CT grid
 
+    @classmethod
+    def from_dict(cls, payload: dict) -> "PlanRequest":
+        """A request from JSON-like data (objectives and robustness as dicts); unknown keys are refused."""
+        if not isinstance(payload, dict):
+            raise PlanRequestError(f"a plan request is an object, not {type(payload).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise PlanRequestError(f"unknown plan request field(s) {', '.join(unknown)}; "
+                                   f"known: {', '.join(sorted(known))}")
+        missing = sorted(name for name in ("target_roi", "prescription_gy") if name not in payload)
+        if missing:
+            raise PlanRequestError(f"a plan request needs {', '.join(missing)}")
+        values = dict(payload)
+        for name in ("gantry_angles_deg", "couch_angles_deg"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        if values.get("objectives") is not None:
+            values["objectives"] = tuple(_objective(item, index)
+                                         for index, item in enumerate(values["objectives"], start=1))
+        if values.get("robustness") is not None:
+            try:
+                values["robustness"] = Robustness(**values["robustness"])
+            except TypeError as exc:
+                raise PlanRequestError(f"robustness: {exc} (fields: setup_mm, range_pct)") from None
+        return cls(**values)
+
     @property
     def gantry_angles(self) -> tuple[float, ...]:
         if self.gantry_angles_deg is not None:
@@ -157,6 +184,15 @@ class PlanResult:
                 "qa": self.qa}
 
 
+def _objective(item: dict, index: int) -> Objective:
+    if not isinstance(item, dict):
+        raise PlanRequestError(f"objective {index}: expected an object with roi, type, dose_gy, weight, volume_pct")
+    try:
+        return Objective(**item)
+    except TypeError as exc:
+        raise PlanRequestError(f"objective {index}: {exc} (fields: roi, type, dose_gy, weight, volume_pct)") from None
+
+
 def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct: CtVolume) -> None:
     """Raise PlanRequestError naming the first thing wrong with `request` for these structures."""
     available = ", ".join(sorted(structures)) or "none"
@@ -166,8 +202,11 @@ def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct
             raise PlanRequestError(f"{what} ROI {roi!r} is not in the structure set (available: {available})")
 
     known(request.target_roi, "target")
+    for name in ("prescription_gy", "spot_spacing_mm", "layer_spacing_mm", "target_margin_mm"):
+        if not _is_number(getattr(request, name)):
+            raise PlanRequestError(f"{name} must be a number, not {getattr(request, name)!r}")
     low, high = PRESCRIPTION_RANGE_GY
-    if not (isinstance(request.prescription_gy, (int, float)) and low <= request.prescription_gy <= high):
+    if not low <= request.prescription_gy <= high:
         raise PlanRequestError(f"prescription_gy must be between {low:g} and {high:g} Gy, "
                                f"not {request.prescription_gy!r}")
     if isinstance(request.fractions, bool) or not isinstance(request.fractions, int) \
@@ -210,6 +249,9 @@ def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct
         if objective.type not in OBJECTIVE_TYPES:
             raise PlanRequestError(f"objective {index}: type {objective.type!r} is not one of "
                                    f"{', '.join(OBJECTIVE_TYPES)}")
+        for name in ("dose_gy", "weight") + (("volume_pct",) if objective.volume_pct is not None else ()):
+            if not _is_number(getattr(objective, name)):
+                raise PlanRequestError(f"{where}: {name} must be a number, not {getattr(objective, name)!r}")
         if not (0.0 <= objective.dose_gy <= 2 * high):
             raise PlanRequestError(f"{where}: dose_gy must be between 0 and {2 * high:g} Gy, not {objective.dose_gy!r}")
         if not objective.weight > 0:
@@ -225,6 +267,10 @@ def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct
             raise PlanRequestError(f"ROI {name!r}: mask shape {mask.shape} is not the CT's {ct.shape_zyx}")
         if not np.any(mask):
             raise PlanRequestError(f"ROI {name!r} is empty on the CT grid")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequest, *, work_dir: Path,

@@ -38,7 +38,7 @@ def test_unknown_objective_roi_lists_the_available_rois():
                      r"\(available: Body, PTV\)")
 
 
-@pytest.mark.parametrize("dose", [0.0, -2.0, 150.0, float("nan")])
+@pytest.mark.parametrize("dose", [0.0, -2.0, 150.0])
 def test_prescription_out_of_range(dose):
     refused(PlanRequest("PTV", dose), r"prescription_gy must be between 0\.1 and 100 Gy")
 
@@ -111,3 +111,25 @@ def test_dvh_metrics_of_a_known_dose():
     assert qa["V95%"] == pytest.approx(100.0 * 43 / 50)
     assert qa["CI_RTOG"] == pytest.approx(43 / 50) and qa["CI_Paddick"] == pytest.approx(43 * 43 / (50 * 43))
     assert qa["HI"] == pytest.approx((qa["D2"] - qa["D98"]) / qa["D50"])
+
+
+def test_request_from_json_like_data():
+    request = PlanRequest.from_dict({"target_roi": "PTV", "prescription_gy": 2.0, "gantry_angles_deg": [0, 90],
+                                     "objectives": [{"roi": "PTV", "type": "DVHMin", "dose_gy": 1.9,
+                                                     "volume_pct": 95}]})
+    assert request.gantry_angles == (0.0, 90.0) and request.objectives[0].volume_pct == 95
+    validate_request(request, structures(), CT)
+    with pytest.raises(PlanRequestError, match=r"unknown plan request field\(s\) beams; known: "):
+        PlanRequest.from_dict({"target_roi": "PTV", "prescription_gy": 2.0, "beams": 2})
+    with pytest.raises(PlanRequestError, match=r"a plan request needs prescription_gy"):
+        PlanRequest.from_dict({"target_roi": "PTV"})
+    with pytest.raises(PlanRequestError, match=r"objective 1: .*unexpected keyword argument 'dose'"):
+        PlanRequest.from_dict({"target_roi": "PTV", "prescription_gy": 2.0,
+                               "objectives": [{"roi": "PTV", "type": "DMin", "dose": 2.0}]})
+
+
+def test_numbers_given_as_text_are_refused_with_the_field_name():
+    refused(PlanRequest("PTV", "2"), r"prescription_gy must be a number, not '2'")
+    refused(PlanRequest("PTV", float("nan")), r"prescription_gy must be a number, not nan")
+    refused(PlanRequest("PTV", 2.0, objectives=(Objective("PTV", "DMin", "2"),)),
+            r"objective 1 \(DMin on PTV\): dose_gy must be a number, not '2'")
