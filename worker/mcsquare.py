@@ -61,6 +61,8 @@ _POLL_SECONDS = 0.5
 _PR_SET_PDEATHSIG = 1
 # MCsquare prints " 40.0 % " and " 50.0 % (stat uncertainty: 3.63 %) " per batch.
 _PROGRESS_LINE = re.compile(r"^\s*(\d+(?:\.\d+)?) %", re.MULTILINE)
+# In beamlet mode it prints "Simulation of beamlet 3/1564" as each spot starts (in any order when parallel).
+_BEAMLET_LINE = re.compile(r"^Simulation of beamlet \d+/(\d+)", re.MULTILINE)
 
 
 class DoseEngineError(RuntimeError):
@@ -232,7 +234,10 @@ def tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 
 
 def progress_from_log(text: str) -> float | None:
-    """MCsquare's own completion (0..1) from its output so far, or None before the first batch."""
+    """MCsquare's own completion (0..1) from its output so far, or None before the first batch or beamlet."""
+    beamlets = _BEAMLET_LINE.findall(text)
+    if beamlets:
+        return min(len(beamlets) / max(int(beamlets[-1]), 1), 1.0)
     found = _PROGRESS_LINE.findall(text)
     return min(float(found[-1]) / 100.0, 1.0) if found else None
 

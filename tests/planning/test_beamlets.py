@@ -47,3 +47,11 @@ def test_beamlets_stay_in_work_dir_and_match_opentps_reader(tmp_path):
     scaled = ours @ sp.diags(np.asarray(per_mu, dtype=np.float32))
     assert abs(scaled - theirs).max() <= 1e-6 * abs(theirs).max()
     assert (matrix != scaled.astype(np.float32)).nnz == 0
+
+
+def test_beamlet_progress_is_the_share_of_spots_started():
+    from worker.mcsquare import progress_from_log
+
+    log = "Simulation of beamlet 1/4  \nSimulation of beamlet 3/4  \nSimulation of beamlet 2/4  \n"
+    assert progress_from_log(log) == pytest.approx(0.75)
+    assert progress_from_log("Reading CT\n") is None
