@@ -175,7 +175,7 @@ class PlanResult:
     optimizer: OptimizerInfo
     spot_count: int
     layer_count: int
-    qa: dict[str, dict[str, float]]  # ROI name -> metrics (target: target_dose_metrics)
+    qa: dict[str, dict[str, float]]  # every ROI -> roi_dose_metrics; the target -> target_dose_metrics
     optimizer_dose: DoseGrid | None = None  # beamlet-sum dose the optimiser saw (same grid)
 
     def summary(self) -> dict:
@@ -261,11 +261,11 @@ def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct
                 raise PlanRequestError(f"{where}: a DVH objective needs volume_pct (0-100)")
             if not 0.0 < objective.volume_pct < 100.0:
                 raise PlanRequestError(f"{where}: volume_pct must be between 0 and 100, not {objective.volume_pct!r}")
+    for name, mask in structures.items():
+        if np.shape(mask) != ct.shape_zyx:
+            raise PlanRequestError(f"ROI {name!r}: mask shape {np.shape(mask)} is not the CT's {ct.shape_zyx}")
     for name in {request.target_roi, *(o.roi for o in request.effective_objectives)}:
-        mask = np.asarray(structures[name])
-        if mask.shape != ct.shape_zyx:
-            raise PlanRequestError(f"ROI {name!r}: mask shape {mask.shape} is not the CT's {ct.shape_zyx}")
-        if not np.any(mask):
+        if not np.any(structures[name]):
             raise PlanRequestError(f"ROI {name!r} is empty on the CT grid")
 
 
@@ -318,8 +318,8 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
 
     report(STAGES[2], 0.0)
     started = time.monotonic()
-    grid_masks = {name: _on_grid(np.asarray(structures[name], dtype=bool), ct, grid)
-                  for name in {request.target_roi, *(o.roi for o in request.effective_objectives)}}
+    # Every ROI, not only those with objectives: the QA reports them all.
+    grid_masks = {name: mask_on_grid(np.asarray(mask, dtype=bool), ct, grid) for name, mask in structures.items()}
     for objective in request.effective_objectives:
         roi = _roi_mask(objective.roi, grid_masks[objective.roi], grid.origin_mm, grid.spacing_mm)
         design.objectives.addFidObjective(roi, FidObjective.Metrics(objective.type), float(objective.dose_gy),
@@ -369,7 +369,7 @@ def _roi_mask(name: str, mask_zyx: np.ndarray, origin: Sequence[float], spacing:
                    origin=tuple(float(v) for v in origin), spacing=tuple(float(v) for v in spacing))
 
 
-def _on_grid(mask_zyx: np.ndarray, ct: CtVolume, grid: ScoringGrid) -> np.ndarray:
+def mask_on_grid(mask_zyx: np.ndarray, ct: CtVolume, grid: ScoringGrid) -> np.ndarray:
     """`mask_zyx` (on the CT grid) sampled at the centres of `grid`'s voxels (nearest CT voxel)."""
     index = []
     for axis, (origin, spacing, count) in enumerate(zip(grid.origin_mm, grid.spacing_mm, grid.size_xyz)):

@@ -1,14 +1,16 @@
 """IMPT on a small water phantom: real spot placement, MCsquare beamlets, optimisation and final dose.
 
 One plan is made per module (fixture `planned`) and checked from several sides.
-Cost measured on the 2-core dev machine with threads=1: the 15 mm target with a
-5 mm margin gives about 270 spots in 7 layers; beamlets at 3000 primaries per spot
-take about 7 s, L-BFGS-B (300 iterations) 2 s, the final dose at 3e6 primaries
-about 20 s; the recomputation in the last test another 20 s (about 55 s in all).
+Cost measured on the 2-core dev machine with threads=1 (another engineer's
+tests running alongside): the 15 mm target with a 5 mm margin gives about 270
+spots in 7 layers; beamlets at 3000 primaries per spot take about 7 s,
+L-BFGS-B (300 iterations) 1-2 s, the final dose at 4e6 primaries about 22 s
+(fixture: 31 s); the recomputation in the last test another 24 s. Measured
+results over three runs: D95 1.936-1.939 Gy (>= 96.8 %), D5 2.089-2.094 Gy
+(<= 104.7 %); at 2e6 final primaries one run reached D5 = 107.1 %, which is
+why the final dose gets 4e6.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,10 +20,10 @@ from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dvh_metrics import roi_dose_metrics
 from tests.util import small_phantom_case
 from worker.dose_engine import compute_dose, scoring_grid
-from worker.planning import STAGES, PlanRequest, _on_grid, plan_impt
+from worker.planning import STAGES, PlanRequest, mask_on_grid, plan_impt
 
 RX_GY = 2.0
-FINAL_PRIMARIES = 3_000_000
+FINAL_PRIMARIES = 4_000_000
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,7 @@ def test_one_beam_covers_the_target_homogeneously(planned):
     assert qa["D5"] <= 1.07 * RX_GY, qa
     assert qa["V95%"] >= 95.0 and 0.0 < qa["HI"] < 0.15, qa
     assert result.optimizer.objective_final < result.optimizer.objective_initial
+    assert set(result.qa) == {"TargetVolume", "External"} and result.qa["External"]["Dmax"] >= qa["Dmax"]
     assert result.optimizer.iterations >= 1 and result.spot_count > 100 and result.layer_count >= 3
 
 
@@ -86,7 +89,7 @@ def test_recomputed_dose_of_the_exported_plan_matches_within_noise(planned, tmp_
     again = compute_dose(case.ct_volume, result.plan, primaries=FINAL_PRIMARIES, work_dir=tmp_path, threads=1)
     assert again.dose_gy.shape == result.dose.dose_gy.shape
     assert again.origin_mm == pytest.approx(result.dose.origin_mm)
-    target = _on_grid(case.target_mask, case.ct_volume, scoring_grid(case.ct_volume, None))
+    target = mask_on_grid(case.target_mask, case.ct_volume, scoring_grid(case.ct_volume, None))
     planned_mean = roi_dose_metrics(result.dose.dose_gy, target)["Dmean"]
     assert roi_dose_metrics(again.dose_gy, target)["Dmean"] == pytest.approx(planned_mean, rel=0.02)
     assert roi_dose_metrics(result.optimizer_dose.dose_gy, target)["Dmean"] == pytest.approx(planned_mean, rel=0.03)
@@ -95,4 +98,4 @@ def test_recomputed_dose_of_the_exported_plan_matches_within_noise(planned, tmp_
     difference = (again.dose_gy[high] - result.dose.dose_gy[high]).astype(np.float64)
     spread = difference.std()
     assert abs(difference.mean()) < 4 * spread / np.sqrt(difference.size) + 0.005 * RX_GY
-    assert spread < 0.05 * RX_GY  # per-voxel noise of two 3e6-primary runs on 3 mm voxels
+    assert spread < 0.05 * RX_GY  # per-voxel noise of two 4e6-primary runs on 3 mm voxels
