@@ -50,6 +50,33 @@ def compute_beamlets(ct: CTImage, plan: ProtonPlan, model: BeamModel, grid: Scor
 
     `primaries` is per spot. Everything is written below `work_dir`.
     """
+    nominal, _ = _run(ct, plan, model, grid, primaries=primaries, work_dir=work_dir, threads=threads,
+                      on_progress=on_progress, extra_config=_BEAMLET_CONFIG)
+    return nominal
+
+
+def compute_scenario_beamlets(ct: CTImage, plan: ProtonPlan, model: BeamModel, grid: ScoringGrid, *,
+                              setup_mm: float, range_pct: float, primaries: int, work_dir: Path, threads: int = 0,
+                              on_progress: ProgressCallback | None = None
+                              ) -> tuple[SparseBeamlets, list[SparseBeamlets]]:
+    """Nominal beamlets and those of MCsquare's reduced set of error scenarios, in one run.
+
+    The scenarios shift the patient by +-`setup_mm` along each axis
+    (systematic setup error, no random part) and scale the stopping powers by
+    +-`range_pct` % (systematic range error): MCsquare's "ReducedSet", as
+    OpenTPS' REDUCED_SET strategy configures it. Each scenario costs as much as
+    the nominal beamlets.
+    """
+    config = dict(_BEAMLET_CONFIG, Robustness_Mode=True, Simulate_nominal_plan=True, Scenario_selection="ReducedSet",
+                  Systematic_Setup_Error=[setup_mm / 10.0] * 3, Random_Setup_Error=[0.0, 0.0, 0.0],
+                  Systematic_Range_Error=float(range_pct))
+    return _run(ct, plan, model, grid, primaries=primaries, work_dir=work_dir, threads=threads,
+                on_progress=on_progress, extra_config=config)
+
+
+def _run(ct: CTImage, plan: ProtonPlan, model: BeamModel, grid: ScoringGrid, *, primaries: int, work_dir: Path,
+         threads: int, on_progress: ProgressCallback | None, extra_config: dict
+         ) -> tuple[SparseBeamlets, list[SparseBeamlets]]:
     if primaries < 1:
         raise ValueError(f"beamlet primaries must be positive, not {primaries}")
     folder = mcsquare.JobFolder.at(work_dir)
@@ -58,20 +85,37 @@ def compute_beamlets(ct: CTImage, plan: ProtonPlan, model: BeamModel, grid: Scor
     plan.spotMUs = np.ones_like(weights)
     try:
         mcsquare.write_inputs(folder, ct, plan, model.bdl, model.calibration, primaries=primaries, threads=threads,
-                              scoring=grid, extra_config=_BEAMLET_CONFIG)
+                              scoring=grid, extra_config=extra_config)
     finally:
         plan.spotMUs = weights
-    header = folder.outputs / "Sparse_Dose.txt"
+    robust = bool(extra_config.get("Robustness_Mode"))
+    header = folder.outputs / ("Sparse_Dose_Nominal.txt" if robust else "Sparse_Dose.txt")
     mcsquare.run(folder, on_progress=on_progress, expect=header)
-    matrix = read_sparse_beamlets(header)
-    if matrix.shape != (int(np.prod(grid.size_xyz)), plan.numberOfSpots):
-        raise DoseEngineError(f"MCsquare wrote a {matrix.shape} beamlet matrix for {plan.numberOfSpots} spots on a "
-                              f"{grid.size_xyz} grid")
     # Per primary (eV/g) to per MU (Gy): protons per MU of each spot's energy.
-    per_mu = np.array([model.protons_per_mu(layer.nominalEnergy) * GY_PER_EV_PER_G
-                       for beam in plan for layer in beam for _ in range(len(layer.spotMUs))], dtype=np.float64)
+    per_mu = sp.diags(np.array([model.protons_per_mu(layer.nominalEnergy) * GY_PER_EV_PER_G
+                                for beam in plan for layer in beam for _ in range(len(layer.spotMUs))],
+                               dtype=np.float32))
+    scenario_headers = sorted(folder.outputs.glob("Sparse_Dose_Scenario_*.txt"), key=_scenario_number) if robust \
+        else []
+    if robust and not scenario_headers:
+        raise DoseEngineError(f"MCsquare wrote no error scenario beamlets; its last output lines:\n"
+                              f"{mcsquare.tail(folder.log)}")
+    matrices = [_sparse_beamlets(path, per_mu, grid, plan.numberOfSpots) for path in [header, *scenario_headers]]
+    return matrices[0], matrices[1:]
+
+
+def _scenario_number(path: Path) -> int:
+    # Sparse_Dose_Scenario_<k>-<n>.txt
+    return int(path.stem.rsplit("_", 1)[1].split("-")[0])
+
+
+def _sparse_beamlets(header: Path, per_mu: sp.spmatrix, grid: ScoringGrid, spots: int) -> SparseBeamlets:
+    matrix = read_sparse_beamlets(header)
+    if matrix.shape != (int(np.prod(grid.size_xyz)), spots):
+        raise DoseEngineError(f"MCsquare wrote a {matrix.shape} beamlet matrix for {spots} spots on a "
+                              f"{grid.size_xyz} grid ({header.name})")
     beamlets = SparseBeamlets()
-    beamlets.setUnitaryBeamlets(sp.csc_matrix(matrix @ sp.diags(per_mu.astype(np.float32)), dtype=np.float32))
+    beamlets.setUnitaryBeamlets(sp.csc_matrix(matrix @ per_mu, dtype=np.float32))
     beamlets.doseOrigin = tuple(grid.origin_mm)
     beamlets.doseSpacing = tuple(grid.spacing_mm)
     beamlets.doseGridSize = tuple(grid.size_xyz)

@@ -6,7 +6,11 @@
 1. building plan: OpenTPS' `ProtonPlanDesign` places spots (ray tracing the
    target, with margin, through the CT's stopping powers) for every beam;
 2. computing beamlets: MCsquare in beamlet mode inside `work_dir/beamlets`
-   (`worker.beamlets`; never OpenTPS' global workspace);
+   (`worker.beamlets`; never OpenTPS' global workspace). With
+   `request.robustness`, the same run also gives MCsquare's reduced set of
+   error scenarios (20 with setup and range errors), the target's objectives
+   become worst-case (robust) objectives, and `PlanResult.scenario_qa` gives
+   the target's D95/D5 in every scenario (beamlet doses);
 3. optimizing: OpenTPS' `IntensityModulationOptimizer` on the request's
    objectives (`FidObjective` metrics), masks resampled to the scoring grid;
 4. final dose: the optimised OpenTPS plan is converted to our `IonPlan`
@@ -17,7 +21,8 @@
 Doses are whole-plan doses (all fractions, Gy), like every DoseGrid. The
 prescription is the plan dose too. QA metrics (`orthanc_rt.dvh_metrics`) are
 taken on the final dose grid with each ROI resampled to it by nearest voxel
-centre.
+centre. `work_dir` keeps MCsquare's inputs and outputs (the beamlet files are
+tens of MB, 20x that for robust plans); the caller removes it.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from opentps.core.processing.planOptimization.planOptimization import IntensityM
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, IonPlan
 from orthanc_rt.dvh_metrics import roi_dose_metrics, target_dose_metrics
 from orthanc_rt.uids import derive_uid
-from worker.beamlets import compute_beamlets
+from worker.beamlets import compute_beamlets, compute_scenario_beamlets
 from worker.dose_engine import compute_dose, default_beam_model, scoring_grid, to_opentps_ct
 from worker.mcsquare import ScoringGrid
 from worker.plan_convert import from_opentps_plan
@@ -54,6 +59,8 @@ FRACTIONS_RANGE = (1, 60)
 SPACING_RANGE_MM = (1.0, 20.0)
 MARGIN_RANGE_MM = (0.0, 30.0)
 SCORING_RANGE_MM = (1.0, 10.0)
+MAX_SETUP_ERROR_MM = 10.0
+MAX_RANGE_ERROR_PCT = 10.0
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -69,12 +76,19 @@ class Objective:
     dose_gy: float  # plan dose
     weight: float = 1.0
     volume_pct: float | None = None  # DVHMin/DVHMax only: D(volume_pct) >= / <= dose_gy
+    robust: bool | None = None  # worst case over the error scenarios; None: robust on the target of a robust plan
 
 
 @dataclass(frozen=True)
 class Robustness:
-    setup_mm: float = 0.0
-    range_pct: float = 0.0
+    """Systematic errors the plan must withstand (MCsquare's reduced scenario set: 20 scenarios when both are set)."""
+
+    setup_mm: float = 0.0  # patient shift along each axis, both directions
+    range_pct: float = 0.0  # stopping power scaling, both directions
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.setup_mm or self.range_pct)
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,7 @@ class PlanRequest:
     layer_spacing_mm: float = 5.0
     target_margin_mm: float = 5.0
     objectives: tuple[Objective, ...] | None = None  # None: default_objectives()
-    robustness: Robustness | None = None
+    robustness: Robustness | None = None  # None or zero errors: nominal optimisation
     beamlet_primaries: int = 5_000  # per spot
     final_primaries: int = 1_000_000
     optimizer: str = "Scipy_L-BFGS-B"
@@ -177,6 +191,8 @@ class PlanResult:
     layer_count: int
     qa: dict[str, dict[str, float]]  # every ROI -> roi_dose_metrics; the target -> target_dose_metrics
     optimizer_dose: DoseGrid | None = None  # beamlet-sum dose the optimiser saw (same grid)
+    # Robust plans: the target's D95/D5 (Gy) in each error scenario (beamlet doses), and the worst of each.
+    scenario_qa: dict[str, float | list[float]] | None = None
 
     def summary(self) -> dict:
         return {"spots": self.spot_count, "layers": self.layer_count, "beams": len(self.plan.beams),
@@ -240,9 +256,11 @@ def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct
         raise PlanRequestError(f"optimizer {request.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
     if not (isinstance(request.max_iterations, int) and 1 <= request.max_iterations <= 10_000):
         raise PlanRequestError(f"max_iterations must be from 1 to 10000, not {request.max_iterations!r}")
-    if request.robustness is not None and (request.robustness.setup_mm or request.robustness.range_pct):
-        raise PlanRequestError("robust optimisation (setup/range errors) is not supported yet; "
-                               "omit robustness or set both errors to 0")
+    if request.robustness is not None:
+        for name, limit in (("setup_mm", MAX_SETUP_ERROR_MM), ("range_pct", MAX_RANGE_ERROR_PCT)):
+            value = getattr(request.robustness, name)
+            if not (_is_number(value) and 0.0 <= value <= limit):
+                raise PlanRequestError(f"robustness {name} must be between 0 and {limit:g}, not {value!r}")
     for index, objective in enumerate(request.effective_objectives, start=1):
         where = f"objective {index} ({objective.type} on {objective.roi})"
         known(objective.roi, f"{where}:")
@@ -310,9 +328,26 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
 
     report(STAGES[1], 0.0)
     started = time.monotonic()
-    design.beamlets = compute_beamlets(opentps_ct, plan, model, grid, primaries=request.beamlet_primaries,
-                                       work_dir=work_dir / "beamlets", threads=threads,
-                                       on_progress=lambda done, _: report(STAGES[1], done))
+    robust = request.robustness is not None and request.robustness.enabled
+    beamlet_args = dict(primaries=request.beamlet_primaries, work_dir=work_dir / "beamlets", threads=threads,
+                        on_progress=lambda done, _: report(STAGES[1], done))
+    if robust:
+        errors = request.robustness
+        design.beamlets, scenarios = compute_scenario_beamlets(opentps_ct, plan, model, grid,
+                                                               setup_mm=float(errors.setup_mm),
+                                                               range_pct=float(errors.range_pct), **beamlet_args)
+        # What OpenTPS' optimiser reads of a robust design: the strategy, the errors and the scenario beamlets.
+        design.robustness.selectionStrategy = design.robustness.Strategies.REDUCED_SET
+        design.robustness.setupSystematicError = [float(errors.setup_mm)] * 3
+        design.robustness.setupRandomError = [0.0, 0.0, 0.0]
+        design.robustness.rangeSystematicError = float(errors.range_pct)
+        design.robustness.scenarios = scenarios
+        # Kept for the evaluation below: the optimiser crops these matrices to the ROIs and unloads them.
+        scenario_matrices = [scenario.toSparseMatrix() for scenario in scenarios]
+        design.robustness.numScenarios = len(scenarios)
+    else:
+        design.beamlets = compute_beamlets(opentps_ct, plan, model, grid, **beamlet_args)
+        scenario_matrices = []
     times.beamlets_s = time.monotonic() - started
     report(STAGES[1], 1.0)
 
@@ -322,8 +357,11 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     grid_masks = {name: mask_on_grid(np.asarray(mask, dtype=bool), ct, grid) for name, mask in structures.items()}
     for objective in request.effective_objectives:
         roi = _roi_mask(objective.roi, grid_masks[objective.roi], grid.origin_mm, grid.spacing_mm)
+        robust_objective = robust and (objective.robust if objective.robust is not None
+                                       else objective.roi == request.target_roi)
         design.objectives.addFidObjective(roi, FidObjective.Metrics(objective.type), float(objective.dose_gy),
-                                          float(objective.weight), volume=objective.volume_pct)
+                                          float(objective.weight), volume=objective.volume_pct,
+                                          robust=robust_objective)
     optimizer = IntensityModulationOptimizer(method=request.optimizer, plan=plan, maxiter=request.max_iterations)
     optimizer_dose_image, history = optimizer.optimize()
     times.optimizing_s = time.monotonic() - started
@@ -346,12 +384,28 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     qa = {name: roi_dose_metrics(dose.dose_gy, mask) for name, mask in grid_masks.items()}
     qa[request.target_roi] = target_dose_metrics(dose.dose_gy, grid_masks[request.target_roi],
                                                  request.prescription_gy)
+    scenario_qa = None
+    if scenario_matrices:
+        # Plan dose of each scenario: the optimiser's weights are sqrt(MU x fractions) (OpenTPS' xSquared).
+        plan_mu = np.square(np.asarray(optimizer.weights, dtype=np.float64))
+        target = grid_masks[request.target_roi]
+        metrics = [roi_dose_metrics(_beamlet_dose(matrix, plan_mu, grid), target) for matrix in scenario_matrices]
+        scenario_qa = {"D95": [m["D95"] for m in metrics], "D5": [m["D5"] for m in metrics],
+                       "worst_D95": min(m["D95"] for m in metrics), "worst_D5": max(m["D5"] for m in metrics)}
     info = OptimizerInfo(method=request.optimizer, iterations=int(optimizer.niter),
                          objective_initial=history[0] if history else float("nan"),
                          objective_final=history[-1] if history else float("nan"),
                          objective_history=history, times=times)
     return PlanResult(plan=ion_plan, dose=dose, optimizer=info, spot_count=ion_plan.spot_count,
-                      layer_count=sum(len(b.layers) for b in ion_plan.beams), qa=qa, optimizer_dose=optimizer_dose)
+                      layer_count=sum(len(b.layers) for b in ion_plan.beams), qa=qa, optimizer_dose=optimizer_dose,
+                      scenario_qa=scenario_qa)
+
+
+def _beamlet_dose(matrix, weights: np.ndarray, grid: ScoringGrid) -> np.ndarray:
+    """Beamlets x weights as a [z, y, x] array; MCsquare's voxel order, as OpenTPS reads it (x and y reversed)."""
+    flat = np.asarray(matrix @ weights, dtype=np.float32)
+    xyz = np.flip(np.reshape(flat, grid.size_xyz, order="F"), (0, 1))
+    return np.ascontiguousarray(xyz.transpose(2, 1, 0))
 
 
 def _ion_plan(plan: ProtonPlan, ct: CtVolume, request: PlanRequest) -> IonPlan:

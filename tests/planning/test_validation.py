@@ -73,9 +73,12 @@ def test_spacings_fractions_and_primaries():
     refused(PlanRequest("PTV", 2.0, beamlet_primaries=10), r"beamlet_primaries must be a whole number of at least 100")
 
 
-def test_robust_optimisation_is_refused_not_ignored():
-    refused(PlanRequest("PTV", 2.0, robustness=Robustness(setup_mm=3.0, range_pct=3.0)),
-            r"robust optimisation .* is not supported yet")
+def test_robustness_errors_out_of_range():
+    validate_request(PlanRequest("PTV", 2.0, robustness=Robustness(setup_mm=3.0, range_pct=3.0)), structures(), CT)
+    refused(PlanRequest("PTV", 2.0, robustness=Robustness(setup_mm=-1.0)),
+            r"robustness setup_mm must be between 0 and 10, not -1\.0")
+    refused(PlanRequest("PTV", 2.0, robustness=Robustness(range_pct=25.0)),
+            r"robustness range_pct must be between 0 and 10, not 25\.0")
 
 
 def test_empty_or_misshapen_masks():
