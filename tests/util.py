@@ -307,3 +307,51 @@ def measurement_report(case: DvhCase, *, name: str = "ohif") -> Dataset:
     ]
     return build_measurement_report(case.study, measurements, sop_instance_uid=case_uid(name, "sr"),
                                     series_instance_uid=case_uid(name, "sr-series"), created=CASE_DATETIME)
+
+
+def read_simple_fantom(folder: Path, *, downsample: int = 1):
+    """The OpenTPS SimpleFantomWithStruct test case: (CtVolume, {ROI name: mask [z, y, x]}).
+
+    Its CT slices carry an empty FrameOfReferenceUID (0020,0052), which
+    `read_ct_series` rightly refuses; we substitute one derived from the
+    series UID, in memory (the files are left as they are). Its RTSTRUCT is
+    found by SOP class, as its Modality wrongly says RTDOSE. The RTSTRUCT's
+    contours are rasterised on the CT grid by OpenTPS (voxel centres inside the
+    polygons). `downsample` > 1 averages HU over blocks of that many voxels per
+    axis (and keeps a voxel in a mask when its block's centre voxel is in it).
+    """
+    import pydicom
+    from opentps.core.data.images import CTImage
+    from opentps.core.io.dicomIO import readDicomStruct
+
+    from orthanc_rt.dicom.ct import read_ct_series
+    from orthanc_rt.dicom.models import CtVolume
+
+    paths = sorted(folder.glob("*.dcm"))
+    datasets = [pydicom.dcmread(p) for p in paths]
+    slices = [ds for ds in datasets if ds.SOPClassUID == sop.CT_IMAGE]
+    # By SOP class: this RTSTRUCT's Modality (0008,0060) says RTDOSE.
+    struct_path = next(p for p, ds in zip(paths, datasets) if ds.SOPClassUID == sop.RT_STRUCTURE_SET)
+    frame = derive_uid("simple-fantom", str(slices[0].SeriesInstanceUID), "frame")
+    for ds in slices:
+        if not str(ds.get("FrameOfReferenceUID", "")):
+            ds.FrameOfReferenceUID = frame
+    ct = read_ct_series(slices)
+    nz, ny, nx = ct.shape_zyx
+    reference = CTImage(imageArray=np.zeros((nx, ny, nz), dtype=np.float32), origin=ct.origin_mm,
+                        spacing=ct.spacing_mm)
+    masks = {}
+    for contour in readDicomStruct(str(struct_path)).contours:
+        mask = contour.getBinaryMask(origin=reference.origin, gridSize=reference.gridSize, spacing=reference.spacing)
+        masks[contour.name] = np.ascontiguousarray(mask.imageArray.transpose(2, 1, 0))
+    if downsample > 1:
+        k = int(downsample)
+        cz, cy, cx = (n // k * k for n in ct.shape_zyx)
+        hu = np.asarray(ct.hu, dtype=np.float32)[:cz, :cy, :cx]
+        hu = hu.reshape(cz // k, k, cy // k, k, cx // k, k).mean(axis=(1, 3, 5))
+        origin = tuple(o + (k - 1) * s / 2.0 for o, s in zip(ct.origin_mm, ct.spacing_mm))
+        ct = CtVolume(hu=hu, origin_mm=origin, spacing_mm=tuple(s * k for s in ct.spacing_mm),
+                      frame_of_reference_uid=ct.frame_of_reference_uid, series_instance_uid=ct.series_instance_uid,
+                      study_instance_uid=ct.study_instance_uid)
+        masks = {name: m[:cz, :cy, :cx][k // 2::k, k // 2::k, k // 2::k] for name, m in masks.items()}
+    return ct, masks

@@ -61,6 +61,8 @@ _POLL_SECONDS = 0.5
 _PR_SET_PDEATHSIG = 1
 # MCsquare prints " 40.0 % " and " 50.0 % (stat uncertainty: 3.63 %) " per batch.
 _PROGRESS_LINE = re.compile(r"^\s*(\d+(?:\.\d+)?) %", re.MULTILINE)
+# In beamlet mode it prints "Simulation of beamlet 3/1564" as each spot starts (in any order when parallel).
+_BEAMLET_LINE = re.compile(r"^Simulation of beamlet \d+/(\d+)", re.MULTILINE)
 
 
 class DoseEngineError(RuntimeError):
@@ -126,8 +128,12 @@ class JobFolder:
 
 def write_inputs(folder: JobFolder, ct: CTImage, plan: ProtonPlan, beam_model: BDL,
                  calibration: AbstractCTCalibration, *, primaries: int, threads: int,
-                 scoring: ScoringGrid | None) -> None:
-    """Write everything MCsquare reads into the job folder, removing any earlier output."""
+                 scoring: ScoringGrid | None, extra_config: dict | None = None) -> None:
+    """Write everything MCsquare reads into the job folder, removing any earlier output.
+
+    `extra_config` entries override the dose configuration (the beamlet mode of
+    `worker.beamlets` sets its own output keys this way).
+    """
     folder.root.mkdir(parents=True, exist_ok=True)
     # A reused folder must not hand an earlier job's files to this run (or to the checks below).
     for stale in (folder.outputs, folder.scanner, folder.materials):
@@ -143,12 +149,15 @@ def write_inputs(folder: JobFolder, ct: CTImage, plan: ProtonPlan, beam_model: B
         raise DoseEngineError("OpenTPS did not write the MCsquare plan file (see the worker log)")
     mcsquareIO.writeCTCalibrationAndBDL(calibration, str(folder.scanner), str(folder.materials),
                                         beam_model, str(folder.bdl))
-    mcsquareIO.writeConfig(_config(folder, primaries=primaries, threads=threads, scoring=scoring),
-                           str(folder.config))
+    config = _config(folder, primaries=primaries, threads=threads, scoring=scoring)
+    for key, value in (extra_config or {}).items():
+        config[key] = value
+    mcsquareIO.writeConfig(config, str(folder.config))
 
 
-def run(folder: JobFolder, *, on_progress: ProgressCallback | None = None) -> None:
-    """Run MCsquare on the job folder's config; raise DoseEngineError unless it wrote a dose."""
+def run(folder: JobFolder, *, on_progress: ProgressCallback | None = None, expect: Path | None = None) -> None:
+    """Run MCsquare on the job folder's config; raise DoseEngineError unless it wrote `expect` (default: the dose)."""
+    expected = folder.dose if expect is None else expect
     binary = mcsquare_binary()
     env = dict(os.environ, MCsquare_Materials_Dir=str(folder.materials))
     started = time.monotonic()
@@ -167,8 +176,8 @@ def run(folder: JobFolder, *, on_progress: ProgressCallback | None = None) -> No
     if process.returncode != 0:
         raise DoseEngineError(f"MCsquare ({binary.name}) failed with exit code {process.returncode}"
                               f"{_describe_signal(process.returncode)}; its last output lines:\n{tail(folder.log)}")
-    if not folder.dose.is_file():
-        raise DoseEngineError(f"MCsquare ({binary.name}) exited normally but wrote no {folder.dose.name}; "
+    if not expected.is_file():
+        raise DoseEngineError(f"MCsquare ({binary.name}) exited normally but wrote no {expected.name}; "
                               f"its last output lines:\n{tail(folder.log)}")
 
 
@@ -225,7 +234,10 @@ def tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 
 
 def progress_from_log(text: str) -> float | None:
-    """MCsquare's own completion (0..1) from its output so far, or None before the first batch."""
+    """MCsquare's own completion (0..1) from its output so far, or None before the first batch or beamlet."""
+    beamlets = _BEAMLET_LINE.findall(text)
+    if beamlets:
+        return min(len(beamlets) / max(int(beamlets[-1]), 1), 1.0)
     found = _PROGRESS_LINE.findall(text)
     return min(float(found[-1]) / 100.0, 1.0) if found else None
 

@@ -1,0 +1,438 @@
+"""IMPT planning: a CT, structures and a request in; an optimised ion plan, its dose and QA out.
+
+`plan_impt` runs four stages, each reported through `on_progress(stage, fraction_of_stage)`
+(stage names in `STAGES`, which fit `worker.progress.Progress.enter/within`):
+
+1. building plan: OpenTPS' `ProtonPlanDesign` places spots (ray tracing the
+   target, with margin, through the CT's stopping powers) for every beam;
+2. computing beamlets: MCsquare in beamlet mode inside `work_dir/beamlets`
+   (`worker.beamlets`; never OpenTPS' global workspace). With
+   `request.robustness`, the same run also gives MCsquare's reduced set of
+   error scenarios (20 with setup and range errors), the target's objectives
+   become worst-case (robust) objectives, and `PlanResult.scenario_qa` gives
+   the target's D95/D5 in every scenario (beamlet doses);
+3. optimizing: OpenTPS' `IntensityModulationOptimizer` on the request's
+   objectives (`FidObjective` metrics), masks resampled to the scoring grid;
+4. final dose: the optimised OpenTPS plan is converted to our `IonPlan`
+   (`worker.plan_convert`) and `worker.dose_engine.compute_dose` computes its
+   dose with `final_primaries` in `work_dir/final`: the plan that is exported
+   and the dose that is reported are the same object.
+
+Doses are whole-plan doses (all fractions, Gy), like every DoseGrid. The
+prescription is the plan dose too. QA metrics (`orthanc_rt.dvh_metrics`) are
+taken on the final dose grid with each ROI resampled to it by nearest voxel
+centre. `work_dir` keeps MCsquare's inputs and outputs (the beamlet files are
+tens of MB, 20x that for robust plans); the caller removes it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from opentps.core.data.images import ROIMask
+from opentps.core.data.plan import FidObjective, ProtonPlan
+from opentps.core.data.plan._protonPlanDesign import ProtonPlanDesign
+from opentps.core.processing.planOptimization.planOptimization import IntensityModulationOptimizer
+
+from orthanc_rt.dicom.models import CtVolume, DoseGrid, IonPlan
+from orthanc_rt.dvh_metrics import roi_dose_metrics, target_dose_metrics
+from orthanc_rt.uids import derive_uid
+from worker.beamlets import compute_beamlets, compute_scenario_beamlets
+from worker.dose_engine import compute_dose, default_beam_model, scoring_grid, to_opentps_ct
+from worker.mcsquare import ScoringGrid
+from worker.plan_convert import from_opentps_plan
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("building plan", "computing beamlets", "optimizing", "final dose")
+OBJECTIVE_TYPES = ("DMin", "DMax", "DMean", "DUniform", "DVHMin", "DVHMax")
+OPTIMIZERS = ("Scipy_L-BFGS-B", "Scipy_BFGS", "Scipy_SLSQP", "Scipy_trust-constr", "Gradient", "BFGS", "LBFGS",
+              "FISTA")
+MAX_BEAMS = 9
+PRESCRIPTION_RANGE_GY = (0.1, 100.0)  # plan dose; beyond this a typo is likelier than a treatment
+FRACTIONS_RANGE = (1, 60)
+SPACING_RANGE_MM = (1.0, 20.0)
+MARGIN_RANGE_MM = (0.0, 30.0)
+SCORING_RANGE_MM = (1.0, 10.0)
+MAX_SETUP_ERROR_MM = 10.0
+MAX_RANGE_ERROR_PCT = 10.0
+
+ProgressCallback = Callable[[str, float], None]
+
+
+class PlanRequestError(ValueError):
+    """The request cannot be planned as given; the message says what to change (REST: 400)."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    roi: str
+    type: str  # one of OBJECTIVE_TYPES (OpenTPS FidObjective.Metrics values)
+    dose_gy: float  # plan dose
+    weight: float = 1.0
+    volume_pct: float | None = None  # DVHMin/DVHMax only: D(volume_pct) >= / <= dose_gy
+    robust: bool | None = None  # worst case over the error scenarios; None: robust on the target of a robust plan
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """Systematic errors the plan must withstand (MCsquare's reduced scenario set: 20 scenarios when both are set)."""
+
+    setup_mm: float = 0.0  # patient shift along each axis, both directions
+    range_pct: float = 0.0  # stopping power scaling, both directions
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.setup_mm or self.range_pct)
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What to plan. Angles win over `beam_count` (evenly spaced gantry angles from 0, couch 0)."""
+
+    target_roi: str
+    prescription_gy: float  # dose to the target over all fractions
+    fractions: int = 1
+    gantry_angles_deg: tuple[float, ...] | None = None
+    couch_angles_deg: tuple[float, ...] | None = None
+    beam_count: int | None = None
+    spot_spacing_mm: float = 5.0
+    layer_spacing_mm: float = 5.0
+    target_margin_mm: float = 5.0
+    objectives: tuple[Objective, ...] | None = None  # None: default_objectives()
+    robustness: Robustness | None = None  # None or zero errors: nominal optimisation
+    beamlet_primaries: int = 5_000  # per spot
+    final_primaries: int = 1_000_000
+    optimizer: str = "Scipy_L-BFGS-B"
+    max_iterations: int = 300
+    scoring_spacing_mm: float | None = None  # None: the CT grid
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "PlanRequest":
+        """A request from JSON-like data (objectives and robustness as dicts); unknown keys are refused."""
+        if not isinstance(payload, dict):
+            raise PlanRequestError(f"a plan request is an object, not {type(payload).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise PlanRequestError(f"unknown plan request field(s) {', '.join(unknown)}; "
+                                   f"known: {', '.join(sorted(known))}")
+        missing = sorted(name for name in ("target_roi", "prescription_gy") if name not in payload)
+        if missing:
+            raise PlanRequestError(f"a plan request needs {', '.join(missing)}")
+        values = dict(payload)
+        for name in ("gantry_angles_deg", "couch_angles_deg"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        if values.get("objectives") is not None:
+            values["objectives"] = tuple(_objective(item, index)
+                                         for index, item in enumerate(values["objectives"], start=1))
+        if values.get("robustness") is not None:
+            try:
+                values["robustness"] = Robustness(**values["robustness"])
+            except TypeError as exc:
+                raise PlanRequestError(f"robustness: {exc} (fields: setup_mm, range_pct)") from None
+        return cls(**values)
+
+    @property
+    def gantry_angles(self) -> tuple[float, ...]:
+        if self.gantry_angles_deg is not None:
+            return tuple(float(a) for a in self.gantry_angles_deg)
+        count = 1 if self.beam_count is None else int(self.beam_count)
+        return tuple(round(360.0 * k / count, 6) for k in range(count))
+
+    @property
+    def couch_angles(self) -> tuple[float, ...]:
+        if self.couch_angles_deg is not None:
+            return tuple(float(a) for a in self.couch_angles_deg)
+        return (0.0,) * len(self.gantry_angles)
+
+    def default_objectives(self) -> tuple[Objective, ...]:
+        """Uniform dose to the target at the prescription, with under- and overdose penalties."""
+        rx = float(self.prescription_gy)
+        return (Objective(self.target_roi, "DUniform", rx, 1.0),
+                Objective(self.target_roi, "DMin", rx, 1.0),
+                Objective(self.target_roi, "DMax", 1.03 * rx, 1.0))
+
+    @property
+    def effective_objectives(self) -> tuple[Objective, ...]:
+        return tuple(self.objectives) if self.objectives else self.default_objectives()
+
+
+@dataclass
+class StageTimes:
+    building_plan_s: float = 0.0
+    beamlets_s: float = 0.0
+    optimizing_s: float = 0.0
+    final_dose_s: float = 0.0
+
+
+@dataclass
+class OptimizerInfo:
+    method: str
+    iterations: int
+    objective_initial: float
+    objective_final: float
+    objective_history: list[float]
+    times: StageTimes = field(default_factory=StageTimes)
+
+
+@dataclass
+class PlanResult:
+    plan: IonPlan  # per-fraction MU; pass its beams to build_ion_plan
+    dose: DoseGrid  # final MC dose of `plan` (whole plan, Gy)
+    optimizer: OptimizerInfo
+    spot_count: int
+    layer_count: int
+    qa: dict[str, dict[str, float]]  # every ROI -> roi_dose_metrics; the target -> target_dose_metrics
+    optimizer_dose: DoseGrid | None = None  # beamlet-sum dose the optimiser saw (same grid)
+    # Robust plans: the target's D95/D5 (Gy) in each error scenario (beamlet doses), and the worst of each.
+    scenario_qa: dict[str, float | list[float]] | None = None
+
+    def summary(self) -> dict:
+        return {"spots": self.spot_count, "layers": self.layer_count, "beams": len(self.plan.beams),
+                "optimizer": {k: v for k, v in asdict(self.optimizer).items() if k != "objective_history"},
+                "qa": self.qa}
+
+
+def _objective(item: dict, index: int) -> Objective:
+    if not isinstance(item, dict):
+        raise PlanRequestError(f"objective {index}: expected an object with roi, type, dose_gy, weight, volume_pct")
+    try:
+        return Objective(**item)
+    except TypeError as exc:
+        raise PlanRequestError(f"objective {index}: {exc} (fields: roi, type, dose_gy, weight, volume_pct)") from None
+
+
+def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct: CtVolume) -> None:
+    """Raise PlanRequestError naming the first thing wrong with `request` for these structures."""
+    available = ", ".join(sorted(structures)) or "none"
+
+    def known(roi: str, what: str) -> None:
+        if roi not in structures:
+            raise PlanRequestError(f"{what} ROI {roi!r} is not in the structure set (available: {available})")
+
+    known(request.target_roi, "target")
+    for name in ("prescription_gy", "spot_spacing_mm", "layer_spacing_mm", "target_margin_mm"):
+        if not _is_number(getattr(request, name)):
+            raise PlanRequestError(f"{name} must be a number, not {getattr(request, name)!r}")
+    low, high = PRESCRIPTION_RANGE_GY
+    if not low <= request.prescription_gy <= high:
+        raise PlanRequestError(f"prescription_gy must be between {low:g} and {high:g} Gy, "
+                               f"not {request.prescription_gy!r}")
+    if isinstance(request.fractions, bool) or not isinstance(request.fractions, int) \
+            or not FRACTIONS_RANGE[0] <= request.fractions <= FRACTIONS_RANGE[1]:
+        raise PlanRequestError(f"fractions must be a whole number from {FRACTIONS_RANGE[0]} to {FRACTIONS_RANGE[1]}, "
+                               f"not {request.fractions!r}")
+    if request.gantry_angles_deg is None and request.beam_count is not None \
+            and not (isinstance(request.beam_count, int) and 1 <= request.beam_count <= MAX_BEAMS):
+        raise PlanRequestError(f"beam_count must be from 1 to {MAX_BEAMS}, not {request.beam_count!r}")
+    gantry = request.gantry_angles
+    if not 1 <= len(gantry) <= MAX_BEAMS:
+        raise PlanRequestError(f"a plan has 1 to {MAX_BEAMS} beams, not {len(gantry)}")
+    if len(request.couch_angles) != len(gantry):
+        raise PlanRequestError(f"{len(gantry)} gantry angles but {len(request.couch_angles)} couch angles")
+    for angle in (*gantry, *request.couch_angles):
+        if not (math.isfinite(angle) and -360.0 <= angle <= 360.0):
+            raise PlanRequestError(f"beam angles must be finite degrees within ±360, not {angle!r}")
+    for name, value, (lo, hi) in (("spot_spacing_mm", request.spot_spacing_mm, SPACING_RANGE_MM),
+                                  ("layer_spacing_mm", request.layer_spacing_mm, SPACING_RANGE_MM),
+                                  ("target_margin_mm", request.target_margin_mm, MARGIN_RANGE_MM)):
+        if not lo <= value <= hi:
+            raise PlanRequestError(f"{name} must be between {lo:g} and {hi:g} mm, not {value!r}")
+    if request.scoring_spacing_mm is not None and not SCORING_RANGE_MM[0] <= request.scoring_spacing_mm \
+            <= SCORING_RANGE_MM[1]:
+        raise PlanRequestError(f"scoring_spacing_mm must be between {SCORING_RANGE_MM[0]:g} and "
+                               f"{SCORING_RANGE_MM[1]:g} mm, not {request.scoring_spacing_mm!r}")
+    for name, value in (("beamlet_primaries", request.beamlet_primaries), ("final_primaries", request.final_primaries)):
+        if not (isinstance(value, int) and value >= 100):
+            raise PlanRequestError(f"{name} must be a whole number of at least 100, not {value!r}")
+    if request.optimizer not in OPTIMIZERS:
+        raise PlanRequestError(f"optimizer {request.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    if not (isinstance(request.max_iterations, int) and 1 <= request.max_iterations <= 10_000):
+        raise PlanRequestError(f"max_iterations must be from 1 to 10000, not {request.max_iterations!r}")
+    if request.robustness is not None:
+        for name, limit in (("setup_mm", MAX_SETUP_ERROR_MM), ("range_pct", MAX_RANGE_ERROR_PCT)):
+            value = getattr(request.robustness, name)
+            if not (_is_number(value) and 0.0 <= value <= limit):
+                raise PlanRequestError(f"robustness {name} must be between 0 and {limit:g}, not {value!r}")
+    for index, objective in enumerate(request.effective_objectives, start=1):
+        where = f"objective {index} ({objective.type} on {objective.roi})"
+        known(objective.roi, f"{where}:")
+        if objective.type not in OBJECTIVE_TYPES:
+            raise PlanRequestError(f"objective {index}: type {objective.type!r} is not one of "
+                                   f"{', '.join(OBJECTIVE_TYPES)}")
+        for name in ("dose_gy", "weight") + (("volume_pct",) if objective.volume_pct is not None else ()):
+            if not _is_number(getattr(objective, name)):
+                raise PlanRequestError(f"{where}: {name} must be a number, not {getattr(objective, name)!r}")
+        if not (0.0 <= objective.dose_gy <= 2 * high):
+            raise PlanRequestError(f"{where}: dose_gy must be between 0 and {2 * high:g} Gy, not {objective.dose_gy!r}")
+        if not objective.weight > 0:
+            raise PlanRequestError(f"{where}: weight must be positive, not {objective.weight!r}")
+        if objective.type.startswith("DVH"):
+            if objective.volume_pct is None:
+                raise PlanRequestError(f"{where}: a DVH objective needs volume_pct (0-100)")
+            if not 0.0 < objective.volume_pct < 100.0:
+                raise PlanRequestError(f"{where}: volume_pct must be between 0 and 100, not {objective.volume_pct!r}")
+    for name, mask in structures.items():
+        if np.shape(mask) != ct.shape_zyx:
+            raise PlanRequestError(f"ROI {name!r}: mask shape {np.shape(mask)} is not the CT's {ct.shape_zyx}")
+    for name in {request.target_roi, *(o.roi for o in request.effective_objectives)}:
+        if not np.any(structures[name]):
+            raise PlanRequestError(f"ROI {name!r} is empty on the CT grid")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequest, *, work_dir: Path,
+              threads: int = 0, on_progress: ProgressCallback | None = None) -> PlanResult:
+    """Plan `request` on `ct` (see the module docstring); MCsquare files go below `work_dir`."""
+    report = on_progress or (lambda stage, fraction: None)
+    validate_request(request, structures, ct)
+    work_dir = Path(work_dir)
+    model = default_beam_model()
+    times = StageTimes()
+
+    report(STAGES[0], 0.0)
+    started = time.monotonic()
+    grid = scoring_grid(ct, request.scoring_spacing_mm)
+    opentps_ct = to_opentps_ct(ct)
+    target_ct = _roi_mask(request.target_roi, structures[request.target_roi], ct.origin_mm, ct.spacing_mm)
+    design = ProtonPlanDesign()
+    design.ct = opentps_ct
+    design.calibration = model.calibration
+    design.gantryAngles = list(request.gantry_angles)
+    design.couchAngles = list(request.couch_angles)
+    design.beamNames = [f"B{k}" for k in range(1, len(request.gantry_angles) + 1)]
+    design.spotSpacing = float(request.spot_spacing_mm)
+    design.layerSpacing = float(request.layer_spacing_mm)
+    design.targetMargin = float(request.target_margin_mm)
+    design.setScoringParameters(scoringGridSize=np.array(grid.size_xyz), scoringSpacing=list(grid.spacing_mm),
+                                scoringOrigin=list(grid.origin_mm))
+    design.defineTargetMaskAndPrescription(target=target_ct, targetPrescription=float(request.prescription_gy))
+    plan = design.buildPlan()
+    plan.numberOfFractionsPlanned = int(request.fractions)
+    if plan.numberOfSpots == 0:
+        raise PlanRequestError(f"no spot could be placed on target {request.target_roi!r} (outside the CT, or "
+                               "beyond the beam model's energies?)")
+    times.building_plan_s = time.monotonic() - started
+    report(STAGES[0], 1.0)
+    logger.info("plan design: %d spots in %.1f s", plan.numberOfSpots, times.building_plan_s)
+
+    report(STAGES[1], 0.0)
+    started = time.monotonic()
+    robust = request.robustness is not None and request.robustness.enabled
+    beamlet_args = dict(primaries=request.beamlet_primaries, work_dir=work_dir / "beamlets", threads=threads,
+                        on_progress=lambda done, _: report(STAGES[1], done))
+    if robust:
+        errors = request.robustness
+        design.beamlets, scenarios = compute_scenario_beamlets(opentps_ct, plan, model, grid,
+                                                               setup_mm=float(errors.setup_mm),
+                                                               range_pct=float(errors.range_pct), **beamlet_args)
+        # What OpenTPS' optimiser reads of a robust design: the strategy, the errors and the scenario beamlets.
+        design.robustness.selectionStrategy = design.robustness.Strategies.REDUCED_SET
+        design.robustness.setupSystematicError = [float(errors.setup_mm)] * 3
+        design.robustness.setupRandomError = [0.0, 0.0, 0.0]
+        design.robustness.rangeSystematicError = float(errors.range_pct)
+        design.robustness.scenarios = scenarios
+        # Kept for the evaluation below: the optimiser crops these matrices to the ROIs and unloads them.
+        scenario_matrices = [scenario.toSparseMatrix() for scenario in scenarios]
+        design.robustness.numScenarios = len(scenarios)
+    else:
+        design.beamlets = compute_beamlets(opentps_ct, plan, model, grid, **beamlet_args)
+        scenario_matrices = []
+    times.beamlets_s = time.monotonic() - started
+    report(STAGES[1], 1.0)
+
+    report(STAGES[2], 0.0)
+    started = time.monotonic()
+    # Every ROI, not only those with objectives: the QA reports them all.
+    grid_masks = {name: mask_on_grid(np.asarray(mask, dtype=bool), ct, grid) for name, mask in structures.items()}
+    for objective in request.effective_objectives:
+        roi = _roi_mask(objective.roi, grid_masks[objective.roi], grid.origin_mm, grid.spacing_mm)
+        robust_objective = robust and (objective.robust if objective.robust is not None
+                                       else objective.roi == request.target_roi)
+        design.objectives.addFidObjective(roi, FidObjective.Metrics(objective.type), float(objective.dose_gy),
+                                          float(objective.weight), volume=objective.volume_pct,
+                                          robust=robust_objective)
+    optimizer = IntensityModulationOptimizer(method=request.optimizer, plan=plan, maxiter=request.max_iterations)
+    optimizer_dose_image, history = optimizer.optimize()
+    times.optimizing_s = time.monotonic() - started
+    report(STAGES[2], 1.0)
+    history = [float(v) for v in np.ravel(history)]
+
+    report(STAGES[3], 0.0)
+    started = time.monotonic()
+    ion_plan = _ion_plan(plan, ct, request)
+    dose = compute_dose(ct, ion_plan, primaries=request.final_primaries, work_dir=work_dir / "final",
+                        scoring_spacing_mm=request.scoring_spacing_mm, threads=threads,
+                        on_progress=lambda done, _: report(STAGES[3], done))
+    times.final_dose_s = time.monotonic() - started
+    report(STAGES[3], 1.0)
+
+    optimizer_dose = DoseGrid(dose_gy=np.ascontiguousarray(optimizer_dose_image.imageArray.transpose(2, 1, 0),
+                                                           dtype=np.float32),
+                              origin_mm=grid.origin_mm, spacing_mm=grid.spacing_mm,
+                              frame_of_reference_uid=ct.frame_of_reference_uid)
+    qa = {name: roi_dose_metrics(dose.dose_gy, mask) for name, mask in grid_masks.items()}
+    qa[request.target_roi] = target_dose_metrics(dose.dose_gy, grid_masks[request.target_roi],
+                                                 request.prescription_gy)
+    scenario_qa = None
+    if scenario_matrices:
+        # Plan dose of each scenario: the optimiser's weights are sqrt(MU x fractions) (OpenTPS' xSquared).
+        plan_mu = np.square(np.asarray(optimizer.weights, dtype=np.float64))
+        target = grid_masks[request.target_roi]
+        metrics = [roi_dose_metrics(_beamlet_dose(matrix, plan_mu, grid), target) for matrix in scenario_matrices]
+        scenario_qa = {"D95": [m["D95"] for m in metrics], "D5": [m["D5"] for m in metrics],
+                       "worst_D95": min(m["D95"] for m in metrics), "worst_D5": max(m["D5"] for m in metrics)}
+    info = OptimizerInfo(method=request.optimizer, iterations=int(optimizer.niter),
+                         objective_initial=history[0] if history else float("nan"),
+                         objective_final=history[-1] if history else float("nan"),
+                         objective_history=history, times=times)
+    return PlanResult(plan=ion_plan, dose=dose, optimizer=info, spot_count=ion_plan.spot_count,
+                      layer_count=sum(len(b.layers) for b in ion_plan.beams), qa=qa, optimizer_dose=optimizer_dose,
+                      scenario_qa=scenario_qa)
+
+
+def _beamlet_dose(matrix, weights: np.ndarray, grid: ScoringGrid) -> np.ndarray:
+    """Beamlets x weights as a [z, y, x] array; MCsquare's voxel order, as OpenTPS reads it (x and y reversed)."""
+    flat = np.asarray(matrix @ weights, dtype=np.float32)
+    xyz = np.flip(np.reshape(flat, grid.size_xyz, order="F"), (0, 1))
+    return np.ascontiguousarray(xyz.transpose(2, 1, 0))
+
+
+def _ion_plan(plan: ProtonPlan, ct: CtVolume, request: PlanRequest) -> IonPlan:
+    # Placeholder identity derived from the inputs; the job that stores the plan sets its own UIDs.
+    key = repr((ct.series_instance_uid, ct.frame_of_reference_uid, request))
+    return from_opentps_plan(plan, sop_instance_uid=derive_uid("orthanc-rt-impt", key, "plan"),
+                             series_instance_uid=derive_uid("orthanc-rt-impt", key, "series"),
+                             study_instance_uid=ct.study_instance_uid,
+                             frame_of_reference_uid=ct.frame_of_reference_uid, label="IMPT",
+                             name=f"IMPT {request.target_roi} {request.prescription_gy:g} Gy"[:64])
+
+
+def _roi_mask(name: str, mask_zyx: np.ndarray, origin: Sequence[float], spacing: Sequence[float]) -> ROIMask:
+    return ROIMask(imageArray=np.ascontiguousarray(np.asarray(mask_zyx, dtype=bool).transpose(2, 1, 0)), name=name,
+                   origin=tuple(float(v) for v in origin), spacing=tuple(float(v) for v in spacing))
+
+
+def mask_on_grid(mask_zyx: np.ndarray, ct: CtVolume, grid: ScoringGrid) -> np.ndarray:
+    """`mask_zyx` (on the CT grid) sampled at the centres of `grid`'s voxels (nearest CT voxel)."""
+    index = []
+    for axis, (origin, spacing, count) in enumerate(zip(grid.origin_mm, grid.spacing_mm, grid.size_xyz)):
+        centres = origin + spacing * np.arange(count)
+        k = np.rint((centres - ct.origin_mm[axis]) / ct.spacing_mm[axis]).astype(int)
+        index.append(k)
+    kx, ky, kz = index
+    nz, ny, nx = mask_zyx.shape
+    inside = (np.clip(kz, 0, nz - 1) == kz)[:, None, None] & (np.clip(ky, 0, ny - 1) == ky)[None, :, None] \
+        & (np.clip(kx, 0, nx - 1) == kx)[None, None, :]
+    sampled = mask_zyx[np.ix_(np.clip(kz, 0, nz - 1), np.clip(ky, 0, ny - 1), np.clip(kx, 0, nx - 1))]
+    return sampled & inside
