@@ -1,34 +1,21 @@
 """The DVH plot (PNG) from stored curves: one line per ROI, legend, dose in Gy and volume in %.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no global
-state). Rendering runs on a thread of our own with a large stack: on
-Orthanc's HTTP threads (small C stacks) matplotlib crashed the whole
-server. A plot of a few dozen curves renders in well under a second.
+state), on the rendering thread (orthanc_rt.render_thread): on Orthanc's
+HTTP threads matplotlib crashed the whole server. A plot of a few dozen
+curves renders in well under a second.
 """
 from __future__ import annotations
 
 import io
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-_STACK_BYTES = 64 * 1024 * 1024
-_executor: ThreadPoolExecutor | None = None
-_lock = threading.Lock()
+from orthanc_rt.render_thread import render
 
 
 def dvh_png(curves: Sequence[dict[str, Any]], *, title: str) -> bytes:
-    """The PNG, rendered on the plotting thread (see the module notes)."""
-    global _executor
-    with _lock:
-        if _executor is None:
-            previous = threading.stack_size(_STACK_BYTES)
-            try:
-                _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orthanc-rt-plot")
-                _executor.submit(lambda: None).result()  # the thread is created now, with the large stack
-            finally:
-                threading.stack_size(previous)
-    return _executor.submit(_render, curves, title).result(timeout=60)
+    """The PNG, rendered on the rendering thread (see orthanc_rt.render_thread)."""
+    return render(_render, curves, title)
 
 
 def _render(curves: Sequence[dict[str, Any]], title: str) -> bytes:

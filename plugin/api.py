@@ -33,6 +33,7 @@ from plugin.rest import HttpError, Request, Response, error_response
 log = logging.getLogger("orthanc_rt.plugin")
 
 _MAX_PAGE = 500
+_SCENES_KEPT = 4
 _MAX_EXPORT = 100_000  # rows of one CSV export
 
 
@@ -50,6 +51,7 @@ class RtApi:
         self.store = store
         self.dispatcher = dispatcher
         self.scheduler = Scheduler(store, dispatcher)
+        self._scenes: dict[str, object] = {}  # dose instance id -> DoseScene, oldest first
         self.measurements = MeasurementStore(store.url)
         self.routes = [
             _Route("GET", re.compile(r"/rt/health"), self.health),
@@ -69,6 +71,7 @@ class RtApi:
                    self.study_summary),
             _Route("GET", re.compile(r"/rt/doses/(?P<dose>[0-9A-Za-z.-]{1,64})/dvh"), self.dose_dvh),
             _Route("GET", re.compile(r"/rt/doses/(?P<dose>[0-9A-Za-z.-]{1,64})/dvh\.png"), self.dose_dvh_png),
+            _Route("GET", re.compile(r"/rt/doses/(?P<dose>[0-9a-f-]{1,64})/overlay\.png"), self.dose_overlay_png),
         ]
 
     # -- dispatch ---------------------------------------------------------
@@ -278,7 +281,49 @@ class RtApi:
             raise HttpError(404, f"no DVH for dose {dose}: not analysed (yet), or no structure set of its frame")
         return Response(200, dvh_png(curves, title=f"Cumulative DVH, RTDOSE {uid}"), content_type="image/png")
 
+    def dose_overlay_png(self, request: Request, dose: str) -> Response:
+        from orthanc_rt.overlay import DEFAULT_LEVELS_PCT, OverlayError, render_png
+        from orthanc_rt.render_thread import render
+
+        q = request.query
+        try:
+            levels = [float(v) for v in q["levels"].split(",")] if q.get("levels") else list(DEFAULT_LEVELS_PCT)
+            reference = float(q["reference_gy"]) if q.get("reference_gy") else None
+        except ValueError:
+            raise HttpError(400, "levels and reference_gy: numbers, e.g. levels=50,95,107&reference_gy=2") from None
+        if any(not 0 < v <= 200 for v in levels) or len(levels) > 10 or (reference is not None and not reference > 0):
+            raise HttpError(400, "levels: up to 10 percentages in (0, 200]; reference_gy: > 0")
+        scene = self._dose_scene(dose)
+        index = _int_param(q, "slice", -1, -1, 100_000)
+        try:
+            png = render(render_png, scene.ct, scene.dose, scene.outlines, plane=q.get("plane", "axial"),
+                         index=None if index < 0 else index, window=q.get("window", "soft-tissue"),
+                         levels_pct=levels, reference_gy=reference)
+        except OverlayError as exc:
+            raise HttpError(400, str(exc)) from None
+        return Response(200, png, content_type="image/png")
+
     # -- helpers ----------------------------------------------------------
+    def _dose_scene(self, dose_instance_id: str):
+        """The dose, its CT and structures, kept for the last few doses viewed (slices are browsed)."""
+        from orthanc_rt.dicom.errors import DicomInputError
+        from orthanc_rt.dose_scene import load_dose_scene
+        from worker.inputs import InputNotReady
+
+        if self._sop_class(dose_instance_id) != sop.RT_DOSE:
+            raise HttpError(400, f"instance {dose_instance_id} is not an RT Dose")
+        if dose_instance_id not in self._scenes:
+            try:
+                scene = load_dose_scene(self.orthanc, dose_instance_id)
+            except InputNotReady as exc:
+                raise HttpError(409, f"cannot draw the dose yet: {exc}") from None
+            except DicomInputError as exc:
+                raise HttpError(422, str(exc)) from None
+            while len(self._scenes) >= _SCENES_KEPT:
+                self._scenes.pop(next(iter(self._scenes)))
+            self._scenes[dose_instance_id] = scene
+        return self._scenes[dose_instance_id]
+
     def _sop_class(self, instance_id: str) -> str:
         try:
             return sop_class_of(self.orthanc, instance_id)

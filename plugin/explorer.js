@@ -6,6 +6,8 @@
  */
 (function () {
   var RT_ION_PLAN = '1.2.840.10008.5.1.4.1.1.481.8';
+  var RT_DOSE = '1.2.840.10008.5.1.4.1.1.481.2';
+  var METRICS = ['volume_cc', 'Dmin', 'Dmean', 'Dmax', 'D98', 'D95', 'D50', 'D2'];
   var pollTimer = null;
 
   function esc(text) {
@@ -75,6 +77,7 @@
     if (!instanceId) { return; }
     $.ajax({ url: '../instances/' + instanceId + '/metadata/SopClassUid', dataType: 'text', cache: false })
       .done(function (sopClass) {
+        if ($.trim(sopClass) === RT_DOSE) { showDose(instanceId); return; }
         if ($.trim(sopClass) !== RT_ION_PLAN) { return; }
         var box = $('<div id="orthanc-rt-instance" class="ui-body ui-body-c">' +
           '<h3>Orthanc-RT: proton dose (MCsquare)</h3>' +
@@ -103,4 +106,41 @@
         });
       });
   });
+
+  // An RTDOSE: the dose overlay (plane, slice, window), the DVH and the per-ROI metrics.
+  function showDose(instanceId) {
+    var base = '../rt/doses/' + instanceId;
+    var box = $('<div id="orthanc-rt-instance" class="ui-body ui-body-c"><h3>Orthanc-RT: dose</h3>' +
+      '<select id="orthanc-rt-plane"><option>axial</option><option>coronal</option><option>sagittal</option></select>' +
+      '<select id="orthanc-rt-window"><option value="soft-tissue">soft tissue</option><option value="lung">lung</option>' +
+      '<option value="bone">bone</option></select>' +
+      '<input id="orthanc-rt-slice" type="number" min="0" placeholder="slice (default: through the maximum)">' +
+      '<img id="orthanc-rt-overlay" style="width:100%" alt="dose overlay">' +
+      '<img id="orthanc-rt-dvh" style="width:100%" alt="DVH">' +
+      '<table id="orthanc-rt-metrics" style="width:100%;font-size:small"></table></div>');
+    box.insertAfter($('#instance-info'));
+    box.trigger('create');
+    function refresh() {
+      var params = { plane: $('#orthanc-rt-plane').val(), window: $('#orthanc-rt-window').val() };
+      if ($('#orthanc-rt-slice').val() !== '') { params.slice = $('#orthanc-rt-slice').val(); }
+      $('#orthanc-rt-overlay').attr('src', base + '/overlay.png?' + $.param(params));
+    }
+    box.find('select, input').change(refresh);
+    refresh();
+    $('#orthanc-rt-dvh').attr('src', base + '/dvh.png').on('error', function () { $(this).remove(); });
+    $.getJSON('../rt/measurements', { dose: instanceId, source: 'dvh', limit: 500 }, function (answer) {
+      var rois = {};
+      $.each(answer.items, function (_, m) {
+        rois[m.roi_name] = rois[m.roi_name] || {};
+        rois[m.roi_name][m.metric] = m.value;
+      });
+      var table = $('#orthanc-rt-metrics');
+      table.append('<tr><th>ROI</th>' + METRICS.map(function (k) { return '<th>' + esc(k) + '</th>'; }).join('') + '</tr>');
+      $.each(rois, function (name, values) {
+        table.append('<tr><td>' + esc(name) + '</td>' + METRICS.map(function (k) {
+          return '<td>' + (values[k] === undefined ? '' : esc(Number(values[k]).toFixed(2))) + '</td>';
+        }).join('') + '</tr>');
+      });
+    });
+  }
 })();

@@ -119,3 +119,13 @@ def test_orthanc_explorer_shows_jobs_and_computes_a_dose(orthanc, rt_stack, brow
     page.screenshot(path=str(ARTIFACTS / "explorer-plan.png"))
     requested = [j for j in orthanc.jobs(study=case.study.study_instance_uid) if j["params"].get("primaries") == 30000]
     assert len(requested) == 1 and requested[0]["source"] == "api"
+
+    # The RTDOSE's page: overlay image, DVH plot and the per-ROI metrics table. (A fresh page: jQuery
+    # Mobile does not rebuild a page whose hash alone changes.)
+    page = browser.new_page(viewport={"width": 1200, "height": 1800})
+    page.goto(f"{orthanc.base}/app/explorer.html#instance?uuid={job['outputs']['rtdose']['orthanc_id']}")
+    page.locator("#orthanc-rt-metrics").get_by_text("TargetVolume").wait_for(timeout=30_000)
+    for image in ("#orthanc-rt-overlay", "#orthanc-rt-dvh"):
+        page.wait_for_function(f"document.querySelector('{image}') && "
+                               f"document.querySelector('{image}').naturalWidth > 0", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "explorer-dose.png"), full_page=True)
