@@ -9,13 +9,15 @@ import logging
 import platform
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 import orthanc_rt
-from orthanc_rt import jobs
+from orthanc_rt import audit, jobs
+from orthanc_rt.reconcile import reconcile as queue_plans_without_dose
 from orthanc_rt.dicom import sop
 from orthanc_rt.jobs import JobQuery, JobStore
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
@@ -24,46 +26,68 @@ from orthanc_rt.queue import Dispatcher
 from orthanc_rt.resources import plan_ref, sop_class_of
 from orthanc_rt.scheduling import Scheduler
 from orthanc_rt.settings import Settings
+from plugin import openapi, roles
 from plugin.rest import HttpError, Request, Response, error_response
+from plugin.roles import Access
 
 log = logging.getLogger("orthanc_rt.plugin")
 
 _MAX_PAGE = 500
 
 
+# What a path parameter may look like (also stated in openapi.py).
+PARAM_PATTERNS = {"job_id": r"[A-Za-z0-9_.-]{1,64}", "instance_id": r"[0-9a-f-]{1,64}"}
+
+
 @dataclass
-class _Route:
+class Route:
     method: str
-    pattern: re.Pattern[str]
+    template: str  # "/rt/jobs/{job_id}", as in the OpenAPI description
     handler: Callable[..., Response]
+    permission: str  # see plugin/roles.py
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>{PARAM_PATTERNS[m[1]]})", self.template))
 
 
 class RtApi:
-    def __init__(self, orthanc: OrthancApi, settings: Settings, store: JobStore, dispatcher: Dispatcher):
+    def __init__(self, orthanc: OrthancApi, settings: Settings, store: JobStore, dispatcher: Dispatcher,
+                 access: Access | None = None):
         self.orthanc = orthanc
         self.settings = settings
         self.store = store
         self.dispatcher = dispatcher
+        self.access = access or Access(None, orthanc_authentication=False)
         self.scheduler = Scheduler(store, dispatcher)
         self.routes = [
-            _Route("GET", re.compile(r"/rt/health"), self.health),
-            _Route("GET", re.compile(r"/rt/jobs"), self.list_jobs),
-            _Route("GET", re.compile(r"/rt/jobs/(?P<job_id>[A-Za-z0-9_.-]{1,64})"), self.get_job),
-            _Route("DELETE", re.compile(r"/rt/jobs/(?P<job_id>[A-Za-z0-9_.-]{1,64})"), self.cancel_job),
-            _Route("POST", re.compile(r"/rt/instances/(?P<instance_id>[0-9a-f-]{1,64})/dose"), self.request_dose),
+            Route("GET", "/rt/health", self.health, roles.READ),
+            Route("GET", "/rt/openapi.json", self.openapi, roles.READ),
+            Route("GET", "/rt/jobs", self.list_jobs, roles.READ),
+            Route("GET", "/rt/jobs/{job_id}", self.get_job, roles.READ),
+            Route("DELETE", "/rt/jobs/{job_id}", self.cancel_job, roles.COMPUTE),
+            Route("POST", "/rt/instances/{instance_id}/dose", self.request_dose, roles.COMPUTE),
+            Route("POST", "/rt/reconcile", self.reconcile, roles.RECONCILE),
+            Route("GET", "/rt/audit", self.list_audit, roles.AUDIT),
+            Route("GET", "/rt/audit/verify", self.verify_audit, roles.AUDIT),
         ]
+        self._compiled = [(route, route.pattern) for route in self.routes]
 
     # -- dispatch ---------------------------------------------------------
     def handle(self, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
         allowed = []
-        for route in self.routes:
-            match = route.pattern.fullmatch(path)
+        for route, pattern in self._compiled:
+            match = pattern.fullmatch(path)
             if match is None:
                 continue
             if route.method != request.method:
                 allowed.append(route.method)
                 continue
+            decision = self.access.check(request.headers, route.permission)
+            if not decision.allowed:
+                return error_response(decision.status, decision.reason)
+            request.user = decision.identity.user
             try:
                 return route.handler(request, **match.groupdict())
             except HttpError as exc:
@@ -137,7 +161,7 @@ class RtApi:
 
     def cancel_job(self, request: Request, job_id: str) -> Response:
         try:
-            result = self.scheduler.cancel(job_id, actor=request.user())
+            result = self.scheduler.cancel(job_id, actor=request.user)
         except KeyError:
             raise HttpError(404, f"no job {job_id}") from None
         job = self.store.get(job_id)
@@ -156,8 +180,46 @@ class RtApi:
             raise HttpError(400, f"instance {instance_id} is a {name} ({sop_class}); the proton-dose workflow "
                                  f"needs an RT Ion Plan ({sop.RT_ION_PLAN})")
         plan = plan_ref(self.orthanc, instance_id)
-        job, created = self.scheduler.request_dose(plan, params, source="api", requested_by=request.user())
+        job, created = self.scheduler.request_dose(plan, params, source="api", requested_by=request.user)
         return Response(200, {"created": created, "job": jobs.to_dict(job)})
+
+
+    def openapi(self, request: Request) -> Response:
+        return Response(200, openapi.spec(orthanc_rt.__version__))
+
+    def reconcile(self, request: Request) -> Response:
+        result = queue_plans_without_dose(self.orthanc, self.scheduler, self.settings.auto_dose, actor=request.user)
+        return Response(200, result)
+
+    def list_audit(self, request: Request) -> Response:
+        q = request.query
+        limit = _int_param(q, "limit", 100, 1, _MAX_PAGE)
+        offset = _int_param(q, "offset", 0, 0, 10**9)
+        rows, total = audit.query(self.store.url, audit.AuditQuery(
+            actor=_text_param(q, "actor"), action=_text_param(q, "action"), subject=_text_param(q, "subject"),
+            since=_time_param(q, "since"), until=_time_param(q, "until"), limit=limit, offset=offset))
+        return Response(200, {"items": rows, "total": total, "limit": limit, "offset": offset})
+
+    def verify_audit(self, request: Request) -> Response:
+        return Response(200, audit.verify(self.store.url))
+
+
+def _text_param(query: dict[str, str], name: str) -> str | None:
+    raw = query.get(name) or None
+    if raw is not None and len(raw) > 128:
+        raise HttpError(400, f"{name}: at most 128 characters")
+    return raw
+
+
+def _time_param(query: dict[str, str], name: str) -> datetime | None:
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise HttpError(400, f"{name}: expected an ISO 8601 date-time, got {raw[:40]!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:

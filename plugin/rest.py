@@ -23,6 +23,7 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    user: str = "anonymous"  # set by RtApi.handle from the checked identity (plugin/roles.py)
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object; an empty body is {}."""
@@ -37,9 +38,6 @@ class Request:
         if not isinstance(value, dict):
             raise HttpError(400, f"request body must be a JSON object, got {type(value).__name__}")
         return value
-
-    def user(self) -> str:
-        return self.headers.get("x-orthanc-rt-user", "") or "anonymous"
 
 
 @dataclass
