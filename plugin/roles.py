@@ -6,9 +6,11 @@ had its password checked. The 4.0 SDK passes no user name to callbacks, so the
 name is read from that header. Authorization is ours: each route names one
 permission, each role holds a set of permissions (one table, below).
 
-With no "Roles" configured (development), nobody is checked and everyone acts
-as `admin`; a production configuration must set Roles and turn Orthanc's
-authentication on (the plugin refuses Roles without it, see `Access`).
+With Orthanc's authentication on, every request needs a user with a role
+(a registered user without one gets 403). With authentication off and no
+"Roles" (development on localhost), nobody is checked and everyone acts as
+`admin`. Roles with authentication off would trust an unchecked header, so
+the plugin then refuses every request (503) until the configuration is fixed.
 """
 from __future__ import annotations
 
@@ -64,9 +66,9 @@ class Access:
         if unknown:
             raise ValueError(f"OrthancRT.Roles: unknown roles {unknown}; expected one of {list(ROLES)}")
         self.roles = roles
-        self.enforced = bool(roles)
+        self.enforced = bool(roles) or orthanc_authentication
         # Roles without Orthanc's authentication would trust an unchecked header: refuse to serve.
-        self.misconfigured = self.enforced and not orthanc_authentication
+        self.misconfigured = bool(roles) and not orthanc_authentication
 
     def check(self, headers: Mapping[str, str], permission: str) -> Decision:
         if permission not in PERMISSIONS:
