@@ -148,7 +148,7 @@ class RtApi:
             raise HttpError(400, f"kind: unknown job kind {kind!r}; expected one of {list(jobs.KINDS)}")
         limit = _int_param(q, "limit", 50, 1, _MAX_PAGE)
         offset = _int_param(q, "offset", 0, 0, 10**9)
-        rows, total = self.store.list(JobQuery(state=state, kind=kind, study=q.get("study") or None,
+        rows, total = self.store.list(JobQuery(state=state, kind=kind, study=_text_param(q, "study"),
                                                limit=limit, offset=offset))
         return Response(200, {"items": [jobs.to_dict(j) for j in rows], "total": total,
                               "limit": limit, "offset": offset})
@@ -208,6 +208,8 @@ def _text_param(query: dict[str, str], name: str) -> str | None:
     raw = query.get(name) or None
     if raw is not None and len(raw) > 128:
         raise HttpError(400, f"{name}: at most 128 characters")
+    if raw is not None and any(ord(c) < 32 for c in raw):  # PostgreSQL refuses NUL in text
+        raise HttpError(400, f"{name}: control characters are not allowed")
     return raw
 
 

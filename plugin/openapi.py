@@ -73,7 +73,7 @@ def spec(version: str) -> dict[str, Any]:
                 _q("state", {"type": "string", "enum": ["queued", "waiting-for-input", "running", "succeeded",
                                                          "failed", "cancelled"]}),
                 _q("kind", {"type": "string", "enum": ["dose"]}),
-                _q("study", {"type": "string"}, "StudyInstanceUID or Orthanc study id"), *_PAGE],
+                _q("study", {"type": "string", "maxLength": 128}, "StudyInstanceUID or Orthanc study id"), *_PAGE],
                 errors=(503,))},
             "/rt/jobs/{job_id}": {
                 "get": _op("A job with its history", "read", "the job", params=[_JOB_ID], errors=(404, 503)),

@@ -16,6 +16,33 @@ class HttpError(Exception):
         self.details = details
 
 
+# Deeply nested JSON overflows the C stack of Orthanc's HTTP threads inside the json module
+# (Orthanc dies, no RecursionError): measure the depth before parsing. Our bodies are flat.
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(text: bytes) -> int:
+    """Deepest nesting of [ and { outside strings (linear; the body is at most 1 MB)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 @dataclass
 class Request:
     method: str
@@ -31,6 +58,8 @@ class Request:
             return {}
         if len(self.body) > 1_000_000:
             raise HttpError(413, "request body larger than 1 MB")
+        if json_depth(self.body) > MAX_JSON_DEPTH:
+            raise HttpError(400, f"request body nests deeper than {MAX_JSON_DEPTH} levels")
         try:
             value = json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
