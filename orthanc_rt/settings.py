@@ -36,6 +36,8 @@ class Settings:
     work_dir: str = ""  # per-job MCsquare folders live below it
     mcsquare_threads: int = 0  # 0: every core MCsquare can see
     dose_job_timeout_seconds: int = 3 * 3600
+    worker_heartbeat_seconds: int = 30  # a killed worker's job is taken up about this + 60 s later
+    worker_maintenance_seconds: int = 60  # how often workers look for abandoned jobs
     auto_dose: AutoDose = field(default_factory=AutoDose)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,8 @@ class Settings:
             work_dir=get("WORK_DIR", ""),
             mcsquare_threads=int(get("MCSQUARE_THREADS", 0)),
             dose_job_timeout_seconds=int(get("DOSE_JOB_TIMEOUT_SECONDS", cls.dose_job_timeout_seconds)),
+            worker_heartbeat_seconds=int(get("WORKER_HEARTBEAT_SECONDS", cls.worker_heartbeat_seconds)),
+            worker_maintenance_seconds=int(get("WORKER_MAINTENANCE_SECONDS", cls.worker_maintenance_seconds)),
             auto_dose=auto,
         )
 

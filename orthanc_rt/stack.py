@@ -44,6 +44,7 @@ class StackConfig:
     worker_username: str = ""  # the workers' own Orthanc user (no Orthanc-RT role needed)
     worker_password: str = ""
     client_auth: tuple[str, str] | None = None  # what the launcher and tests use for /rt/health
+    worker_settings: dict[str, str] = field(default_factory=dict)  # extra ORTHANC_RT_* for workers
 
     @property
     def orthanc_url(self) -> str:
@@ -143,6 +144,7 @@ def worker_env(cfg: StackConfig) -> dict[str, str]:
         "MPLBACKEND": "Agg",
         "PYTHONUNBUFFERED": "1",
     })
+    env.update(cfg.worker_settings)
     return env
 
 
@@ -249,6 +251,16 @@ def stop(cfg: StackConfig, timeout_s: float = 20) -> list[str]:
             stopped.append(name)
         (cfg.run_dir / f"{name}.pid").unlink(missing_ok=True)
     return stopped
+
+
+def stop_service(cfg: StackConfig, name: str, timeout_s: float = 20) -> bool:
+    """Stop one process of the installation ("orthanc", "worker-2", "redis"); True if it was running."""
+    pid = _read_pid(cfg, name)
+    running = pid is not None and _alive(pid)
+    if running:
+        _terminate(pid, timeout_s)
+    (cfg.run_dir / f"{name}.pid").unlink(missing_ok=True)
+    return running
 
 
 def is_running(cfg: StackConfig, name: str) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rq.timeouts import JobTimeoutException
 from sqlalchemy.exc import OperationalError
 
 from orthanc_rt import audit, jobs
@@ -65,6 +66,8 @@ def run(job_id: str, settings: Settings, store: JobStore) -> dict[str, Any]:
         return {"cancelled": True}
     except TRANSIENT:
         raise  # RQ retries with back-off; tasks.on_failure records it
+    except JobTimeoutException:
+        raise  # the time limit: tasks.on_failure fails the job with that reason, without retrying
     except Exception as exc:  # a bug: fail readably, do not retry a 20-minute computation
         log.exception("dose job %s failed", job_id)
         store.transition(job_id, jobs.FAILED, from_states=[jobs.RUNNING],

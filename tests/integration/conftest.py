@@ -83,6 +83,35 @@ def auth_stack(tmp_path_factory) -> Iterator[StackConfig]:
             stack.stop(cfg)
 
 
+FAULT_JOB_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory) -> Iterator[StackConfig]:
+    """A stack the fault tests may break: two workers (one MCsquare thread each), own Redis on a
+    private port, own database, short heartbeats and a 60 s job time limit."""
+    for database_url in _postgres_database():
+        cfg = StackConfig(
+            data_dir=tmp_path_factory.mktemp("fault-stack"),
+            http_port=free_port(),
+            dicom_port=free_port(),
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            database_url=database_url,
+            stable_age_s=2,
+            workers=2,
+            mcsquare_threads=1,
+            auto_dose={"Primaries": TEST_PRIMARIES, "WaitForCtSeconds": 600},
+            orthanc_overrides={"OrthancRT": {"DoseJobTimeoutSeconds": FAULT_JOB_TIMEOUT_S}},
+            worker_settings={"ORTHANC_RT_WORKER_HEARTBEAT_SECONDS": "5",
+                             "ORTHANC_RT_WORKER_MAINTENANCE_SECONDS": "10"},
+        )
+        try:
+            stack.start(cfg)
+            yield cfg
+        finally:
+            stack.stop(cfg)
+
+
 def as_user(cfg: StackConfig, user: str | None) -> "Client":
     auth = None if user is None else (user, AUTH_USERS[user][0])
     return Client(cfg.orthanc_url, auth=auth)
