@@ -108,6 +108,65 @@ def test_plans_stored_while_orthanc_rt_was_off_are_reconciled_once(client, fault
     assert client.get("/rt/audit", params={"action": "reconcile.run"}).json()["total"] >= 1
 
 
+def test_orthanc_restarted_during_a_job_is_retried_with_back_off(client, fault_stack):
+    store = JobStore(fault_stack.db_url)
+    case, plan_id = _case_with_auto_dose(client, "orthanc-restart")
+    job_id = client.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 300_000}).json()["job"]["id"]
+    _wait_monte_carlo(client, job_id, fault_stack.data_dir)
+    stack.stop_service(fault_stack, "orthanc")
+    try:  # the worker finishes the Monte Carlo, cannot store, and schedules a retry
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            events = store.get(job_id, with_events=True).events
+            if any("Orthanc" in e.message and "retrying" in e.message for e in events):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no retry recorded: {[e.message for e in events]}")
+    finally:
+        stack.start_orthanc(fault_stack)
+    stack.wait_for_health(fault_stack)
+    done = client.wait_final(job_id, timeout_s=300)
+    assert done["state"] == "succeeded", done["message"]
+    assert done["attempts"] >= 2
+    assert len(_doses_of(client, job_id)) == 1
+    assert len(client.study_instances(case.study.study_instance_uid, "RTDOSE")) == 2
+
+
+def test_database_unreachable_during_a_job_is_retried_with_back_off(client, fault_stack):
+    """Only this test's worker reaches the database through a proxy the test cuts for 20 s."""
+    from urllib.parse import urlparse
+
+    from tests.integration.tcp_proxy import CuttableProxy
+
+    url = urlparse(fault_stack.db_url)
+    proxy = CuttableProxy(url.hostname, url.port or 5432)
+    proxied_url = fault_stack.db_url.replace(url.netloc, f"{url.username}@127.0.0.1:{proxy.port}")
+    for name in ("worker-1", "worker-2"):
+        stack.stop_service(fault_stack, name)
+    through_proxy = dataclasses.replace(fault_stack, worker_settings={
+        **fault_stack.worker_settings, "ORTHANC_RT_DATABASE_URL": proxied_url})
+    stack.start_worker(through_proxy, 3)
+    try:
+        case, plan_id = _case_with_auto_dose(client, "db-down")
+        job_id = client.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 300_000}).json()["job"]["id"]
+        _wait_monte_carlo(client, job_id, fault_stack.data_dir)
+        proxy.cut()
+        time.sleep(20)
+        proxy.restore()
+        done = client.wait_final(job_id, timeout_s=300)
+        assert done["state"] == "succeeded", done["message"]
+        assert done["attempts"] >= 2
+        assert len(_doses_of(client, job_id)) == 1
+        assert len(client.study_instances(case.study.study_instance_uid, "RTDOSE")) == 2
+        assert len(client.jobs(study=case.study.study_instance_uid)) == 2
+    finally:
+        stack.stop_service(fault_stack, "worker-3")
+        for index in (1, 2):
+            stack.start_worker(fault_stack, index)
+        proxy.close()
+
+
 def test_redis_down_when_a_plan_arrives_loses_nothing(client, fault_stack):
     store = JobStore(fault_stack.db_url)
     case = util.small_phantom_case("redis-down")
