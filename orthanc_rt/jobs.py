@@ -114,6 +114,12 @@ class JobStore:
             stmt = select(Job.id).where(Job.state == QUEUED, Job.enqueued_at.is_(None)).order_by(Job.created_at)
             return list(s.scalars(stmt))
 
+    def queued_enqueued_before(self, cutoff: datetime) -> list[str]:
+        """Queued jobs pushed to Redis before `cutoff` (candidates for a Redis that lost them)."""
+        with session_scope(self.url) as s:
+            stmt = select(Job.id, Job.enqueued_at).where(Job.state == QUEUED, Job.enqueued_at.is_not(None))
+            return [i for i, at in s.execute(stmt) if aware(at) < cutoff]
+
     def counts_by_state(self) -> dict[str, int]:
         with session_scope(self.url) as s:
             return {state: n for state, n in s.execute(select(Job.state, func.count()).group_by(Job.state))}

@@ -91,6 +91,7 @@ class _Maintenance(threading.Thread):
         while not self.stopped.wait(_MAINTENANCE_PERIOD_S):
             try:
                 self.scheduler.flush_pending()
+                self.scheduler.repush_lost()
                 self.scheduler.expire_waiting()
             except Exception as exc:  # Redis/DB down: try again next period
                 log.warning("Orthanc-RT maintenance: %s: %s", type(exc).__name__, exc)
