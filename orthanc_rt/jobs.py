@@ -209,7 +209,8 @@ class JobStore:
                 stmt = stmt.where(Job.id.in_(list(job_ids)))
             ids = list(s.scalars(stmt))
         return [i for i in ids if self.transition(i, QUEUED, from_states=[WAITING], stage="input arrived",
-                                                  message="an input series became complete", enqueued_at=None)]
+                                                  message="an input series became complete", enqueued_at=None,
+                                                  actor="scheduler")]
 
     def expired_waiting(self, now: datetime | None = None) -> list[str]:
         now = now or utcnow()
