@@ -100,7 +100,7 @@ class Settings:
         return {
             "database": _redact_url(self.database_url),
             "redis": _redact_url(self.redis_url),
-            "orthanc_url": self.orthanc_url,
+            "orthanc_url": _redact_url(self.orthanc_url),
             "mcsquare_threads": self.mcsquare_threads,
             "dose_job_timeout_seconds": self.dose_job_timeout_seconds,
             "auto_dose": {
@@ -122,6 +122,11 @@ def _as_optional_float(value: Any) -> float | None:
     if value is None or value == "":
         return None
     return float(value)
+
+
+def redact_url(url: str) -> str:
+    """`url` without the user:password part (for logs, errors and /rt/health)."""
+    return _redact_url(url)
 
 
 def _redact_url(url: str) -> str:
