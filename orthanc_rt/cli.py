@@ -57,7 +57,7 @@ def _print_started(cfg: StackConfig, health: dict[str, Any]) -> None:
 
 def _health(cfg: StackConfig) -> Any:
     try:
-        return requests.get(f"{cfg.orthanc_url}/rt/health", timeout=5).json()
+        return requests.get(f"{cfg.orthanc_url}/rt/health", timeout=5, auth=cfg.client_auth).json()
     except (requests.RequestException, ValueError) as exc:
         return {"status": "unreachable", "error": str(exc)}
 
@@ -72,7 +72,7 @@ def _demo(cfg: StackConfig, timeout_s: float) -> int:
     base = cfg.orthanc_url
     print(f"\nStoring the demo case (water phantom: {len(case.ct)} CT slices, RTSTRUCT, proton PBS RTPLAN) ...")
     for ds in [*case.ct, case.rtstruct, case.plan]:
-        r = requests.post(f"{base}/instances", data=to_bytes(ds), timeout=60)
+        r = requests.post(f"{base}/instances", data=to_bytes(ds), timeout=60, auth=cfg.client_auth)
         r.raise_for_status()
     plan_uid = str(case.plan.SOPInstanceUID)
     print(f"Waiting for the automatic dose job of plan {plan_uid} ...")
@@ -102,7 +102,8 @@ def _wait_for_plan_job(base: str, study_uid: str, timeout_s: float) -> dict[str,
     last_line = ""
     job: dict[str, Any] | None = None
     while time.monotonic() < deadline:
-        items = requests.get(f"{base}/rt/jobs", params={"study": study_uid, "kind": "dose"}, timeout=10).json()
+        items = requests.get(f"{base}/rt/jobs", params={"study": study_uid, "kind": "dose"}, timeout=10,
+                             auth=cfg.client_auth).json()
         job = items["items"][0] if items["items"] else None
         if job is not None:
             eta = f", ETA {job['eta_seconds']:.0f} s" if job.get("eta_seconds") else ""

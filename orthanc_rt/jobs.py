@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from orthanc_rt import audit
 from orthanc_rt.db import session_scope
 from orthanc_rt.models import Job, JobEvent, utcnow
 
@@ -66,6 +67,10 @@ class JobStore:
             with session_scope(self.url) as s:
                 job.events.append(JobEvent(state=job.state, stage=job.stage, message="requested", actor=actor))
                 s.add(job)
+                s.flush()  # a duplicate id fails here, before anything is audited
+                audit.record(s, actor, audit.PLAN_REQUESTED, job.id, None,
+                             {"state": job.state, "kind": job.kind, "source": job.source, "params": job.params,
+                              "inputs": job.inputs})
             return job, True
         except IntegrityError:
             existing = self.get(job.id)
@@ -109,6 +114,12 @@ class JobStore:
             stmt = select(Job.id).where(Job.state == QUEUED, Job.enqueued_at.is_(None)).order_by(Job.created_at)
             return list(s.scalars(stmt))
 
+    def queued_enqueued_before(self, cutoff: datetime) -> list[str]:
+        """Queued jobs pushed to Redis before `cutoff` (candidates for a Redis that lost them)."""
+        with session_scope(self.url) as s:
+            stmt = select(Job.id, Job.enqueued_at).where(Job.state == QUEUED, Job.enqueued_at.is_not(None))
+            return [i for i, at in s.execute(stmt) if aware(at) < cutoff]
+
     def counts_by_state(self) -> dict[str, int]:
         with session_scope(self.url) as s:
             return {state: n for state, n in s.execute(select(Job.state, func.count()).group_by(Job.state))}
@@ -140,14 +151,20 @@ class JobStore:
         if from_states is not None:
             stmt = stmt.where(Job.state.in_(list(from_states)))
         with session_scope(self.url) as s:
+            before = _locked_state(s, job_id_)
             moved = s.execute(stmt.values(**values)).rowcount == 1
             if moved:
                 s.add(JobEvent(job_id=job_id_, state=state, stage=stage or "", message=message or "", actor=actor))
+                after: dict[str, Any] = {"state": state, "message": message or ""}
+                if fields.get("outputs"):
+                    after["outputs"] = fields["outputs"]
+                audit.record(s, actor, audit.JOB_PREFIX + state, job_id_, {"state": before}, after)
             return moved
 
     def start(self, job_id_: str, *, actor: str) -> bool:
         """A worker takes the job (from queued; also from running when a dead worker's job is retried)."""
         with session_scope(self.url) as s:
+            before = _locked_state(s, job_id_)
             stmt = (
                 update(Job)
                 .where(Job.id == job_id_, Job.state.in_([QUEUED, RUNNING]))
@@ -159,6 +176,8 @@ class JobStore:
                 attempt = s.scalar(select(Job.attempts).where(Job.id == job_id_))
                 s.add(JobEvent(job_id=job_id_, state=RUNNING, stage="starting",
                                message=f"attempt {attempt}", actor=actor))
+                audit.record(s, actor, audit.JOB_PREFIX + "started", job_id_, {"state": before},
+                             {"state": RUNNING, "attempt": attempt})
             return moved
 
     def progress(self, job_id_: str, *, stage: str, fraction: float, eta_seconds: float | None) -> None:
@@ -193,13 +212,19 @@ class JobStore:
                 stmt = stmt.where(Job.id.in_(list(job_ids)))
             ids = list(s.scalars(stmt))
         return [i for i in ids if self.transition(i, QUEUED, from_states=[WAITING], stage="input arrived",
-                                                  message="an input series became complete", enqueued_at=None)]
+                                                  message="an input series became complete", enqueued_at=None,
+                                                  actor="scheduler")]
 
     def expired_waiting(self, now: datetime | None = None) -> list[str]:
         now = now or utcnow()
         with session_scope(self.url) as s:
             rows = s.execute(select(Job.id, Job.wait_deadline).where(Job.state == WAITING)).all()
         return [i for i, deadline in rows if deadline is not None and aware(deadline) <= now]
+
+
+def _locked_state(s: Any, job_id_: str) -> str | None:
+    """The job's state, row-locked on PostgreSQL so the audited "before" is the one we change."""
+    return s.scalar(select(Job.state).where(Job.id == job_id_).with_for_update())
 
 
 def aware(value: datetime) -> datetime:

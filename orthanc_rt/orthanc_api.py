@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import requests
 
+from orthanc_rt.settings import redact_url
+
 
 class OrthancError(RuntimeError):
     """Orthanc answered with an error; `status` is the HTTP status when known."""
@@ -42,6 +44,7 @@ class HttpOrthanc:
 
     def __init__(self, base_url: str, username: str = "", password: str = "", timeout_s: float = 60.0):
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redact_url(self.base_url)  # what errors may say
         self.session = requests.Session()
         if username:
             self.session.auth = (username, password)
@@ -52,9 +55,9 @@ class HttpOrthanc:
         try:
             response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
         except requests.ConnectionError as exc:
-            raise OrthancUnavailable(f"Orthanc at {self.base_url} is unreachable ({type(exc).__name__})") from None
+            raise OrthancUnavailable(f"Orthanc at {self.shown_url} is unreachable ({type(exc).__name__})") from None
         except requests.Timeout:
-            raise OrthancUnavailable(f"Orthanc at {self.base_url} did not answer {method} {path} in time") from None
+            raise OrthancUnavailable(f"Orthanc at {self.shown_url} did not answer {method} {path} in time") from None
         if response.status_code >= 400:
             detail = response.text[:300]
             raise OrthancError(f"Orthanc {method} {path} -> HTTP {response.status_code}: {detail}",

@@ -1,6 +1,7 @@
 """Validated parameters of dose jobs; the only place their limits are defined."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
@@ -54,6 +55,8 @@ def _number(body: Mapping[str, Any], name: str, default: Any, *, integer: bool, 
     value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(name, f"must be a number, got {type(value).__name__} {value!r:.40}")
+    if not math.isfinite(value):  # JSON parsers accept NaN/Infinity; int() of them would raise
+        raise ValidationError(name, f"must be a finite number, got {value}")
     if integer and int(value) != value:
         raise ValidationError(name, f"must be a whole number, got {value}")
     low, high = limits

@@ -56,6 +56,10 @@ class Dispatcher:
             description=f"Orthanc-RT {kind} job {job_id}",
         )
 
+    def knows(self, job_id: str) -> bool:
+        """Whether Redis holds the RQ job (queued, scheduled for retry, running or finished)."""
+        return RqJob.exists(job_id, connection=self.redis)
+
     def cancel(self, job_id: str) -> str:
         """Stop the RQ job: dequeue it, or kill the work-horse running it (and so MCsquare)."""
         try:

@@ -8,13 +8,14 @@ start-up; see README, "Reliability").
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any, Sequence
 
 from redis.exceptions import RedisError
 
 from orthanc_rt import jobs
 from orthanc_rt.jobs import JobStore
-from orthanc_rt.models import Job
+from orthanc_rt.models import Job, utcnow
 from orthanc_rt.params import AnalysisParams, DoseParams
 from orthanc_rt.queue import Dispatcher
 from orthanc_rt.resources import InstanceRef
@@ -117,6 +118,19 @@ class Scheduler:
             if job is not None and self.push(jid, job.kind):
                 pushed += 1
         return pushed
+
+    def repush_lost(self, grace_s: float = 120.0) -> list[str]:
+        """Queued jobs that Redis no longer knows (Redis restarted empty) are pushed again."""
+        cutoff = utcnow() - timedelta(seconds=grace_s)
+        lost = [jid for jid in self.store.queued_enqueued_before(cutoff) if not self.dispatcher.knows(jid)]
+        for jid in lost:
+            job = self.store.get(jid)
+            if job is None:
+                continue
+            log.warning("job %s was enqueued but Redis does not know it any more: pushing it again", jid)
+            self.store.unmark_enqueued(jid)
+            self.push(jid, job.kind)
+        return lost
 
     def resume_waiting(self, orthanc_study_id: str, kind: str = "dose") -> list[str]:
         """Inputs of a study changed: waiting jobs of `kind` there try again."""

@@ -49,6 +49,8 @@ class Settings:
     mcsquare_threads: int = 0  # 0: every core MCsquare can see
     dose_job_timeout_seconds: int = 3 * 3600
     viewer_url: str = ""  # OHIF, for links from Orthanc Explorer ("" : no link)
+    worker_heartbeat_seconds: int = 30  # a killed worker's job is taken up about this + 60 s later
+    worker_maintenance_seconds: int = 60  # how often workers look for abandoned jobs
     auto_dose: AutoDose = field(default_factory=AutoDose)
     auto_analysis: AutoAnalysis = field(default_factory=AutoAnalysis)
 
@@ -81,6 +83,8 @@ class Settings:
             work_dir=get("WORK_DIR", ""),
             mcsquare_threads=int(get("MCSQUARE_THREADS", 0)),
             dose_job_timeout_seconds=int(get("DOSE_JOB_TIMEOUT_SECONDS", cls.dose_job_timeout_seconds)),
+            worker_heartbeat_seconds=int(get("WORKER_HEARTBEAT_SECONDS", cls.worker_heartbeat_seconds)),
+            worker_maintenance_seconds=int(get("WORKER_MAINTENANCE_SECONDS", cls.worker_maintenance_seconds)),
             auto_dose=auto,
             auto_analysis=AutoAnalysis(enabled=_as_bool(get("AUTO_ANALYSIS", "true"))),
         )
@@ -113,7 +117,7 @@ class Settings:
         return {
             "database": _redact_url(self.database_url),
             "redis": _redact_url(self.redis_url),
-            "orthanc_url": self.orthanc_url,
+            "orthanc_url": _redact_url(self.orthanc_url),
             "mcsquare_threads": self.mcsquare_threads,
             "dose_job_timeout_seconds": self.dose_job_timeout_seconds,
             "auto_dose": {
@@ -148,6 +152,11 @@ def _as_optional_float(value: Any) -> float | None:
     if value is None or value == "":
         return None
     return float(value)
+
+
+def redact_url(url: str) -> str:
+    """`url` without the user:password part (for logs, errors and /rt/health)."""
+    return _redact_url(url)
 
 
 def _redact_url(url: str) -> str:

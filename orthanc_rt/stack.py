@@ -37,9 +37,15 @@ class StackConfig:
     mcsquare_threads: int = 0
     auto_dose: dict[str, Any] = field(default_factory=dict)  # overrides of OrthancRT.AutoDose
     orthanc_overrides: dict[str, Any] = field(default_factory=dict)
-    template: Path = PROJECT_DIR / "orthanc_config" / "orthanc.json"
+    template: Path = PROJECT_DIR / "orthanc_config" / "orthanc.json"  # or production.json
     public_orthanc_url: str = ""  # how workers reach Orthanc when not on this host
     viewer_port: int = 3000  # OHIF, served by orthanc_rt.viewer; 0: no viewer
+    # Orthanc users (RegisteredUsers) and their Orthanc-RT roles: {name: (password, role or "")}.
+    users: dict[str, tuple[str, str]] = field(default_factory=dict)
+    worker_username: str = ""  # the workers' own Orthanc user (no Orthanc-RT role needed)
+    worker_password: str = ""
+    client_auth: tuple[str, str] | None = None  # what the launcher and tests use for /rt/health
+    worker_settings: dict[str, str] = field(default_factory=dict)  # extra ORTHANC_RT_* for workers
 
     @property
     def orthanc_url(self) -> str:
@@ -73,7 +79,24 @@ class StackConfig:
             viewer_port=int(env.get("ORTHANC_RT_VIEWER_PORT", 3000)),
             orthanc_overrides=({"RemoteAccessAllowed": True}
                                if env.get("ORTHANC_RT_REMOTE_ACCESS", "").lower() in ("1", "true", "yes") else {}),
+            template=Path(env.get("ORTHANC_RT_CONFIG_TEMPLATE", PROJECT_DIR / "orthanc_config" / "orthanc.json")),
+            users=_users_from_file(env.get("ORTHANC_RT_USERS_FILE", "")),
+            worker_username=env.get("ORTHANC_RT_ORTHANC_USERNAME", ""),
+            worker_password=env.get("ORTHANC_RT_ORTHANC_PASSWORD", ""),
+            client_auth=_pair(env.get("ORTHANC_RT_CLIENT_USER", ""), env.get("ORTHANC_RT_CLIENT_PASSWORD", "")),
         )
+
+
+def _users_from_file(path: str) -> dict[str, tuple[str, str]]:
+    """ORTHANC_RT_USERS_FILE: JSON {"name": {"password": "...", "role": "physicist"}} (kept out of git)."""
+    if not path:
+        return {}
+    data = json.loads(Path(path).read_text())
+    return {name: (str(u["password"]), str(u.get("role", ""))) for name, u in data.items()}
+
+
+def _pair(user: str, password: str) -> tuple[str, str] | None:
+    return (user, password) if user else None
 
 
 def render_orthanc_config(cfg: StackConfig) -> dict[str, Any]:
@@ -90,6 +113,18 @@ def render_orthanc_config(cfg: StackConfig) -> dict[str, Any]:
     if cfg.viewer_port:
         rt["ViewerUrl"] = f"http://127.0.0.1:{cfg.viewer_port}"
     rt.setdefault("AutoDose", {}).update(cfg.auto_dose)
+    registered = config.setdefault("RegisteredUsers", {})
+    roles = rt.setdefault("Roles", {})
+    for name, (password, role) in cfg.users.items():
+        registered[name] = password
+        if role:
+            roles[name] = role
+    if cfg.worker_username:
+        registered[cfg.worker_username] = cfg.worker_password
+    if not registered:
+        config.pop("RegisteredUsers")
+    if not roles:
+        rt.pop("Roles")
     _deep_update(config, cfg.orthanc_overrides)
     return config
 
@@ -108,9 +143,12 @@ def worker_env(cfg: StackConfig) -> dict[str, str]:
         "ORTHANC_RT_WORK_DIR": str(cfg.data_dir / "jobs"),
         "ORTHANC_RT_MCSQUARE_THREADS": str(cfg.mcsquare_threads),
         "ORTHANC_RT_DATA_DIR": str(cfg.data_dir),
+        "ORTHANC_RT_ORTHANC_USERNAME": cfg.worker_username,
+        "ORTHANC_RT_ORTHANC_PASSWORD": cfg.worker_password,
         "MPLBACKEND": "Agg",
         "PYTHONUNBUFFERED": "1",
     })
+    env.update(cfg.worker_settings)
     return env
 
 
@@ -119,6 +157,8 @@ def orthanc_command(cfg: StackConfig) -> tuple[list[str], dict[str, str]]:
     for d in (cfg.data_dir, cfg.run_dir, cfg.log_dir):
         d.mkdir(parents=True, exist_ok=True)
     config_path = cfg.data_dir / "orthanc.json"
+    config_path.touch(mode=0o600)  # it may hold passwords
+    config_path.chmod(0o600)
     config_path.write_text(json.dumps(render_orthanc_config(cfg), indent=2))
     env = dict(os.environ)
     env.update({"PYTHONPATH": python_path(), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
@@ -192,7 +232,7 @@ def wait_for_health(cfg: StackConfig, timeout_s: float = 60, *, need_workers: bo
     while time.monotonic() < deadline:
         _raise_if_dead(cfg, "orthanc")
         try:
-            r = requests.get(f"{cfg.orthanc_url}/rt/health", timeout=5)
+            r = requests.get(f"{cfg.orthanc_url}/rt/health", timeout=5, auth=cfg.client_auth)
             last = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
             if isinstance(last, dict) and last["checks"]["orthanc"]["ok"] and last["checks"]["database"]["ok"] \
                     and last["checks"]["redis"]["ok"] and (last["checks"]["workers"]["ok"] or not need_workers):
@@ -228,6 +268,16 @@ def stop(cfg: StackConfig, timeout_s: float = 20) -> list[str]:
             stopped.append(name)
         (cfg.run_dir / f"{name}.pid").unlink(missing_ok=True)
     return stopped
+
+
+def stop_service(cfg: StackConfig, name: str, timeout_s: float = 20) -> bool:
+    """Stop one process of the installation ("orthanc", "worker-2", "redis"); True if it was running."""
+    pid = _read_pid(cfg, name)
+    running = pid is not None and _alive(pid)
+    if running:
+        _terminate(pid, timeout_s)
+    (cfg.run_dir / f"{name}.pid").unlink(missing_ok=True)
+    return running
 
 
 def is_running(cfg: StackConfig, name: str) -> bool:

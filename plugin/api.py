@@ -9,13 +9,15 @@ import logging
 import platform
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 import orthanc_rt
-from orthanc_rt import jobs
+from orthanc_rt import audit, jobs
+from orthanc_rt.reconcile import reconcile as queue_plans_without_dose
 from orthanc_rt.dicom import sop
 from orthanc_rt.jobs import JobQuery, JobStore
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
@@ -28,7 +30,9 @@ from orthanc_rt.queue import Dispatcher
 from orthanc_rt.resources import frame_of_reference_of, instance_ref, sop_class_of
 from orthanc_rt.scheduling import Scheduler
 from orthanc_rt.settings import Settings
+from plugin import openapi, roles
 from plugin.rest import HttpError, Request, Response, error_response
+from plugin.roles import Access
 
 log = logging.getLogger("orthanc_rt.plugin")
 
@@ -37,54 +41,75 @@ _SCENES_KEPT = 4
 _MAX_EXPORT = 100_000  # rows of one CSV export
 
 
+# What a path parameter may look like (also stated in openapi.py).
+PARAM_PATTERNS = {"job_id": r"[A-Za-z0-9_.-]{1,64}", "instance_id": r"[0-9a-f-]{1,64}",
+                  "measurement_id": r"[0-9]{1,12}", "study": r"[0-9A-Za-z.-]{1,64}",
+                  "dose": r"[0-9A-Za-z.-]{1,64}"}
+
+
 @dataclass
-class _Route:
+class Route:
     method: str
-    pattern: re.Pattern[str]
+    template: str  # "/rt/jobs/{job_id}", as in the OpenAPI description
     handler: Callable[..., Response]
+    permission: str  # see plugin/roles.py
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        parts = re.split(r"\{(\w+)\}", self.template)  # literal, name, literal, name, ..., literal
+        return re.compile("".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>{PARAM_PATTERNS[part]})"
+                                  for i, part in enumerate(parts)))
 
 
 class RtApi:
-    def __init__(self, orthanc: OrthancApi, settings: Settings, store: JobStore, dispatcher: Dispatcher):
+    def __init__(self, orthanc: OrthancApi, settings: Settings, store: JobStore, dispatcher: Dispatcher,
+                 access: Access | None = None):
         self.orthanc = orthanc
         self.settings = settings
         self.store = store
         self.dispatcher = dispatcher
+        self.access = access or Access(None, orthanc_authentication=False)
         self.scheduler = Scheduler(store, dispatcher)
         self._scenes: dict[str, object] = {}  # dose instance id -> DoseScene, oldest first
         self.measurements = MeasurementStore(store.url)
         self.routes = [
-            _Route("GET", re.compile(r"/rt/health"), self.health),
-            _Route("GET", re.compile(r"/rt/jobs"), self.list_jobs),
-            _Route("GET", re.compile(r"/rt/jobs/(?P<job_id>[A-Za-z0-9_.-]{1,64})"), self.get_job),
-            _Route("DELETE", re.compile(r"/rt/jobs/(?P<job_id>[A-Za-z0-9_.-]{1,64})"), self.cancel_job),
-            _Route("POST", re.compile(r"/rt/instances/(?P<instance_id>[0-9a-f-]{1,64})/dose"), self.request_dose),
-            _Route("POST", re.compile(r"/rt/instances/(?P<instance_id>[0-9a-f-]{1,64})/analysis"),
-                   self.request_analysis),
-            _Route("GET", re.compile(r"/rt/measurements"), self.list_measurements),
-            _Route("POST", re.compile(r"/rt/measurements"), self.create_measurement),
-            _Route("GET", re.compile(r"/rt/measurements/(?P<measurement_id>[0-9]{1,12})"), self.get_measurement),
-            _Route("PUT", re.compile(r"/rt/measurements/(?P<measurement_id>[0-9]{1,12})"), self.update_measurement),
-            _Route("DELETE", re.compile(r"/rt/measurements/(?P<measurement_id>[0-9]{1,12})"),
-                   self.delete_measurement),
-            _Route("GET", re.compile(r"/rt/studies/(?P<study>[0-9A-Za-z.-]{1,64})/measurements/summary"),
-                   self.study_summary),
-            _Route("GET", re.compile(r"/rt/doses/(?P<dose>[0-9A-Za-z.-]{1,64})/dvh"), self.dose_dvh),
-            _Route("GET", re.compile(r"/rt/doses/(?P<dose>[0-9A-Za-z.-]{1,64})/dvh\.png"), self.dose_dvh_png),
-            _Route("GET", re.compile(r"/rt/doses/(?P<dose>[0-9a-f-]{1,64})/overlay\.png"), self.dose_overlay_png),
+            Route("GET", "/rt/health", self.health, roles.READ),
+            Route("GET", "/rt/openapi.json", self.openapi, roles.READ),
+            Route("GET", "/rt/jobs", self.list_jobs, roles.READ),
+            Route("GET", "/rt/jobs/{job_id}", self.get_job, roles.READ),
+            Route("DELETE", "/rt/jobs/{job_id}", self.cancel_job, roles.COMPUTE),
+            Route("POST", "/rt/instances/{instance_id}/dose", self.request_dose, roles.COMPUTE),
+            Route("POST", "/rt/reconcile", self.reconcile, roles.RECONCILE),
+            Route("GET", "/rt/audit", self.list_audit, roles.AUDIT),
+            Route("GET", "/rt/audit/verify", self.verify_audit, roles.AUDIT),
+            Route("POST", "/rt/instances/{instance_id}/analysis", self.request_analysis, roles.COMPUTE),
+            Route("GET", "/rt/measurements", self.list_measurements, roles.READ),
+            Route("POST", "/rt/measurements", self.create_measurement, roles.MEASURE),
+            Route("GET", "/rt/measurements/{measurement_id}", self.get_measurement, roles.READ),
+            Route("PUT", "/rt/measurements/{measurement_id}", self.update_measurement, roles.MEASURE),
+            Route("DELETE", "/rt/measurements/{measurement_id}", self.delete_measurement, roles.MEASURE),
+            Route("GET", "/rt/studies/{study}/measurements/summary", self.study_summary, roles.READ),
+            Route("GET", "/rt/doses/{dose}/dvh", self.dose_dvh, roles.READ),
+            Route("GET", "/rt/doses/{dose}/dvh.png", self.dose_dvh_png, roles.READ),
+            Route("GET", "/rt/doses/{dose}/overlay.png", self.dose_overlay_png, roles.READ),
         ]
+        self._compiled = [(route, route.pattern) for route in self.routes]
 
     # -- dispatch ---------------------------------------------------------
     def handle(self, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
         allowed = []
-        for route in self.routes:
-            match = route.pattern.fullmatch(path)
+        for route, pattern in self._compiled:
+            match = pattern.fullmatch(path)
             if match is None:
                 continue
             if route.method != request.method:
                 allowed.append(route.method)
                 continue
+            decision = self.access.check(request.headers, route.permission)
+            if not decision.allowed:
+                return error_response(decision.status, decision.reason)
+            request.user = decision.identity.user
             try:
                 return route.handler(request, **match.groupdict())
             except HttpError as exc:
@@ -145,7 +170,7 @@ class RtApi:
             raise HttpError(400, f"kind: unknown job kind {kind!r}; expected one of {list(jobs.KINDS)}")
         limit = _int_param(q, "limit", 50, 1, _MAX_PAGE)
         offset = _int_param(q, "offset", 0, 0, 10**9)
-        rows, total = self.store.list(JobQuery(state=state, kind=kind, study=q.get("study") or None,
+        rows, total = self.store.list(JobQuery(state=state, kind=kind, study=_text_param(q, "study"),
                                                limit=limit, offset=offset))
         return Response(200, {"items": [jobs.to_dict(j) for j in rows], "total": total,
                               "limit": limit, "offset": offset})
@@ -158,7 +183,7 @@ class RtApi:
 
     def cancel_job(self, request: Request, job_id: str) -> Response:
         try:
-            result = self.scheduler.cancel(job_id, actor=request.user())
+            result = self.scheduler.cancel(job_id, actor=request.user)
         except KeyError:
             raise HttpError(404, f"no job {job_id}") from None
         job = self.store.get(job_id)
@@ -177,7 +202,7 @@ class RtApi:
             raise HttpError(400, f"instance {instance_id} is a {name} ({sop_class}); the proton-dose workflow "
                                  f"needs an RT Ion Plan ({sop.RT_ION_PLAN})")
         plan = instance_ref(self.orthanc, instance_id)
-        job, created = self.scheduler.request_dose(plan, params, source="api", requested_by=request.user())
+        job, created = self.scheduler.request_dose(plan, params, source="api", requested_by=request.user)
         return Response(200, {"created": created, "job": jobs.to_dict(job)})
 
     def request_analysis(self, request: Request, instance_id: str) -> Response:
@@ -205,7 +230,7 @@ class RtApi:
         job, created = self.scheduler.request_analysis(
             instance_ref(self.orthanc, instance_id), instance_ref(self.orthanc, structure_set_id),
             AnalysisParams.from_settings(self.settings.auto_analysis), frame_of_reference_uid=frames["instance"],
-            source="api", requested_by=request.user())
+            source="api", requested_by=request.user)
         return Response(200, {"created": created, "job": jobs.to_dict(job)})
 
     # -- measurements -----------------------------------------------------
@@ -238,8 +263,10 @@ class RtApi:
 
     def create_measurement(self, request: Request) -> Response:
         fields = manual_fields(request.json())
-        row = self.measurements.add(Measurement(source="manual", method="manual", created_by=request.user(),
+        row = self.measurements.add(Measurement(source="manual", method="manual", created_by=request.user,
                                                 **fields))
+        audit.record(self.store.url, request.user, audit.MEASUREMENT_CREATED, f"measurement/{row.id}",
+                     after=records.to_dict(row))
         return Response(201, records.to_dict(row))
 
     def get_measurement(self, request: Request, measurement_id: str) -> Response:
@@ -254,11 +281,15 @@ class RtApi:
         updated = self.measurements.update(row.id, fields)
         if updated is None:
             raise HttpError(404, f"no measurement {measurement_id}")
+        audit.record(self.store.url, request.user, audit.MEASUREMENT_EDITED, f"measurement/{row.id}",
+                     before=records.to_dict(row), after=records.to_dict(updated))
         return Response(200, records.to_dict(updated))
 
     def delete_measurement(self, request: Request, measurement_id: str) -> Response:
         row = self._manual(measurement_id, "deleted")
         self.measurements.delete(row.id)
+        audit.record(self.store.url, request.user, audit.MEASUREMENT_DELETED, f"measurement/{row.id}",
+                     before=records.to_dict(row))
         return Response(200, {"deleted": row.id})
 
     def study_summary(self, request: Request, study: str) -> Response:
@@ -363,6 +394,46 @@ class RtApi:
                 raise HttpError(404, f"no {level[:-1] if level != 'studies' else 'study'} {value} in Orthanc") \
                     from None
             raise
+
+
+    def openapi(self, request: Request) -> Response:
+        return Response(200, openapi.spec(orthanc_rt.__version__))
+
+    def reconcile(self, request: Request) -> Response:
+        result = queue_plans_without_dose(self.orthanc, self.scheduler, self.settings.auto_dose, actor=request.user)
+        return Response(200, result)
+
+    def list_audit(self, request: Request) -> Response:
+        q = request.query
+        limit = _int_param(q, "limit", 100, 1, _MAX_PAGE)
+        offset = _int_param(q, "offset", 0, 0, 10**9)
+        rows, total = audit.query(self.store.url, audit.AuditQuery(
+            actor=_text_param(q, "actor"), action=_text_param(q, "action"), subject=_text_param(q, "subject"),
+            since=_time_param(q, "since"), until=_time_param(q, "until"), limit=limit, offset=offset))
+        return Response(200, {"items": rows, "total": total, "limit": limit, "offset": offset})
+
+    def verify_audit(self, request: Request) -> Response:
+        return Response(200, audit.verify(self.store.url))
+
+
+def _text_param(query: dict[str, str], name: str) -> str | None:
+    raw = query.get(name) or None
+    if raw is not None and len(raw) > 128:
+        raise HttpError(400, f"{name}: at most 128 characters")
+    if raw is not None and any(ord(c) < 32 for c in raw):  # PostgreSQL refuses NUL in text
+        raise HttpError(400, f"{name}: control characters are not allowed")
+    return raw
+
+
+def _time_param(query: dict[str, str], name: str) -> datetime | None:
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise HttpError(400, f"{name}: expected an ISO 8601 date-time, got {raw[:40]!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:

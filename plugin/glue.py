@@ -9,9 +9,10 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from orthanc_rt import db
+from orthanc_rt import audit, db
+from orthanc_rt.reconcile import reconcile
 from orthanc_rt.jobs import JobStore
 from orthanc_rt.queue import Dispatcher
 from orthanc_rt.scheduling import Scheduler
@@ -19,6 +20,7 @@ from orthanc_rt.settings import Settings
 from plugin.api import RtApi
 from plugin.events import ArrivalHandler
 from plugin.rest import Request, Response, error_response
+from plugin.roles import Access
 
 _MAINTENANCE_PERIOD_S = 10.0
 
@@ -71,18 +73,26 @@ class _OrthancLogHandler(logging.Handler):
 
 
 class _Maintenance(threading.Thread):
-    """Pushes triggers recorded while Redis was down and fails waits that ran out."""
+    """Reconciles once at start-up, then pushes triggers recorded while Redis was down and fails
+    waits that ran out."""
 
-    def __init__(self, scheduler: Scheduler):
+    def __init__(self, scheduler: Scheduler, startup: Callable[[], None] | None = None):
         super().__init__(name="orthanc-rt-maintenance", daemon=True)
         self.scheduler = scheduler
+        self.startup = startup
         self.stopped = threading.Event()
 
     def run(self) -> None:
         log = logging.getLogger("orthanc_rt.plugin")
+        if self.startup is not None:
+            try:
+                self.startup()
+            except Exception as exc:  # Orthanc/Redis/DB trouble: the route can be called later
+                log.warning("Orthanc-RT start-up reconcile failed: %s: %s", type(exc).__name__, exc)
         while not self.stopped.wait(_MAINTENANCE_PERIOD_S):
             try:
                 self.scheduler.flush_pending()
+                self.scheduler.repush_lost()
                 self.scheduler.expire_waiting()
             except Exception as exc:  # Redis/DB down: try again next period
                 log.warning("Orthanc-RT maintenance: %s: %s", type(exc).__name__, exc)
@@ -93,15 +103,29 @@ def install(orthanc: Any) -> None:
     logger = logging.getLogger("orthanc_rt")
     logger.setLevel(logging.INFO)
     logger.addHandler(_OrthancLogHandler(orthanc))
-    settings = Settings.from_orthanc_config(json.loads(orthanc.GetConfiguration()))
+    config = json.loads(orthanc.GetConfiguration())
+    settings = Settings.from_orthanc_config(config)
     db.upgrade(settings.database_url)
+    access = Access(config.get("OrthancRT", {}).get("Roles"),
+                    orthanc_authentication=bool(config.get("AuthenticationEnabled", False)))
+    if access.misconfigured:
+        logger.error("Orthanc-RT: OrthancRT.Roles is set but AuthenticationEnabled is not true; "
+                     "every /rt/ request will be refused (503)")
+    audit.record(settings.database_url, "orthanc-rt-plugin", audit.CONFIG_LOADED, "", None,
+                 {"settings": settings.redacted(), "roles": access.roles})
 
     api_client = InProcessOrthanc(orthanc)
     store = JobStore(settings.database_url)
     dispatcher = Dispatcher(settings.redis_url, job_timeout_s=settings.dose_job_timeout_seconds)
-    api = RtApi(api_client, settings, store, dispatcher)
+    api = RtApi(api_client, settings, store, dispatcher, access)
     handler = ArrivalHandler(api_client, api.scheduler, settings)
-    maintenance = _Maintenance(api.scheduler)
+
+    def startup_reconcile() -> None:
+        # Plans stored while Orthanc-RT was not running get their job (idempotent: see reconcile.py).
+        if settings.auto_dose.enabled:
+            reconcile(api_client, api.scheduler, settings.auto_dose, actor="startup-reconcile")
+
+    maintenance = _Maintenance(api.scheduler, startup_reconcile)
 
     def rest(output: Any, uri: str, **request: Any) -> None:
         try:
@@ -141,6 +165,8 @@ def _answer(orthanc: Any, output: Any, response: Response) -> None:
         output.AnswerBuffer(body, response.content_type)
     elif response.status == 405:  # the SDK insists on its own call for 405
         output.SendMethodNotAllowed(",".join(response.body.get("allowed", [])))
+    elif response.status == 401:  # ... and for 401 (Orthanc 1.10)
+        output.SendUnauthorized("Orthanc-RT")
     else:
         output.SetHttpHeader("Content-Type", response.content_type)
         # orthanc-python 4.0 takes the body as str plus its length (later versions: bytes only).

@@ -16,6 +16,33 @@ class HttpError(Exception):
         self.details = details
 
 
+# Deeply nested JSON overflows the C stack of Orthanc's HTTP threads inside the json module
+# (Orthanc dies, no RecursionError): measure the depth before parsing. Our bodies are flat.
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(text: bytes) -> int:
+    """Deepest nesting of [ and { outside strings (linear; the body is at most 1 MB)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 @dataclass
 class Request:
     method: str
@@ -23,6 +50,7 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    user: str = "anonymous"  # set by RtApi.handle from the checked identity (plugin/roles.py)
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object; an empty body is {}."""
@@ -30,6 +58,8 @@ class Request:
             return {}
         if len(self.body) > 1_000_000:
             raise HttpError(413, "request body larger than 1 MB")
+        if json_depth(self.body) > MAX_JSON_DEPTH:
+            raise HttpError(400, f"request body nests deeper than {MAX_JSON_DEPTH} levels")
         try:
             value = json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -37,9 +67,6 @@ class Request:
         if not isinstance(value, dict):
             raise HttpError(400, f"request body must be a JSON object, got {type(value).__name__}")
         return value
-
-    def user(self) -> str:
-        return self.headers.get("x-orthanc-rt-user", "") or "anonymous"
 
 
 @dataclass

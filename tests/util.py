@@ -162,6 +162,30 @@ def plan_without_spots(case: PhantomCase | Dataset) -> Dataset:
     return plan
 
 
+def plan_with_negative_mu(case: PhantomCase | Dataset) -> Dataset:
+    """The case's plan with a negative BeamMeterset in its fraction group."""
+    plan = _variant(_plan(case), "negative-mu")
+    for reference in plan.FractionGroupSequence[0].ReferencedBeamSequence:
+        reference.BeamMeterset = -abs(float(reference.BeamMeterset))
+    return plan
+
+
+def plan_with_many_beams(case: PhantomCase | Dataset, count: int = 2000) -> Dataset:
+    """The case's plan with its first beam repeated `count` times (numbers 1..count)."""
+    plan = _variant(_plan(case), f"beams-{count}")
+    first, reference = plan.IonBeamSequence[0], plan.FractionGroupSequence[0].ReferencedBeamSequence[0]
+    beams, references = [], []
+    for number in range(1, count + 1):
+        b, r = copy.deepcopy(first), copy.deepcopy(reference)
+        b.BeamNumber = r.ReferencedBeamNumber = number
+        beams.append(b)
+        references.append(r)
+    plan.IonBeamSequence = DicomSequence(beams)
+    plan.FractionGroupSequence[0].ReferencedBeamSequence = DicomSequence(references)
+    plan.FractionGroupSequence[0].NumberOfBeams = count
+    return plan
+
+
 def beam_differences(found: Sequence[IonBeam], expected: Sequence[IonBeam]) -> list[str]:
     """What differs between two beam lists, field by field and spot by spot (exact comparison)."""
     if len(found) != len(expected):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from orthanc_rt import jobs
+from orthanc_rt import audit, jobs
 from orthanc_rt.dicom.builders import build_rtdose
 from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.errors import DicomInputError
@@ -91,6 +91,9 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         api.delete(f"/instances/{previous}")
     stored = api.post_bytes("/instances", dose_bytes, "application/dicom")
     dose_id = json.loads(stored)["ID"]
+    audit.record(store.url, jobs.actor_name(), audit.RESULT_STORED, job.id,
+                 {"replaced_orthanc_id": previous} if previous else None,
+                 {"rtdose_orthanc_id": dose_id, "sop_instance_uid": sop_uid})
     return {
         "rtdose": {"orthanc_id": dose_id, "sop_instance_uid": sop_uid, "series_instance_uid": series_uid},
         "ct": {"orthanc_series_id": ct_ref.orthanc_id, "series_instance_uid": ct_ref.series_instance_uid,

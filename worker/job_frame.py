@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Sequence
 
+from rq.timeouts import JobTimeoutException
 from sqlalchemy.exc import OperationalError
 
 from orthanc_rt import jobs
@@ -53,6 +54,8 @@ def run(job_id: str, settings: Settings, store: JobStore, compute: Compute, *,
         return {"cancelled": True}
     except TRANSIENT:
         raise  # RQ retries with back-off; tasks.on_failure records it
+    except JobTimeoutException:
+        raise  # the time limit: tasks.on_failure fails the job with that reason, without retrying
     except Exception as exc:  # a bug: fail readably, do not retry (a dose takes minutes)
         log.exception("%s job %s failed", job.kind, job_id)
         store.transition(job_id, jobs.FAILED, from_states=[jobs.RUNNING],

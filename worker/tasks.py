@@ -38,6 +38,10 @@ def on_failure(rq_job: Any, connection: Any, exc_type: type, exc_value: BaseExce
     """RQ calls this when run_job raised (transient faults, time limit, killed worker)."""
     job_id = rq_job.args[0] if rq_job.args else rq_job.id
     store = JobStore(Settings.from_env().database_url)
+    if not _worth_retrying(exc_type):
+        # RQ decides on its Retry after this callback, from this very object: a job that ran out of
+        # time would only run out of time again (3 more times the limit of CPU).
+        rq_job.retries_left = 0
     retrying = bool(rq_job.retries_left)
     reason = _reason(exc_type, exc_value, rq_job)
     if retrying:
@@ -49,9 +53,20 @@ def on_failure(rq_job: Any, connection: Any, exc_type: type, exc_value: BaseExce
                          actor=jobs.actor_name())
 
 
+def _worth_retrying(exc_type: type) -> bool:
+    """Transient faults (Orthanc or the database unreachable) and a killed worker; not the time limit."""
+    from rq.timeouts import JobTimeoutException
+
+    return not issubclass(exc_type, JobTimeoutException)
+
+
 def _reason(exc_type: type, exc_value: BaseException, rq_job: Any) -> str:
     from rq.timeouts import JobTimeoutException
 
+    from rq.exceptions import AbandonedJobError
+
     if issubclass(exc_type, JobTimeoutException):
         return f"time limit of {rq_job.timeout} s exceeded; MCsquare was stopped"
+    if issubclass(exc_type, AbandonedJobError):
+        return "the worker running the job died (killed or lost) before it finished"
     return f"{exc_type.__name__}: {exc_value}"

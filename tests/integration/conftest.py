@@ -52,6 +52,72 @@ def rt_stack(tmp_path_factory, stack_database) -> Iterator[StackConfig]:
         Redis.from_url(cfg.redis_url).flushdb()
 
 
+# The production configuration's users in tests: {name: (password, role)}; "nobody" has no role.
+AUTH_USERS = {"ada": ("ada-pw-1", "admin"), "phil": ("phil-pw-2", "physicist"),
+              "dora": ("dora-pw-3", "dosimetrist"), "vic": ("vic-pw-4", "viewer"), "nobody": ("nobody-pw-5", "")}
+WORKER_USER = ("rt-worker", "worker-secret-6f1c")
+
+
+@pytest.fixture(scope="session")
+def auth_stack(tmp_path_factory) -> Iterator[StackConfig]:
+    """orthanc_config/production.json with authentication on: own Redis (private port) and database."""
+    for database_url in _postgres_database():
+        cfg = StackConfig(
+            data_dir=tmp_path_factory.mktemp("auth-stack"),
+            http_port=free_port(),
+            dicom_port=free_port(),
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",  # ensure_redis starts a private one; stop() ends it
+            database_url=database_url,
+            stable_age_s=2,
+            workers=1,
+            auto_dose={"Primaries": TEST_PRIMARIES, "WaitForCtSeconds": 600},
+            template=stack.PROJECT_DIR / "orthanc_config" / "production.json",
+            users=AUTH_USERS,
+            worker_username=WORKER_USER[0],
+            worker_password=WORKER_USER[1],
+            client_auth=("ada", AUTH_USERS["ada"][0]),
+        )
+        try:
+            stack.start(cfg)
+            yield cfg
+        finally:
+            stack.stop(cfg)
+
+
+FAULT_JOB_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory) -> Iterator[StackConfig]:
+    """A stack the fault tests may break: two workers (one MCsquare thread each), own Redis on a
+    private port, own database, short heartbeats and a 60 s job time limit."""
+    for database_url in _postgres_database():
+        cfg = StackConfig(
+            data_dir=tmp_path_factory.mktemp("fault-stack"),
+            http_port=free_port(),
+            dicom_port=free_port(),
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            database_url=database_url,
+            stable_age_s=2,
+            workers=2,
+            mcsquare_threads=1,
+            auto_dose={"Primaries": TEST_PRIMARIES, "WaitForCtSeconds": 600},
+            orthanc_overrides={"OrthancRT": {"DoseJobTimeoutSeconds": FAULT_JOB_TIMEOUT_S}},
+            worker_settings={"ORTHANC_RT_WORKER_HEARTBEAT_SECONDS": "5",
+                             "ORTHANC_RT_WORKER_MAINTENANCE_SECONDS": "10"},
+        )
+        try:
+            stack.start(cfg)
+            yield cfg
+        finally:
+            stack.stop(cfg)
+
+
+def as_user(cfg: StackConfig, user: str | None) -> "Client":
+    auth = None if user is None else (user, AUTH_USERS[user][0])
+    return Client(cfg.orthanc_url, auth=auth)
+
+
 @pytest.fixture
 def orthanc(rt_stack) -> "Client":
     return Client(rt_stack.orthanc_url)
@@ -60,9 +126,10 @@ def orthanc(rt_stack) -> "Client":
 class Client:
     """requests against the stack's Orthanc, with the waits the tests need."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, auth: tuple[str, str] | None = None):
         self.base = base
         self.http = requests.Session()
+        self.http.auth = auth
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.http.get(self.base + path, timeout=30, **kw)

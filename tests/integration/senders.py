@@ -12,10 +12,10 @@ from pydicom.dataset import Dataset
 from orthanc_rt.dicom.serialize import to_bytes
 
 
-def rest_upload(base: str, datasets: Sequence[Dataset]) -> list[str]:
+def rest_upload(base: str, datasets: Sequence[Dataset], auth: tuple[str, str] | None = None) -> list[str]:
     ids = []
     for ds in datasets:
-        r = requests.post(f"{base}/instances", data=to_bytes(ds), timeout=60)
+        r = requests.post(f"{base}/instances", data=to_bytes(ds), timeout=60, auth=auth)
         r.raise_for_status()
         ids.append(r.json()["ID"])
     return ids

@@ -60,6 +60,18 @@ def test_trigger_survives_redis_outage(database_url, redis_url):
     assert Queue(QUEUE_NAMES["dose"], connection=redis_for(redis_url)).job_ids == [job.id]
 
 
+def test_job_lost_by_an_emptied_redis_is_pushed_again(database_url, redis_url):
+    store = JobStore(database_url)
+    scheduler = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))
+    job, _ = scheduler.request_dose(PLAN, PARAMS, source="auto")
+    assert scheduler.repush_lost(grace_s=0) == []  # Redis has it
+    redis_for(redis_url).flushdb()  # Redis restarted without persistence
+    assert scheduler.repush_lost(grace_s=3600) == []  # too recent to judge
+    assert scheduler.repush_lost(grace_s=0) == [job.id]
+    assert Queue(QUEUE_NAMES["dose"], connection=redis_for(redis_url)).job_ids == [job.id]
+    assert scheduler.repush_lost(grace_s=0) == []
+
+
 def test_cancelled_job_cannot_be_started_or_finished(database_url, redis_url):
     store = JobStore(database_url)
     scheduler = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))

@@ -30,3 +30,17 @@ def test_redacted_settings_hide_passwords():
     s = Settings.from_env({"ORTHANC_RT_DATABASE_URL": "postgresql://rt:secret@db/rt"})
     shown = str(s.redacted())
     assert "secret" not in shown and "db/rt" in shown
+
+
+def test_no_credentials_in_health_or_orthanc_errors():
+    import pytest
+
+    from orthanc_rt.orthanc_api import HttpOrthanc, OrthancUnavailable
+
+    s = Settings.from_env({"ORTHANC_RT_ORTHANC_URL": "http://rt:urlsecret@127.0.0.1:1",
+                           "ORTHANC_RT_ORTHANC_USERNAME": "rt", "ORTHANC_RT_ORTHANC_PASSWORD": "pwsecret"})
+    assert "secret" not in str(s.redacted())
+    api = HttpOrthanc(s.orthanc_url, s.orthanc_username, s.orthanc_password, timeout_s=2)
+    with pytest.raises(OrthancUnavailable) as info:
+        api.get_bytes("/system")
+    assert "secret" not in str(info.value)

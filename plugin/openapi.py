@@ -1,0 +1,161 @@
+"""The OpenAPI 3 description of the /rt/ routes, written by hand next to them (plugin/api.py).
+
+tests/unit/test_openapi.py checks that every registered route is described
+here and nothing else; schemathesis runs it against a live plugin.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}}
+_INSTANCE_ID = {"name": "instance_id", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9a-f-]{1,64}$"}}
+
+
+_MEASUREMENT_ID = {"name": "measurement_id", "in": "path", "required": True,
+                   "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}}
+_STUDY = {"name": "study", "in": "path", "required": True, "description": "StudyInstanceUID or Orthanc study id",
+          "schema": {"type": "string", "pattern": "^[0-9A-Za-z.-]{1,64}$"}}
+_DOSE = {"name": "dose", "in": "path", "required": True, "description": "RTDOSE Orthanc id (or SOPInstanceUID)",
+         "schema": {"type": "string", "pattern": "^[0-9A-Za-z.-]{1,64}$"}}
+
+
+def _q(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_PAGE = [_q("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+         _q("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000})]
+
+
+def _json(schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema or {"type": "object"}}}}
+
+
+def _op(summary: str, permission: str, ok: str, *, params: list | None = None, body: dict | None = None,
+        errors: tuple[int, ...] = ()) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": ok, **_json()}}
+    for status in (400, 401, 403, *errors):
+        responses[str(status)] = {"description": _REASONS[status], **_json(_ERROR)}
+    op: dict[str, Any] = {"summary": summary, "description": f"Role permission required: `{permission}`.",
+                          "parameters": params or [], "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": False, **_json(body)}
+    return op
+
+
+_MEASUREMENT_BODY = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": ["distance", "area", "angle", "volume", "hounsfield"]},
+        "value": {"type": "number"}, "unit": {"type": "string"}, "label": {"type": "string"},
+        "study_instance_uid": {"type": "string"}, "series_instance_uid": {"type": "string"},
+        "sop_instance_uid": {"type": "string"}, "frame_number": {"type": "integer", "minimum": 1},
+        "roi_name": {"type": "string"}, "details": {"type": "object"},
+    },
+}
+_MEASUREMENT_FILTERS = [
+    _q("study", {"type": "string", "maxLength": 128}), _q("series", {"type": "string", "maxLength": 64}),
+    _q("roi", {"type": "string", "maxLength": 64}), _q("type", {"type": "string", "maxLength": 16}),
+    _q("metric", {"type": "string", "maxLength": 32}),
+    _q("source", {"type": "string", "enum": ["dvh", "image", "manual", "sr"]}),
+    _q("dose", {"type": "string", "maxLength": 64}), _q("job", {"type": "string", "maxLength": 64}),
+    _q("sort", {"type": "string", "maxLength": 32}), _q("format", {"type": "string", "enum": ["json", "csv"]}),
+]
+
+_REASONS = {400: "invalid request", 401: "no or wrong credentials", 403: "the user's role does not allow this",
+            404: "not found", 405: "method not allowed", 409: "conflict (job already final, input still arriving, "
+                                                            "or not a manual measurement)",
+            422: "the stored DICOM cannot be used",
+            413: "request body too large", 503: "Redis, the database or Orthanc unavailable"}
+
+_DOSE_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "primaries": {"type": "integer", "minimum": 1000, "maximum": 1_000_000_000},
+        "scoring_spacing_mm": {"type": ["number", "null"], "minimum": 0.5, "maximum": 10},
+        "wait_for_ct_seconds": {"type": "integer", "minimum": 0, "maximum": 604800},
+    },
+}
+
+
+def spec(version: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Orthanc-RT", "version": version,
+                 "description": "Radiotherapy dose jobs inside Orthanc. Authentication is Orthanc's (HTTP Basic); "
+                                "roles come from OrthancRT.Roles."},
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "schemas": {"Error": {"type": "object", "required": ["error", "status"],
+                                  "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}},
+        },
+        "security": [{"basic": []}],
+        "paths": {
+            "/rt/health": {"get": _op("Health of Orthanc, Redis, workers and the database", "read",
+                                      "all parts healthy", errors=(503,))},
+            "/rt/openapi.json": {"get": _op("This description", "read", "the OpenAPI document")},
+            "/rt/jobs": {"get": _op("List jobs, newest first", "read", "a page of jobs", params=[
+                _q("state", {"type": "string", "enum": ["queued", "waiting-for-input", "running", "succeeded",
+                                                         "failed", "cancelled"]}),
+                _q("kind", {"type": "string", "enum": ["dose"]}),
+                _q("study", {"type": "string", "maxLength": 128}, "StudyInstanceUID or Orthanc study id"), *_PAGE],
+                errors=(503,))},
+            "/rt/jobs/{job_id}": {
+                "get": _op("A job with its history", "read", "the job", params=[_JOB_ID], errors=(404, 503)),
+                "delete": _op("Cancel a job (kills its MCsquare)", "compute", "cancelled", params=[_JOB_ID],
+                              errors=(404, 409, 503)),
+            },
+            "/rt/instances/{instance_id}/dose": {
+                "post": _op("Request the dose of an RT Ion Plan (idempotent per plan and parameters)", "compute",
+                            "the job (created or existing)", params=[_INSTANCE_ID], body=_DOSE_BODY,
+                            errors=(404, 413, 503))},
+            "/rt/instances/{instance_id}/analysis": {
+                "post": _op("Analyse a stored RTDOSE with a structure set (DVH, metrics, HU)", "compute",
+                            "the analysis job", params=[_INSTANCE_ID],
+                            body={"type": "object", "properties": {"structure_set": {"type": "string"}}},
+                            errors=(404, 413, 503))},
+            "/rt/measurements": {
+                "get": _op("Measurement rows: filters, sorting, paging, CSV/JSON export", "read", "a page of rows",
+                           params=[*_MEASUREMENT_FILTERS, *_PAGE], errors=(404, 503)),
+                "post": _op("Record a manual measurement", "measure", "the row", body=_MEASUREMENT_BODY,
+                            errors=(413, 503)),
+            },
+            "/rt/measurements/{measurement_id}": {
+                "get": _op("One measurement", "read", "the row", params=[_MEASUREMENT_ID], errors=(404, 503)),
+                "put": _op("Change a manual measurement", "measure", "the row", params=[_MEASUREMENT_ID],
+                           body=_MEASUREMENT_BODY, errors=(404, 409, 413, 503)),
+                "delete": _op("Delete a manual measurement", "measure", "deleted", params=[_MEASUREMENT_ID],
+                              errors=(404, 409, 503)),
+            },
+            "/rt/studies/{study}/measurements/summary": {
+                "get": _op("Per dose, structure set and ROI: the computed metrics", "read", "the summary",
+                           params=[_STUDY], errors=(404, 503))},
+            "/rt/doses/{dose}/dvh": {
+                "get": _op("Cumulative DVH curves of an RTDOSE", "read", "the curves", params=[_DOSE],
+                           errors=(404, 503))},
+            "/rt/doses/{dose}/dvh.png": {
+                "get": _op("The DVH plot", "read", "a PNG", params=[_DOSE], errors=(404, 503))},
+            "/rt/doses/{dose}/overlay.png": {
+                "get": _op("The dose over its CT with isodose lines and structures", "read", "a PNG", params=[
+                    _DOSE, _q("plane", {"type": "string", "enum": ["axial", "coronal", "sagittal"]}),
+                    _q("slice", {"type": "integer", "minimum": 0, "maximum": 100000}),
+                    _q("window", {"type": "string", "enum": ["soft-tissue", "lung", "bone"]}),
+                    _q("levels", {"type": "string", "maxLength": 64}, "comma-separated percentages"),
+                    _q("reference_gy", {"type": "number", "exclusiveMinimum": 0})],
+                    errors=(404, 409, 422, 503))},
+            "/rt/reconcile": {"post": _op("Queue dose jobs for ion plans in Orthanc that have none", "reconcile",
+                                          "what was found and queued", errors=(503,))},
+            "/rt/audit": {"get": _op("The audit trail, newest first", "audit", "a page of entries", params=[
+                _q("actor", {"type": "string", "maxLength": 128}),
+                _q("action", {"type": "string", "maxLength": 128}, "exact, or a prefix ending in '.'"),
+                _q("subject", {"type": "string", "maxLength": 128}),
+                _q("since", {"type": "string", "format": "date-time"}),
+                _q("until", {"type": "string", "format": "date-time"}), *_PAGE], errors=(503,))},
+            "/rt/audit/verify": {"get": _op("Check the audit trail's hash chain", "audit",
+                                            "ok is false when an entry was edited or deleted", errors=(503,))},
+        },
+    }
