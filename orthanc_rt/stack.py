@@ -39,7 +39,7 @@ class StackConfig:
     orthanc_overrides: dict[str, Any] = field(default_factory=dict)
     template: Path = PROJECT_DIR / "orthanc_config" / "orthanc.json"  # or production.json
     public_orthanc_url: str = ""  # how workers reach Orthanc when not on this host
-    viewer_port: int = 3000  # OHIF, served by orthanc_rt.viewer; 0: no viewer
+    viewer_port: int = 0  # OHIF, served by orthanc_rt.viewer; 0: no viewer (the launcher defaults to 3000)
     # Orthanc users (RegisteredUsers) and their Orthanc-RT roles: {name: (password, role or "")}.
     users: dict[str, tuple[str, str]] = field(default_factory=dict)
     worker_username: str = ""  # the workers' own Orthanc user (no Orthanc-RT role needed)
