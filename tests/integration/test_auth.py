@@ -16,11 +16,19 @@ pytestmark = pytest.mark.integration
 PERMISSION = {("GET", "/rt/health"): "read", ("GET", "/rt/openapi.json"): "read", ("GET", "/rt/jobs"): "read",
               ("GET", "/rt/jobs/{job_id}"): "read", ("DELETE", "/rt/jobs/{job_id}"): "compute",
               ("POST", "/rt/instances/{instance_id}/dose"): "compute", ("POST", "/rt/reconcile"): "reconcile",
-              ("GET", "/rt/audit"): "audit", ("GET", "/rt/audit/verify"): "audit"}
+              ("GET", "/rt/audit"): "audit", ("GET", "/rt/audit/verify"): "audit",
+              ("POST", "/rt/instances/{instance_id}/analysis"): "compute",
+              ("GET", "/rt/measurements"): "read", ("POST", "/rt/measurements"): "measure",
+              ("GET", "/rt/measurements/{measurement_id}"): "read",
+              ("PUT", "/rt/measurements/{measurement_id}"): "measure",
+              ("DELETE", "/rt/measurements/{measurement_id}"): "measure",
+              ("GET", "/rt/studies/{study}/measurements/summary"): "read", ("GET", "/rt/doses/{dose}/dvh"): "read",
+              ("GET", "/rt/doses/{dose}/dvh.png"): "read", ("GET", "/rt/doses/{dose}/overlay.png"): "read"}
 
 
 def _call(client, method: str, path: str):
-    return client.http.request(method, client.base + path, timeout=60, json={} if method == "POST" else None)
+    return client.http.request(method, client.base + path, timeout=60,
+                               json={} if method in ("POST", "PUT") else None)
 
 
 def test_orthanc_itself_requires_credentials(auth_stack):
@@ -55,7 +63,8 @@ def test_worker_uses_its_own_credentials_and_no_secret_is_logged(auth_stack):
     case = util.small_phantom_case("auth-dose")
     rest_upload(auth_stack.orthanc_url, [*case.ct, case.rtstruct, case.plan], auth=("dora", AUTH_USERS["dora"][0]))
     phil = as_user(auth_stack, "phil")
-    job = phil.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid)
+    job = phil.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid,
+                        kind="dose")
     assert job["state"] == "succeeded", job["message"]
 
     entries = phil.get("/rt/audit", params={"subject": job["id"]}).json()["items"]

@@ -27,10 +27,10 @@ def test_twenty_clients_store_the_same_plan(orthanc, rt_stack, tmp_path):
         list(pool.map(send, range(20)))  # re-raises a sender's failure
 
     study_uid = case.study.study_instance_uid
-    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=study_uid)
+    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=study_uid, kind="dose")
     assert job["state"] == "succeeded", job["message"]
     time.sleep(2)  # late change events would show up as more jobs now
-    assert len(orthanc.jobs(study=study_uid)) == 1
+    assert len(orthanc.jobs(study=study_uid, kind="dose")) == 1
     assert len(orthanc.study_instances(study_uid, "RTPLAN")) == 1
     assert len(orthanc.study_instances(study_uid, "RTDOSE")) == 1
     requested = orthanc.get("/rt/audit", params={"action": "dose.requested", "subject": job["id"]}).json()

@@ -29,7 +29,7 @@ def client(fault_stack) -> Client:
 def _case_with_auto_dose(client: Client, name: str):
     case = util.small_phantom_case(name)
     ids = rest_upload(client.base, [*case.ct, case.rtstruct, case.plan])
-    auto = client.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid)
+    auto = client.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid, kind="dose")
     assert auto["state"] == "succeeded", auto["message"]
     return case, ids[-1]
 
@@ -98,13 +98,13 @@ def test_plans_stored_while_orthanc_rt_was_off_are_reconciled_once(client, fault
     stack.stop_service(fault_stack, "orthanc")
     stack.start_orthanc(fault_stack)  # with the plugin again: the start-up reconcile finds the plan
     stack.wait_for_health(fault_stack)
-    job = client.wait_job(lambda j: True, study=case.study.study_instance_uid, timeout_s=60)
+    job = client.wait_job(lambda j: True, study=case.study.study_instance_uid, kind="dose", timeout_s=60)
     assert job["source"] == "reconcile"
     again = client.post("/rt/reconcile").json()
     assert again["queued"] == [] and again["already_had_job"] >= 1
     done = client.wait_final(job["id"])
     assert done["state"] == "succeeded", done["message"]
-    assert len(client.jobs(study=case.study.study_instance_uid)) == 1
+    assert len(client.jobs(study=case.study.study_instance_uid, kind="dose")) == 1
     assert client.get("/rt/audit", params={"action": "reconcile.run"}).json()["total"] >= 1
 
 
@@ -159,7 +159,7 @@ def test_database_unreachable_during_a_job_is_retried_with_back_off(client, faul
         assert done["attempts"] >= 2
         assert len(_doses_of(client, job_id)) == 1
         assert len(client.study_instances(case.study.study_instance_uid, "RTDOSE")) == 2
-        assert len(client.jobs(study=case.study.study_instance_uid)) == 2
+        assert len(client.jobs(study=case.study.study_instance_uid, kind="dose")) == 2
     finally:
         stack.stop_service(fault_stack, "worker-3")
         for index in (1, 2):
@@ -177,7 +177,7 @@ def test_redis_down_when_a_plan_arrives_loses_nothing(client, fault_stack):
         rest_upload(client.base, [case.plan])
         # Recorded, not lost (enqueued_at is set only while a push is being tried).
         job = client.wait_job(lambda j: j["state"] == "queued" and j["enqueued_at"] is None,
-                              study=case.study.study_instance_uid, timeout_s=60)
+                              study=case.study.study_instance_uid, kind="dose", timeout_s=60)
         assert client.get("/rt/health").json()["status"] == "degraded"
     finally:
         stack.ensure_redis(fault_stack)  # an empty Redis, as after a crash
