@@ -5,6 +5,8 @@ with 400.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any, Mapping
 
 from orthanc_rt.params import ValidationError
@@ -37,12 +39,12 @@ def manual_fields(body: Mapping[str, Any], *, existing: Mapping[str, Any] | None
             existing.pop("metric", None)
     merged = {**existing, **body}
     kind = merged.get("type")
-    if kind not in TYPES:
+    if not isinstance(kind, str) or kind not in TYPES:
         raise ValidationError("type", f"must be one of {sorted(TYPES)}, got {kind!r:.40}")
     unit, low, high = TYPES[kind]
     value = merged.get("value")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ValidationError("value", f"must be a number, got {type(value).__name__} {value!r:.40}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise ValidationError("value", f"must be a finite number, got {type(value).__name__} {value!r:.40}")
     if not low <= value <= high:
         raise ValidationError("value", f"a {kind} must be between {low:g} and {high:g} {unit}, got {value:g}")
     given_unit = merged.get("unit") or unit
@@ -63,17 +65,24 @@ def manual_fields(body: Mapping[str, Any], *, existing: Mapping[str, Any] | None
     if fields["sop_instance_uid"] and not fields["series_instance_uid"]:
         raise ValidationError("series_instance_uid", "required when sop_instance_uid is given")
     frame = merged.get("frame_number")
-    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int) or frame < 1):
-        raise ValidationError("frame_number", f"must be a whole number from 1, got {frame!r:.20}")
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int) or not 1 <= frame <= 1_000_000):
+        raise ValidationError("frame_number", f"must be a whole number from 1 to 1000000, got {frame!r:.20}")
     if frame is not None and not fields["sop_instance_uid"]:
         raise ValidationError("sop_instance_uid", "required when frame_number is given")
     fields["frame_number"] = frame
     details = merged.get("details")
     details = {} if details is None else details
-    if not isinstance(details, dict) or len(str(details)) > 10_000:
-        raise ValidationError("details", "must be a JSON object of at most 10 kB")
+    if not isinstance(details, dict) or len(str(details)) > 10_000 or "\\x00" in repr(details):
+        raise ValidationError("details", "must be a JSON object of at most 10 kB, without NUL characters")
     fields["details"] = details
     return fields
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond float range
+        return False
 
 
 def _text(body: Mapping[str, Any], name: str, limit: int) -> str:
@@ -82,4 +91,6 @@ def _text(body: Mapping[str, Any], name: str, limit: int) -> str:
         raise ValidationError(name, f"must be a string, got {type(value).__name__}")
     if len(value) > limit:
         raise ValidationError(name, f"at most {limit} characters, got {len(value)}")
+    if "\x00" in value:
+        raise ValidationError(name, "must not contain NUL characters")
     return value

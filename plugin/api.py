@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 import orthanc_rt
 from orthanc_rt import audit, jobs
@@ -43,7 +43,7 @@ _MAX_EXPORT = 100_000  # rows of one CSV export
 
 # What a path parameter may look like (also stated in openapi.py).
 PARAM_PATTERNS = {"job_id": r"[A-Za-z0-9_.-]{1,64}", "instance_id": r"[0-9a-f-]{1,64}",
-                  "measurement_id": r"[0-9]{1,12}", "study": r"[0-9A-Za-z.-]{1,64}",
+                  "measurement_id": r"[0-9]{1,9}", "study": r"[0-9A-Za-z.-]{1,64}",
                   "dose": r"[0-9A-Za-z.-]{1,64}"}
 
 
@@ -118,6 +118,8 @@ class RtApi:
                 return error_response(400, str(exc), field=exc.field)
             except RedisError as exc:
                 return error_response(503, f"Redis is unavailable: {type(exc).__name__}")
+            except DataError as exc:  # the request's values do not fit the database (range, NUL, ...)
+                return error_response(400, f"a value does not fit the database: {str(exc.orig)[:200]}")
             except SQLAlchemyError as exc:
                 log.exception("database error on %s %s", request.method, path)
                 return error_response(503, f"database is unavailable: {type(exc).__name__}")

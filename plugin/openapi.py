@@ -15,7 +15,7 @@ _INSTANCE_ID = {"name": "instance_id", "in": "path", "required": True,
 
 
 _MEASUREMENT_ID = {"name": "measurement_id", "in": "path", "required": True,
-                   "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}}
+                   "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"}}
 _STUDY = {"name": "study", "in": "path", "required": True, "description": "StudyInstanceUID or Orthanc study id",
           "schema": {"type": "string", "pattern": "^[0-9A-Za-z.-]{1,64}$"}}
 _DOSE = {"name": "dose", "in": "path", "required": True, "description": "RTDOSE Orthanc id (or SOPInstanceUID)",
@@ -145,7 +145,7 @@ def spec(version: str) -> dict[str, Any]:
                     _q("slice", {"type": "integer", "minimum": 0, "maximum": 100000}),
                     _q("window", {"type": "string", "enum": ["soft-tissue", "lung", "bone"]}),
                     _q("levels", {"type": "string", "maxLength": 64}, "comma-separated percentages"),
-                    _q("reference_gy", {"type": "number", "exclusiveMinimum": 0})],
+                    _q("reference_gy", {"type": "number", "minimum": 0, "exclusiveMinimum": True})],
                     errors=(404, 409, 422, 503))},
             "/rt/reconcile": {"post": _op("Queue dose jobs for ion plans in Orthanc that have none", "reconcile",
                                           "what was found and queued", errors=(503,))},

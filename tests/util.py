@@ -164,7 +164,7 @@ def plan_without_spots(case: PhantomCase | Dataset) -> Dataset:
 
 def plan_with_negative_mu(case: PhantomCase | Dataset) -> Dataset:
     """The case's plan with a negative BeamMeterset in its fraction group."""
-    plan = _variant(_plan(case), "negative-mu")
+    plan = instance_variant(_plan(case), "negative-mu")
     for reference in plan.FractionGroupSequence[0].ReferencedBeamSequence:
         reference.BeamMeterset = -abs(float(reference.BeamMeterset))
     return plan
@@ -172,7 +172,7 @@ def plan_with_negative_mu(case: PhantomCase | Dataset) -> Dataset:
 
 def plan_with_many_beams(case: PhantomCase | Dataset, count: int = 2000) -> Dataset:
     """The case's plan with its first beam repeated `count` times (numbers 1..count)."""
-    plan = _variant(_plan(case), f"beams-{count}")
+    plan = instance_variant(_plan(case), f"beams-{count}")
     first, reference = plan.IonBeamSequence[0], plan.FractionGroupSequence[0].ReferencedBeamSequence[0]
     beams, references = [], []
     for number in range(1, count + 1):

@@ -40,6 +40,7 @@ def test_twenty_clients_store_the_same_plan(orthanc, rt_stack, tmp_path):
 def test_twenty_concurrent_dose_requests_make_one_job(orthanc, rt_stack):
     case = util.small_phantom_case("twenty-requests")
     ids = rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
+    auto = orthanc.wait_job(lambda j: j["source"] == "auto", study=case.study.study_instance_uid, kind="dose")
 
     def request(_: int) -> dict:
         r = orthanc.post(f"/rt/instances/{ids[-1]}/dose", json={"primaries": 30_000})
@@ -52,6 +53,7 @@ def test_twenty_concurrent_dose_requests_make_one_job(orthanc, rt_stack):
     assert len({a["job"]["id"] for a in answers}) == 1
     job = orthanc.wait_final(answers[0]["job"]["id"])
     assert job["state"] == "succeeded", job["message"]
+    assert orthanc.wait_final(auto["id"])["state"] == "succeeded"
     doses = orthanc.post("/tools/find", json={"Level": "Instance", "Query": {
         "StudyInstanceUID": case.study.study_instance_uid, "Modality": "RTDOSE"}}).json()
     assert len(doses) == 2  # the automatic dose and this one
