@@ -21,7 +21,7 @@ from orthanc_rt.dvh import planes_mask
 from orthanc_rt.orthanc_api import OrthancApi, get_json
 from orthanc_rt.overlay import Outline
 from orthanc_rt.resources import find_instances, frame_of_reference_of
-from worker.inputs import fetch_series, locate_plan_ct, read_instance
+from orthanc_rt.inputs import fetch_series, locate_plan_ct, read_instance
 
 _DEFAULT_COLOUR = (255, 255, 0)
 
@@ -35,7 +35,7 @@ class DoseScene:
 
 
 def load_dose_scene(api: OrthancApi, dose_instance_id: str) -> DoseScene:
-    """Raises DicomInputError for unusable DICOM and worker.inputs.InputNotReady when the CT is missing."""
+    """Raises DicomInputError for unusable DICOM and InputNotReady when the CT is missing."""
     dose_ds = read_instance(api, dose_instance_id)
     dose = read_rtdose(dose_ds)
     study = get_json(api, f"/instances/{dose_instance_id}/study")

@@ -341,7 +341,7 @@ class RtApi:
         """The dose, its CT and structures, kept for the last few doses viewed (slices are browsed)."""
         from orthanc_rt.dicom.errors import DicomInputError
         from orthanc_rt.dose_scene import load_dose_scene
-        from worker.inputs import InputNotReady
+        from orthanc_rt.inputs import InputNotReady
 
         if self._sop_class(dose_instance_id) != sop.RT_DOSE:
             raise HttpError(400, f"instance {dose_instance_id} is not an RT Dose")

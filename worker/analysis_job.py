@@ -9,11 +9,11 @@ from orthanc_rt.dicom.rtstruct import referenced_ct_series
 from orthanc_rt.jobs import JobStore
 from orthanc_rt.measurements import MeasurementStore
 from orthanc_rt.models import Job
-from orthanc_rt.orthanc_api import OrthancApi, get_json, post_json
+from orthanc_rt.orthanc_api import OrthancApi, post_json
 from orthanc_rt.params import AnalysisParams
 from orthanc_rt.settings import Settings
 from worker import job_frame
-from worker.inputs import InputNotReady, SeriesRef, fetch_series, read_instance
+from orthanc_rt.inputs import InputNotReady, complete_series, fetch_series, read_instance
 
 
 def run(job_id: str, settings: Settings, store: JobStore) -> dict[str, Any]:
@@ -46,7 +46,4 @@ def _ct_of(api: OrthancApi, struct_ds: Any) -> tuple[list | None, str]:
     found = post_json(api, "/tools/find", {"Level": "Series", "Query": {"SeriesInstanceUID": series_uid}})
     if not found:
         return None, f"CT series {series_uid} is not in Orthanc: HU left out"
-    series = get_json(api, f"/series/{found[0]}")
-    if not series.get("IsStable", True):  # resumed when Orthanc reports the series stable
-        raise InputNotReady(f"CT series {series_uid} is still arriving ({len(series['Instances'])} slices so far)")
-    return fetch_series(api, SeriesRef(series["ID"], series_uid, tuple(series["Instances"]))), ""
+    return fetch_series(api, complete_series(api, found[0])), ""

@@ -32,7 +32,7 @@ from orthanc_rt.uids import derive_uid
 from worker import job_frame
 from worker.dose_engine import DoseEngineError, compute_dose
 from worker.job_frame import Cancelled
-from worker.inputs import fetch_series, locate_plan_ct, read_instance
+from orthanc_rt.inputs import fetch_series, locate_plan_ct, read_instance
 from worker.progress import Progress
 
 log = logging.getLogger("orthanc_rt.worker")

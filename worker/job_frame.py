@@ -20,7 +20,7 @@ from orthanc_rt.jobs import JobStore
 from orthanc_rt.models import Job
 from orthanc_rt.orthanc_api import HttpOrthanc, OrthancApi, OrthancUnavailable
 from orthanc_rt.settings import Settings
-from worker.inputs import InputNotReady
+from orthanc_rt.inputs import InputNotReady
 
 log = logging.getLogger("orthanc_rt.worker")
 TRANSIENT = (OrthancUnavailable, OperationalError)

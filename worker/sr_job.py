@@ -10,7 +10,7 @@ from orthanc_rt.models import Job
 from orthanc_rt.orthanc_api import OrthancApi
 from orthanc_rt.settings import Settings
 from worker import job_frame
-from worker.inputs import read_instance
+from orthanc_rt.inputs import read_instance
 
 
 def run(job_id: str, settings: Settings, store: JobStore) -> dict[str, Any]:

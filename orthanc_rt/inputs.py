@@ -1,4 +1,4 @@
-"""Finding and fetching a job's DICOM inputs in Orthanc.
+"""Finding and fetching a job's DICOM inputs in Orthanc (workers, and the plugin's dose overlays).
 
 A plan's CT is found through explicit references first (plan → RTSTRUCT →
 CT series), then by FrameOfReferenceUID within the plan's study; never by
@@ -65,15 +65,21 @@ def locate_plan_ct(api: OrthancApi, *, orthanc_study_id: str, frame_of_reference
         wanted = f"CT series {series_uid}" if series_uid else f"a CT series with FrameOfReferenceUID {frame_of_reference_uid}"
         raise InputNotReady(f"waiting for {wanted} in the plan's study")
     series = max(chosen, key=lambda s: len(s["Instances"]))  # the fullest if several were sent
-    fresh = get_json(api, f"/series/{series['ID']}")
-    if not fresh.get("IsStable", True):
-        raise InputNotReady(f"CT series {fresh['MainDicomTags'].get('SeriesInstanceUID')} is still arriving "
-                            f"({len(fresh['Instances'])} slices so far)")
-    found_for = instance_tag(api, fresh["Instances"][0], _FRAME_OF_REFERENCE)
+    ref = complete_series(api, series["ID"])
+    found_for = instance_tag(api, ref.instance_ids[0], _FRAME_OF_REFERENCE)
     if found_for != frame_of_reference_uid:
-        raise DicomInputError(f"the CT series {fresh['MainDicomTags'].get('SeriesInstanceUID')} referenced by the "
+        raise DicomInputError(f"the CT series {ref.series_instance_uid} referenced by the "
                               f"structure set has FrameOfReferenceUID {found_for}, the plan {frame_of_reference_uid}")
-    return SeriesRef(fresh["ID"], fresh["MainDicomTags"].get("SeriesInstanceUID", ""), tuple(fresh["Instances"]))
+    return ref
+
+
+def complete_series(api: OrthancApi, orthanc_series_id: str) -> SeriesRef:
+    """The series as Orthanc holds it now; InputNotReady until Orthanc reports it stable."""
+    series = get_json(api, f"/series/{orthanc_series_id}")
+    uid = series["MainDicomTags"].get("SeriesInstanceUID", "")
+    if not series.get("IsStable", True):  # resumed when Orthanc reports the series stable
+        raise InputNotReady(f"CT series {uid} is still arriving ({len(series['Instances'])} slices so far)")
+    return SeriesRef(series["ID"], uid, tuple(series["Instances"]))
 
 
 def fetch_series(api: OrthancApi, series: SeriesRef, *, threads: int = 4) -> list[Dataset]:
