@@ -20,7 +20,8 @@ from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dvh_metrics import roi_dose_metrics
 from tests.util import small_phantom_case
 from worker.dose_engine import compute_dose, scoring_grid
-from worker.planning import STAGES, PlanRequest, mask_on_grid, plan_impt
+from orthanc_rt.plan_request import PlanRequest
+from worker.planning import STAGES, mask_on_grid, plan_impt
 
 RX_GY = 2.0
 FINAL_PRIMARIES = 4_000_000

@@ -16,7 +16,8 @@ from __future__ import annotations
 import pytest
 
 from tests.util import small_phantom_case
-from worker.planning import PlanRequest, Robustness, plan_impt
+from orthanc_rt.plan_request import PlanRequest, Robustness
+from worker.planning import plan_impt
 
 RX_GY = 2.0
 

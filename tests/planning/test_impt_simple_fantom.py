@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from tests.util import read_simple_fantom
-from worker.planning import PlanRequest, plan_impt
+from orthanc_rt.plan_request import PlanRequest
+from worker.planning import plan_impt
 
 DATA = Path(os.environ.get("ORTHANC_RT_SHARED_DATA", "/work/shared/data")) / "SimpleFantomWithStruct"
 RX_GY = 2.0
