@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom.errors import DicomInputError
+from orthanc_rt.dicom.models import PatientStudy
 from orthanc_rt.dicom.rtstruct import referenced_ct_series
 from orthanc_rt.dicom.serialize import from_bytes
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
@@ -86,3 +87,18 @@ def fetch_series(api: OrthancApi, series: SeriesRef, *, threads: int = 4) -> lis
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(lambda iid: read_instance(api, iid), series.instance_ids))
 
+
+def study_of(ct: Dataset) -> PatientStudy:
+    """The patient and study of a CT slice, for the results made from it (same study, same frame)."""
+    return PatientStudy(
+        patient_id=str(ct.get("PatientID", "")),
+        patient_name=str(ct.get("PatientName", "")),
+        study_instance_uid=str(ct.StudyInstanceUID),
+        frame_of_reference_uid=str(ct.FrameOfReferenceUID),
+        study_id=str(ct.get("StudyID", "")),
+        study_description=str(ct.get("StudyDescription", "")),
+        study_date=str(ct.get("StudyDate", "")),
+        study_time=str(ct.get("StudyTime", "")),
+        patient_birth_date=str(ct.get("PatientBirthDate", "")),
+        patient_sex=str(ct.get("PatientSex", "")),
+    )

@@ -32,7 +32,7 @@ STATES = (QUEUED, WAITING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 ACTIVE_STATES = (QUEUED, WAITING, RUNNING)
 
-KINDS = ("dose", "analysis", "sr")
+KINDS = ("dose", "analysis", "sr", "plan")
 
 
 def job_id(kind: str, *inputs: str, params: dict[str, Any] | None = None) -> str:

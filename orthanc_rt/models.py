@@ -123,6 +123,32 @@ class DvhCurve(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Plan(Base):
+    """A treatment plan asked of Orthanc-RT: the request, where it came from, and the job that makes it.
+
+    The job (kind "plan", id derived from the plan id) holds the state, the
+    progress and the results (RTPLAN/RTDOSE ids, QA summary); a deleted plan
+    keeps its row (`deleted_at`) for the record.
+    """
+
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    workflow: Mapped[str] = mapped_column(String(32), index=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    orthanc_study_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    ct_series_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    structure_set_sop_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    target_roi: Mapped[str] = mapped_column(String(64), default="")
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[str] = mapped_column(String(80), default="api")  # api | batch | rule:<name>
+    requested_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    deleted_by: Mapped[str] = mapped_column(String(128), default="")
+
+
 class AuditEntry(Base):
     """One appended state change; `hash` chains it to the entry before (see orthanc_rt/audit.py)."""
 

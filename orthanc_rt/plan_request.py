@@ -86,9 +86,16 @@ class PlanRequest:
         if missing:
             raise PlanRequestError(f"a plan request needs {', '.join(missing)}")
         values = dict(payload)
+        for name in ("gantry_angles_deg", "couch_angles_deg", "objectives"):
+            if values.get(name) is not None and not isinstance(values[name], (list, tuple)):
+                raise PlanRequestError(f"{name} must be a list, not {type(values[name]).__name__}")
         for name in ("gantry_angles_deg", "couch_angles_deg"):
             if values.get(name) is not None:
+                if not all(_is_number(a) for a in values[name]):
+                    raise PlanRequestError(f"{name} must be a list of numbers (degrees), not {values[name]!r}")
                 values[name] = tuple(values[name])
+        if values.get("robustness") is not None and not isinstance(values["robustness"], dict):
+            raise PlanRequestError("robustness must be an object {setup_mm, range_pct}")
         if values.get("objectives") is not None:
             values["objectives"] = tuple(_objective(item, index)
                                          for index, item in enumerate(values["objectives"], start=1))

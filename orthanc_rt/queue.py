@@ -18,7 +18,9 @@ from rq.job import JobStatus
 from rq.worker import Worker
 
 # Analyses and SR imports take seconds: their own queue, never behind Monte Carlo jobs.
-QUEUE_NAMES = {"dose": "orthanc-rt-dose", "analysis": "orthanc-rt-analysis", "sr": "orthanc-rt-analysis"}
+# Plans (beamlets + optimisation, an hour or more) have their own queue so they never hold up doses.
+QUEUE_NAMES = {"dose": "orthanc-rt-dose", "analysis": "orthanc-rt-analysis", "sr": "orthanc-rt-analysis",
+               "plan": "orthanc-rt-plan"}
 RUN_JOB = "worker.tasks.run_job"
 ON_FAILURE = "worker.tasks.on_failure"
 # Back-off for transient faults (Orthanc or the database briefly unreachable).
@@ -35,9 +37,10 @@ def redis_for(url: str) -> Redis:
 class Dispatcher:
     """Pushes job ids to RQ; every call may raise redis.RedisError when Redis is down."""
 
-    def __init__(self, redis_url: str, *, job_timeout_s: int):
+    def __init__(self, redis_url: str, *, job_timeout_s: int, plan_timeout_s: int = 6 * 3600):
         self.redis = redis_for(redis_url)
         self.job_timeout_s = job_timeout_s
+        self.timeouts = {**QUICK_TIMEOUTS_S, "plan": plan_timeout_s}
 
     def queue(self, kind: str) -> Queue:
         return Queue(QUEUE_NAMES[kind], connection=self.redis)
@@ -48,7 +51,7 @@ class Dispatcher:
             RUN_JOB,
             job_id,
             job_id=job_id,
-            job_timeout=QUICK_TIMEOUTS_S.get(kind, self.job_timeout_s),
+            job_timeout=self.timeouts.get(kind, self.job_timeout_s),
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
             retry=Retry(max=len(RETRY_INTERVALS_S), interval=RETRY_INTERVALS_S),

@@ -1,5 +1,7 @@
 """Reconcile: find RT Ion Plans already in Orthanc that have no dose job and queue them, once.
 
+Plans stored with their dose (Orthanc-RT's own optimised plans) are left alone.
+
 For plans stored while Orthanc-RT was not running (downtime, plugin installed
 on an existing PACS). Jobs are requested exactly as the automatic trigger
 would have (same parameters, hence the same deterministic job id), so running
@@ -14,7 +16,7 @@ from orthanc_rt import audit
 from orthanc_rt.dicom import sop
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json, post_json
 from orthanc_rt.params import DoseParams
-from orthanc_rt.resources import instance_ref, sop_class_of
+from orthanc_rt.resources import dose_stored_with, instance_ref, sop_class_of
 from orthanc_rt.scheduling import Scheduler
 from orthanc_rt.settings import AutoDose
 
@@ -30,7 +32,7 @@ def reconcile(api: OrthancApi, scheduler: Scheduler, auto: AutoDose, *, actor: s
         try:
             instances = get_json(api, f"/series/{series_id}").get("Instances", [])
             for instance_id in instances:
-                if sop_class_of(api, instance_id) != sop.RT_ION_PLAN:
+                if sop_class_of(api, instance_id) != sop.RT_ION_PLAN or dose_stored_with(api, instance_id):
                     continue
                 plans += 1
                 job, created = scheduler.request_dose(instance_ref(api, instance_id), params, source="reconcile",

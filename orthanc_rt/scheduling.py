@@ -52,12 +52,15 @@ class Scheduler:
         if created and not waiting_for:
             self.push(job.id, job.kind)
         elif not created and rerun_finished and job.state in jobs.FINAL_STATES and not waiting_for:
-            if self.store.transition(jid, jobs.QUEUED, from_states=jobs.FINAL_STATES, stage="queued",
-                                     message="input sent again: running again", actor=requested_by or source,
-                                     enqueued_at=None, finished_at=None, progress=0.0):
-                self.push(jid, kind)
-                job = self.store.get(jid) or job
+            job = self.rerun(job, actor=requested_by or source, message="input sent again: running again")
         return job, created
+
+    def rerun(self, job: Job, *, actor: str, message: str, from_states: Sequence[str] = jobs.FINAL_STATES) -> Job:
+        """Queue a finished job again (its results are replaced); returns the current row."""
+        if self.store.transition(job.id, jobs.QUEUED, from_states=from_states, stage="queued", message=message,
+                                 actor=actor, enqueued_at=None, finished_at=None, progress=0.0):
+            self.push(job.id, job.kind)
+        return self.store.get(job.id) or job
 
     def request_dose(self, plan: InstanceRef, params: DoseParams, *, source: str,
                      requested_by: str = "") -> tuple[Job, bool]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from orthanc_rt.auto_planning import AutoPlanning
+
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("ORTHANC_RT_DATA_DIR", Path.cwd() / "var")).resolve()
@@ -53,6 +55,8 @@ class Settings:
     worker_maintenance_seconds: int = 60  # how often workers look for abandoned jobs
     auto_dose: AutoDose = field(default_factory=AutoDose)
     auto_analysis: AutoAnalysis = field(default_factory=AutoAnalysis)
+    auto_planning: AutoPlanning = field(default_factory=AutoPlanning)
+    plan_job_timeout_seconds: int = 6 * 3600  # beamlets + optimisation + final dose of a large plan
 
     def __post_init__(self) -> None:
         data = default_data_dir()
@@ -83,6 +87,7 @@ class Settings:
             work_dir=get("WORK_DIR", ""),
             mcsquare_threads=int(get("MCSQUARE_THREADS", 0)),
             dose_job_timeout_seconds=int(get("DOSE_JOB_TIMEOUT_SECONDS", cls.dose_job_timeout_seconds)),
+            plan_job_timeout_seconds=int(get("PLAN_JOB_TIMEOUT_SECONDS", cls.plan_job_timeout_seconds)),
             worker_heartbeat_seconds=int(get("WORKER_HEARTBEAT_SECONDS", cls.worker_heartbeat_seconds)),
             worker_maintenance_seconds=int(get("WORKER_MAINTENANCE_SECONDS", cls.worker_maintenance_seconds)),
             auto_dose=auto,
@@ -107,9 +112,11 @@ class Settings:
             redis_url=section.get("RedisUrl", base.redis_url),
             work_dir=section.get("WorkDir", base.work_dir),
             dose_job_timeout_seconds=int(section.get("DoseJobTimeoutSeconds", base.dose_job_timeout_seconds)),
+            plan_job_timeout_seconds=int(section.get("PlanJobTimeoutSeconds", base.plan_job_timeout_seconds)),
             viewer_url=str(section.get("ViewerUrl", "")),
             auto_dose=auto,
             auto_analysis=_auto_analysis(dict(section.get("AutoAnalysis", {}))),
+            auto_planning=AutoPlanning.from_config(dict(section.get("AutoPlanning", {}))),
         )
 
     def redacted(self) -> dict[str, Any]:
@@ -128,6 +135,12 @@ class Settings:
             },
             "auto_analysis": {name: getattr(self.auto_analysis, name)
                               for name in AutoAnalysis.__dataclass_fields__},
+            "plan_job_timeout_seconds": self.plan_job_timeout_seconds,
+            "auto_planning": {"enabled": self.auto_planning.enabled,
+                              "rules": [{"name": r.name, "target_pattern": r.target_pattern, "workflow": r.workflow,
+                                         "protocol": r.protocol, "enabled": r.enabled}
+                                        for r in self.auto_planning.rules],
+                              "problems": self.auto_planning.problems()},
         }
 
 

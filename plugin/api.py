@@ -31,7 +31,8 @@ from orthanc_rt.resources import frame_of_reference_of, instance_ref, sop_class_
 from orthanc_rt.scheduling import Scheduler
 from orthanc_rt.settings import Settings
 from plugin import openapi, roles
-from plugin.rest import HttpError, Request, Response, error_response
+from plugin.plan_routes import PlanRoutes
+from plugin.rest import HttpError, Request, Response, error_response, int_param, text_param
 from plugin.roles import Access
 
 log = logging.getLogger("orthanc_rt.plugin")
@@ -44,7 +45,8 @@ _MAX_EXPORT = 100_000  # rows of one CSV export
 # What a path parameter may look like (also stated in openapi.py).
 PARAM_PATTERNS = {"job_id": r"[A-Za-z0-9_.-]{1,64}", "instance_id": r"[0-9a-f-]{1,64}",
                   "measurement_id": r"[0-9]{1,9}", "study": r"[0-9A-Za-z.-]{1,64}",
-                  "dose": r"[0-9A-Za-z.-]{1,64}"}
+                  "dose": r"[0-9A-Za-z.-]{1,64}", "workflow": r"[a-z0-9-]{1,32}",
+                  "plan_id": r"[A-Za-z0-9_.-]{1,64}"}
 
 
 @dataclass
@@ -93,6 +95,8 @@ class RtApi:
             Route("GET", "/rt/doses/{dose}/dvh.png", self.dose_dvh_png, roles.READ),
             Route("GET", "/rt/doses/{dose}/overlay.png", self.dose_overlay_png, roles.READ),
         ]
+        self.planning = PlanRoutes(self)
+        self.routes += self.planning.routes()
         self._compiled = [(route, route.pattern) for route in self.routes]
 
     # -- dispatch ---------------------------------------------------------
@@ -170,9 +174,9 @@ class RtApi:
             raise HttpError(400, f"state: unknown job state {state!r}; expected one of {list(jobs.STATES)}")
         if kind and kind not in jobs.KINDS:
             raise HttpError(400, f"kind: unknown job kind {kind!r}; expected one of {list(jobs.KINDS)}")
-        limit = _int_param(q, "limit", 50, 1, _MAX_PAGE)
-        offset = _int_param(q, "offset", 0, 0, 10**9)
-        rows, total = self.store.list(JobQuery(state=state, kind=kind, study=_text_param(q, "study"),
+        limit = int_param(q, "limit", 50, 1, _MAX_PAGE)
+        offset = int_param(q, "offset", 0, 0, 10**9)
+        rows, total = self.store.list(JobQuery(state=state, kind=kind, study=text_param(q, "study"),
                                                limit=limit, offset=offset))
         return Response(200, {"items": [jobs.to_dict(j) for j in rows], "total": total,
                               "limit": limit, "offset": offset})
@@ -248,8 +252,8 @@ class RtApi:
         if sort.lstrip("-") not in records.SORTABLE:
             raise HttpError(400, f"sort: must be one of {list(records.SORTABLE)} (prefix - for descending)",
                             field="sort")
-        limit = _int_param(q, "limit", 100, 1, _MAX_EXPORT if export == "csv" else _MAX_PAGE)
-        offset = _int_param(q, "offset", 0, 0, 10**9)
+        limit = int_param(q, "limit", 100, 1, _MAX_EXPORT if export == "csv" else _MAX_PAGE)
+        offset = int_param(q, "offset", 0, 0, 10**9)
         study = q.get("study") or None
         query = MeasurementQuery(
             study=self._study_uid(study) if study else None, series=q.get("series") or None,
@@ -327,7 +331,7 @@ class RtApi:
         if any(not 0 < v <= 200 for v in levels) or len(levels) > 10 or (reference is not None and not reference > 0):
             raise HttpError(400, "levels: up to 10 percentages in (0, 200]; reference_gy: > 0")
         scene = self._dose_scene(dose)
-        index = _int_param(q, "slice", -1, -1, 100_000)
+        index = int_param(q, "slice", -1, -1, 100_000)
         try:
             png = render(render_png, scene.ct, scene.dose, scene.outlines, plane=q.get("plane", "axial"),
                          index=None if index < 0 else index, window=q.get("window", "soft-tissue"),
@@ -407,24 +411,15 @@ class RtApi:
 
     def list_audit(self, request: Request) -> Response:
         q = request.query
-        limit = _int_param(q, "limit", 100, 1, _MAX_PAGE)
-        offset = _int_param(q, "offset", 0, 0, 10**9)
+        limit = int_param(q, "limit", 100, 1, _MAX_PAGE)
+        offset = int_param(q, "offset", 0, 0, 10**9)
         rows, total = audit.query(self.store.url, audit.AuditQuery(
-            actor=_text_param(q, "actor"), action=_text_param(q, "action"), subject=_text_param(q, "subject"),
+            actor=text_param(q, "actor"), action=text_param(q, "action"), subject=text_param(q, "subject"),
             since=_time_param(q, "since"), until=_time_param(q, "until"), limit=limit, offset=offset))
         return Response(200, {"items": rows, "total": total, "limit": limit, "offset": offset})
 
     def verify_audit(self, request: Request) -> Response:
         return Response(200, audit.verify(self.store.url))
-
-
-def _text_param(query: dict[str, str], name: str) -> str | None:
-    raw = query.get(name) or None
-    if raw is not None and len(raw) > 128:
-        raise HttpError(400, f"{name}: at most 128 characters")
-    if raw is not None and any(ord(c) < 32 for c in raw):  # PostgreSQL refuses NUL in text
-        raise HttpError(400, f"{name}: control characters are not allowed")
-    return raw
 
 
 def _time_param(query: dict[str, str], name: str) -> datetime | None:
@@ -436,16 +431,3 @@ def _time_param(query: dict[str, str], name: str) -> datetime | None:
     except ValueError:
         raise HttpError(400, f"{name}: expected an ISO 8601 date-time, got {raw[:40]!r}") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def _int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HttpError(400, f"{name}: must be an integer, got {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise HttpError(400, f"{name}: must be between {low} and {high}, got {value}")
-    return value

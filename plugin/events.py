@@ -6,12 +6,20 @@
   waiting for a structure set when there is none;
 - a new RTSTRUCT is paired the same way with the RTDOSEs of its frame, and
   closes the waits of those doses;
+- a new RTSTRUCT, or a CT series becoming complete, is checked against the
+  automatic planning rules (`orthanc_rt.auto_planning`): a rule whose
+  target pattern matches an ROI plans the structure set once (the plan id
+  is derived from structure set, rule and protocol);
 - a new TID 1500 SR (OHIF's measurement report) becomes an import job;
-- a series becoming stable wakes the dose and analysis jobs of its study that wait for input
+- a series becoming stable wakes the dose, analysis and plan jobs of its study that wait for input
   (a CT still arriving).
 
-Each reaction costs a few REST calls on Orthanc's index (tags, /tools/find),
-never a file download: the work is in the jobs.
+Our own RTPLANs arrive with their RTDOSE already stored (ReferencedDoseSequence):
+they get no automatic dose job.
+
+Each reaction costs a few REST calls on Orthanc's index (tags, /tools/find);
+the only file read is a structure set's, for its ROI names, when planning
+rules are configured: the work is in the jobs.
 """
 from __future__ import annotations
 
@@ -22,8 +30,10 @@ from orthanc_rt.dicom.sr import SR_CLASSES
 from orthanc_rt.models import Job
 from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
 from orthanc_rt.params import AnalysisParams, DoseParams
-from orthanc_rt.resources import InstanceRef, find_instances, frame_of_reference_of, instance_ref, instance_tag, \
-    sop_class_of
+from orthanc_rt.plan_request import PlanRequestError
+from orthanc_rt.plan_submission import PlanSubmitter
+from orthanc_rt.resources import InstanceRef, dose_stored_with, find_instances, frame_of_reference_of, instance_ref, \
+    instance_tag, sop_class_of
 from orthanc_rt.scheduling import Scheduler
 from orthanc_rt.settings import Settings
 
@@ -37,10 +47,12 @@ _SR_TEMPLATE = "0040,a504/0/0040,db00"  # ContentTemplateSequence / TemplateIden
 
 
 class ArrivalHandler:
-    def __init__(self, orthanc: OrthancApi, scheduler: Scheduler, settings: Settings):
+    def __init__(self, orthanc: OrthancApi, scheduler: Scheduler, settings: Settings,
+                 planner: PlanSubmitter | None = None):
         self.orthanc = orthanc
         self.scheduler = scheduler
         self.settings = settings
+        self.planner = planner
 
     def on_change(self, change: str, resource_id: str) -> None:
         """Entry point for Orthanc's change events (names as in orthanc.ChangeType)."""
@@ -58,20 +70,27 @@ class ArrivalHandler:
 
     def instance_arrived(self, instance_id: str) -> None:
         sop_class = sop_class_of(self.orthanc, instance_id)
-        if sop_class in _PLAN_CLASSES and self.settings.auto_dose.enabled:
-            self.plan_arrived(instance_id)
+        if sop_class in _PLAN_CLASSES:
+            if self.settings.auto_dose.enabled:
+                self.plan_arrived(instance_id)
+        elif sop_class == sop.RT_STRUCTURE_SET:
+            if self.settings.auto_analysis.enabled:
+                self.structure_set_arrived(instance_id)
+            self.plan_structure_set(instance_id)
         elif not self.settings.auto_analysis.enabled:
             return
         elif sop_class == sop.RT_DOSE:
             self.dose_arrived(instance_id)
-        elif sop_class == sop.RT_STRUCTURE_SET:
-            self.structure_set_arrived(instance_id)
         elif sop_class in SR_CLASSES and self.settings.auto_analysis.import_sr:
             self.sr_arrived(instance_id)
 
     def plan_arrived(self, instance_id: str) -> None:
         auto = self.settings.auto_dose
         plan = instance_ref(self.orthanc, instance_id)
+        dose_uid = dose_stored_with(self.orthanc, instance_id)
+        if dose_uid:
+            log.info("Orthanc-RT: plan %s arrived with its dose %s; no dose job", plan.sop_instance_uid, dose_uid)
+            return
         params = DoseParams(primaries=auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
                             wait_for_ct_seconds=auto.wait_for_ct_seconds)
         job, created = self.scheduler.request_dose(plan, params, source="auto", requested_by="auto-dose")
@@ -132,9 +151,44 @@ class ArrivalHandler:
     def _on_frame(self, ids: list[str], modality: str, frame: str) -> list[str]:
         return [i for i in ids if frame_of_reference_of(self.orthanc, i, modality) == frame]
 
+    def plan_structure_set(self, instance_id: str) -> None:
+        """Apply the automatic planning rules to a structure set (idempotent: one plan per set and rule)."""
+        rules = self.settings.auto_planning.active_rules()
+        if not rules or self.planner is None:
+            return
+        index = self.planner.index
+        summary = index.summary(instance_id)
+        if summary.problem:
+            log.warning("Orthanc-RT: structure set %s not planned: %s", summary.sop_instance_uid, summary.problem)
+            return
+        contoured = [roi.name for roi in summary.rois if roi.contours]
+        study_id = get_json(self.orthanc, f"/instances/{instance_id}/study")["ID"]
+        for rule in rules:
+            target = rule.target_in(contoured)
+            if target is None:
+                continue
+            ct = index.planning_ct(study_id, summary)
+            if ct is None:  # planned when its CT series is complete (series_stable)
+                log.info("Orthanc-RT: rule %s matches %s in %s; waiting for its CT", rule.name, target,
+                         summary.sop_instance_uid)
+                continue
+            try:
+                request = self.settings.auto_planning.request_for(rule, target)
+                done = self.planner.record(rule.workflow, request, summary, ct_series=ct, source=f"rule:{rule.name}",
+                                           requested_by="auto-planning", rule=rule.name)
+            except PlanRequestError as exc:
+                log.warning("Orthanc-RT: rule %s cannot plan %s: %s", rule.name, summary.sop_instance_uid, exc)
+                continue
+            log.info("Orthanc-RT: rule %s, target %s of %s -> plan %s (%s)", rule.name, target,
+                     summary.sop_instance_uid, done.plan.id, "new" if done.created else "existing")
+
     def series_stable(self, series_id: str) -> None:
         series = get_json(self.orthanc, f"/series/{series_id}")
-        resumed = [job for kind in ("dose", "analysis")
+        resumed = [job for kind in ("dose", "analysis", "plan")
                    for job in self.scheduler.resume_waiting(series["ParentStudy"], kind)]
         if resumed:
             log.info("Orthanc-RT: series %s complete, resumed jobs %s", series_id, resumed)
+        if series["MainDicomTags"].get("Modality") == "CT" and self.settings.auto_planning.active_rules() \
+                and self.planner is not None:
+            for summary in self.planner.index.of_study(series["ParentStudy"]):
+                self.plan_structure_set(summary.orthanc_id)

@@ -116,9 +116,10 @@ def install(orthanc: Any) -> None:
 
     api_client = InProcessOrthanc(orthanc)
     store = JobStore(settings.database_url)
-    dispatcher = Dispatcher(settings.redis_url, job_timeout_s=settings.dose_job_timeout_seconds)
+    dispatcher = Dispatcher(settings.redis_url, job_timeout_s=settings.dose_job_timeout_seconds,
+                            plan_timeout_s=settings.plan_job_timeout_seconds)
     api = RtApi(api_client, settings, store, dispatcher, access)
-    handler = ArrivalHandler(api_client, api.scheduler, settings)
+    handler = ArrivalHandler(api_client, api.scheduler, settings, planner=api.planning.submitter)
 
     def startup_reconcile() -> None:
         # Plans stored while Orthanc-RT was not running get their job (idempotent: see reconcile.py).

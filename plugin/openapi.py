@@ -22,6 +22,12 @@ _DOSE = {"name": "dose", "in": "path", "required": True, "description": "RTDOSE 
          "schema": {"type": "string", "pattern": "^[0-9A-Za-z.-]{1,64}$"}}
 
 
+_WORKFLOW = {"name": "workflow", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,32}$"}}
+_PLAN_ID = {"name": "plan_id", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}}
+
+
 def _q(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
@@ -71,6 +77,33 @@ _REASONS = {400: "invalid request", 401: "no or wrong credentials", 403: "the us
             422: "the stored DICOM cannot be used",
             413: "request body too large", 503: "Redis, the database or Orthanc unavailable"}
 
+_OBJECTIVE = {"type": "object", "required": ["roi", "type", "dose_gy"], "properties": {
+    "roi": {"type": "string"}, "type": {"type": "string", "enum": ["DMin", "DMax", "DMean", "DUniform", "DVHMin",
+                                                                    "DVHMax"]},
+    "dose_gy": {"type": "number", "minimum": 0}, "weight": {"type": "number"},
+    "volume_pct": {"type": "number", "minimum": 0, "maximum": 100}, "robust": {"type": "boolean"}}}
+_PLAN_FIELDS = {
+    "workflow": {"type": "string", "enum": ["proton-impt", "proton-robust"]},
+    "target_roi": {"type": "string"}, "prescription_gy": {"type": "number", "minimum": 0.1, "maximum": 100},
+    "fractions": {"type": "integer", "minimum": 1, "maximum": 60},
+    "beam_count": {"type": "integer", "minimum": 1, "maximum": 9},
+    "gantry_angles_deg": {"type": "array", "items": {"type": "number"}, "maxItems": 9},
+    "couch_angles_deg": {"type": "array", "items": {"type": "number"}, "maxItems": 9},
+    "spot_spacing_mm": {"type": "number"}, "layer_spacing_mm": {"type": "number"},
+    "target_margin_mm": {"type": "number"}, "objectives": {"type": "array", "items": _OBJECTIVE},
+    "robustness": {"type": "object", "properties": {"setup_mm": {"type": "number"}, "range_pct": {"type": "number"}}},
+    "beamlet_primaries": {"type": "integer", "minimum": 100}, "final_primaries": {"type": "integer", "minimum": 100},
+    "optimizer": {"type": "string"}, "max_iterations": {"type": "integer", "minimum": 1, "maximum": 10000},
+    "scoring_spacing_mm": {"type": ["number", "null"]},
+}
+_PLAN_BODY = {"type": "object", "required": ["study", "target_roi", "prescription_gy"], "properties": {
+    "study": {"type": "string", "description": "Orthanc study id or StudyInstanceUID"},
+    "ct_series": {"type": "string"}, "structure_set": {"type": "string"}, **_PLAN_FIELDS}}
+_BATCH_BODY = {"type": "object", "required": ["studies", "request"], "properties": {
+    "studies": {"type": "array", "items": {"type": "string", "maxLength": 64}, "minItems": 1, "maxItems": 100},
+    "request": {"type": "object", "required": ["target_roi", "prescription_gy"], "properties": _PLAN_FIELDS}}}
+_PLAN_STATUSES = ["queued", "waiting-for-input", "running", "succeeded", "failed", "cancelled", "deleted", "pending"]
+
 _DOSE_BODY = {
     "type": "object",
     "additionalProperties": False,
@@ -101,7 +134,7 @@ def spec(version: str) -> dict[str, Any]:
             "/rt/jobs": {"get": _op("List jobs, newest first", "read", "a page of jobs", params=[
                 _q("state", {"type": "string", "enum": ["queued", "waiting-for-input", "running", "succeeded",
                                                          "failed", "cancelled"]}),
-                _q("kind", {"type": "string", "enum": ["dose"]}),
+                _q("kind", {"type": "string", "enum": ["dose", "analysis", "sr", "plan"]}),
                 _q("study", {"type": "string", "maxLength": 128}, "StudyInstanceUID or Orthanc study id"), *_PAGE],
                 errors=(503,))},
             "/rt/jobs/{job_id}": {
@@ -147,6 +180,30 @@ def spec(version: str) -> dict[str, Any]:
                     _q("levels", {"type": "string", "maxLength": 64}, "comma-separated percentages"),
                     _q("reference_gy", {"type": "number", "minimum": 0, "exclusiveMinimum": True})],
                     errors=(404, 409, 422, 503))},
+            "/rt/workflows": {"get": _op("The planning workflows with parameters, defaults, units, limits and "
+                                         "availability", "read", "the workflows")},
+            "/rt/workflows/{workflow}": {"get": _op("One workflow", "read", "the workflow", params=[_WORKFLOW],
+                                                    errors=(404,))},
+            "/rt/plans": {
+                "get": _op("Plans, newest first", "read", "a page of plans", params=[
+                    _q("study", {"type": "string", "maxLength": 128}, "StudyInstanceUID or Orthanc study id"),
+                    _q("status", {"type": "string", "enum": _PLAN_STATUSES}),
+                    _q("workflow", {"type": "string", "enum": ["proton-dose", "proton-impt", "proton-robust",
+                                                               "photon-ccc"]}), *_PAGE], errors=(503,)),
+                "post": _op("Request a plan (201 new, 200 the same request existed)", "compute",
+                            "the plan with its job", body=_PLAN_BODY, errors=(413, 503))},
+            "/rt/plans/batch": {"post": _op("The same plan request for up to 100 studies, one job each", "compute",
+                                            "per-study results", body=_BATCH_BODY, errors=(413, 503))},
+            "/rt/plans/{plan_id}": {
+                "get": _op("A plan: request, status, job, QA summary, RTPLAN/RTDOSE", "read", "the plan",
+                           params=[_PLAN_ID], errors=(404, 503)),
+                "delete": _op("Delete a plan (cancels its job; delete_results=true also removes its RTPLAN and "
+                              "RTDOSE from Orthanc)", "plan-approve", "deleted",
+                              params=[_PLAN_ID, _q("delete_results", {"type": "string", "enum": ["true", "false"]})],
+                              errors=(404, 409, 503))},
+            "/rt/studies/{study}/structure-sets": {
+                "get": _op("A study's structure sets (ROIs, contour counts) and CT series, for plan requests",
+                           "read", "structure sets and CT series", params=[_STUDY], errors=(404, 503))},
             "/rt/reconcile": {"post": _op("Queue dose jobs for ion plans in Orthanc that have none", "reconcile",
                                           "what was found and queued", errors=(503,))},
             "/rt/audit": {"get": _op("The audit trail, newest first", "audit", "a page of entries", params=[

@@ -84,3 +84,27 @@ class Response:
 
 def error_response(status: int, message: str, **details: Any) -> Response:
     return Response(status=status, body={"error": message, "status": status, **details})
+
+
+def text_param(query: dict[str, str], name: str) -> str | None:
+    """A short free-text query parameter, None when absent."""
+    raw = query.get(name) or None
+    if raw is not None and len(raw) > 128:
+        raise HttpError(400, f"{name}: at most 128 characters")
+    if raw is not None and any(ord(c) < 32 for c in raw):  # PostgreSQL refuses NUL in text
+        raise HttpError(400, f"{name}: control characters are not allowed")
+    return raw
+
+
+def int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high], `default` when absent."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HttpError(400, f"{name}: must be an integer, got {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise HttpError(400, f"{name}: must be between {low} and {high}, got {value}")
+    return value

@@ -23,7 +23,7 @@ from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dicom.serialize import to_bytes
-from orthanc_rt.dicom.models import DoseGrid, PatientStudy
+from orthanc_rt.dicom.models import DoseGrid
 from orthanc_rt.jobs import JobStore
 from orthanc_rt.orthanc_api import OrthancApi
 from orthanc_rt.resources import exists, find_instance
@@ -32,7 +32,7 @@ from orthanc_rt.uids import derive_uid
 from worker import job_frame
 from worker.dose_engine import DoseEngineError, compute_dose
 from worker.job_frame import Cancelled
-from orthanc_rt.inputs import fetch_series, locate_plan_ct, read_instance
+from orthanc_rt.inputs import fetch_series, locate_plan_ct, read_instance, study_of
 from worker.progress import Progress
 
 log = logging.getLogger("orthanc_rt.worker")
@@ -70,7 +70,7 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
                         on_progress=lambda fraction, detail: progress.within(fraction, detail))
 
     progress.enter("exporting RTDOSE")
-    study = _study_of(ct_datasets[0])
+    study = study_of(ct_datasets[0])
     sop_uid = derive_uid("orthanc-rt", job.id, "rtdose")
     series_uid = derive_uid("orthanc-rt", job.id, "rtdose-series")
     dose_ds = build_rtdose(
@@ -105,21 +105,6 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         "dose_summation": "PLAN (all fractions)",
         "primaries": int(params["primaries"]),
     }
-
-
-def _study_of(ct: Any) -> PatientStudy:
-    return PatientStudy(
-        patient_id=str(ct.get("PatientID", "")),
-        patient_name=str(ct.get("PatientName", "")),
-        study_instance_uid=str(ct.StudyInstanceUID),
-        frame_of_reference_uid=str(ct.FrameOfReferenceUID),
-        study_id=str(ct.get("StudyID", "")),
-        study_description=str(ct.get("StudyDescription", "")),
-        study_date=str(ct.get("StudyDate", "")),
-        study_time=str(ct.get("StudyTime", "")),
-        patient_birth_date=str(ct.get("PatientBirthDate", "")),
-        patient_sex=str(ct.get("PatientSex", "")),
-    )
 
 
 def _dose_at(grid: DoseGrid, point_mm: tuple[float, float, float]) -> float | None:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import time
+from typing import Mapping
 
 from orthanc_rt.jobs import JobStore
 
-# Overall fraction each stage starts at; Monte Carlo dominates the run time.
+# Overall fraction each stage of a dose job starts at; Monte Carlo dominates the run time.
 STAGES = {
     "fetching inputs": 0.0,
     "preparing MCsquare": 0.08,
@@ -17,22 +18,23 @@ _MIN_INTERVAL_S = 2.0
 
 
 class Progress:
-    def __init__(self, store: JobStore, job_id: str):
+    def __init__(self, store: JobStore, job_id: str, stages: Mapping[str, float] = STAGES):
         self.store = store
         self.job_id = job_id
+        self.stages = dict(stages)
         self.started = time.monotonic()
         self._last_write = 0.0
         self.stage = ""
 
     def enter(self, stage: str) -> None:
         self.stage = stage
-        self._write(STAGES[stage], force=True)
+        self._write(self.stages[stage], force=True)
 
     def within(self, fraction_of_stage: float, detail: str = "") -> None:
         """Progress inside the current stage (0..1), e.g. MCsquare's own counter."""
-        names = list(STAGES)
-        start = STAGES[self.stage]
-        end = STAGES[names[names.index(self.stage) + 1]] if names.index(self.stage) + 1 < len(names) else 1.0
+        names = list(self.stages)
+        start = self.stages[self.stage]
+        end = self.stages[names[names.index(self.stage) + 1]] if names.index(self.stage) + 1 < len(names) else 1.0
         self._write(start + (end - start) * max(0.0, min(1.0, fraction_of_stage)), detail=detail)
 
     def _write(self, overall: float, *, force: bool = False, detail: str = "") -> None:

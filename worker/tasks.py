@@ -25,6 +25,10 @@ def run_job(job_id: str) -> dict[str, Any]:
         from worker import analysis_job
 
         return analysis_job.run(job_id, settings, store)
+    if job.kind == "plan":
+        from worker import plan_job
+
+        return plan_job.run(job_id, settings, store)
     if job.kind == "sr":
         from worker import sr_job
 

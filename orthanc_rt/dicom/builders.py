@@ -171,8 +171,8 @@ def build_rtstruct(ct_datasets: Sequence[Dataset], study: PatientStudy, rois: Se
 
 def build_ion_plan(study: PatientStudy, beams: Sequence[IonBeam], *, sop_instance_uid: str,
                    series_instance_uid: str, label: str, fractions_planned: int,
-                   referenced_structure_set_uid: str | None = None, plan_name: str = "",
-                   series_description: str = "Proton plan (Orthanc-RT)", series_number: int = 3,
+                   referenced_structure_set_uid: str | None = None, referenced_dose_uid: str | None = None,
+                   plan_name: str = "", series_description: str = "Proton plan (Orthanc-RT)", series_number: int = 3,
                    treatment_machine: str = "", created: datetime | None = None) -> Dataset:
     """An RT Ion Plan (proton PBS) written as commercial planning systems write one.
 
@@ -183,13 +183,17 @@ def build_ion_plan(study: PatientStudy, beams: Sequence[IonBeam], *, sop_instanc
     FinalCumulativeMetersetWeight is the beam's MU and BeamMeterset is
     `beam.meterset_mu`. RTPlanGeometry is PATIENT when a structure set is
     referenced, TREATMENT_DEVICE otherwise (the standard ties the two).
-    `treatment_machine` is used for beams that name none.
+    `referenced_dose_uid` names the plan's RTDOSE (ReferencedDoseSequence), so
+    plan and dose point at each other. `treatment_machine` is used for beams
+    that name none.
     """
     _check_study(study)
     _check_uid(sop_instance_uid, "sop_instance_uid")
     _check_uid(series_instance_uid, "series_instance_uid")
     if referenced_structure_set_uid is not None:
         _check_uid(referenced_structure_set_uid, "referenced_structure_set_uid")
+    if referenced_dose_uid is not None:
+        _check_uid(referenced_dose_uid, "referenced_dose_uid")
     _check_text(label, "label", 16)
     _check_text(plan_name, "plan_name", 64)
     _check_text(series_description, "series_description", 64)
@@ -209,6 +213,8 @@ def build_ion_plan(study: PatientStudy, beams: Sequence[IonBeam], *, sop_instanc
         ds.ReferencedStructureSetSequence = [_reference(sop.RT_STRUCTURE_SET, referenced_structure_set_uid)]
     else:
         ds.RTPlanGeometry = "TREATMENT_DEVICE"
+    if referenced_dose_uid:
+        ds.ReferencedDoseSequence = [_reference(sop.RT_DOSE, referenced_dose_uid)]
     ds.PatientSetupSequence = [_item(PatientSetupNumber=1, PatientPosition=PATIENT_POSITION,
                                      SetupTechnique="ISOCENTRIC")]
     ds.FractionGroupSequence = [_item(

@@ -37,8 +37,17 @@ SAMPLES = {
     ("GET", "/rt/doses/{dose}/dvh"): "/rt/doses/1.2.3/dvh",
     ("GET", "/rt/doses/{dose}/dvh.png"): "/rt/doses/1.2.3/dvh.png",
     ("GET", "/rt/doses/{dose}/overlay.png"): "/rt/doses/0a-1b/overlay.png",
+    ("GET", "/rt/workflows"): "/rt/workflows",
+    ("GET", "/rt/workflows/{workflow}"): "/rt/workflows/proton-impt",
+    ("POST", "/rt/plans"): "/rt/plans",
+    ("GET", "/rt/plans"): "/rt/plans",
+    ("POST", "/rt/plans/batch"): "/rt/plans/batch",
+    ("GET", "/rt/plans/{plan_id}"): "/rt/plans/plan-1",
+    ("DELETE", "/rt/plans/{plan_id}"): "/rt/plans/plan-1",
+    ("GET", "/rt/studies/{study}/structure-sets"): "/rt/studies/1.2.3/structure-sets",
 }
 STATE_CHANGING = {"compute": {"admin", "physicist", "dosimetrist"}, "reconcile": {"admin", "physicist"},
+                  "plan-approve": {"admin", "physicist"},
                   "measure": {"admin", "physicist", "dosimetrist"},
                   "audit": {"admin", "physicist"}, "read": set(roles.ROLES)}
 
