@@ -23,6 +23,30 @@ INPUT_FIELDS = ("study", "ct_series", "structure_set")
 MAX_BATCH = 100
 
 
+def parse(body: Any) -> tuple[str, PlanRequest]:
+    """The workflow and the planning request of a body (without its inputs); PlanRequestError if bad."""
+    if not isinstance(body, Mapping):
+        raise PlanRequestError(f"a plan request is a JSON object, not {type(body).__name__}")
+    workflow_id = body.get("workflow", "proton-impt")
+    if not isinstance(workflow_id, str):
+        raise PlanRequestError(f"workflow must be a string, not {workflow_id!r}")
+    workflow = workflows.get(workflow_id)
+    if workflow.id not in workflows.PLANNING:
+        status = workflow.status()
+        if not status.get("available"):
+            raise PlanRequestError(f"workflow {workflow.id} is not available here: {status.get('reason')}")
+        raise PlanRequestError(f"workflow {workflow.id} is not run through /rt/plans; use "
+                               f"{workflow.submit_to}")
+    fields = {k: v for k, v in body.items() if k not in (*INPUT_FIELDS, "workflow")}
+    if workflow.id == "proton-impt" and fields.get("robustness"):
+        raise PlanRequestError("robustness is a setting of the proton-robust workflow, not proton-impt")
+    request = PlanRequest.from_dict({**workflow.defaults, **fields})
+    validate_parameters(request)
+    if workflow.id == "proton-robust" and not (request.robustness and request.robustness.enabled):
+        raise PlanRequestError("proton-robust needs robustness with setup_mm or range_pct above 0")
+    return workflow.id, request
+
+
 @dataclass(frozen=True)
 class Submitted:
     plan: Plan
@@ -36,32 +60,9 @@ class PlanSubmitter:
         self.plans = plan_store
         self.scheduler = scheduler
 
-    def parse(self, body: Any) -> tuple[str, PlanRequest]:
-        """The workflow and the planning request of a body (without its inputs); PlanRequestError if bad."""
-        if not isinstance(body, Mapping):
-            raise PlanRequestError(f"a plan request is a JSON object, not {type(body).__name__}")
-        workflow_id = body.get("workflow", "proton-impt")
-        if not isinstance(workflow_id, str):
-            raise PlanRequestError(f"workflow must be a string, not {workflow_id!r}")
-        workflow = workflows.get(workflow_id)
-        if workflow.id not in workflows.PLANNING:
-            status = workflow.status()
-            if not status.get("available"):
-                raise PlanRequestError(f"workflow {workflow.id} is not available here: {status.get('reason')}")
-            raise PlanRequestError(f"workflow {workflow.id} is not run through /rt/plans; use "
-                                   f"{workflow.submit_to}")
-        fields = {k: v for k, v in body.items() if k not in (*INPUT_FIELDS, "workflow")}
-        if workflow.id == "proton-impt" and fields.get("robustness"):
-            raise PlanRequestError("robustness is a setting of the proton-robust workflow, not proton-impt")
-        request = PlanRequest.from_dict({**workflow.defaults, **fields})
-        validate_parameters(request)
-        if workflow.id == "proton-robust" and not (request.robustness and request.robustness.enabled):
-            raise PlanRequestError("proton-robust needs robustness with setup_mm or range_pct above 0")
-        return workflow.id, request
-
     def submit(self, body: Any, *, source: str = "api", requested_by: str = "", rule: str = "") -> Submitted:
         """Validate `body`, record the plan and queue its job (PlanRequestError: nothing was recorded)."""
-        workflow_id, request = self.parse(body)
+        workflow_id, request = parse(body)
         for name in INPUT_FIELDS:
             value = body.get(name)
             if value is not None and (not isinstance(value, str) or not value or len(value) > 64):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from orthanc_rt import jobs, plans, workflows
 from orthanc_rt.orthanc_api import OrthancError
 from orthanc_rt.plan_request import PlanRequestError
-from orthanc_rt.plan_submission import INPUT_FIELDS, MAX_BATCH, PlanSubmitter, Submitted
+from orthanc_rt.plan_submission import INPUT_FIELDS, MAX_BATCH, PlanSubmitter, Submitted, parse
 from orthanc_rt.plans import PlanQuery, PlanStore
 from orthanc_rt.structure_sets import StructureSetIndex
 from plugin import roles
@@ -74,7 +74,7 @@ class PlanRoutes:
             raise HttpError(400, f"request: {', '.join(per_study)} cannot be shared by a batch; each study's newest "
                                  "structure set with the target and its CT are used")
         try:
-            self.submitter.parse(template)  # one bad parameter refuses the whole batch before anything is queued
+            parse(template)  # one bad parameter refuses the whole batch before anything is queued
         except PlanRequestError as exc:
             raise HttpError(400, f"request: {exc}") from None
         results: list[dict[str, Any]] = []

@@ -308,6 +308,15 @@ def with_bad_rois(rtstruct: Dataset) -> Dataset:
     return ds
 
 
+def with_roi_renamed(rtstruct: Dataset, old: str, new: str) -> Dataset:
+    """A copy (own SOPInstanceUID) where ROI `old` is called `new`."""
+    ds = instance_variant(rtstruct, f"renamed-{new}")
+    for item in ds.StructureSetROISequence:
+        if item.ROIName == old:
+            item.ROIName = new
+    return ds
+
+
 def on_other_frame(ds: Dataset) -> Dataset:
     """A copy (own SOPInstanceUID) on another FrameOfReferenceUID."""
     variant = instance_variant(ds, "other-frame")

@@ -83,8 +83,12 @@ def _plan_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobSto
     work_dir.mkdir(parents=True)
     (work_dir / "owner.pid").write_text(str(os.getpid()))
 
+    inputs = {"CT series": f"/series/{ct_ref.orthanc_id}", "structure set": f"/instances/{structure_set_id}"}
+
     def on_progress(stage: str, fraction: float) -> None:
-        if stage != progress.stage:
+        if stage != progress.stage:  # between stages, never inside an MCsquare run
+            _require_inputs(api, inputs, f"planning stopped before {stage}; nothing was stored")
+            _require_running(store, job.id)
             progress.enter(stage)
         progress.within(fraction)
 
@@ -108,7 +112,6 @@ def _plan_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobSto
         series_description=f"{label} dose {request.final_primaries:.0e} primaries (Orthanc-RT)"[:64])
 
     progress.enter("storing")
-    inputs = {"CT series": f"/series/{ct_ref.orthanc_id}", "structure set": f"/instances/{structure_set_id}"}
     _require_running(store, job.id)
     _require_inputs(api, inputs, "nothing was stored")
     stored = {}

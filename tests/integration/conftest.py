@@ -19,6 +19,13 @@ from tests.conftest import REDIS_TEST_URL, _postgres_database, free_port
 
 STACK_REDIS_URL = os.environ.get("ORTHANC_RT_TEST_STACK_REDIS", "redis://127.0.0.1:6379/14")
 TEST_PRIMARIES = 20_000
+# One automatic planning rule, on an ROI name only tests/integration/test_planning.py uses.
+AUTO_PLAN_ROI = "AUTOPLAN_PTV"
+AUTO_PLANNING = {"Enabled": True,
+                 "Protocols": {"test-1beam": {"prescription_gy": 2.0, "beam_count": 1, "beamlet_primaries": 500,
+                                              "final_primaries": 100_000}},
+                 "Rules": [{"Name": "autoplan-test", "TargetPattern": "AUTOPLAN_.*", "Workflow": "proton-impt",
+                            "Protocol": "test-1beam"}]}
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +47,7 @@ def rt_stack(tmp_path_factory, stack_database) -> Iterator[StackConfig]:
         stable_age_s=2,
         workers=1,
         auto_dose={"Primaries": TEST_PRIMARIES, "WaitForCtSeconds": 600},
+        orthanc_overrides={"OrthancRT": {"AutoPlanning": AUTO_PLANNING}},
         viewer_port=free_port(),
     )
     stack.ensure_redis(cfg)
@@ -130,6 +138,10 @@ class Client:
         self.base = base
         self.http = requests.Session()
         self.http.auth = auth
+        # Orthanc 1.10 closes idle keep-alive connections after a fraction of a second and has no setting
+        # for it: a request reusing one after a wait races the close (RemoteDisconnected). Loopback
+        # connections are cheap, so every request gets its own.
+        self.http.headers["Connection"] = "close"
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.http.get(self.base + path, timeout=30, **kw)
