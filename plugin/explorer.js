@@ -1,6 +1,6 @@
 /*
  * Orthanc-RT panels in Orthanc Explorer (injected with orthanc.ExtendOrthancExplorer).
- * Study page: the study's Orthanc-RT jobs with live progress.
+ * Study page: the study's Orthanc-RT jobs with live progress, its plans and a form to request one.
  * Instance page of an RT Ion Plan: a button to compute its dose with MCsquare.
  * Everything goes through the plugin's own REST routes (../rt/...).
  */
@@ -19,7 +19,7 @@
     var eta = job.eta_seconds ? ', ETA ' + Math.round(job.eta_seconds) + ' s' : '';
     var out = job.outputs || {};
     var dose = out.rtdose ? ' · <a href="#instance?uuid=' + esc(out.rtdose.orthanc_id) + '">RTDOSE</a>' +
-      ' · max ' + esc(out.dose_max_gy) + ' Gy' : '';
+      (out.dose_max_gy !== undefined ? ' · max ' + esc(out.dose_max_gy) + ' Gy' : '') : '';
     var msg = job.message ? '<br><small>' + esc(job.message) + '</small>' : '';
     return '<li data-rt-job="' + esc(job.id) + '"><a href="../rt/jobs/' + esc(job.id) + '" target="_blank">' +
       '<b>' + esc(job.kind) + '</b> ' + esc(job.state) + ' — ' + esc(job.stage) + ' ' + pct + ' %' + eta + '</a>' +
@@ -49,14 +49,104 @@
       });
   }
 
+  // The study's plans: status, target coverage, links to the stored RTPLAN and RTDOSE.
+  function planLine(plan) {
+    var job = plan.job || {};
+    var pct = Math.round(100 * (job.progress || 0));
+    var qa = plan.qa && plan.qa.target ? ' · D95 ' + esc(plan.qa.target.D95 && plan.qa.target.D95.toFixed(3)) +
+      ' Gy, D2 ' + esc(plan.qa.target.D2 && plan.qa.target.D2.toFixed(3)) + ' Gy' : '';
+    var links = ['rtplan', 'rtdose'].filter(function (k) { return plan.results[k]; }).map(function (k) {
+      return '<a href="#instance?uuid=' + esc(plan.results[k].orthanc_id) + '">' + k.toUpperCase() + '</a>';
+    }).join(' · ');
+    var status = plan.status === 'running' ? 'running — ' + esc(job.stage) + ' ' + pct + ' %' : esc(plan.status);
+    return '<li data-rt-plan="' + esc(plan.id) + '"><a href="../rt/plans/' + esc(plan.id) + '" target="_blank">' +
+      '<b>' + esc(plan.workflow) + '</b> ' + esc(plan.target_roi) + ' ' + esc(plan.request.prescription_gy) +
+      ' Gy: ' + status + '</a><p>' + esc(plan.source) + qa + (links ? ' · ' + links : '') +
+      (job.message ? '<br><small>' + esc(job.message) + '</small>' : '') + '</p></li>';
+  }
+
+  function renderPlans(list, studyId) {
+    $.ajax({ url: '../rt/plans', data: { study: studyId, limit: 20 }, dataType: 'json', cache: false })
+      .done(function (answer) {
+        list.empty().append('<li data-role="list-divider">Orthanc-RT plans (' + answer.total + ')</li>');
+        if (answer.items.length === 0) { list.append('<li>No plan for this study yet.</li>'); }
+        $.each(answer.items, function (_, plan) { list.append(planLine(plan)); });
+        list.listview('refresh');
+        if (answer.items.some(function (p) { return ['queued', 'running', 'waiting-for-input'].indexOf(p.status) >= 0; })) {
+          setTimeout(function () { if ($('#orthanc-rt-plans').length) { renderPlans(list, studyId); } }, 3000);
+        }
+      });
+  }
+
+  // A plan request: workflow, target ROI from the study's structure sets, prescription, fractions, beams.
+  function planForm(studyId, plansList, onRequested) {
+    var box = $('<div id="orthanc-rt-plan-form" class="ui-body ui-body-c"><h3>Orthanc-RT: request a plan</h3>' +
+      '<label>Workflow <select id="orthanc-rt-workflow"></select></label>' +
+      '<label>Target ROI <select id="orthanc-rt-target"></select></label>' +
+      '<label>Prescription (Gy, all fractions) <input id="orthanc-rt-rx" type="number" step="0.1" value="2"></label>' +
+      '<label>Fractions <input id="orthanc-rt-fractions" type="number" min="1" value="1"></label>' +
+      '<label>Beams (evenly spaced) <input id="orthanc-rt-beams" type="number" min="1" max="9" value="2"></label>' +
+      '<a href="#" data-role="button" data-icon="gear" id="orthanc-rt-plan">Request plan</a>' +
+      '<p id="orthanc-rt-plan-result"></p></div>');
+    box.insertAfter(plansList);
+    $.getJSON('../rt/workflows', function (answer) {
+      $.each(answer.workflows, function (_, w) {
+        if (w.submit_to !== 'POST /rt/plans') { return; }
+        var option = $('<option>').val(w.id).text(w.title + (w.status.available ? '' : ' (unavailable)'));
+        if (!w.status.available) { option.attr('disabled', 'disabled').attr('title', w.status.reason); }
+        $('#orthanc-rt-workflow').append(option);
+      });
+      $('#orthanc-rt-workflow').selectmenu('refresh');
+    });
+    $.getJSON('../rt/studies/' + studyId + '/structure-sets', function (answer) {
+      $.each(answer.structure_sets, function (_, ss) {
+        $.each(ss.rois, function (_, roi) {
+          if (!roi.contours) { return; }
+          $('#orthanc-rt-target').append($('<option>').val(JSON.stringify([ss.orthanc_id, roi.name]))
+            .text(roi.name + ' — ' + (ss.label || ss.sop_instance_uid)));
+        });
+      });
+      $('#orthanc-rt-target').selectmenu('refresh');
+    });
+    box.trigger('create');
+    $('#orthanc-rt-plan').click(function (e) {
+      e.preventDefault();
+      var target = $('#orthanc-rt-target').val();
+      if (!target) { $('#orthanc-rt-plan-result').text('This study has no structure set with a contoured ROI.'); return; }
+      target = JSON.parse(target);
+      var body = { study: studyId, structure_set: target[0], target_roi: target[1],
+                   workflow: $('#orthanc-rt-workflow').val(),
+                   prescription_gy: parseFloat($('#orthanc-rt-rx').val()),
+                   fractions: parseInt($('#orthanc-rt-fractions').val(), 10),
+                   beam_count: parseInt($('#orthanc-rt-beams').val(), 10) };
+      $.ajax({ url: '../rt/plans', type: 'POST', data: JSON.stringify(body), contentType: 'application/json',
+               dataType: 'json' })
+        .done(function (plan, _, xhr) {
+          $('#orthanc-rt-plan-result').html((xhr.status === 201 ? 'Plan requested: ' : 'Already requested: ') +
+            '<a href="../rt/plans/' + esc(plan.id) + '" target="_blank">' + esc(plan.id) + '</a> (' +
+            esc(plan.status) + ')');
+          renderPlans(plansList, studyId);
+          onRequested();
+        })
+        .fail(function (xhr) {
+          $('#orthanc-rt-plan-result').text('Refused: ' + (xhr.responseJSON ? xhr.responseJSON.error : xhr.statusText));
+        });
+    });
+  }
+
   $('#study').live('pagebeforeshow', function () {
     var studyId = $.mobile.pageData && $.mobile.pageData.uuid;
-    $('#orthanc-rt-study, #orthanc-rt-ohif').remove();
+    $('#orthanc-rt-study, #orthanc-rt-ohif, #orthanc-rt-plans, #orthanc-rt-plan-form').remove();
     if (!studyId) { return; }
     var list = $('<ul id="orthanc-rt-study" data-role="listview" data-inset="true"></ul>');
     list.insertAfter($('#study-info'));
     list.listview();
     renderJobs(list, studyId);
+    var plansList = $('<ul id="orthanc-rt-plans" data-role="listview" data-inset="true"></ul>');
+    plansList.insertAfter(list);
+    plansList.listview();
+    renderPlans(plansList, studyId);
+    planForm(studyId, plansList, function () { renderJobs(list, studyId); });
     var viewer = window.ORTHANC_RT && window.ORTHANC_RT.viewerUrl;
     if (viewer) {
       $.getJSON('../studies/' + studyId, function (study) {
@@ -64,7 +154,7 @@
         var link = $('<a id="orthanc-rt-ohif" data-role="button" data-icon="search" target="_blank">Open in OHIF</a>')
           .attr('href', viewer + '/viewer?StudyInstanceUIDs=' + encodeURIComponent(uid));
         $('#orthanc-rt-ohif').remove();
-        link.insertAfter(list).button();
+        link.insertBefore(list).button();
       });
     }
   });
