@@ -9,6 +9,8 @@ import json
 from typing import Any, Protocol
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from orthanc_rt.settings import redact_url
 
@@ -39,15 +41,31 @@ def post_json(api: OrthancApi, path: str, payload: Any) -> Any:
     return json.loads(api.post_bytes(path, json.dumps(payload).encode()))
 
 
+def orthanc_session(auth: tuple[str, str] | None = None) -> requests.Session:
+    """A requests session for Orthanc that resends a request whose connection dropped before any answer.
+
+    Orthanc (1.10, civetweb) occasionally closes a connection without
+    answering, most often under load; every call we make is safe to resend
+    (GETs, DELETEs, and POSTs that store an instance by its UID or find
+    resources), so a dropped connection is retried twice before it counts as
+    Orthanc being unavailable.
+    """
+    session = requests.Session()
+    session.auth = auth
+    retry = Retry(total=3, connect=3, read=2, status=0, other=0, allowed_methods=None, backoff_factor=0.2,
+                  raise_on_status=False)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
 class HttpOrthanc:
     """Orthanc over HTTP, for workers and tests. Credentials never appear in errors."""
 
     def __init__(self, base_url: str, username: str = "", password: str = "", timeout_s: float = 60.0):
         self.base_url = base_url.rstrip("/")
         self.shown_url = redact_url(self.base_url)  # what errors may say
-        self.session = requests.Session()
-        if username:
-            self.session.auth = (username, password)
+        self.session = orthanc_session((username, password) if username else None)
         self.timeout_s = timeout_s
 
     def _call(self, method: str, path: str, **kwargs: Any) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from orthanc_rt import stack
+from orthanc_rt.orthanc_api import orthanc_session
 from orthanc_rt.stack import StackConfig
 from tests.conftest import REDIS_TEST_URL, _postgres_database, free_port
 
@@ -136,12 +137,7 @@ class Client:
 
     def __init__(self, base: str, auth: tuple[str, str] | None = None):
         self.base = base
-        self.http = requests.Session()
-        self.http.auth = auth
-        # Orthanc 1.10 closes idle keep-alive connections after a fraction of a second and has no setting
-        # for it: a request reusing one after a wait races the close (RemoteDisconnected). Loopback
-        # connections are cheap, so every request gets its own.
-        self.http.headers["Connection"] = "close"
+        self.http = orthanc_session(auth)  # resends requests whose connection Orthanc dropped unanswered
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.http.get(self.base + path, timeout=30, **kw)
