@@ -24,6 +24,7 @@ from orthanc_rt.dicom.rtstruct import read_structure_set
 from tests import util
 from tests.integration.conftest import AUTO_PLAN_ROI, Client
 from tests.integration.senders import rest_upload
+from tests.integration.test_bad_input import _mcsquare_running
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +252,30 @@ def test_a_study_deleted_while_its_plan_runs_leaves_nothing_behind(orthanc, rt_s
         "StudyInstanceUID": case.study.study_instance_uid}}).json()
     assert leftovers == []
     assert orthanc.get("/system").status_code == 200
+
+
+def test_deleting_a_running_plan_stops_its_mcsquare(orthanc, rt_stack):
+    case = util.small_phantom_case("plan-cancel")
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct])
+    time.sleep(rt_stack.stable_age_s + 1)
+    r = orthanc.post("/rt/plans", json={"study": case.study.study_instance_uid, **REQUEST,
+                                        "beamlet_primaries": 50_000})
+    assert r.status_code == 201, r.text
+    plan_id = r.json()["id"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        plan = orthanc.get(f"/rt/plans/{plan_id}").json()
+        if plan["job"]["stage"].startswith("computing beamlets") and _mcsquare_running(rt_stack.data_dir):
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"the beamlets never started: {plan}")
+    answer = orthanc.delete(f"/rt/plans/{plan_id}").json()
+    assert answer["deleted"] and answer["job_cancelled"]["cancelled"], answer
+    deadline = time.monotonic() + 20
+    while _mcsquare_running(rt_stack.data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _mcsquare_running(rt_stack.data_dir), "MCsquare still running after the plan was deleted"
+    plan = orthanc.get(f"/rt/plans/{plan_id}").json()
+    assert plan["status"] == "deleted" and plan["job"]["state"] == "cancelled" and plan["results"] == {}
+    assert orthanc.study_instances(case.study.study_instance_uid, "RTPLAN") == []
