@@ -279,3 +279,26 @@ def test_deleting_a_running_plan_stops_its_mcsquare(orthanc, rt_stack):
     plan = orthanc.get(f"/rt/plans/{plan_id}").json()
     assert plan["status"] == "deleted" and plan["job"]["state"] == "cancelled" and plan["results"] == {}
     assert orthanc.study_instances(case.study.study_instance_uid, "RTPLAN") == []
+
+
+def test_a_robust_plan_reports_every_error_scenario(orthanc, rt_stack):
+    """Wiring through REST (the optimisation itself is tests/planning/test_impt_robust.py): 300 protons per spot
+    for the nominal and 20 scenario beamlet sets, 2e5 for the final dose; about 40 s."""
+    case = util.small_phantom_case("plan-robust")
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct])
+    time.sleep(rt_stack.stable_age_s + 1)
+    r = orthanc.post("/rt/plans", json={"study": case.study.study_instance_uid, **REQUEST, "workflow": "proton-robust",
+                                        "robustness": {"setup_mm": 2.0, "range_pct": 2.5},
+                                        "beamlet_primaries": 300, "final_primaries": 200_000})
+    assert r.status_code == 201, r.text
+    assert r.json()["request"]["robustness"] == {"setup_mm": 2.0, "range_pct": 2.5}
+    plan = _wait_plan(orthanc, r.json()["id"])
+    assert plan["status"] == "succeeded", plan["job"]
+    robustness = plan["qa"]["robustness"]
+    assert robustness["scenarios"] == 20 == len(robustness["target_D95_gy"]) == len(robustness["target_D5_gy"])
+    assert robustness["worst_D95_gy"] == min(robustness["target_D95_gy"])
+    assert robustness["worst_D5_gy"] == max(robustness["target_D5_gy"]) >= robustness["worst_D95_gy"]
+    rtplan = _dataset(orthanc, plan["results"]["rtplan"]["orthanc_id"])
+    assert rtplan.RTPlanLabel == "RIMPT"
+    assert orthanc.get("/rt/plans", params={"workflow": "proton-robust", "study": case.study.study_instance_uid}
+                       ).json()["total"] == 1
