@@ -96,8 +96,8 @@
         $.each(answer.rois, function (_, line) {
           if (line.dose_sop_instance_uid !== dose) {  // rows come grouped by dose
             dose = line.dose_sop_instance_uid;
-            table.append('<tr><td colspan="' + (SUMMARY_METRICS.length + 1) + '" title="' + esc(dose) + '"><i>RTDOSE …' +
-              esc(String(dose).slice(-12)) + '</i></td></tr>');
+            table.append('<tr><td colspan="' + (SUMMARY_METRICS.length + 1) + '" title="' + esc(dose) + '">' +
+              '<i>RTDOSE …' + esc(String(dose).slice(-12)) + '</i></td></tr>');
           }
           table.append('<tr data-rt-roi="' + esc(line.roi_name) + '"><td>' + esc(line.roi_name) + '</td>' +
             SUMMARY_METRICS.map(function (k) {

@@ -49,6 +49,13 @@ def browser():
         b.close()
 
 
+def _ohif_page(browser_or_context, **kw):
+    """A page without OHIF's first-visit guided tour (it covers the toolbar): the tour is marked as seen."""
+    page = browser_or_context.new_page(**kw)
+    page.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
+    return page
+
+
 def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     case = util.small_phantom_case("ohif")
     rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
@@ -59,7 +66,7 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
     ARTIFACTS.mkdir(exist_ok=True)
 
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
     responses: list[tuple[int, str]] = []
     errors: list[str] = []
     page.on("response", lambda r: responses.append((r.status, r.url)))
@@ -72,7 +79,6 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
     for modality in ("RTDOSE", "RTSTRUCT", "RTPLAN"):
         page.get_by_text(modality, exact=True).first.wait_for(timeout=30_000)
-    _dismiss_tour(page)
 
     page.get_by_text("RTSTRUCT", exact=True).first.dblclick()
     page.get_by_role("button", name="Yes").click(timeout=30_000)
@@ -94,20 +100,6 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     assert any(f"/series/{dose_series}/" in u and "/frames/" in u for u in ok), "no RTDOSE frame loaded"
     assert not [u for status, u in responses if status >= 500], "server errors behind the viewer"
     assert not errors, f"page errors: {errors[:3]}"
-
-
-def _dismiss_tour(page) -> None:
-    """OHIF greets first-time users with a guided tour that covers the viewport."""
-    skip = page.get_by_text("Skip all")
-    if skip.count():
-        skip.first.click()
-
-
-def _ohif_page(browser_or_context, **kw):
-    """A page without OHIF's first-visit guided tour (it covers the toolbar): the tour is marked as seen."""
-    page = browser_or_context.new_page(**kw)
-    page.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
-    return page
 
 
 def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt_stack, browser):
@@ -183,7 +175,7 @@ def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt
 
     # The drag: cornerstone fits this image (taller than the viewport's shape) so that the span between
     # its first and last pixel centres, (Rows - 1) x row spacing, fills the viewport height. Mouse
-    # positions are whole CSS pixels: 2 px of slack (0.4 mm here, 0.5 % of the ~78 mm drawn).
+    # 2 px of slack for where the pointer events land (0.4 mm here, 0.5 % of the ~78 mm drawn).
     assert (slice_.Columns - 1) * col_mm / box["width"] < (slice_.Rows - 1) * row_mm / box["height"]
     mm_per_px = (slice_.Rows - 1) * row_mm / box["height"]
     assert value == pytest.approx((y1 - y0) * mm_per_px, abs=2 * mm_per_px)
@@ -297,7 +289,8 @@ def test_the_viewer_is_no_way_around_orthancs_login(auth_stack, browser):
         frames: list[str] = []
         page.on("response", lambda r: r.status == 200 and "/frames/" in r.url and frames.append(r.url))
         page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
-        page.locator("[data-cy=viewport-overlay-bottom-right]").get_by_text(f"/{len(case.ct)})").wait_for(timeout=30_000)
+        overlay = page.locator("[data-cy=viewport-overlay-bottom-right]")
+        overlay.get_by_text(f"/{len(case.ct)})").wait_for(timeout=30_000)
         assert any(f"/series/{ct.SeriesInstanceUID}/instances/" in u for u in frames), "no CT frame with the login"
         page.screenshot(path=str(ARTIFACTS / "ohif-auth-viewer.png"))
 
