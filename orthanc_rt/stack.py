@@ -194,7 +194,10 @@ def start_viewer(cfg: StackConfig) -> int | None:
         return None
     cmd = [sys.executable, "-m", "orthanc_rt.viewer", "--port", str(cfg.viewer_port), "--orthanc",
            f"http://127.0.0.1:{cfg.http_port}"]
-    return _spawn("viewer", cmd, worker_env(cfg), cfg)
+    # The viewer passes each user's own credentials on; it must not even hold the workers' ones.
+    env = {k: v for k, v in worker_env(cfg).items() if k not in ("ORTHANC_RT_ORTHANC_USERNAME",
+                                                                    "ORTHANC_RT_ORTHANC_PASSWORD")}
+    return _spawn("viewer", cmd, env, cfg)
 
 
 def ensure_redis(cfg: StackConfig) -> str:

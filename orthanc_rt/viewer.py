@@ -6,6 +6,13 @@ installer) is served as static files with the single-page-app fallback, our
 /wado are passed through to Orthanc. Orthanc stays the only data source and
 the browser never makes a cross-origin request (no CORS set-up in Orthanc).
 
+Authentication stays Orthanc's: the proxy holds no credentials of its own. It
+forwards the browser's Authorization header and hands Orthanc's 401 and its
+WWW-Authenticate challenge back, so the browser asks the user for their
+Orthanc login and Orthanc decides what every request may see. OHIF's own files
+(the published npm package and our app-config.js, no patient data and no
+secrets) are served to anyone.
+
     python -m orthanc_rt.viewer --port 3000 --orthanc http://127.0.0.1:8042
 """
 from __future__ import annotations
@@ -23,6 +30,7 @@ from orthanc_rt.stack import PROJECT_DIR
 CONFIG = PROJECT_DIR / "ohif-config" / "app-config.js"
 _PROXIED = ("/dicom-web", "/wado")
 _FORWARDED_HEADERS = ("accept", "content-type", "authorization", "range")
+_RETURNED_HEADERS = ("Content-Type", "WWW-Authenticate")  # the challenge makes the browser ask for a login
 
 
 def ohif_dist() -> Path:
@@ -30,10 +38,9 @@ def ohif_dist() -> Path:
     return PROJECT_DIR / ".ohif" / version
 
 
-def make_handler(dist: Path, orthanc_url: str, auth: tuple[str, str] | None = None) -> type[BaseHTTPRequestHandler]:
+def make_handler(dist: Path, orthanc_url: str) -> type[BaseHTTPRequestHandler]:
     session = requests.Session()
-    if auth:
-        session.auth = auth
+    session.trust_env = False  # no ~/.netrc credentials or proxy settings slipped into the users' requests
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -85,7 +92,7 @@ def make_handler(dist: Path, orthanc_url: str, auth: tuple[str, str] | None = No
             with upstream:
                 content = upstream.raw.read(decode_content=True)
                 self.send_response(upstream.status_code)
-                for name in ("Content-Type",):
+                for name in _RETURNED_HEADERS:
                     if name in upstream.headers:
                         self.send_header(name, upstream.headers[name])
                 self.send_header("Content-Length", str(len(content)))

@@ -7,7 +7,7 @@
 (function () {
   var RT_ION_PLAN = '1.2.840.10008.5.1.4.1.1.481.8';
   var RT_DOSE = '1.2.840.10008.5.1.4.1.1.481.2';
-  var METRICS = ['volume_cc', 'Dmin', 'Dmean', 'Dmax', 'D98', 'D95', 'D50', 'D2'];
+  var METRICS = ['volume', 'Dmin', 'Dmean', 'Dmax', 'D98', 'D95', 'D50', 'D2'];
   var pollTimer = null;
 
   function esc(text) {
@@ -142,8 +142,9 @@
     list.insertAfter($('#study-info'));
     list.listview();
     renderJobs(list, studyId);
+    showMeasurementSummary(studyId, list);
     var plansList = $('<ul id="orthanc-rt-plans" data-role="listview" data-inset="true"></ul>');
-    plansList.insertAfter(list);
+    plansList.insertAfter($('#orthanc-rt-measurements'));
     plansList.listview();
     renderPlans(plansList, studyId);
     planForm(studyId, plansList, function () { renderJobs(list, studyId); });
@@ -160,6 +161,58 @@
   });
 
   $('#study').live('pagehide', function () { clearTimeout(pollTimer); });
+
+  // A study's measurements: per dose and ROI its DVH metrics (GET /rt/studies/{id}/measurements/summary),
+  // then how many measurements came from OHIF reports (SR) and from manual entry.
+  var SUMMARY_METRICS = ['volume', 'Dmean', 'D95', 'Dmax'];  // the side column is narrow: the full set is on the dose
+
+  function showMeasurementSummary(studyId, after) {
+    $('#orthanc-rt-measurements').remove();
+    var box = $('<div id="orthanc-rt-measurements" class="ui-body ui-body-c"><h3>Orthanc-RT: measurements</h3>' +
+      '<table style="width:100%;font-size:small"></table><p id="orthanc-rt-measurement-counts"></p></div>');
+    box.insertAfter(after);
+    var table = box.find('table');
+    $.ajax({ url: '../rt/studies/' + studyId + '/measurements/summary', dataType: 'json', cache: false })
+      .done(function (answer) {
+        if (answer.rois.length === 0) {
+          table.replaceWith('<p>No dose of this study has been analysed yet.</p>');
+          return;
+        }
+        var units = answer.rois[0].units;
+        table.append('<tr><th>ROI</th>' + SUMMARY_METRICS.map(function (k) {
+          return '<th>' + esc(k) + (units[k] ? ' (' + esc(units[k]) + ')' : '') + '</th>';
+        }).join('') + '</tr>');
+        var dose = null;
+        $.each(answer.rois, function (_, line) {
+          if (line.dose_sop_instance_uid !== dose) {  // rows come grouped by dose
+            dose = line.dose_sop_instance_uid;
+            table.append('<tr><td colspan="' + (SUMMARY_METRICS.length + 1) + '" title="' + esc(dose) + '">' +
+              '<i>RTDOSE …' + esc(String(dose).slice(-12)) + '</i></td></tr>');
+          }
+          table.append('<tr data-rt-roi="' + esc(line.roi_name) + '"><td>' + esc(line.roi_name) + '</td>' +
+            SUMMARY_METRICS.map(function (k) {
+              var v = line.metrics[k];
+              return '<td>' + (v === undefined || v === null ? '' : esc(Number(v).toFixed(2))) + '</td>';
+            }).join('') + '</tr>');
+        });
+      })
+      .fail(function (xhr) {
+        table.replaceWith('<p>Measurement summary unavailable: ' + esc(xhr.status) + '</p>');
+      });
+    var counts = {};
+    $.each(['sr', 'manual'], function (_, source) {
+      $.ajax({ url: '../rt/measurements', data: { study: studyId, source: source, limit: 1 }, dataType: 'json',
+               cache: false })
+        .done(function (answer) {
+          counts[source] = answer.total;
+          if (counts.sr === undefined || counts.manual === undefined) { return; }
+          $('#orthanc-rt-measurement-counts').html('From OHIF reports (SR): <a target="_blank" ' +
+            'href="../rt/measurements?study=' + encodeURIComponent(studyId) + '&source=sr">' + esc(counts.sr) +
+            '</a> · manual: <a target="_blank" href="../rt/measurements?study=' + encodeURIComponent(studyId) +
+            '&source=manual">' + esc(counts.manual) + '</a>');
+        });
+    });
+  }
 
   $('#instance').live('pagebeforeshow', function () {
     var instanceId = $.mobile.pageData && $.mobile.pageData.uuid;

@@ -85,6 +85,7 @@ def auth_stack(tmp_path_factory) -> Iterator[StackConfig]:
             worker_username=WORKER_USER[0],
             worker_password=WORKER_USER[1],
             client_auth=("ada", AUTH_USERS["ada"][0]),
+            viewer_port=free_port(),  # the OHIF viewer must not open a way around the login
         )
         try:
             stack.start(cfg)

@@ -36,13 +36,18 @@ def c_store(port: int, datasets: Sequence[Dataset], folder: Path, *, aet: str = 
 
 
 def stow_rs(base: str, datasets: Sequence[Dataset]) -> dict:
+    r = stow_rs_response(base, datasets)
+    r.raise_for_status()
+    return r.json()
+
+
+def stow_rs_response(base: str, datasets: Sequence[Dataset], auth: tuple[str, str] | None = None) -> requests.Response:
+    """POST the datasets to {base}/dicom-web/studies as one multipart STOW-RS request; the answer unchecked."""
     boundary = f"orthanc-rt-{uuid.uuid4().hex}"
     parts = []
     for ds in datasets:
         parts.append(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + to_bytes(ds) + b"\r\n")
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    r = requests.post(f"{base}/dicom-web/studies", data=body, timeout=120, headers={
+    return requests.post(f"{base}/dicom-web/studies", data=body, timeout=120, auth=auth, headers={
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
         "Accept": "application/dicom+json"})
-    r.raise_for_status()
-    return r.json()

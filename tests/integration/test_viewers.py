@@ -4,17 +4,29 @@ Evidence is taken from the network (DICOMweb answers for the CT, RTSTRUCT and
 RTDOSE series through the viewer's origin) and the DOM (series list, the
 structure set's ROI names in the segmentation panel, the dose series in the
 viewport overlay); screenshots go to test-artifacts/ for a person to look at.
+A length drawn with the mouse in OHIF and saved as a report travels by STOW-RS
+into Orthanc and from there into the measurement records; with Orthanc's
+authentication on, the viewer gives nothing to a browser without a login.
 """
 from __future__ import annotations
 
+import io
+import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
+import pydicom
 import pytest
+import requests
+from PIL import Image
 
-from orthanc_rt.viewer import ohif_dist
+from orthanc_rt.viewer import CONFIG, ohif_dist
 from tests import util
-from tests.integration.senders import rest_upload
+from tests.integration.conftest import AUTH_USERS, WORKER_USER, as_user
+from tests.integration.senders import rest_upload, stow_rs_response
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -37,6 +49,13 @@ def browser():
         b.close()
 
 
+def _ohif_page(browser_or_context, **kw):
+    """A page without OHIF's first-visit guided tour (it covers the toolbar): the tour is marked as seen."""
+    page = browser_or_context.new_page(**kw)
+    page.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
+    return page
+
+
 def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     case = util.small_phantom_case("ohif")
     rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
@@ -47,7 +66,7 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
     ARTIFACTS.mkdir(exist_ok=True)
 
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
     responses: list[tuple[int, str]] = []
     errors: list[str] = []
     page.on("response", lambda r: responses.append((r.status, r.url)))
@@ -60,7 +79,6 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
     for modality in ("RTDOSE", "RTSTRUCT", "RTPLAN"):
         page.get_by_text(modality, exact=True).first.wait_for(timeout=30_000)
-    _dismiss_tour(page)
 
     page.get_by_text("RTSTRUCT", exact=True).first.dblclick()
     page.get_by_role("button", name="Yes").click(timeout=30_000)
@@ -84,11 +102,207 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     assert not errors, f"page errors: {errors[:3]}"
 
 
-def _dismiss_tour(page) -> None:
-    """OHIF greets first-time users with a guided tour that covers the viewport."""
-    skip = page.get_by_text("Skip all")
-    if skip.count():
-        skip.first.click()
+def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt_stack, browser):
+    case = util.small_phantom_case("ohif-sr")
+    rest_upload(orthanc.base, case.ct)  # the CT alone: nothing to compute, only something to measure on
+    study_uid = case.study.study_instance_uid
+    viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
+    overlay = page.locator("[data-cy=viewport-overlay-bottom-right]")
+    count = len(case.ct)
+    overlay.get_by_text(f"(1/{count})").wait_for(timeout=30_000)
+    canvas = page.locator("[data-cy=viewport-pane] canvas").first
+    box = canvas.bounding_box()
+    x = box["x"] + box["width"] / 2 + 40  # beside the orientation marker drawn at the top centre
+    page.mouse.move(x, box["y"] + box["height"] / 2)
+    for shown in range(2, count // 2 + 2):  # scroll to a slice in the middle of the water
+        page.mouse.wheel(0, 100)
+        overlay.get_by_text(f"({shown}/{count})").wait_for(timeout=10_000)
+    instance_number = int(re.search(r"I:\s*(\d+)", overlay.inner_text()).group(1))
+    slice_ = next(ds for ds in case.ct if int(ds.InstanceNumber) == instance_number)
+    top, bottom = _wait_for_water(page, x, box)
+    page.screenshot(path=str(ARTIFACTS / "ohif-before-length.png"))
+
+    # A vertical length over the middle half of the viewport, drawn by a mouse drag.
+    y0, y1 = box["y"] + 0.25 * box["height"], box["y"] + 0.75 * box["height"]
+    page.locator("[data-cy=Length-btn]").click()
+    page.mouse.move(x, y0)
+    page.mouse.down()
+    page.mouse.move(x, y1, steps=25)
+    page.mouse.up()
+    page.locator("[data-cy=prompt-begin-tracking-yes-btn]").click(timeout=30_000)  # "Track measurements?"
+    create = page.get_by_role("button", name="Create SR")
+    if not create.is_visible():
+        page.locator("[data-cy=trackedMeasurements-btn]").click()
+    shown_mm = float(page.get_by_text(re.compile(r"^\d+(\.\d+)? mm$")).last.inner_text().split()[0])
+    page.screenshot(path=str(ARTIFACTS / "ohif-length.png"))
+    create.click()
+    page.get_by_placeholder("Report name").fill("Orthanc-RT e2e length")
+    with page.expect_response(lambda r: r.request.method == "POST" and "/dicom-web/studies" in r.url,
+                              timeout=60_000) as stow:
+        page.get_by_role("button", name="Save").click()
+    assert stow.value.url.startswith(f"{viewer}/dicom-web/"), "the report must go through the viewer's proxy"
+    assert stow.value.status == 200, stow.value.text()
+    page.get_by_text("measurement saved successfully").wait_for(timeout=30_000)  # OHIF's own confirmation
+    page.screenshot(path=str(ARTIFACTS / "ohif-report-saved.png"))
+
+    # Orthanc holds the report ...
+    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=study_uid, kind="sr")
+    assert job["state"] == "succeeded", job["message"]
+    [sr_id] = orthanc.study_instances(study_uid, "SR")
+    sr = pydicom.dcmread(io.BytesIO(orthanc.get(f"/instances/{sr_id}/file").content))
+    assert sr.SeriesDescription == "Orthanc-RT e2e length"
+    # ... and our records the length, on the slice it was drawn on.
+    rows = orthanc.get("/rt/measurements", params={"study": study_uid, "source": "sr"}).json()["items"]
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert (row["type"], row["metric"], row["unit"]) == ("distance", "length", "mm")
+    assert row["sr_instance_uid"] == str(sr.SOPInstanceUID)
+    assert (row["sop_instance_uid"], row["series_instance_uid"]) == (str(slice_.SOPInstanceUID),
+                                                                     str(slice_.SeriesInstanceUID))
+    value = row["value"]
+    assert value == pytest.approx(shown_mm, abs=0.05)  # what OHIF showed, to its one decimal
+
+    # The report's own geometry: its two end points (image pixels) times the pixel spacing give the value.
+    row_mm, col_mm = (float(v) for v in slice_.PixelSpacing)
+    (c0, r0), (c1, r1) = np.reshape(_scoord(sr), (2, 2))
+    assert value == pytest.approx(float(np.hypot((c1 - c0) * col_mm, (r1 - r0) * row_mm)), abs=0.01)
+
+    # The drag: cornerstone fits this image (taller than the viewport's shape) so that the span between
+    # its first and last pixel centres, (Rows - 1) x row spacing, fills the viewport height. Mouse
+    # 2 px of slack for where the pointer events land (0.4 mm here, 0.5 % of the ~78 mm drawn).
+    assert (slice_.Columns - 1) * col_mm / box["width"] < (slice_.Rows - 1) * row_mm / box["height"]
+    mm_per_px = (slice_.Rows - 1) * row_mm / box["height"]
+    assert value == pytest.approx((y1 - y0) * mm_per_px, abs=2 * mm_per_px)
+    # And against the picture: the water column (its rows x row spacing) as drawn on the screen. Headless
+    # Chromium's software WebGL draws the image about 2 % smaller than cornerstone's camera places it
+    # (measured: 811.6 px shown for 825.5 px), so this ruler is good to a few per cent: 3 %, enough to
+    # catch a lost pixel spacing (factor 3) or centimetres taken for millimetres (factor 10).
+    hu = slice_.pixel_array[:, slice_.Columns // 2] * float(slice_.RescaleSlope) + float(slice_.RescaleIntercept)
+    water_mm = int(np.count_nonzero(hu > -500)) * row_mm
+    assert value == pytest.approx((y1 - y0) * water_mm / (bottom - top), rel=0.03)
+
+    # OHIF reads its report back from Orthanc (WADO-RS): opened again, the SR shows the same length.
+    page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
+    page.get_by_text("Orthanc-RT e2e length").first.dblclick()
+    page.get_by_text(re.compile(rf"{value:.2f} mm")).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "ohif-report-reopened.png"))
+    assert not errors, f"page errors: {errors[:3]}"
+
+
+def _wait_for_water(page, x: float, box: dict, timeout_s: float = 30) -> tuple[float, float]:
+    """Screen rows (sub-pixel, where the grey falls to half the water's) at which the water column that
+    fills the viewport's centre starts and ends, along the vertical line x."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("L"), dtype=float)
+        column = shot[int(box["y"]):int(box["y"] + box["height"]), int(x)]
+        centre = len(column) // 2
+        level = column[centre] / 2
+        if level > 20:  # drawn (black until the slice arrives)
+            first = last = centre
+            while first > 0 and column[first - 1] > level:
+                first -= 1
+            while last < len(column) - 1 and column[last + 1] > level:
+                last += 1
+            if 0 < first and last < len(column) - 1:
+                top = first - (column[first] - level) / (column[first] - column[first - 1])
+                bottom = last + (column[last] - level) / (column[last] - column[last + 1])
+                return box["y"] + top, box["y"] + bottom
+        time.sleep(0.5)
+    raise AssertionError("the CT slice never appeared whole in the viewport")
+
+
+def _scoord(node) -> list[float]:
+    """GraphicData of the first SCOORD in an SR content tree."""
+    for item in node.get("ContentSequence", []):
+        if item.get("ValueType") == "SCOORD":
+            return [float(v) for v in item.GraphicData]
+        found = _scoord(item)
+        if found:
+            return found
+    return []
+
+
+def test_the_viewer_is_no_way_around_orthancs_login(auth_stack, browser):
+    case = util.small_phantom_case("ohif-auth")
+    dora = ("dora", AUTH_USERS["dora"][0])
+    rest_upload(auth_stack.orthanc_url, case.ct, auth=dora)
+    viewer = f"http://127.0.0.1:{auth_stack.viewer_port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    study_uid, patient = case.study.study_instance_uid, case.study.patient_id
+    vic = ("vic", AUTH_USERS["vic"][0])
+    ct = case.ct[0]
+    data_urls = [f"/dicom-web/studies?PatientID={patient}", f"/dicom-web/studies/{study_uid}/series",
+                 f"/dicom-web/studies/{study_uid}/series/{ct.SeriesInstanceUID}/metadata",
+                 f"/wado?requestType=WADO&studyUID={study_uid}&seriesUID={ct.SeriesInstanceUID}"
+                 f"&objectUID={ct.SOPInstanceUID}&contentType=application/dicom"]
+
+    # Without a login, or with a wrong one, the data answer 401 with Orthanc's challenge (so a browser asks).
+    for url in data_urls:
+        for auth in (None, ("vic", "not-the-password")):
+            r = requests.get(viewer + url, auth=auth, timeout=30)
+            assert r.status_code == 401, (url, auth, r.status_code)
+            assert r.headers["WWW-Authenticate"].startswith("Basic"), url
+            assert study_uid not in r.text and patient not in r.text
+    report = util.instance_variant(ct, "posted-anonymously")
+    assert stow_rs_response(viewer, [report]).status_code == 401
+    assert len(as_user(auth_stack, "vic").study_instances(study_uid, "CT")) == len(case.ct)  # nothing added
+
+    # OHIF's own files are public (the npm package and our app-config.js: no patient data, no secret).
+    assert requests.get(viewer + "/", timeout=30).status_code == 200
+    config = requests.get(viewer + "/app-config.js", timeout=30)
+    assert config.status_code == 200 and config.text == CONFIG.read_text()
+    assert not [pw for pw in [WORKER_USER[1], *(p for p, _ in AUTH_USERS.values())] if pw in config.text]
+
+    # With a user's own login the proxy passes it on and Orthanc answers.
+    for url in data_urls:
+        assert requests.get(viewer + url, auth=vic, timeout=30).status_code == 200, url
+    found = requests.get(viewer + data_urls[0], auth=vic, timeout=30).json()
+    assert [s["0020000D"]["Value"][0] for s in found] == [study_uid]
+
+    # In the browser: without a login the study query gets Orthanc's 401 and challenge, so the browser holds
+    # it for the user's login (a dialog; headless Chromium shows none): no data arrives, no patient shows.
+    with _context(browser) as anonymous:
+        page = _ohif_page(anonymous)
+        answered: list[tuple[int, str]] = []
+        page.on("response", lambda r: "/dicom-web/" in r.url and answered.append((r.status, r.url)))
+        with page.expect_request(lambda r: "/dicom-web/studies?" in r.url, timeout=30_000):
+            page.goto(f"{viewer}/?mrn={patient}")
+        time.sleep(3)
+        assert not [u for status, u in answered if status == 200], answered
+        assert page.get_by_text(patient).count() == 0
+        page.screenshot(path=str(ARTIFACTS / "ohif-auth-refused.png"))
+    # The viewer's log (it records refusals) shows OHIF's own query (its MRN filter is tag 00100020) refused.
+    log = (auth_stack.log_dir / "viewer.log").read_text().splitlines()
+    assert [line for line in log if '"GET /dicom-web/studies?00100020=' in line and '" 401 ' in line], log[-5:]
+    with _context(browser, http_credentials={"username": vic[0], "password": vic[1]}) as logged_in:
+        page = _ohif_page(logged_in)
+        page.goto(f"{viewer}/?mrn={patient}", wait_until="networkidle")
+        page.get_by_text(patient).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "ohif-auth-study-list.png"))
+        frames: list[str] = []
+        page.on("response", lambda r: r.status == 200 and "/frames/" in r.url and frames.append(r.url))
+        page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
+        overlay = page.locator("[data-cy=viewport-overlay-bottom-right]")
+        overlay.get_by_text(f"/{len(case.ct)})").wait_for(timeout=30_000)
+        assert any(f"/series/{ct.SeriesInstanceUID}/instances/" in u for u in frames), "no CT frame with the login"
+        page.screenshot(path=str(ARTIFACTS / "ohif-auth-viewer.png"))
+
+
+@contextmanager
+def _context(browser, **kw) -> Iterator:
+    """A fresh browser context (own storage, cache and HTTP credentials), closed afterwards."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, **kw)
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 def test_orthanc_explorer_shows_jobs_and_computes_a_dose(orthanc, rt_stack, browser):
@@ -110,6 +324,15 @@ def test_orthanc_explorer_shows_jobs_and_computes_a_dose(orthanc, rt_stack, brow
     ohif.wait_for()
     assert ohif.get_attribute("href") == (f"http://127.0.0.1:{rt_stack.viewer_port}/viewer?StudyInstanceUIDs="
                                           f"{case.study.study_instance_uid}")
+    # The measurement summary: the analysis' numbers, as the summary route gives them.
+    summary = orthanc.get(f"/rt/studies/{study_id}/measurements/summary").json()["rois"]
+    target = next(line for line in summary if line["roi_name"] == "TargetVolume")
+    cells = page.locator('#orthanc-rt-measurements tr[data-rt-roi="TargetVolume"] td')
+    cells.first.wait_for(timeout=30_000)
+    shown = cells.all_inner_texts()
+    assert shown == ["TargetVolume", *(f"{target['metrics'][k]:.2f}" for k in ("volume", "Dmean", "D95", "Dmax"))]
+    assert float(shown[2]) > 0 and float(shown[4]) >= float(shown[2])  # a dose was delivered: Dmax >= Dmean > 0
+    page.locator("#orthanc-rt-measurement-counts").get_by_text("From OHIF reports (SR): 0").wait_for()
     page.screenshot(path=str(ARTIFACTS / "explorer-study.png"))
 
     page.goto(f"{orthanc.base}/app/explorer.html#instance?uuid={ids[-1]}")
