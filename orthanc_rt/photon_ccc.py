@@ -49,6 +49,7 @@ import logging
 import math
 import os
 import platform
+import signal
 import subprocess
 import tempfile
 import threading
@@ -332,8 +333,8 @@ def _test_run(engine: CccEngine) -> str | None:
             return f"{engine.binary.name} did not finish a one-beamlet test within {_PROBE_TIMEOUT_S:g} s"
         output = (run.stdout + run.stderr).decode(errors="replace").strip()
         if run.returncode != SUCCESS_EXIT_CODE:
-            return (f"{engine.binary.name} failed a one-beamlet test (exit code {run.returncode}, expected "
-                    f"{SUCCESS_EXIT_CODE}): {output[-400:] or 'no output'}")
+            return (f"{engine.binary.name} failed a one-beamlet test (exit code {run.returncode}"
+                    f"{_signal_name(run.returncode)}; expected {SUCCESS_EXIT_CODE}): {output[-400:] or 'no output'}")
         if FAILED_BEAMLET_MARK in output:
             return f"{engine.binary.name} failed the test beamlet: {output[-400:]}"
         try:
@@ -345,3 +346,12 @@ def _test_run(engine: CccEngine) -> str | None:
             return f"{engine.binary.name} computed no dose on the axis of a test beamlet"
     return None
 
+
+
+def _signal_name(returncode: int) -> str:
+    if returncode >= 0:
+        return ""
+    try:
+        return f", killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f", killed by signal {-returncode}"
