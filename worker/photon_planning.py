@@ -38,11 +38,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from opentps.core.data import SparseBeamlets
+from opentps.core.data.images import ROIMask
+from opentps.core.data.plan import FidObjective, PhotonPlanDesign
+from opentps.core.processing.planOptimization.planOptimization import IntensityModulationOptimizer
 
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, PhotonBeam, PhotonPlan
 from orthanc_rt.dvh_metrics import roi_dose_metrics, target_dose_metrics
 from orthanc_rt.photon_ccc import Beamlet
 from orthanc_rt.uids import derive_uid
+from worker.dose_engine import default_beam_model, to_opentps_ct
 from worker.photon_engine import DensityGrid, compute_beamlets
 
 logger = logging.getLogger(__name__)
@@ -222,12 +227,6 @@ def validate_request(request: PhotonPlanRequest, structures: dict[str, np.ndarra
 def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: PhotonPlanRequest, *, work_dir: Path,
                 threads: int = 0, on_progress: ProgressCallback | None = None) -> PhotonPlanResult:
     """Plan `request` on `ct` (see the module docstring); the engine's files go below `work_dir`."""
-    # OpenTPS is imported here, not at module level: importing it logs, probes for GPUs and makes folders.
-    from opentps.core.data.plan import FidObjective, PhotonPlanDesign
-    from opentps.core.processing.planOptimization.planOptimization import IntensityModulationOptimizer
-
-    from worker.dose_engine import to_opentps_ct
-
     report = on_progress or (lambda stage, fraction: None)
     validate_request(request, structures, ct)
     objectives = request.effective_objectives
@@ -260,9 +259,7 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: Photon
 
     report(STAGES[1], 0.0)
     started = time.monotonic()
-    grid = DensityGrid(density=_densities(ct, calibration), origin_mm=tuple(ct.origin_mm),
-                       spacing_mm=tuple(ct.spacing_mm))
-    matrix = compute_beamlets(grid, isocenter, beamlets, work_dir=Path(work_dir) / "beamlets", threads=threads,
+    matrix = compute_beamlets(density_grid(ct), isocenter, beamlets, work_dir=Path(work_dir) / "beamlets", threads=threads,
                               on_progress=lambda done, _: report(STAGES[1], done))
     if matrix.nnz == 0:
         raise PhotonPlanError("the CCC engine scored no dose for any beamlet (is the CT empty of matter?)")
@@ -320,22 +317,21 @@ def compute_plan_dose(ct: CtVolume, plan: PhotonPlan, *, work_dir: Path, threads
                 weights.append(float(w))
     if not beamlets:
         raise PhotonPlanError(f"plan {plan.sop_instance_uid}: no beamlet has a positive weight")
-    calibration = _calibration()
-    grid = DensityGrid(density=_densities(ct, calibration), origin_mm=tuple(ct.origin_mm),
-                       spacing_mm=tuple(ct.spacing_mm))
-    matrix = compute_beamlets(grid, next(iter(isocenters)), beamlets, work_dir=work_dir, threads=threads,
+    matrix = compute_beamlets(density_grid(ct), next(iter(isocenters)), beamlets, work_dir=work_dir, threads=threads,
                               on_progress=on_progress)
     return _dose(matrix, np.asarray(weights) * plan.fractions_planned, ct)
 
 
-def _calibration():
-    from worker.dose_engine import default_beam_model
-    return default_beam_model().calibration  # OpenTPS' default CT calibration, as its CCC examples use
-
-
-def _densities(ct: CtVolume, calibration) -> np.ndarray:
+def density_grid(ct: CtVolume) -> DensityGrid:
+    """The CT's mass densities (g/cm3) by OpenTPS' default CT calibration, as OpenTPS' CCC examples convert them."""
     hu = np.asarray(ct.hu, dtype=np.float64)
-    return np.asarray(calibration.convertHU2MassDensity(hu), dtype=np.float32).reshape(hu.shape)
+    density = np.asarray(_calibration().convertHU2MassDensity(hu), dtype=np.float32).reshape(hu.shape)
+    return DensityGrid(density=density, origin_mm=tuple(float(v) for v in ct.origin_mm),
+                       spacing_mm=tuple(float(v) for v in ct.spacing_mm))
+
+
+def _calibration():
+    return default_beam_model().calibration
 
 
 def _opentps_gantry(iec_deg: float) -> float:
@@ -344,7 +340,6 @@ def _opentps_gantry(iec_deg: float) -> float:
 
 
 def _roi_mask(name: str, mask_zyx: np.ndarray, ct: CtVolume):
-    from opentps.core.data.images import ROIMask
     return ROIMask(imageArray=np.ascontiguousarray(np.asarray(mask_zyx, dtype=bool).transpose(2, 1, 0)), name=name,
                    origin=tuple(float(v) for v in ct.origin_mm), spacing=tuple(float(v) for v in ct.spacing_mm))
 
@@ -364,8 +359,6 @@ def _beamlets(opentps_plan, request: PhotonPlanRequest) -> tuple[list[Beamlet], 
 
 def _opentps_beamlets(matrix: sp.csc_matrix, ct: CtVolume, opentps_plan):
     """OpenTPS' SparseBeamlets: rows in its voxel order ([x, y, z] Fortran order with x and y reversed)."""
-    from opentps.core.data import SparseBeamlets
-
     nz, ny, nx = ct.shape_zyx
     z, rest = np.divmod(np.arange(nz * ny * nx), ny * nx)
     y, x = np.divmod(rest, nx)
