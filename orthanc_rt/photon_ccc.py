@@ -159,7 +159,7 @@ def write_kernel_list(folder: Path, engine: CccEngine) -> Path:
 
 def write_geometry(folder: Path, density_zyx: np.ndarray, origin_mm: Sequence[float], spacing_mm: Sequence[float],
                    isocenter_mm: Sequence[float]) -> Path:
-    """The geometry list, its header and the densities (g/cm3) of a [z, y, x] grid; positions relative to the isocentre."""
+    """The geometry list, header and densities (g/cm3) of a [z, y, x] grid, placed relative to the isocentre."""
     density = np.asarray(density_zyx, dtype=np.float32)
     if density.ndim != 3 or min(density.shape) < 2:
         raise CccInputError(f"the density grid must be 3-D with at least 2 voxels per axis, not {density.shape}")

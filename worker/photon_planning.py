@@ -259,8 +259,8 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: Photon
 
     report(STAGES[1], 0.0)
     started = time.monotonic()
-    matrix = compute_beamlets(density_grid(ct), isocenter, beamlets, work_dir=Path(work_dir) / "beamlets", threads=threads,
-                              on_progress=lambda done, _: report(STAGES[1], done))
+    matrix = compute_beamlets(density_grid(ct), isocenter, beamlets, work_dir=Path(work_dir) / "beamlets",
+                              threads=threads, on_progress=lambda done, _: report(STAGES[1], done))
     if matrix.nnz == 0:
         raise PhotonPlanError("the CCC engine scored no dose for any beamlet (is the CT empty of matter?)")
     design.beamlets = _opentps_beamlets(matrix, ct, opentps_plan)

@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 
 from orthanc_rt import photon_ccc
+from orthanc_rt.dicom.builders import build_photon_plan
 from orthanc_rt.dicom.phantom import water_phantom_case
 
 pytest.importorskip("opentps.core")
@@ -52,7 +53,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 def open_field(gantry_deg: float, side_mm: float, beamlet_mm: float) -> list[photon_ccc.Beamlet]:
     """A square open field at the isocentre plane, tiled with equal beamlets (equal weights = uniform fluence)."""
     centres = np.arange(-side_mm / 2 + beamlet_mm / 2, side_mm / 2, beamlet_mm)
-    return [photon_ccc.Beamlet(gantry_deg, float(x), float(y), beamlet_mm, beamlet_mm) for x in centres for y in centres]
+    return [photon_ccc.Beamlet(gantry_deg, float(x), float(y), beamlet_mm, beamlet_mm)
+            for x in centres for y in centres]
 
 
 def field_dose(grid: DensityGrid, isocenter, beamlets, work_dir: Path, **kwargs) -> np.ndarray:
@@ -136,6 +138,14 @@ def test_two_beam_plan_covers_the_target_and_the_plan_gives_its_dose_again(tmp_p
     again = compute_plan_dose(case.ct_volume, result.plan, work_dir=tmp_path / "again", threads=2)
     assert np.allclose(again.dose_gy, result.dose.dose_gy, rtol=1e-5, atol=1e-6)
     assert again.dose_gy.max() == pytest.approx(result.dose.dose_gy.max())
+
+    # The optimised beamlets form bixel grids the RT Plan builder can sequence into MLC segments.
+    plan = build_photon_plan(case.study, result.plan.beams, sop_instance_uid=result.plan.sop_instance_uid,
+                             series_instance_uid=result.plan.series_instance_uid, label=result.plan.label,
+                             fractions_planned=result.plan.fractions_planned, weight_unit=result.plan.weight_unit)
+    for beam, item in zip(result.plan.beams, plan.BeamSequence):
+        assert float(item.ControlPointSequence[0].GantryAngle) == beam.gantry_angle_deg
+        assert float(item.FinalCumulativeMetersetWeight) >= beam.beamlet_weight.max() > 0
 
 
 def test_engine_failure_is_reported_with_its_output(tmp_path):
