@@ -21,11 +21,18 @@ Angles are IEC 61217 gantry angles (couch 0). OpenTPS' photon code turns the
 gantry the other way (see `orthanc_rt.photon_ccc`), so its plan design gets
 the mirrored angle and the beamlet coordinates come out in IEC axes.
 
-Doses are whole-plan doses (all fractions) on the CT grid. The engine has no
-machine output calibration, so the optimiser scales the beamlet weights to
-the prescription: the weights are relative fluence (`PhotonPlan.weight_unit`),
+Doses are whole-plan doses (all fractions) on the dose grid: the CT grid,
+or with `scoring_spacing_mm` an isotropic grid of that spacing covering the
+CT (`worker.dose_engine.scoring_grid`; densities interpolated onto it). The
+engine's cost grows with the voxel count: on OpenTPS' SimpleFantomWithStruct
+(100^3 CT voxels of 2 mm, 2 beams, 154 beamlets, 2 cores) the beamlets took
+265 s on the CT grid and 16 s on a 4 mm grid, with the same target coverage
+(D95 99.1 % and 99.4 % of the prescription). The engine has no machine output
+calibration, so the optimiser scales the beamlet weights to the
+prescription: the weights are relative fluence (`PhotonPlan.weight_unit`),
 not monitor units of a real machine. QA metrics (`orthanc_rt.dvh_metrics`)
-are taken on the final dose with every ROI on the CT grid.
+are taken on the final dose with every ROI sampled onto the dose grid by
+nearest voxel centre (`worker.planning.mask_on_grid`).
 """
 from __future__ import annotations
 
@@ -42,12 +49,15 @@ from opentps.core.data import SparseBeamlets
 from opentps.core.data.images import ROIMask
 from opentps.core.data.plan import FidObjective, PhotonPlanDesign
 from opentps.core.processing.planOptimization.planOptimization import IntensityModulationOptimizer
+from scipy.ndimage import map_coordinates
 
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, PhotonBeam, PhotonPlan
 from orthanc_rt.dvh_metrics import roi_dose_metrics, target_dose_metrics
 from orthanc_rt.photon_ccc import Beamlet
 from orthanc_rt.uids import derive_uid
-from worker.dose_engine import default_beam_model, to_opentps_ct
+from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct
+from worker.mcsquare import ScoringGrid
+from worker.planning import mask_on_grid
 from worker.photon_engine import DensityGrid, compute_beamlets
 
 logger = logging.getLogger(__name__)
@@ -62,6 +72,7 @@ FRACTIONS_RANGE = (1, 60)
 BEAMLET_SPACING_RANGE_MM = (2.0, 20.0)
 MARGIN_RANGE_MM = (0.0, 30.0)
 MAX_ITERATIONS = 10_000
+SCORING_RANGE_MM = (1.0, 10.0)
 NOMINAL_ENERGY_MV = 6.0  # the engine's Kernels_6MV spectrum
 
 ProgressCallback = Callable[[str, float], None]
@@ -93,6 +104,7 @@ class PhotonPlanRequest:
     beamlet_spacing_mm: float = 5.0  # bixel size on the beam's-eye view at the isocentre
     target_margin_mm: float = 5.0  # beamlets cover the target grown by this margin
     optimizer: str = "Scipy_L-BFGS-B"
+    scoring_spacing_mm: float | None = None  # dose grid: None for the CT grid, else isotropic voxels of this size
 
     def default_objectives(self) -> tuple[PhotonObjective, ...]:
         """Uniform dose to the target at the prescription, with under- and overdose penalties."""
@@ -194,6 +206,11 @@ def validate_request(request: PhotonPlanRequest, structures: dict[str, np.ndarra
             raise PhotonPlanError(f"gantry angles must be finite degrees within ±360, not {angle!r}")
     if request.optimizer not in OPTIMIZERS:
         raise PhotonPlanError(f"optimizer {request.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    if request.scoring_spacing_mm is not None and not (
+            _is_number(request.scoring_spacing_mm)
+            and SCORING_RANGE_MM[0] <= request.scoring_spacing_mm <= SCORING_RANGE_MM[1]):
+        raise PhotonPlanError(f"scoring_spacing_mm must be between {SCORING_RANGE_MM[0]:g} and "
+                              f"{SCORING_RANGE_MM[1]:g} mm, not {request.scoring_spacing_mm!r}")
     if isinstance(request.max_iterations, bool) or not isinstance(request.max_iterations, int) \
             or not 1 <= request.max_iterations <= MAX_ITERATIONS:
         raise PhotonPlanError(f"max_iterations must be from 1 to {MAX_ITERATIONS}, not {request.max_iterations!r}")
@@ -239,7 +256,7 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: Photon
     design = PhotonPlanDesign()
     design.ct = opentps_ct
     design.calibration = calibration
-    design.targetMask = _roi_mask(request.target_roi, structures[request.target_roi], ct)
+    design.targetMask = _roi_mask(request.target_roi, structures[request.target_roi], scoring_grid(ct, None))
     design.isocenterPosition_mm = None  # the target's centre of mass
     design.gantryAngles = [_opentps_gantry(g) for g in request.gantry_angles_deg]
     design.couchAngles = [0.0] * len(request.gantry_angles_deg)
@@ -259,18 +276,26 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: Photon
 
     report(STAGES[1], 0.0)
     started = time.monotonic()
-    matrix = compute_beamlets(density_grid(ct), isocenter, beamlets, work_dir=Path(work_dir) / "beamlets",
+    grid = scoring_grid(ct, request.scoring_spacing_mm)
+    masks = {name: mask_on_grid(np.asarray(mask, dtype=bool), ct, grid) for name, mask in structures.items()}
+    for name in {request.target_roi, *(o.roi for o in objectives)}:
+        if not masks[name].any():
+            raise PhotonPlanError(f"ROI {name!r} has no voxel on the {grid.spacing_mm[0]:g} mm dose grid")
+    matrix = compute_beamlets(density_grid(ct, grid), isocenter, beamlets, work_dir=Path(work_dir) / "beamlets",
                               threads=threads, on_progress=lambda done, _: report(STAGES[1], done))
     if matrix.nnz == 0:
         raise PhotonPlanError("the CCC engine scored no dose for any beamlet (is the CT empty of matter?)")
-    design.beamlets = _opentps_beamlets(matrix, ct, opentps_plan)
+    design.beamlets = _opentps_beamlets(matrix, grid, opentps_plan)
+    if request.scoring_spacing_mm is not None:
+        # PhotonPlanDesign derives the grid size from these (as scoring_grid does); the masks are already on it.
+        design.setScoringParameters(scoringSpacing=list(grid.spacing_mm), scoringOrigin=list(grid.origin_mm))
     times.beamlets_s = time.monotonic() - started
     report(STAGES[1], 1.0)
 
     report(STAGES[2], 0.0)
     started = time.monotonic()
     for objective in objectives:
-        roi = _roi_mask(objective.roi, structures[objective.roi], ct)
+        roi = _roi_mask(objective.roi, masks[objective.roi], grid)
         design.objectives.addFidObjective(roi, FidObjective.Metrics(objective.type), float(objective.dose_gy),
                                           float(objective.weight), volume=objective.volume_pct)
     optimizer = IntensityModulationOptimizer(method=request.optimizer, plan=opentps_plan,
@@ -286,11 +311,10 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: Photon
     weights = np.asarray(optimizer.weights, dtype=np.float64)
     plan_weights = np.square(weights) if optimizer.xSquared else weights
     plan = _photon_plan(ct, request, isocenter, beamlets, beam_of, plan_weights / request.fractions)
-    dose = _dose(matrix, plan_weights, ct)
+    dose = _dose(matrix, plan_weights, grid, ct.frame_of_reference_uid)
     times.final_dose_s = time.monotonic() - started
     report(STAGES[3], 1.0)
 
-    masks = {name: np.asarray(mask, dtype=bool) for name, mask in structures.items()}
     qa = {name: roi_dose_metrics(dose.dose_gy, mask) for name, mask in masks.items()}
     qa[request.target_roi] = target_dose_metrics(dose.dose_gy, masks[request.target_roi], request.prescription_gy)
     info = OptimizerInfo(method=request.optimizer, iterations=int(optimizer.niter),
@@ -300,9 +324,9 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: Photon
     return PhotonPlanResult(plan=plan, dose=dose, optimizer=info, beamlet_count=plan.beamlet_count, qa=qa)
 
 
-def compute_plan_dose(ct: CtVolume, plan: PhotonPlan, *, work_dir: Path, threads: int = 0,
-                      on_progress: Callable[[float, str], None] | None = None) -> DoseGrid:
-    """The whole-plan dose of `plan` on `ct` by a new run of the engine on its weighted beamlets."""
+def compute_plan_dose(ct: CtVolume, plan: PhotonPlan, *, work_dir: Path, scoring_spacing_mm: float | None = None,
+                      threads: int = 0, on_progress: Callable[[float, str], None] | None = None) -> DoseGrid:
+    """The whole-plan dose of `plan` on `ct` (or its `scoring_spacing_mm` grid) by a new run of the engine."""
     isocenters = {tuple(beam.isocenter_mm) for beam in plan.beams}
     if len(isocenters) != 1:
         raise PhotonPlanError(f"the beams of a photon plan must share one isocentre, not {sorted(isocenters)}")
@@ -317,17 +341,31 @@ def compute_plan_dose(ct: CtVolume, plan: PhotonPlan, *, work_dir: Path, threads
                 weights.append(float(w))
     if not beamlets:
         raise PhotonPlanError(f"plan {plan.sop_instance_uid}: no beamlet has a positive weight")
-    matrix = compute_beamlets(density_grid(ct), next(iter(isocenters)), beamlets, work_dir=work_dir, threads=threads,
-                              on_progress=on_progress)
-    return _dose(matrix, np.asarray(weights) * plan.fractions_planned, ct)
+    grid = scoring_grid(ct, scoring_spacing_mm)
+    matrix = compute_beamlets(density_grid(ct, grid), next(iter(isocenters)), beamlets, work_dir=work_dir,
+                              threads=threads, on_progress=on_progress)
+    return _dose(matrix, np.asarray(weights) * plan.fractions_planned, grid, ct.frame_of_reference_uid)
 
 
-def density_grid(ct: CtVolume) -> DensityGrid:
-    """The CT's mass densities (g/cm3) by OpenTPS' default CT calibration, as OpenTPS' CCC examples convert them."""
+def density_grid(ct: CtVolume, grid: ScoringGrid | None = None) -> DensityGrid:
+    """Mass densities (g/cm3) by OpenTPS' default CT calibration (as its CCC examples convert them).
+
+    On the CT grid, or on `grid` by trilinear interpolation between CT voxel
+    centres (the nearest CT voxel beyond the CT's outer centres).
+    """
     hu = np.asarray(ct.hu, dtype=np.float64)
     density = np.asarray(_calibration().convertHU2MassDensity(hu), dtype=np.float32).reshape(hu.shape)
-    return DensityGrid(density=density, origin_mm=tuple(float(v) for v in ct.origin_mm),
-                       spacing_mm=tuple(float(v) for v in ct.spacing_mm))
+    ct_grid = scoring_grid(ct, None)
+    if grid is None:
+        grid = ct_grid
+    elif grid != ct_grid:
+        axes = [(o + s * np.arange(n) - co) / cs for o, s, n, co, cs in
+                zip(grid.origin_mm, grid.spacing_mm, grid.size_xyz, ct.origin_mm, ct.spacing_mm)]
+        kx, ky, kz = axes
+        zz, yy, xx = np.meshgrid(kz, ky, kx, indexing="ij")
+        density = map_coordinates(density, [zz, yy, xx], order=1, mode="nearest").astype(np.float32)
+    return DensityGrid(density=density, origin_mm=tuple(float(v) for v in grid.origin_mm),
+                       spacing_mm=tuple(float(v) for v in grid.spacing_mm))
 
 
 def _calibration():
@@ -339,9 +377,9 @@ def _opentps_gantry(iec_deg: float) -> float:
     return float((-iec_deg) % 360.0)
 
 
-def _roi_mask(name: str, mask_zyx: np.ndarray, ct: CtVolume):
+def _roi_mask(name: str, mask_zyx: np.ndarray, grid: ScoringGrid) -> ROIMask:
     return ROIMask(imageArray=np.ascontiguousarray(np.asarray(mask_zyx, dtype=bool).transpose(2, 1, 0)), name=name,
-                   origin=tuple(float(v) for v in ct.origin_mm), spacing=tuple(float(v) for v in ct.spacing_mm))
+                   origin=tuple(float(v) for v in grid.origin_mm), spacing=tuple(float(v) for v in grid.spacing_mm))
 
 
 def _beamlets(opentps_plan, request: PhotonPlanRequest) -> tuple[list[Beamlet], np.ndarray]:
@@ -357,9 +395,9 @@ def _beamlets(opentps_plan, request: PhotonPlanRequest) -> tuple[list[Beamlet], 
     return result, np.asarray(beam_of, dtype=int)
 
 
-def _opentps_beamlets(matrix: sp.csc_matrix, ct: CtVolume, opentps_plan):
+def _opentps_beamlets(matrix: sp.csc_matrix, grid: ScoringGrid, opentps_plan) -> SparseBeamlets:
     """OpenTPS' SparseBeamlets: rows in its voxel order ([x, y, z] Fortran order with x and y reversed)."""
-    nz, ny, nx = ct.shape_zyx
+    nx, ny, nz = grid.size_xyz
     z, rest = np.divmod(np.arange(nz * ny * nx), ny * nx)
     y, x = np.divmod(rest, nx)
     opentps_row = (nx - 1 - x) + nx * ((ny - 1 - y) + ny * z)
@@ -369,17 +407,17 @@ def _opentps_beamlets(matrix: sp.csc_matrix, ct: CtVolume, opentps_plan):
     permuted.sort_indices()
     beamlets = SparseBeamlets()
     beamlets.setUnitaryBeamlets(permuted)
-    beamlets.doseOrigin = tuple(float(v) for v in ct.origin_mm)
-    beamlets.doseSpacing = tuple(float(v) for v in ct.spacing_mm)
+    beamlets.doseOrigin = tuple(float(v) for v in grid.origin_mm)
+    beamlets.doseSpacing = tuple(float(v) for v in grid.spacing_mm)
     beamlets.doseGridSize = (nx, ny, nz)
     beamlets._weights = np.asarray(opentps_plan.beamletMUs, dtype=np.float32)  # as OpenTPS' calculator leaves them
     return beamlets
 
 
-def _dose(matrix: sp.csc_matrix, plan_weights: np.ndarray, ct: CtVolume) -> DoseGrid:
+def _dose(matrix: sp.csc_matrix, plan_weights: np.ndarray, grid: ScoringGrid, frame_of_reference_uid: str) -> DoseGrid:
     flat = np.asarray(matrix @ np.asarray(plan_weights, dtype=np.float64), dtype=np.float32)
-    return DoseGrid(dose_gy=flat.reshape(ct.shape_zyx), origin_mm=tuple(ct.origin_mm),
-                    spacing_mm=tuple(ct.spacing_mm), frame_of_reference_uid=ct.frame_of_reference_uid)
+    return DoseGrid(dose_gy=flat.reshape(tuple(reversed(grid.size_xyz))), origin_mm=tuple(grid.origin_mm),
+                    spacing_mm=tuple(grid.spacing_mm), frame_of_reference_uid=frame_of_reference_uid)
 
 
 def _photon_plan(ct: CtVolume, request: PhotonPlanRequest, isocenter: tuple[float, float, float],

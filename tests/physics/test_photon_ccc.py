@@ -148,6 +148,21 @@ def test_two_beam_plan_covers_the_target_and_the_plan_gives_its_dose_again(tmp_p
         assert float(item.FinalCumulativeMetersetWeight) >= beam.beamlet_weight.max() > 0
 
 
+def test_plan_on_a_coarser_dose_grid_covers_the_target(tmp_path):
+    case = water_phantom_case("ccc-coarse", size_mm=(80.0, 100.0, 60.0), spacing_mm=4.0, target_size_mm=24.0,
+                              target_depth_mm=50.0, energy_mev=100.0)
+    structures = {"TargetVolume": case.target_mask, "External": case.external_mask}
+    request = PhotonPlanRequest(target_roi="TargetVolume", prescription_gy=2.0, gantry_angles_deg=(0.0, 90.0, 180.0),
+                                scoring_spacing_mm=8.0)
+    result = plan_photon(case.ct_volume, structures, request, work_dir=tmp_path / "plan", threads=2)
+    assert result.dose.spacing_mm == (8.0, 8.0, 8.0)
+    assert result.dose.dose_gy.shape == tuple(n // 2 for n in case.ct_volume.shape_zyx)
+    assert 27 <= result.qa["TargetVolume"]["voxels"] <= 64  # 3 or 4 coarse voxel centres per axis in the 24 mm box
+    assert result.qa["TargetVolume"]["D95"] >= 0.95 * 2.0
+    again = compute_plan_dose(case.ct_volume, result.plan, work_dir=tmp_path / "again", scoring_spacing_mm=8.0)
+    assert np.allclose(again.dose_gy, result.dose.dose_gy, rtol=1e-5, atol=1e-6)
+
+
 def test_engine_failure_is_reported_with_its_output(tmp_path):
     installed = photon_ccc.locate()
     kernels = tmp_path / "kernels"

@@ -49,6 +49,7 @@ def test_objectives_come_as_dataclasses_dicts_or_any_object_with_those_attribute
     (PhotonPlanRequest("PTV", 2.0, fractions=0), r"fractions must be a whole number from 1 to 60, not 0"),
     (PhotonPlanRequest("PTV", 2.0, max_iterations=0), r"max_iterations must be from 1 to 10000, not 0"),
     (PhotonPlanRequest("PTV", 2.0, optimizer="Adam"), r"optimizer 'Adam' is not one of Scipy_L-BFGS-B"),
+    (PhotonPlanRequest("PTV", 2.0, scoring_spacing_mm=0.5), r"scoring_spacing_mm must be between 1 and 10 mm, not 0\.5"),
     (PhotonPlanRequest("PTV", 2.0, objectives=({"roi": "PTV", "type": "DVHMin", "dose_gy": 2.0},)),
      r"objective 1 \(DVHMin on PTV\): a DVH objective needs volume_pct \(0-100\)"),
     (PhotonPlanRequest("PTV", 2.0, objectives=({"roi": "PTV", "type": "EUD", "dose_gy": 2.0},)),
