@@ -57,8 +57,8 @@ from orthanc_rt.photon_ccc import Beamlet
 from orthanc_rt.uids import derive_uid
 from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct
 from worker.mcsquare import ScoringGrid
-from worker.planning import mask_on_grid
 from worker.photon_engine import DensityGrid, compute_beamlets
+from worker.planning import mask_on_grid
 
 logger = logging.getLogger(__name__)
 

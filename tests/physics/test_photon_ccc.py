@@ -1,11 +1,12 @@
 """OpenTPS' CCC photon engine through our job-folder runner and planner: depth dose, geometry, planning, processes.
 
 Every test runs the installed engine (nothing is mocked) on water phantoms
-from `orthanc_rt.dicom.phantom` of at most 22 x 105 x 22 voxels (the process test: 80 x 120 x 80). Costs on this
-2-core machine: the depth-dose test about 3 s (16 beamlets of 1 cm), the
-two-beam plan about 5 s (50 beamlets, 24 L-BFGS-B iterations, plus the same
-beamlets again for the round trip), the others under 2 s each; the file
-about 20 s.
+from `orthanc_rt.dicom.phantom` of at most 22 x 105 x 22 voxels (the process
+test starts a larger job and kills it at once). Costs on this shared 2-core
+machine: the depth-dose test 3-8 s (16 beamlets of 1 cm on 2 mm depth
+voxels), the two-beam plan 2-5 s (50 beamlets, ~24 L-BFGS-B iterations, plus
+the same beamlets again for the round trip), the others about 1 s each; the
+file 10-20 s depending on the load.
 
 Reference data for 6 MV x-rays in water at SSD 100 cm: the depth of maximum
 dose is about 1.5 cm and PDD(10 cm) about 67 % for a 10x10 cm² field,
