@@ -97,7 +97,7 @@ DENSITY_FILE = "density.bin"
 
 
 class CccInputError(ValueError):
-    """Inputs the engine cannot take (empty grid, bad spacing, beamlet outside reason); the message says which."""
+    """Inputs the engine cannot take (a flat grid, a bad spacing, an empty beamlet) or output it did not write."""
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,6 @@ class CccEngine:
 
     binary: Path
     kernels: Path
-
-    def kernel_file(self, marker: str) -> Path:
-        return self.kernels / KERNEL_FILES[marker]
 
 
 @dataclass(frozen=True)
