@@ -241,22 +241,22 @@ def validate_request(request: PhotonPlanRequest, structures: dict[str, np.ndarra
             raise PhotonPlanError(f"ROI {name!r} is empty on the CT grid")
 
 
-def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: PhotonPlanRequest, *, work_dir: Path,
-                threads: int = 0, on_progress: ProgressCallback | None = None) -> PhotonPlanResult:
-    """Plan `request` on `ct` (see the module docstring); the engine's files go below `work_dir`."""
-    report = on_progress or (lambda stage, fraction: None)
-    validate_request(request, structures, ct)
-    objectives = request.effective_objectives
-    calibration = _calibration()
-    times = StageTimes()
+@dataclass
+class DesignedPlan:
+    """OpenTPS' photon plan as designed (unit weights) and its beamlets in our terms, in OpenTPS' beamlet order."""
 
-    report(STAGES[0], 0.0)
-    started = time.monotonic()
-    opentps_ct = to_opentps_ct(ct)
+    opentps_plan: Any  # opentps PhotonPlan; its planDesign holds the CT, target and objectives
+    beamlets: list[Beamlet]
+    beam_of: np.ndarray  # index of each beamlet's beam
+    isocenter_mm: tuple[float, float, float]
+
+
+def design_plan(ct: CtVolume, target_mask: np.ndarray, request: PhotonPlanRequest) -> DesignedPlan:
+    """Stage 1: OpenTPS' PhotonPlanDesign places beamlets over the target (isocentre at its centre of mass)."""
     design = PhotonPlanDesign()
-    design.ct = opentps_ct
-    design.calibration = calibration
-    design.targetMask = _roi_mask(request.target_roi, structures[request.target_roi], scoring_grid(ct, None))
+    design.ct = to_opentps_ct(ct)
+    design.calibration = _calibration()
+    design.targetMask = _roi_mask(request.target_roi, target_mask, scoring_grid(ct, None))
     design.isocenterPosition_mm = None  # the target's centre of mass
     design.gantryAngles = [_opentps_gantry(g) for g in request.gantry_angles_deg]
     design.couchAngles = [0.0] * len(request.gantry_angles_deg)
@@ -266,10 +266,26 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: Photon
     design.defineTargetMaskAndPrescription(target=design.targetMask, targetPrescription=float(request.prescription_gy))
     opentps_plan = design.buildPlan()
     opentps_plan.numberOfFractionsPlanned = int(request.fractions)
-    isocenter = tuple(float(v) for v in design.isocenterPosition_mm)
     beamlets, beam_of = _beamlets(opentps_plan, request)
     if not beamlets:
         raise PhotonPlanError(f"no beamlet could be placed on target {request.target_roi!r}")
+    return DesignedPlan(opentps_plan, beamlets, beam_of, tuple(float(v) for v in design.isocenterPosition_mm))
+
+
+def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: PhotonPlanRequest, *, work_dir: Path,
+                threads: int = 0, on_progress: ProgressCallback | None = None) -> PhotonPlanResult:
+    """Plan `request` on `ct` (see the module docstring); the engine's files go below `work_dir`."""
+    report = on_progress or (lambda stage, fraction: None)
+    validate_request(request, structures, ct)
+    objectives = request.effective_objectives
+    times = StageTimes()
+
+    report(STAGES[0], 0.0)
+    started = time.monotonic()
+    designed = design_plan(ct, structures[request.target_roi], request)
+    opentps_plan, beamlets, beam_of, isocenter = (designed.opentps_plan, designed.beamlets, designed.beam_of,
+                                                  designed.isocenter_mm)
+    design = opentps_plan.planDesign
     times.building_plan_s = time.monotonic() - started
     report(STAGES[0], 1.0)
     logger.info("photon plan design: %d beamlets in %.1f s", len(beamlets), times.building_plan_s)
