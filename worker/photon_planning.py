@@ -337,7 +337,8 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: Photon
                          objective_initial=history[0] if history else float("nan"),
                          objective_final=history[-1] if history else float("nan"),
                          objective_history=history, times=times)
-    return PhotonPlanResult(plan=plan, dose=dose, optimizer=info, beamlet_count=plan.beamlet_count, qa=qa)
+    return PhotonPlanResult(plan=plan, dose=dose, optimizer=info, beamlet_count=int(np.count_nonzero(plan_weights)),
+                            qa=qa)
 
 
 def compute_plan_dose(ct: CtVolume, plan: PhotonPlan, *, work_dir: Path, scoring_spacing_mm: float | None = None,

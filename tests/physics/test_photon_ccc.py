@@ -131,6 +131,7 @@ def test_two_beam_plan_covers_the_target_and_the_plan_gives_its_dose_again(tmp_p
     assert list(dict.fromkeys(stages)) == ["building plan", "computing beamlets", "optimizing", "final dose"]
     assert [b.gantry_angle_deg for b in result.plan.beams] == [0.0, 90.0]
     assert all(b.beamlet_count > 0 and np.all(b.beamlet_weight >= 0) for b in result.plan.beams)
+    assert 0 < result.beamlet_count == sum(int(np.count_nonzero(b.beamlet_weight)) for b in result.plan.beams)
     assert all(tuple(b.isocenter_mm) == pytest.approx(case.target_center_mm, abs=1.0) for b in result.plan.beams)
     assert result.optimizer.objective_final < result.optimizer.objective_initial
     # Nothing in OpenTPS' global workspace: every engine file is in the job folder.
