@@ -45,14 +45,16 @@ def main() -> None:
     def opentps() -> None:
         plan = design_plan(ct, case.target_mask, request).opentps_plan  # a fresh plan: the calculator edits it
         calculator = CCCDoseCalculator(batchSize=2)
-        calculator._simulationDirectory = tempfile.mkdtemp(prefix="bench-ccc-opentps-")
-        calculator.ctCalibration = calibration
-        calculator.computeBeamlets(to_opentps_ct(ct), plan)
+        with tempfile.TemporaryDirectory(prefix="bench-ccc-opentps-") as folder:
+            calculator._simulationDirectory = folder
+            calculator.ctCalibration = calibration
+            calculator.computeBeamlets(to_opentps_ct(ct), plan)
 
     def ours(threads: int, spacing: float | None = None) -> None:
         grid = scoring_grid(ct, spacing)
-        compute_beamlets(density_grid(ct, grid), designed.isocenter_mm, designed.beamlets, work_dir=Path(tempfile.mkdtemp(prefix="bench-ccc-")),
-                         threads=threads, engine=engine)
+        with tempfile.TemporaryDirectory(prefix="bench-ccc-") as folder:
+            compute_beamlets(density_grid(ct, grid), designed.isocenter_mm, designed.beamlets, work_dir=Path(folder),
+                             threads=threads, engine=engine)
 
     runs = {"OpenTPS CCCDoseCalculator (2 batches)": opentps, "ours, 2 processes": lambda: ours(2),
             "ours, 1 process": lambda: ours(1), "ours, 2 processes, 6 mm dose grid": lambda: ours(2, 6.0)}
