@@ -65,7 +65,8 @@ def main() -> None:
             run()
             best[name] = min(best[name], time.perf_counter() - started)
     reference = best["OpenTPS CCCDoseCalculator (2 batches)"]
-    print(f"{len(designed.beamlets)} beamlets, CT {ct.shape_zyx} voxels of {ct.spacing_mm[0]:g} mm, best of {args.rounds}")
+    print(f"{len(designed.beamlets)} beamlets, CT {ct.shape_zyx} voxels of {ct.spacing_mm[0]:g} mm, "
+          f"best of {args.rounds}")
     for name, seconds in best.items():
         print(f"  {name:40s} {seconds:7.2f} s   ratio to OpenTPS {seconds / reference:.3f}")
 
