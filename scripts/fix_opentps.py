@@ -10,7 +10,8 @@ import importlib.util
 import stat
 from pathlib import Path
 
-_EXECUTABLE_PREFIXES = ("MCsquare", "CCCDoseCalculator")
+# The photon engine is photons/CCC_DoseEngine/CCC_DoseEngine (its sources sit beside it, named otherwise).
+_EXECUTABLE_PREFIXES = ("MCsquare", "CCC_DoseEngine")
 
 
 def fix(root: Path) -> list[Path]:

@@ -24,7 +24,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.builders import RoiSpec, build_ct_series, build_ion_plan, build_measurement_report, \
     build_rtdose, build_rtstruct
-from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, PatientStudy, RangeShifter, \
+from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, PatientStudy, PhotonBeam, RangeShifter, \
     SrMeasurement
 from orthanc_rt.dicom.phantom import CASE_DATETIME, PhantomCase, case_study, case_uid, water_phantom_case
 from orthanc_rt.dicom.serialize import to_bytes
@@ -388,3 +388,22 @@ def read_simple_fantom(folder: Path, *, downsample: int = 1):
                       study_instance_uid=ct.study_instance_uid)
         masks = {name: m[:cz, :cy, :cx][k // 2::k, k // 2::k, k // 2::k] for name, m in masks.items()}
     return ct, masks
+
+
+def photon_beam(number: int = 1, *, gantry: float = 0.0, spacing_mm: float = 5.0, seed: int = 0,
+                shape: tuple[int, int] = (5, 8), offset_mm: tuple[float, float] = (0.0, 0.0)) -> PhotonBeam:
+    """A PhotonBeam built in code: a `shape` (rows along Y, columns along X) bixel grid of random weights.
+
+    About a third of the bixels get no weight, so rows have gaps and the MLC
+    needs several apertures per row; weights are exact in float64.
+    """
+    rng = np.random.default_rng(seed)
+    rows, columns = shape
+    y, x = np.meshgrid((np.arange(rows) - rows // 2) * spacing_mm + offset_mm[1],
+                       (np.arange(columns) - columns // 2) * spacing_mm + offset_mm[0], indexing="ij")
+    weights = np.round(rng.uniform(0.0, 30.0, shape), 3)
+    weights[weights < 10.0] = 0.0
+    return PhotonBeam(number=number, name=f"B{number}", gantry_angle_deg=gantry, couch_angle_deg=0.0,
+                      isocenter_mm=(1.0, -2.0, 3.0), beamlet_x_mm=x.ravel(), beamlet_y_mm=y.ravel(),
+                      beamlet_weight=weights.ravel(), beamlet_size_mm=(spacing_mm, spacing_mm),
+                      treatment_machine="Generic")

@@ -31,12 +31,10 @@ PR_SET_PDEATHSIG=SIGKILL so it never outlives the worker process.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -52,13 +50,15 @@ from opentps.core.io import mcsquareIO
 
 import opentps.core.processing.doseCalculation.protons.MCsquare as _mcsquare_package
 
+from worker.child_process import describe_signal as _describe_signal
+from worker.child_process import die_with_parent as _die_with_parent
+from worker.child_process import tail
+
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
 
-_LOG_TAIL_LINES = 25
 _POLL_SECONDS = 0.5
-_PR_SET_PDEATHSIG = 1
 # MCsquare prints " 40.0 % " and " 50.0 % (stat uncertainty: 3.63 %) " per batch.
 _PROGRESS_LINE = re.compile(r"^\s*(\d+(?:\.\d+)?) %", re.MULTILINE)
 # In beamlet mode it prints "Simulation of beamlet 3/1564" as each spot starts (in any order when parallel).
@@ -224,15 +224,6 @@ def mcsquare_binary(cpuinfo: Path = Path("/proc/cpuinfo")) -> Path:
     return binary
 
 
-def tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no output captured)"
-    kept = [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
-    return "\n".join(kept) if kept else "(no output)"
-
-
 def progress_from_log(text: str) -> float | None:
     """MCsquare's own completion (0..1) from its output so far, or None before the first batch or beamlet."""
     beamlets = _BEAMLET_LINE.findall(text)
@@ -288,28 +279,3 @@ def _wait(process: subprocess.Popen, log: Path, on_progress: ProgressCallback | 
         if done is not None and done > reported:
             reported = done
             on_progress(done, f"{done:.0%} of primaries simulated")
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A preexec_fn: SIGKILL the child when the worker dies, even by SIGKILL.
-
-    The kernel sends the signal when the *thread* that forked exits, so
-    compute_dose must run on a thread that lives as long as the job (RQ's
-    work horse runs jobs on its main thread).
-    """
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls it
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the worker died between fork and prctl
-            os._exit(1)
-    return preexec
-
-
-def _describe_signal(returncode: int) -> str:
-    if returncode >= 0:
-        return ""
-    try:
-        return f" (killed by {signal.Signals(-returncode).name})"
-    except ValueError:
-        return f" (killed by signal {-returncode})"

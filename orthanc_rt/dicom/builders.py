@@ -30,6 +30,8 @@ from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.ion_plan import MAX_BEAMS, MAX_ENERGY_MEV, MODULATED_SCAN_MODES
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, PatientStudy, RangeShifter, \
     SrMeasurement
+from orthanc_rt.dicom.models import PhotonBeam
+from orthanc_rt.leaf_sequencing import SequencedBeam, SequencingError, sequence
 from orthanc_rt.uids import derive_uid, is_valid_uid
 
 MANUFACTURER = "Orthanc-RT"
@@ -669,3 +671,142 @@ def _range_shifter_setting(shifter: RangeShifter, inserted: bool) -> Dataset:
     if shifter.water_equivalent_thickness_mm is not None:
         setting.RangeShifterWaterEquivalentThickness = float(shifter.water_equivalent_thickness_mm)
     return setting
+
+
+# --- RT Plan (photon) -------------------------------------------------------------------------------------
+
+_PHOTON_SAD_MM = 1000.0  # the CCC engine's source-axis distance
+_MAX_NOMINAL_ENERGY_MV = 25.0
+
+
+def build_photon_plan(study: PatientStudy, beams: Sequence[PhotonBeam], *, sop_instance_uid: str,
+                      series_instance_uid: str, label: str, fractions_planned: int,
+                      referenced_structure_set_uid: str | None = None, plan_name: str = "",
+                      weight_unit: str = "MU", series_description: str = "Photon plan (Orthanc-RT)",
+                      series_number: int = 3, treatment_machine: str = "", created: datetime | None = None) -> Dataset:
+    """An RT Plan of static-gantry step-and-shoot IMRT beams (MLCX), one fraction group.
+
+    Each beam's beamlet weights become MLC segments (`orthanc_rt.leaf_sequencing`:
+    leaf pairs one bixel high aligned with the beamlets, jaws around the open
+    bixels). Like OpenTPS' photon segments (leaf pairs with their Y edges and
+    X tips, jaws, a meterset each), every segment is a pair of control
+    points with the same leaf positions, the second `meterset` further in
+    CumulativeMetersetWeight; FinalCumulativeMetersetWeight and BeamMeterset
+    are the beam's total. Leaf and jaw positions are at the isocentre plane
+    (SAD 1000 mm). When `weight_unit` is not "MU" (the CCC engine's weights
+    are relative), RTPlanDescription says so: such a plan documents the
+    planned fluence but is not deliverable as is.
+    """
+    _check_study(study)
+    _check_uid(sop_instance_uid, "sop_instance_uid")
+    _check_uid(series_instance_uid, "series_instance_uid")
+    if referenced_structure_set_uid is not None:
+        _check_uid(referenced_structure_set_uid, "referenced_structure_set_uid")
+    _check_text(label, "label", 16)
+    _check_text(plan_name, "plan_name", 64)
+    _check_text(series_description, "series_description", 64)
+    if isinstance(fractions_planned, bool) or not isinstance(fractions_planned, (int, np.integer)) \
+            or fractions_planned < 1:
+        raise DicomInputError(f"fractions_planned must be a whole number of at least 1, not {fractions_planned!r}")
+    sequenced = _check_photon_beams(beams)
+    when = created or datetime.now()
+    ds = _new_dataset(sop.RT_PLAN, sop_instance_uid, "RTPLAN", study, series_instance_uid=series_instance_uid,
+                      series_number=series_number, series_description=series_description, created=when)
+    ds.InstanceNumber = 1
+    ds.RTPlanLabel = label
+    ds.RTPlanName = plan_name or label
+    ds.RTPlanDate, ds.RTPlanTime = _date(when), _time(when)
+    if weight_unit != "MU":
+        ds.RTPlanDescription = (f"Beamlet weights in {weight_unit}, not calibrated monitor units: "
+                                "not deliverable as is")[:1024]
+    if referenced_structure_set_uid:
+        ds.RTPlanGeometry = "PATIENT"
+        ds.ReferencedStructureSetSequence = [_reference(sop.RT_STRUCTURE_SET, referenced_structure_set_uid)]
+    else:
+        ds.RTPlanGeometry = "TREATMENT_DEVICE"
+    ds.PatientSetupSequence = [_item(PatientSetupNumber=1, PatientPosition=PATIENT_POSITION,
+                                     SetupTechnique="ISOCENTRIC")]
+    ds.FractionGroupSequence = [_item(
+        FractionGroupNumber=1, NumberOfFractionsPlanned=int(fractions_planned), NumberOfBeams=len(beams),
+        NumberOfBrachyApplicationSetups=0,
+        ReferencedBeamSequence=[_item(ReferencedBeamNumber=beam.number, BeamMeterset=_ds_value(plan.meterset))
+                                for beam, plan in zip(beams, sequenced)],
+    )]
+    ds.BeamSequence = [_photon_beam(beam, plan, beam.treatment_machine or treatment_machine)
+                       for beam, plan in zip(beams, sequenced)]
+    ds.ApprovalStatus = "UNAPPROVED"
+    return ds
+
+
+def _check_photon_beams(beams: Sequence[PhotonBeam]) -> list[SequencedBeam]:
+    if not beams:
+        raise DicomInputError("photon plan: no beams")
+    if len(beams) > MAX_BEAMS:
+        raise DicomInputError(f"photon plan: {len(beams)} beams; at most {MAX_BEAMS}")
+    numbers = [beam.number for beam in beams]
+    if len(set(numbers)) != len(numbers) or any(n < 1 for n in numbers):
+        raise DicomInputError(f"photon plan: beam numbers must be distinct and positive, not {numbers}")
+    sequenced = []
+    for beam in beams:
+        where = f"beam {beam.number}"
+        if len(beam.isocenter_mm) != 3 or not np.all(np.isfinite(beam.isocenter_mm)):
+            raise DicomInputError(f"{where}: isocenter_mm {beam.isocenter_mm!r} must be three finite numbers")
+        for name in ("gantry_angle_deg", "couch_angle_deg"):
+            if not np.isfinite(getattr(beam, name)):
+                raise DicomInputError(f"{where}: {name} must be finite")
+        if not 0 < beam.nominal_energy_mv <= _MAX_NOMINAL_ENERGY_MV:
+            raise DicomInputError(f"{where}: nominal energy {beam.nominal_energy_mv:g} MV is outside "
+                                  f"(0, {_MAX_NOMINAL_ENERGY_MV:g}]")
+        _check_text(beam.name, f"{where} name", 64)
+        try:
+            sequenced.append(sequence(beam.beamlet_x_mm, beam.beamlet_y_mm, beam.beamlet_weight,
+                                      beam.beamlet_size_mm))
+        except SequencingError as exc:
+            raise DicomInputError(f"{where}: {exc}") from None
+    return sequenced
+
+
+def _photon_beam(beam: PhotonBeam, plan: SequencedBeam, machine: str) -> Dataset:
+    pairs = len(plan.leaf_boundaries_mm) - 1
+    item = _item(
+        BeamNumber=beam.number, BeamName=(beam.name or f"B{beam.number}")[:64], BeamType="DYNAMIC",
+        RadiationType="PHOTON", TreatmentMachineName=machine, PrimaryDosimeterUnit="MU",
+        SourceAxisDistance=_ds_value(_PHOTON_SAD_MM),
+        BeamLimitingDeviceSequence=[
+            _item(RTBeamLimitingDeviceType="ASYMX", NumberOfLeafJawPairs=1),
+            _item(RTBeamLimitingDeviceType="ASYMY", NumberOfLeafJawPairs=1),
+            _item(RTBeamLimitingDeviceType="MLCX", NumberOfLeafJawPairs=pairs,
+                  LeafPositionBoundaries=_ds_values(plan.leaf_boundaries_mm)),
+        ],
+        TreatmentDeliveryType="TREATMENT", NumberOfWedges=0, NumberOfCompensators=0, NumberOfBoli=0,
+        NumberOfBlocks=0, ReferencedPatientSetupNumber=1,
+    )
+    control_points = []
+    cumulative = 0.0
+    for segment in plan.segments:
+        # Leaf positions: bank A (the -X leaves, one per pair) then bank B.
+        leaves = _ds_values(np.concatenate([segment.left_mm, segment.right_mm]))
+        for weight in (cumulative, cumulative + segment.meterset):
+            cp = _item(ControlPointIndex=len(control_points), CumulativeMetersetWeight=_ds_value(weight))
+            positions = [_item(RTBeamLimitingDeviceType="MLCX", LeafJawPositions=leaves)]
+            if not control_points:
+                cp.NominalBeamEnergy = _ds_value(beam.nominal_energy_mv)
+                positions = [_item(RTBeamLimitingDeviceType="ASYMX", LeafJawPositions=_ds_values(plan.jaw_x_mm)),
+                             _item(RTBeamLimitingDeviceType="ASYMY", LeafJawPositions=_ds_values(plan.jaw_y_mm)),
+                             *positions]
+                cp.GantryAngle = _ds_value(beam.gantry_angle_deg % 360.0)
+                cp.GantryRotationDirection = "NONE"
+                cp.BeamLimitingDeviceAngle = 0
+                cp.BeamLimitingDeviceRotationDirection = "NONE"
+                cp.PatientSupportAngle = _ds_value(beam.couch_angle_deg % 360.0)
+                cp.PatientSupportRotationDirection = "NONE"
+                cp.TableTopEccentricAngle = 0
+                cp.TableTopEccentricRotationDirection = "NONE"
+                cp.IsocenterPosition = _ds_values(beam.isocenter_mm)
+            cp.BeamLimitingDevicePositionSequence = positions
+            control_points.append(cp)
+        cumulative += segment.meterset
+    item.FinalCumulativeMetersetWeight = _ds_value(cumulative)
+    item.NumberOfControlPoints = len(control_points)
+    item.ControlPointSequence = DicomSequence(control_points)
+    return item

@@ -155,3 +155,51 @@ class SrMeasurement:
     tracking_identifier: str = ""  # e.g. "Cornerstone3DTools@^0.1.0:Length"
     tracking_uid: str = ""
     finding: str = ""  # free-text label the user gave
+
+
+@dataclass
+class PhotonBeam:
+    """A static photon beam as an intensity map: beamlets (bixels) of one size on the beam's-eye view.
+
+    Beamlet positions are the centres of the bixels on IEC beam-limiting-
+    device X and Y at the isocentre plane; `beamlet_weight` is each bixel's
+    fluence for one fraction, in the units `PhotonPlan.weight_unit` names.
+    """
+
+    number: int
+    name: str
+    gantry_angle_deg: float
+    couch_angle_deg: float
+    isocenter_mm: tuple[float, float, float]
+    beamlet_x_mm: np.ndarray
+    beamlet_y_mm: np.ndarray
+    beamlet_weight: np.ndarray
+    beamlet_size_mm: tuple[float, float]  # along X, along Y
+    nominal_energy_mv: float = 6.0
+    treatment_machine: str = ""
+
+    @property
+    def beamlet_count(self) -> int:
+        return int(len(self.beamlet_weight))
+
+
+@dataclass
+class PhotonPlan:
+    """A photon plan reduced to what its dose needs: beams of weighted beamlets sharing one isocentre."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    frame_of_reference_uid: str
+    patient_id: str
+    label: str
+    fractions_planned: int
+    beams: list[PhotonBeam]
+    referenced_structure_set_uid: str | None = None
+    name: str = ""
+    # OpenTPS' CCC engine has no machine output calibration: its doses, and so the optimised weights, are relative.
+    weight_unit: str = "CCC relative fluence"
+
+    @property
+    def beamlet_count(self) -> int:
+        return sum(beam.beamlet_count for beam in self.beams)
