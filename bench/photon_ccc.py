@@ -26,7 +26,8 @@ from orthanc_rt import photon_ccc  # noqa: E402
 from orthanc_rt.dicom.phantom import water_phantom_case  # noqa: E402
 from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct  # noqa: E402
 from worker.photon_engine import compute_beamlets  # noqa: E402
-from worker.photon_planning import PhotonPlanRequest, density_grid, design_plan  # noqa: E402
+from orthanc_rt.plan_request import PlanRequest  # noqa: E402
+from worker.photon_planning import density_grid, design_plan  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     case = water_phantom_case("bench-ccc", size_mm=(100.0, 120.0, 80.0), spacing_mm=3.0, target_size_mm=30.0,
                               target_depth_mm=60.0, energy_mev=100.0)
     ct = case.ct_volume
-    request = PhotonPlanRequest("TargetVolume", 2.0, gantry_angles_deg=(0.0, 90.0))
+    request = PlanRequest("TargetVolume", 2.0, gantry_angles_deg=(0.0, 90.0))
     calibration = default_beam_model().calibration
     engine = photon_ccc.locate(kernels="Kernels_differentFluence")  # the kernels OpenTPS' calculator uses
 

@@ -19,6 +19,7 @@ MAX_BEAMS = 9
 PRESCRIPTION_RANGE_GY = (0.1, 100.0)  # plan dose; beyond this a typo is likelier than a treatment
 FRACTIONS_RANGE = (1, 60)
 SPACING_RANGE_MM = (1.0, 20.0)
+BEAMLET_SPACING_RANGE_MM = (2.0, 20.0)  # photon bixels at the isocentre
 MARGIN_RANGE_MM = (0.0, 30.0)
 SCORING_RANGE_MM = (1.0, 10.0)
 MAX_SETUP_ERROR_MM = 10.0
@@ -71,6 +72,7 @@ class PlanRequest:
     optimizer: str = "Scipy_L-BFGS-B"
     max_iterations: int = 300
     scoring_spacing_mm: float | None = None  # None: the CT grid
+    beamlet_spacing_mm: float = 5.0  # photons (photon-ccc): bixel size on the beam's-eye view at the isocentre
 
     @classmethod
     def from_dict(cls, payload: dict) -> "PlanRequest":
@@ -148,7 +150,7 @@ def validate_parameters(request: PlanRequest) -> None:
     """Raise PlanRequestError naming the first parameter out of its range (ROIs are `validate_rois`' job)."""
     if not isinstance(request.target_roi, str) or not request.target_roi.strip():
         raise PlanRequestError(f"target_roi must be an ROI name, not {request.target_roi!r}")
-    for name in ("prescription_gy", "spot_spacing_mm", "layer_spacing_mm", "target_margin_mm"):
+    for name in ("prescription_gy", "spot_spacing_mm", "layer_spacing_mm", "target_margin_mm", "beamlet_spacing_mm"):
         if not _is_number(getattr(request, name)):
             raise PlanRequestError(f"{name} must be a number, not {getattr(request, name)!r}")
     low, high = PRESCRIPTION_RANGE_GY
@@ -172,7 +174,8 @@ def validate_parameters(request: PlanRequest) -> None:
             raise PlanRequestError(f"beam angles must be finite degrees within ±360, not {angle!r}")
     for name, value, (lo, hi) in (("spot_spacing_mm", request.spot_spacing_mm, SPACING_RANGE_MM),
                                   ("layer_spacing_mm", request.layer_spacing_mm, SPACING_RANGE_MM),
-                                  ("target_margin_mm", request.target_margin_mm, MARGIN_RANGE_MM)):
+                                  ("target_margin_mm", request.target_margin_mm, MARGIN_RANGE_MM),
+                                  ("beamlet_spacing_mm", request.beamlet_spacing_mm, BEAMLET_SPACING_RANGE_MM)):
         if not lo <= value <= hi:
             raise PlanRequestError(f"{name} must be between {lo:g} and {hi:g} mm, not {value!r}")
     if request.scoring_spacing_mm is not None and not SCORING_RANGE_MM[0] <= request.scoring_spacing_mm \

@@ -37,7 +37,6 @@ nearest voxel centre (`worker.planning.mask_on_grid`).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,71 +52,21 @@ from scipy.ndimage import map_coordinates
 
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, PhotonBeam, PhotonPlan
 from orthanc_rt.dvh_metrics import roi_dose_metrics, target_dose_metrics
+from orthanc_rt.plan_request import PlanRequest, PlanRequestError
 from orthanc_rt.photon_ccc import Beamlet
 from orthanc_rt.uids import derive_uid
 from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct
 from worker.mcsquare import ScoringGrid
 from worker.photon_engine import DensityGrid, compute_beamlets
 from worker.planning import mask_on_grid
+from worker.planning import validate_request as validate_structures
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("building plan", "computing beamlets", "optimizing", "final dose")
-OBJECTIVE_TYPES = ("DMin", "DMax", "DMean", "DUniform", "DVHMin", "DVHMax")
-OPTIMIZERS = ("Scipy_L-BFGS-B", "Scipy_BFGS", "Scipy_SLSQP", "Scipy_trust-constr", "Gradient", "BFGS", "LBFGS",
-              "FISTA")
-MAX_BEAMS = 9
-PRESCRIPTION_RANGE_GY = (0.1, 100.0)
-FRACTIONS_RANGE = (1, 60)
-BEAMLET_SPACING_RANGE_MM = (2.0, 20.0)
-MARGIN_RANGE_MM = (0.0, 30.0)
-MAX_ITERATIONS = 10_000
-SCORING_RANGE_MM = (1.0, 10.0)
 NOMINAL_ENERGY_MV = 6.0  # the engine's Kernels_6MV spectrum
 
 ProgressCallback = Callable[[str, float], None]
-
-
-class PhotonPlanError(ValueError):
-    """The request cannot be planned as given; the message says what to change (REST: 400)."""
-
-
-@dataclass(frozen=True)
-class PhotonObjective:
-    roi: str
-    type: str  # one of OBJECTIVE_TYPES
-    dose_gy: float  # plan dose
-    weight: float = 1.0
-    volume_pct: float | None = None  # DVHMin/DVHMax only
-
-
-@dataclass(frozen=True)
-class PhotonPlanRequest:
-    """What to plan. Objectives may be PhotonObjective, dicts, or any object with the same attributes."""
-
-    target_roi: str
-    prescription_gy: float  # dose to the target over all fractions
-    fractions: int = 1
-    gantry_angles_deg: tuple[float, ...] = (0.0,)
-    objectives: tuple[Any, ...] | None = None  # None: default_objectives()
-    max_iterations: int = 300
-    beamlet_spacing_mm: float = 5.0  # bixel size on the beam's-eye view at the isocentre
-    target_margin_mm: float = 5.0  # beamlets cover the target grown by this margin
-    optimizer: str = "Scipy_L-BFGS-B"
-    scoring_spacing_mm: float | None = None  # dose grid: None for the CT grid, else isotropic voxels of this size
-
-    def default_objectives(self) -> tuple[PhotonObjective, ...]:
-        """Uniform dose to the target at the prescription, with under- and overdose penalties."""
-        rx = float(self.prescription_gy)
-        return (PhotonObjective(self.target_roi, "DUniform", rx, 1.0),
-                PhotonObjective(self.target_roi, "DMin", rx, 1.0),
-                PhotonObjective(self.target_roi, "DMax", 1.03 * rx, 1.0))
-
-    @property
-    def effective_objectives(self) -> tuple[PhotonObjective, ...]:
-        if not self.objectives:
-            return self.default_objectives()
-        return tuple(_objective(item, index) for index, item in enumerate(self.objectives, start=1))
 
 
 @dataclass
@@ -154,91 +103,13 @@ class PhotonPlanResult:
                 "qa": self.qa}
 
 
-def _objective(item: Any, index: int) -> PhotonObjective:
-    if isinstance(item, PhotonObjective):
-        return item
-    names = ("roi", "type", "dose_gy", "weight", "volume_pct")
-    if isinstance(item, dict):
-        unknown = sorted(set(item) - set(names) - {"robust"})
-        if unknown:
-            raise PhotonPlanError(f"objective {index}: unknown field(s) {', '.join(unknown)} "
-                                  f"(fields: {', '.join(names)})")
-        values = {k: v for k, v in item.items() if k in names}
-    else:
-        values = {k: getattr(item, k) for k in names if hasattr(item, k)}
-    try:
-        return PhotonObjective(**values)
-    except TypeError as exc:
-        raise PhotonPlanError(f"objective {index}: {exc} (fields: {', '.join(names)})") from None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def validate_request(request: PhotonPlanRequest, structures: dict[str, np.ndarray], ct: CtVolume) -> None:
-    """Raise PhotonPlanError naming the first thing wrong with `request` for these structures."""
-    available = ", ".join(sorted(structures)) or "none"
-
-    def known(roi: str, what: str) -> None:
-        if roi not in structures:
-            raise PhotonPlanError(f"{what} ROI {roi!r} is not in the structure set (available: {available})")
-
-    known(request.target_roi, "target")
-    for name in ("prescription_gy", "beamlet_spacing_mm", "target_margin_mm"):
-        if not _is_number(getattr(request, name)):
-            raise PhotonPlanError(f"{name} must be a number, not {getattr(request, name)!r}")
-    for name, value, (low, high), unit in (
-            ("prescription_gy", request.prescription_gy, PRESCRIPTION_RANGE_GY, "Gy"),
-            ("beamlet_spacing_mm", request.beamlet_spacing_mm, BEAMLET_SPACING_RANGE_MM, "mm"),
-            ("target_margin_mm", request.target_margin_mm, MARGIN_RANGE_MM, "mm")):
-        if not low <= value <= high:
-            raise PhotonPlanError(f"{name} must be between {low:g} and {high:g} {unit}, not {value!r}")
-    if isinstance(request.fractions, bool) or not isinstance(request.fractions, int) \
-            or not FRACTIONS_RANGE[0] <= request.fractions <= FRACTIONS_RANGE[1]:
-        raise PhotonPlanError(f"fractions must be a whole number from {FRACTIONS_RANGE[0]} to {FRACTIONS_RANGE[1]}, "
-                              f"not {request.fractions!r}")
-    angles = tuple(request.gantry_angles_deg)
-    if not 1 <= len(angles) <= MAX_BEAMS:
-        raise PhotonPlanError(f"a plan has 1 to {MAX_BEAMS} beams, not {len(angles)}")
-    for angle in angles:
-        if not (_is_number(angle) and -360.0 <= angle <= 360.0):
-            raise PhotonPlanError(f"gantry angles must be finite degrees within ±360, not {angle!r}")
-    if request.optimizer not in OPTIMIZERS:
-        raise PhotonPlanError(f"optimizer {request.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-    if request.scoring_spacing_mm is not None and not (
-            _is_number(request.scoring_spacing_mm)
-            and SCORING_RANGE_MM[0] <= request.scoring_spacing_mm <= SCORING_RANGE_MM[1]):
-        raise PhotonPlanError(f"scoring_spacing_mm must be between {SCORING_RANGE_MM[0]:g} and "
-                              f"{SCORING_RANGE_MM[1]:g} mm, not {request.scoring_spacing_mm!r}")
-    if isinstance(request.max_iterations, bool) or not isinstance(request.max_iterations, int) \
-            or not 1 <= request.max_iterations <= MAX_ITERATIONS:
-        raise PhotonPlanError(f"max_iterations must be from 1 to {MAX_ITERATIONS}, not {request.max_iterations!r}")
-    for index, objective in enumerate(request.effective_objectives, start=1):
-        where = f"objective {index} ({objective.type} on {objective.roi})"
-        known(objective.roi, f"{where}:")
-        if objective.type not in OBJECTIVE_TYPES:
-            raise PhotonPlanError(f"objective {index}: type {objective.type!r} is not one of "
-                                  f"{', '.join(OBJECTIVE_TYPES)}")
-        for name in ("dose_gy", "weight") + (("volume_pct",) if objective.volume_pct is not None else ()):
-            if not _is_number(getattr(objective, name)):
-                raise PhotonPlanError(f"{where}: {name} must be a number, not {getattr(objective, name)!r}")
-        if not 0.0 <= objective.dose_gy <= 2 * PRESCRIPTION_RANGE_GY[1]:
-            raise PhotonPlanError(f"{where}: dose_gy must be between 0 and {2 * PRESCRIPTION_RANGE_GY[1]:g} Gy, "
-                                  f"not {objective.dose_gy!r}")
-        if not objective.weight > 0:
-            raise PhotonPlanError(f"{where}: weight must be positive, not {objective.weight!r}")
-        if objective.type.startswith("DVH"):
-            if objective.volume_pct is None:
-                raise PhotonPlanError(f"{where}: a DVH objective needs volume_pct (0-100)")
-            if not 0.0 < objective.volume_pct < 100.0:
-                raise PhotonPlanError(f"{where}: volume_pct must be between 0 and 100, not {objective.volume_pct!r}")
-    for name, mask in structures.items():
-        if np.shape(mask) != ct.shape_zyx:
-            raise PhotonPlanError(f"ROI {name!r}: mask shape {np.shape(mask)} is not the CT's {ct.shape_zyx}")
-    for name in {request.target_roi, *(o.roi for o in request.effective_objectives)}:
-        if not np.any(structures[name]):
-            raise PhotonPlanError(f"ROI {name!r} is empty on the CT grid")
+def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct: CtVolume) -> None:
+    """`worker.planning.validate_request`, plus what the photon engine cannot do (couch rotation, robustness)."""
+    validate_structures(request, structures, ct)
+    if any(angle % 360.0 for angle in request.couch_angles):
+        raise PlanRequestError("photon beams with a couch rotation are not supported (couch_angles_deg must be 0)")
+    if request.robustness is not None and request.robustness.enabled:
+        raise PlanRequestError("robust optimisation is not available for photon plans")
 
 
 @dataclass
@@ -251,16 +122,16 @@ class DesignedPlan:
     isocenter_mm: tuple[float, float, float]
 
 
-def design_plan(ct: CtVolume, target_mask: np.ndarray, request: PhotonPlanRequest) -> DesignedPlan:
+def design_plan(ct: CtVolume, target_mask: np.ndarray, request: PlanRequest) -> DesignedPlan:
     """Stage 1: OpenTPS' PhotonPlanDesign places beamlets over the target (isocentre at its centre of mass)."""
     design = PhotonPlanDesign()
     design.ct = to_opentps_ct(ct)
     design.calibration = _calibration()
     design.targetMask = _roi_mask(request.target_roi, target_mask, scoring_grid(ct, None))
     design.isocenterPosition_mm = None  # the target's centre of mass
-    design.gantryAngles = [_opentps_gantry(g) for g in request.gantry_angles_deg]
-    design.couchAngles = [0.0] * len(request.gantry_angles_deg)
-    design.beamNames = [f"B{k}" for k in range(1, len(request.gantry_angles_deg) + 1)]
+    design.gantryAngles = [_opentps_gantry(g) for g in request.gantry_angles]
+    design.couchAngles = [0.0] * len(request.gantry_angles)
+    design.beamNames = [f"B{k}" for k in range(1, len(request.gantry_angles) + 1)]
     design.xBeamletSpacing_mm = design.yBeamletSpacing_mm = float(request.beamlet_spacing_mm)
     design.targetMargin = float(request.target_margin_mm)
     design.defineTargetMaskAndPrescription(target=design.targetMask, targetPrescription=float(request.prescription_gy))
@@ -268,11 +139,11 @@ def design_plan(ct: CtVolume, target_mask: np.ndarray, request: PhotonPlanReques
     opentps_plan.numberOfFractionsPlanned = int(request.fractions)
     beamlets, beam_of = _beamlets(opentps_plan, request)
     if not beamlets:
-        raise PhotonPlanError(f"no beamlet could be placed on target {request.target_roi!r}")
+        raise PlanRequestError(f"no beamlet could be placed on target {request.target_roi!r}")
     return DesignedPlan(opentps_plan, beamlets, beam_of, tuple(float(v) for v in design.isocenterPosition_mm))
 
 
-def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: PhotonPlanRequest, *, work_dir: Path,
+def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequest, *, work_dir: Path,
                 threads: int = 0, on_progress: ProgressCallback | None = None) -> PhotonPlanResult:
     """Plan `request` on `ct` (see the module docstring); the engine's files go below `work_dir`."""
     report = on_progress or (lambda stage, fraction: None)
@@ -296,11 +167,11 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: Photon
     masks = {name: mask_on_grid(np.asarray(mask, dtype=bool), ct, grid) for name, mask in structures.items()}
     for name in {request.target_roi, *(o.roi for o in objectives)}:
         if not masks[name].any():
-            raise PhotonPlanError(f"ROI {name!r} has no voxel on the {grid.spacing_mm[0]:g} mm dose grid")
+            raise PlanRequestError(f"ROI {name!r} has no voxel on the {grid.spacing_mm[0]:g} mm dose grid")
     matrix = compute_beamlets(density_grid(ct, grid), isocenter, beamlets, work_dir=Path(work_dir) / "beamlets",
                               threads=threads, on_progress=lambda done, _: report(STAGES[1], done))
     if matrix.nnz == 0:
-        raise PhotonPlanError("the CCC engine scored no dose for any beamlet (is the CT empty of matter?)")
+        raise PlanRequestError("the CCC engine scored no dose for any beamlet (is the CT empty of matter?)")
     design.beamlets = _opentps_beamlets(matrix, grid, opentps_plan)
     if request.scoring_spacing_mm is not None:
         # PhotonPlanDesign derives the grid size from these (as scoring_grid does); the masks are already on it.
@@ -346,9 +217,9 @@ def compute_plan_dose(ct: CtVolume, plan: PhotonPlan, *, work_dir: Path, scoring
     """The whole-plan dose of `plan` on `ct` (or its `scoring_spacing_mm` grid) by a new run of the engine."""
     isocenters = {tuple(beam.isocenter_mm) for beam in plan.beams}
     if len(isocenters) != 1:
-        raise PhotonPlanError(f"the beams of a photon plan must share one isocentre, not {sorted(isocenters)}")
+        raise PlanRequestError(f"the beams of a photon plan must share one isocentre, not {sorted(isocenters)}")
     if any(beam.couch_angle_deg % 360.0 for beam in plan.beams):
-        raise PhotonPlanError("photon beams with a couch rotation are not supported")
+        raise PlanRequestError("photon beams with a couch rotation are not supported")
     beamlets, weights = [], []
     for beam in plan.beams:
         width, height = beam.beamlet_size_mm
@@ -357,7 +228,7 @@ def compute_plan_dose(ct: CtVolume, plan: PhotonPlan, *, work_dir: Path, scoring
                 beamlets.append(Beamlet(float(beam.gantry_angle_deg), float(x), float(y), float(width), float(height)))
                 weights.append(float(w))
     if not beamlets:
-        raise PhotonPlanError(f"plan {plan.sop_instance_uid}: no beamlet has a positive weight")
+        raise PlanRequestError(f"plan {plan.sop_instance_uid}: no beamlet has a positive weight")
     grid = scoring_grid(ct, scoring_spacing_mm)
     matrix = compute_beamlets(density_grid(ct, grid), next(iter(isocenters)), beamlets, work_dir=work_dir,
                               threads=threads, on_progress=on_progress)
@@ -399,11 +270,11 @@ def _roi_mask(name: str, mask_zyx: np.ndarray, grid: ScoringGrid) -> ROIMask:
                    origin=tuple(float(v) for v in grid.origin_mm), spacing=tuple(float(v) for v in grid.spacing_mm))
 
 
-def _beamlets(opentps_plan, request: PhotonPlanRequest) -> tuple[list[Beamlet], np.ndarray]:
+def _beamlets(opentps_plan, request: PlanRequest) -> tuple[list[Beamlet], np.ndarray]:
     """Our beamlets in OpenTPS' beamlet order (the order of its weights), with IEC gantry angles, and their beams."""
     size = float(request.beamlet_spacing_mm)
     result, beam_of = [], []
-    for index, (beam, gantry) in enumerate(zip(opentps_plan.beams, request.gantry_angles_deg)):
+    for index, (beam, gantry) in enumerate(zip(opentps_plan.beams, request.gantry_angles)):
         for segment in beam.beamSegments:
             for beamlet in segment.beamlets:
                 x, y = (float(v) for v in np.ravel(beamlet.XY_mm)[:2])
@@ -437,13 +308,13 @@ def _dose(matrix: sp.csc_matrix, plan_weights: np.ndarray, grid: ScoringGrid, fr
                     spacing_mm=tuple(grid.spacing_mm), frame_of_reference_uid=frame_of_reference_uid)
 
 
-def _photon_plan(ct: CtVolume, request: PhotonPlanRequest, isocenter: tuple[float, float, float],
+def _photon_plan(ct: CtVolume, request: PlanRequest, isocenter: tuple[float, float, float],
                  beamlets: Sequence[Beamlet], beam_of: np.ndarray, weights: np.ndarray) -> PhotonPlan:
     # Placeholder identity derived from the inputs; the job that stores the plan sets its own UIDs.
     key = repr((ct.series_instance_uid, ct.frame_of_reference_uid, request))
     weights = np.asarray(weights, dtype=np.float64)
     beams = []
-    for index, gantry in enumerate(request.gantry_angles_deg):
+    for index, gantry in enumerate(request.gantry_angles):
         chosen = np.flatnonzero(beam_of == index)
         beams.append(PhotonBeam(
             number=index + 1, name=f"B{index + 1}", gantry_angle_deg=float(gantry) % 360.0, couch_angle_deg=0.0,

@@ -38,14 +38,14 @@ import pytest
 from orthanc_rt import photon_ccc
 from orthanc_rt.dicom.builders import build_photon_plan
 from orthanc_rt.dicom.phantom import water_phantom_case
+from orthanc_rt.plan_request import Objective, PlanRequest
 
 pytest.importorskip("opentps.core")
 if not photon_ccc.status()["available"]:
     pytest.skip(f"CCC engine unavailable: {photon_ccc.status()['reason']}", allow_module_level=True)
 
 from worker.photon_engine import DensityGrid, PhotonEngineError, compute_beamlets  # noqa: E402
-from worker.photon_planning import PhotonObjective, PhotonPlanRequest, compute_plan_dose, density_grid, \
-    plan_photon  # noqa: E402
+from worker.photon_planning import compute_plan_dose, density_grid, plan_photon  # noqa: E402
 
 pytestmark = pytest.mark.physics
 _PR_SET_CHILD_SUBREAPER = 36
@@ -115,11 +115,11 @@ def test_two_beam_plan_covers_the_target_and_the_plan_gives_its_dose_again(tmp_p
     case = water_phantom_case("ccc-plan", size_mm=(80.0, 100.0, 60.0), spacing_mm=4.0, target_size_mm=20.0,
                               target_depth_mm=50.0, energy_mev=100.0)
     structures = {"TargetVolume": case.target_mask, "External": case.external_mask}
-    request = PhotonPlanRequest(target_roi="TargetVolume", prescription_gy=2.0, fractions=2,
-                                gantry_angles_deg=(0.0, 90.0), max_iterations=200,
-                                objectives=(PhotonObjective("TargetVolume", "DUniform", 2.0, 1.0),
-                                            {"roi": "TargetVolume", "type": "DMin", "dose_gy": 2.0, "weight": 1.0},
-                                            {"roi": "External", "type": "DMax", "dose_gy": 2.06, "weight": 0.5}))
+    request = PlanRequest(target_roi="TargetVolume", prescription_gy=2.0, fractions=2,
+                          gantry_angles_deg=(0.0, 90.0), max_iterations=200,
+                          objectives=(Objective("TargetVolume", "DUniform", 2.0, 1.0),
+                                      Objective("TargetVolume", "DMin", 2.0, 1.0),
+                                      Objective("External", "DMax", 2.06, 0.5)))
     stages = []
     result = plan_photon(case.ct_volume, structures, request, work_dir=tmp_path / "plan", threads=2,
                          on_progress=lambda stage, fraction: stages.append(stage))
@@ -154,8 +154,8 @@ def test_plan_on_a_coarser_dose_grid_covers_the_target(tmp_path):
     case = water_phantom_case("ccc-coarse", size_mm=(80.0, 100.0, 60.0), spacing_mm=4.0, target_size_mm=24.0,
                               target_depth_mm=50.0, energy_mev=100.0)
     structures = {"TargetVolume": case.target_mask, "External": case.external_mask}
-    request = PhotonPlanRequest(target_roi="TargetVolume", prescription_gy=2.0, gantry_angles_deg=(0.0, 90.0, 180.0),
-                                scoring_spacing_mm=8.0)
+    request = PlanRequest(target_roi="TargetVolume", prescription_gy=2.0, gantry_angles_deg=(0.0, 90.0, 180.0),
+                          scoring_spacing_mm=8.0)
     result = plan_photon(case.ct_volume, structures, request, work_dir=tmp_path / "plan", threads=2)
     assert result.dose.spacing_mm == (8.0, 8.0, 8.0)
     assert result.dose.dose_gy.shape == tuple(n // 2 for n in case.ct_volume.shape_zyx)
