@@ -31,15 +31,17 @@ def parse(body: Any) -> tuple[str, PlanRequest]:
     if not isinstance(workflow_id, str):
         raise PlanRequestError(f"workflow must be a string, not {workflow_id!r}")
     workflow = workflows.get(workflow_id)
+    status = workflow.status()
+    if not status.get("available"):
+        raise PlanRequestError(f"workflow {workflow.id} is not available here: {status.get('reason')}")
     if workflow.id not in workflows.PLANNING:
-        status = workflow.status()
-        if not status.get("available"):
-            raise PlanRequestError(f"workflow {workflow.id} is not available here: {status.get('reason')}")
-        raise PlanRequestError(f"workflow {workflow.id} is not run through /rt/plans; use "
-                               f"{workflow.submit_to}")
+        raise PlanRequestError(f"workflow {workflow.id} is not run through /rt/plans; use {workflow.submit_to}")
     fields = {k: v for k, v in body.items() if k not in (*INPUT_FIELDS, "workflow")}
-    if workflow.id == "proton-impt" and fields.get("robustness"):
-        raise PlanRequestError("robustness is a setting of the proton-robust workflow, not proton-impt")
+    accepted = [p.name for p in workflow.parameters]
+    foreign = sorted(set(fields) - set(accepted))
+    if foreign:
+        raise PlanRequestError(f"{', '.join(foreign)}: not a parameter of workflow {workflow.id} "
+                               f"(its parameters: {', '.join(accepted)})")
     request = PlanRequest.from_dict({**workflow.defaults, **fields})
     validate_parameters(request)
     if workflow.id == "proton-robust" and not (request.robustness and request.robustness.enabled):

@@ -62,36 +62,49 @@ _INPUTS = (
               "newest structure set of the study that contains the target ROI"),
 )
 _DEFAULT = pr.PlanRequest("", 0.0)
-_PROTON_PLANNING = (
+_TARGET = (
     Parameter("target_roi", "string", "ROI to cover with the prescription", required=True),
     Parameter("prescription_gy", "number", "dose to the target over all fractions", unit="Gy",
               minimum=pr.PRESCRIPTION_RANGE_GY[0], maximum=pr.PRESCRIPTION_RANGE_GY[1], required=True),
     Parameter("fractions", "integer", "number of fractions planned", _DEFAULT.fractions,
               minimum=pr.FRACTIONS_RANGE[0], maximum=pr.FRACTIONS_RANGE[1]),
-    Parameter("beam_count", "integer", "beams evenly spaced from gantry 0 (ignored when gantry_angles_deg is "
-              "given)", 2, minimum=1, maximum=pr.MAX_BEAMS),
-    Parameter("gantry_angles_deg", "array", "explicit gantry angle of each beam", unit="deg", minimum=-360,
-              maximum=360),
+)
+
+
+def _beams(default_count: int) -> tuple[Parameter, ...]:
+    return (Parameter("beam_count", "integer", "beams evenly spaced from gantry 0 (ignored when gantry_angles_deg "
+                      "is given)", default_count, minimum=1, maximum=pr.MAX_BEAMS),
+            Parameter("gantry_angles_deg", "array", "explicit IEC gantry angle of each beam", unit="deg",
+                      minimum=-360, maximum=360))
+
+
+_OPTIMISATION = (
+    Parameter("target_margin_mm", "number", "margin around the target that the beams cover",
+              _DEFAULT.target_margin_mm, "mm", *pr.MARGIN_RANGE_MM),
+    Parameter("objectives", "array", "[{roi, type, dose_gy, weight, volume_pct}] with type one of "
+              f"{', '.join(pr.OBJECTIVE_TYPES)} (volume_pct for DVH types); default: uniform prescription dose "
+              "on the target with DMin and DMax (103 %) penalties", choices=pr.OBJECTIVE_TYPES),
+    Parameter("optimizer", "string", "OpenTPS optimiser", _DEFAULT.optimizer, choices=pr.OPTIMIZERS),
+    Parameter("max_iterations", "integer", "optimiser iteration limit", _DEFAULT.max_iterations, minimum=1,
+              maximum=10_000),
+    Parameter("scoring_spacing_mm", "number", "dose grid spacing (default: the CT's)", None, "mm",
+              *pr.SCORING_RANGE_MM),
+)
+_PROTON = (
     Parameter("couch_angles_deg", "array", "couch angle of each beam (default 0)", unit="deg", minimum=-360,
               maximum=360),
     Parameter("spot_spacing_mm", "number", "lateral spot spacing", _DEFAULT.spot_spacing_mm, "mm",
               *pr.SPACING_RANGE_MM),
     Parameter("layer_spacing_mm", "number", "energy layer spacing (water-equivalent)", _DEFAULT.layer_spacing_mm,
               "mm", *pr.SPACING_RANGE_MM),
-    Parameter("target_margin_mm", "number", "margin around the target where spots are placed",
-              _DEFAULT.target_margin_mm, "mm", *pr.MARGIN_RANGE_MM),
-    Parameter("objectives", "array", "[{roi, type, dose_gy, weight, volume_pct}] with type one of "
-              f"{', '.join(pr.OBJECTIVE_TYPES)} (volume_pct for DVH types); default: uniform prescription dose "
-              "on the target with DMin and DMax (103 %) penalties", choices=pr.OBJECTIVE_TYPES),
     Parameter("beamlet_primaries", "integer", "Monte Carlo protons per spot for the beamlets",
               _DEFAULT.beamlet_primaries, minimum=100),
     Parameter("final_primaries", "integer", "Monte Carlo protons for the final dose", _DEFAULT.final_primaries,
               minimum=100),
-    Parameter("optimizer", "string", "OpenTPS optimiser", _DEFAULT.optimizer, choices=pr.OPTIMIZERS),
-    Parameter("max_iterations", "integer", "optimiser iteration limit", _DEFAULT.max_iterations, minimum=1,
-              maximum=10_000),
-    Parameter("scoring_spacing_mm", "number", "dose grid spacing (default: the CT's)", None, "mm",
-              *pr.SCORING_RANGE_MM),
+)
+_PHOTON = (
+    Parameter("beamlet_spacing_mm", "number", "bixel size on the beam's-eye view at the isocentre",
+              _DEFAULT.beamlet_spacing_mm, "mm", *pr.BEAMLET_SPACING_RANGE_MM),
 )
 _ROBUSTNESS = Parameter("robustness", "object", "systematic errors the plan must withstand: {setup_mm (0-"
                         f"{pr.MAX_SETUP_ERROR_MM:g} mm along each axis), range_pct (0-{pr.MAX_RANGE_ERROR_PCT:g} %)}}; "
@@ -106,16 +119,20 @@ WORKFLOWS: dict[str, Workflow] = {w.id: w for w in (
     Workflow("proton-impt", "Proton IMPT",
              "Spot placement, MCsquare beamlets, intensity-modulated optimisation (OpenTPS) and a final MCsquare "
              "dose; stores the RTPLAN and its RTDOSE in the study.",
-             _INPUTS + _PROTON_PLANNING, _available, defaults={"beam_count": 2}),
+             _INPUTS + _TARGET + _beams(2) + _OPTIMISATION + _PROTON, _available, defaults={"beam_count": 2}),
     Workflow("proton-robust", "Robust proton IMPT",
              "IMPT with worst-case optimisation of the target over setup and range error scenarios; the QA "
              "summary adds the target's D95/D5 in every scenario and their worst values.",
-             _INPUTS + _PROTON_PLANNING + (_ROBUSTNESS,), _available,
+             _INPUTS + _TARGET + _beams(2) + _OPTIMISATION + _PROTON + (_ROBUSTNESS,), _available,
              defaults={"beam_count": 2, "robustness": {"setup_mm": 3.0, "range_pct": 3.0}}),
     Workflow("photon-ccc", "Photon IMRT (collapsed cone)",
-             "OpenTPS' collapsed-cone convolution photon engine.", _INPUTS, photon_ccc.status),
+             "Beamlets (bixels) over the target's beam's-eye view, OpenTPS' collapsed-cone convolution engine "
+             "(6 MV kernels), intensity-modulated optimisation (OpenTPS), step-and-shoot MLC segments; stores the "
+             "RT Plan and its RTDOSE. The engine has no machine output calibration: beamlet weights are relative "
+             "fluence, so the plan is not deliverable as is.",
+             _INPUTS + _TARGET + _beams(5) + _OPTIMISATION + _PHOTON, photon_ccc.status, defaults={"beam_count": 5}),
 )}
-PLANNING = ("proton-impt", "proton-robust")  # the workflows POST /rt/plans runs
+PLANNING = ("proton-impt", "proton-robust", "photon-ccc")  # the workflows POST /rt/plans runs
 
 
 def get(workflow_id: str) -> Workflow:

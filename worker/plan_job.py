@@ -1,7 +1,10 @@
 """The plan job: a CT and a structure set in Orthanc become an optimised RTPLAN and its RTDOSE in the same study.
 
+Protons (proton-impt, proton-robust) are planned by `worker.planning.plan_impt`
+and exported as an RT Ion Plan; photons (photon-ccc) by
+`worker.photon_planning.plan_photon` and exported as an RT Plan.
 Stages (progress and ETA in the job row): fetching, building plan, computing
-beamlets, optimizing, final dose (`worker.planning.plan_impt`), exporting,
+beamlets, optimizing, final dose, exporting,
 storing, analysing. The RTDOSE is stored first and the RTPLAN after it,
 each naming the other and the CT's frame of reference; UIDs derive from the
 job id, so a retried job replaces its results. If the study's CT or
@@ -19,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orthanc_rt import audit, jobs
-from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.builders import build_ion_plan, build_rtdose
+from orthanc_rt.dicom.builders import build_ion_plan, build_photon_plan, build_rtdose
 from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.rtstruct import read_structure_set
@@ -36,7 +38,7 @@ from orthanc_rt.uids import derive_uid
 from worker import job_frame
 from worker.dose_engine import DoseEngineError
 from worker.job_frame import Cancelled
-from worker.planning import PlanResult, plan_impt
+from worker.planning import plan_impt
 from worker.progress import Progress
 
 log = logging.getLogger("orthanc_rt.worker")
@@ -92,24 +94,37 @@ def _plan_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobSto
             progress.enter(stage)
         progress.within(fraction)
 
-    result = plan_impt(ct, masks, request, work_dir=work_dir, threads=settings.mcsquare_threads,
-                       on_progress=on_progress)
+    workflow = job.params["workflow"]
+    photon = workflow == "photon-ccc"
+    if photon:
+        from worker.photon_planning import plan_photon  # the CCC engine: only for photon plans
+
+        result = plan_photon(ct, masks, request, work_dir=work_dir, threads=settings.mcsquare_threads,
+                             on_progress=on_progress)
+    else:
+        result = plan_impt(ct, masks, request, work_dir=work_dir, threads=settings.mcsquare_threads,
+                           on_progress=on_progress)
 
     progress.enter("exporting")
     study = study_of(ct_datasets[0])
     uids = {name: derive_uid("orthanc-rt", job.id, name) for name in ("rtplan", "rtplan-series", "rtdose",
                                                                         "rtdose-series")}
-    robust = job.params["workflow"] == "proton-robust"
-    label = "RIMPT" if robust else "IMPT"
-    plan_ds = build_ion_plan(
-        study, result.plan.beams, sop_instance_uid=uids["rtplan"], series_instance_uid=uids["rtplan-series"],
-        label=label, fractions_planned=request.fractions, referenced_structure_set_uid=structure_set.sop_instance_uid,
-        referenced_dose_uid=uids["rtdose"], plan_name=f"{label} {request.target_roi} {request.prescription_gy:g} Gy"[:64],
-        series_description=f"{label} plan {request.target_roi} (Orthanc-RT)"[:64])
+    label = {"proton-impt": "IMPT", "proton-robust": "RIMPT", "photon-ccc": "IMRT"}[workflow]
+    plan_fields = dict(sop_instance_uid=uids["rtplan"], series_instance_uid=uids["rtplan-series"], label=label,
+                       fractions_planned=request.fractions,
+                       referenced_structure_set_uid=structure_set.sop_instance_uid, referenced_dose_uid=uids["rtdose"],
+                       plan_name=f"{label} {request.target_roi} {request.prescription_gy:g} Gy"[:64],
+                       series_description=f"{label} plan {request.target_roi} (Orthanc-RT)"[:64])
+    if photon:
+        plan_ds = build_photon_plan(study, result.plan.beams, weight_unit=result.plan.weight_unit, **plan_fields)
+        dose_description = f"{label} dose, CCC 6 MV (Orthanc-RT)"
+    else:
+        plan_ds = build_ion_plan(study, result.plan.beams, **plan_fields)
+        dose_description = f"{label} dose {request.final_primaries:.0e} primaries (Orthanc-RT)"
     dose_ds = build_rtdose(
         result.dose, study, sop_instance_uid=uids["rtdose"], series_instance_uid=uids["rtdose-series"],
-        referenced_plan_uid=uids["rtplan"],
-        series_description=f"{label} dose {request.final_primaries:.0e} primaries (Orthanc-RT)"[:64])
+        referenced_plan_uid=uids["rtplan"], referenced_plan_sop_class=str(plan_ds.SOPClassUID),
+        series_description=dose_description[:64])
 
     progress.enter("storing")
     _require_running(store, job.id)
@@ -133,18 +148,21 @@ def _plan_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobSto
     progress.enter("analysing")
     return {
         "rtplan": {"orthanc_id": stored["rtplan"], "sop_instance_uid": uids["rtplan"],
-                   "series_instance_uid": uids["rtplan-series"], "sop_class_uid": sop.RT_ION_PLAN},
+                   "series_instance_uid": uids["rtplan-series"], "sop_class_uid": str(plan_ds.SOPClassUID)},
         "rtdose": {"orthanc_id": stored["rtdose"], "sop_instance_uid": uids["rtdose"],
                    "series_instance_uid": uids["rtdose-series"]},
         "ct": {"orthanc_series_id": ct_ref.orthanc_id, "series_instance_uid": ct_ref.series_instance_uid,
                "slices": len(ct_ref.instance_ids)},
         "structure_set": {"orthanc_id": structure_set_id, "sop_instance_uid": structure_set.sop_instance_uid},
-        "qa": qa_summary(result, request),
+        "qa": qa_summary(result, request, photon=photon),
     }
 
 
-def qa_summary(result: PlanResult, request: PlanRequest) -> dict[str, Any]:
-    """What a physicist checks first: per-ROI dose metrics, target coverage and indices, plan and optimiser facts."""
+def qa_summary(result: Any, request: PlanRequest, *, photon: bool = False) -> dict[str, Any]:
+    """What a physicist checks first: per-ROI dose metrics, target coverage and indices, plan and optimiser facts.
+
+    `result` is a `worker.planning.PlanResult` or, with `photon`, a `worker.photon_planning.PhotonPlanResult`.
+    """
     target = result.qa.get(request.target_roi, {})
     summary: dict[str, Any] = {
         "prescription_gy": request.prescription_gy,
@@ -153,19 +171,27 @@ def qa_summary(result: PlanResult, request: PlanRequest) -> dict[str, Any]:
         "target": {name: _rounded(target.get(name)) for name in ("D98", "D95", "D50", "D2", "Dmin", "Dmean", "Dmax",
                                                                  "V95%", "HI", "CI_RTOG", "CI_Paddick")},
         "rois": {name: {k: _rounded(v) for k, v in metrics.items()} for name, metrics in result.qa.items()},
-        "spots": result.spot_count,
-        "layers": result.layer_count,
-        "beams": [{"name": b.name, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
-                   "layers": len(b.layers), "spots": sum(len(layer.spot_mu) for layer in b.layers),
-                   "meterset_mu": round(b.meterset_mu, 4)} for b in result.plan.beams],
         "optimizer": {"method": result.optimizer.method, "iterations": result.optimizer.iterations,
                       "objective_initial": _rounded(result.optimizer.objective_initial),
                       "objective_final": _rounded(result.optimizer.objective_final)},
         "times_s": {k: round(v, 1) for k, v in vars(result.optimizer.times).items()},
-        "primaries": {"beamlets_per_spot": request.beamlet_primaries, "final": request.final_primaries},
         "dose_grid_mm": list(result.dose.spacing_mm),
     }
-    if result.scenario_qa is not None:
+    if photon:
+        summary.update({
+            "beamlets": result.beamlet_count, "beamlet_size_mm": request.beamlet_spacing_mm,
+            "weight_unit": result.plan.weight_unit,
+            "beams": [{"name": b.name, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
+                       "beamlets": int((b.beamlet_weight > 0).sum()), "energy_mv": b.nominal_energy_mv}
+                      for b in result.plan.beams]})
+    else:
+        summary.update({
+            "spots": result.spot_count, "layers": result.layer_count,
+            "beams": [{"name": b.name, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
+                       "layers": len(b.layers), "spots": sum(len(layer.spot_mu) for layer in b.layers),
+                       "meterset_mu": round(b.meterset_mu, 4)} for b in result.plan.beams],
+            "primaries": {"beamlets_per_spot": request.beamlet_primaries, "final": request.final_primaries}})
+    if getattr(result, "scenario_qa", None) is not None:  # robust proton plans
         summary["robustness"] = {"setup_mm": request.robustness.setup_mm, "range_pct": request.robustness.range_pct,
                                  "scenarios": len(result.scenario_qa["D95"]),
                                  "target_D95_gy": [_rounded(v) for v in result.scenario_qa["D95"]],

@@ -192,10 +192,7 @@ def build_ion_plan(study: PatientStudy, beams: Sequence[IonBeam], *, sop_instanc
     _check_study(study)
     _check_uid(sop_instance_uid, "sop_instance_uid")
     _check_uid(series_instance_uid, "series_instance_uid")
-    if referenced_structure_set_uid is not None:
-        _check_uid(referenced_structure_set_uid, "referenced_structure_set_uid")
-    if referenced_dose_uid is not None:
-        _check_uid(referenced_dose_uid, "referenced_dose_uid")
+    _check_plan_references(referenced_structure_set_uid, referenced_dose_uid)
     _check_text(label, "label", 16)
     _check_text(plan_name, "plan_name", 64)
     _check_text(series_description, "series_description", 64)
@@ -210,13 +207,7 @@ def build_ion_plan(study: PatientStudy, beams: Sequence[IonBeam], *, sop_instanc
     ds.RTPlanLabel = label
     ds.RTPlanName = plan_name or label
     ds.RTPlanDate, ds.RTPlanTime = _date(when), _time(when)
-    if referenced_structure_set_uid:
-        ds.RTPlanGeometry = "PATIENT"
-        ds.ReferencedStructureSetSequence = [_reference(sop.RT_STRUCTURE_SET, referenced_structure_set_uid)]
-    else:
-        ds.RTPlanGeometry = "TREATMENT_DEVICE"
-    if referenced_dose_uid:
-        ds.ReferencedDoseSequence = [_reference(sop.RT_DOSE, referenced_dose_uid)]
+    _set_plan_references(ds, referenced_structure_set_uid, referenced_dose_uid)
     ds.PatientSetupSequence = [_item(PatientSetupNumber=1, PatientPosition=PATIENT_POSITION,
                                      SetupTechnique="ISOCENTRIC")]
     ds.FractionGroupSequence = [_item(
@@ -681,8 +672,8 @@ _MAX_NOMINAL_ENERGY_MV = 25.0
 
 def build_photon_plan(study: PatientStudy, beams: Sequence[PhotonBeam], *, sop_instance_uid: str,
                       series_instance_uid: str, label: str, fractions_planned: int,
-                      referenced_structure_set_uid: str | None = None, plan_name: str = "",
-                      weight_unit: str = "MU", series_description: str = "Photon plan (Orthanc-RT)",
+                      referenced_structure_set_uid: str | None = None, referenced_dose_uid: str | None = None,
+                      plan_name: str = "", weight_unit: str = "MU", series_description: str = "Photon plan (Orthanc-RT)",
                       series_number: int = 3, treatment_machine: str = "", created: datetime | None = None) -> Dataset:
     """An RT Plan of static-gantry step-and-shoot IMRT beams (MLCX), one fraction group.
 
@@ -700,8 +691,7 @@ def build_photon_plan(study: PatientStudy, beams: Sequence[PhotonBeam], *, sop_i
     _check_study(study)
     _check_uid(sop_instance_uid, "sop_instance_uid")
     _check_uid(series_instance_uid, "series_instance_uid")
-    if referenced_structure_set_uid is not None:
-        _check_uid(referenced_structure_set_uid, "referenced_structure_set_uid")
+    _check_plan_references(referenced_structure_set_uid, referenced_dose_uid)
     _check_text(label, "label", 16)
     _check_text(plan_name, "plan_name", 64)
     _check_text(series_description, "series_description", 64)
@@ -719,11 +709,7 @@ def build_photon_plan(study: PatientStudy, beams: Sequence[PhotonBeam], *, sop_i
     if weight_unit != "MU":
         ds.RTPlanDescription = (f"Beamlet weights in {weight_unit}, not calibrated monitor units: "
                                 "not deliverable as is")[:1024]
-    if referenced_structure_set_uid:
-        ds.RTPlanGeometry = "PATIENT"
-        ds.ReferencedStructureSetSequence = [_reference(sop.RT_STRUCTURE_SET, referenced_structure_set_uid)]
-    else:
-        ds.RTPlanGeometry = "TREATMENT_DEVICE"
+    _set_plan_references(ds, referenced_structure_set_uid, referenced_dose_uid)
     ds.PatientSetupSequence = [_item(PatientSetupNumber=1, PatientPosition=PATIENT_POSITION,
                                      SetupTechnique="ISOCENTRIC")]
     ds.FractionGroupSequence = [_item(
@@ -736,6 +722,24 @@ def build_photon_plan(study: PatientStudy, beams: Sequence[PhotonBeam], *, sop_i
                        for beam, plan in zip(beams, sequenced)]
     ds.ApprovalStatus = "UNAPPROVED"
     return ds
+
+
+def _check_plan_references(structure_set_uid: str | None, dose_uid: str | None) -> None:
+    if structure_set_uid is not None:
+        _check_uid(structure_set_uid, "referenced_structure_set_uid")
+    if dose_uid is not None:
+        _check_uid(dose_uid, "referenced_dose_uid")
+
+
+def _set_plan_references(ds: Dataset, structure_set_uid: str | None, dose_uid: str | None) -> None:
+    """The structure set the plan was made on (RTPlanGeometry PATIENT, as the standard ties them) and its dose."""
+    if structure_set_uid:
+        ds.RTPlanGeometry = "PATIENT"
+        ds.ReferencedStructureSetSequence = [_reference(sop.RT_STRUCTURE_SET, structure_set_uid)]
+    else:
+        ds.RTPlanGeometry = "TREATMENT_DEVICE"
+    if dose_uid:
+        ds.ReferencedDoseSequence = [_reference(sop.RT_DOSE, dose_uid)]
 
 
 def _check_photon_beams(beams: Sequence[PhotonBeam]) -> list[SequencedBeam]:

@@ -302,3 +302,30 @@ def test_a_robust_plan_reports_every_error_scenario(orthanc, rt_stack):
     assert rtplan.RTPlanLabel == "RIMPT"
     assert orthanc.get("/rt/plans", params={"workflow": "proton-robust", "study": case.study.study_instance_uid}
                        ).json()["total"] == 1
+
+
+def test_a_photon_plan_is_stored_as_an_rt_plan_with_its_dose(orthanc, rt_stack):
+    """photon-ccc through REST: the CCC engine (deterministic, no noise) on the small phantom, 3 beams, 5 mm
+    bixels; a few seconds of engine time."""
+    assert orthanc.get("/rt/workflows/photon-ccc").json()["status"]["available"]
+    case = util.small_phantom_case("plan-photon")
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct])
+    time.sleep(rt_stack.stable_age_s + 1)
+    r = orthanc.post("/rt/plans", json={"study": case.study.study_instance_uid, "workflow": "photon-ccc",
+                                        "target_roi": "TargetVolume", "prescription_gy": RX_GY, "beam_count": 3})
+    assert r.status_code == 201, r.text
+    plan = _wait_plan(orthanc, r.json()["id"])
+    assert plan["status"] == "succeeded", plan["job"]
+    qa = plan["qa"]
+    assert qa["target"]["D95"] >= 0.95 * RX_GY and qa["target"]["D2"] <= 1.07 * RX_GY, qa["target"]
+    assert [b["gantry_angle_deg"] for b in qa["beams"]] == [0.0, 120.0, 240.0] and qa["beamlets"] > 0
+    rtplan = _dataset(orthanc, plan["results"]["rtplan"]["orthanc_id"])
+    rtdose = _dataset(orthanc, plan["results"]["rtdose"]["orthanc_id"])
+    assert rtplan.SOPClassUID == "1.2.840.10008.5.1.4.1.1.481.5" and len(rtplan.BeamSequence) == 3
+    assert rtplan.ReferencedDoseSequence[0].ReferencedSOPInstanceUID == rtdose.SOPInstanceUID
+    assert rtdose.ReferencedRTPlanSequence[0].ReferencedSOPClassUID == rtplan.SOPClassUID
+    assert "not deliverable as is" in rtplan.RTPlanDescription  # relative fluence, no machine calibration
+    r = orthanc.post("/rt/plans", json={"study": case.study.study_instance_uid, "workflow": "photon-ccc",
+                                        "target_roi": "TargetVolume", "prescription_gy": RX_GY,
+                                        "final_primaries": 1000})
+    assert r.status_code == 400 and "final_primaries: not a parameter of workflow photon-ccc" in r.json()["error"]
