@@ -111,9 +111,7 @@ class StructureSetIndex:
                     explicit: str | None = None) -> CtSeries | None:
         """The CT series to plan on: `explicit` (Orthanc id or SeriesInstanceUID), else the one the
         structure set references, else the fullest CT series on its frame of reference."""
-        series = [s for s in study_series(self.api, orthanc_study_id)
-                  if s["MainDicomTags"].get("Modality") == "CT" and s.get("Instances")]
-        candidates = [_ct(self.api, s) for s in series]
+        candidates = self.ct_series(orthanc_study_id)
         if explicit:
             return next((c for c in candidates if explicit in (c.orthanc_id, c.series_instance_uid)), None)
         if structure_set.ct_series_instance_uid:

@@ -83,7 +83,7 @@ _OBJECTIVE = {"type": "object", "required": ["roi", "type", "dose_gy"], "propert
     "dose_gy": {"type": "number", "minimum": 0}, "weight": {"type": "number"},
     "volume_pct": {"type": "number", "minimum": 0, "maximum": 100}, "robust": {"type": "boolean"}}}
 _PLAN_FIELDS = {
-    "workflow": {"type": "string", "enum": ["proton-impt", "proton-robust"]},
+    "workflow": {"type": "string", "enum": ["proton-impt", "proton-robust", "photon-ccc"]},
     "target_roi": {"type": "string"}, "prescription_gy": {"type": "number", "minimum": 0.1, "maximum": 100},
     "fractions": {"type": "integer", "minimum": 1, "maximum": 60},
     "beam_count": {"type": "integer", "minimum": 1, "maximum": 9},
@@ -94,7 +94,7 @@ _PLAN_FIELDS = {
     "robustness": {"type": "object", "properties": {"setup_mm": {"type": "number"}, "range_pct": {"type": "number"}}},
     "beamlet_primaries": {"type": "integer", "minimum": 100}, "final_primaries": {"type": "integer", "minimum": 100},
     "optimizer": {"type": "string"}, "max_iterations": {"type": "integer", "minimum": 1, "maximum": 10000},
-    "scoring_spacing_mm": {"type": ["number", "null"]},
+    "scoring_spacing_mm": {"type": ["number", "null"]}, "beamlet_spacing_mm": {"type": "number"},
 }
 _PLAN_BODY = {"type": "object", "required": ["study", "target_roi", "prescription_gy"], "properties": {
     "study": {"type": "string", "description": "Orthanc study id or StudyInstanceUID"},

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from orthanc_rt import jobs, plans, workflows
 from orthanc_rt.orthanc_api import OrthancError
 from orthanc_rt.plan_request import PlanRequestError
-from orthanc_rt.plan_submission import INPUT_FIELDS, MAX_BATCH, PlanSubmitter, Submitted, parse
+from orthanc_rt.plan_submission import INPUT_FIELDS, MAX_BATCH, PlanSubmitter, parse
 from orthanc_rt.plans import PlanQuery, PlanStore
 from orthanc_rt.structure_sets import StructureSetIndex
 from plugin import roles
@@ -54,7 +54,7 @@ class PlanRoutes:
             done = self.submitter.submit(request.json(), source="api", requested_by=request.user)
         except PlanRequestError as exc:
             raise HttpError(400, str(exc)) from None
-        return Response(201 if done.created else 200, self._answer(done))
+        return Response(201 if done.created else 200, plans.to_dict(done.plan, done.job))
 
     def request_batch(self, request: Request) -> Response:
         body = request.json()
@@ -84,7 +84,7 @@ class PlanRoutes:
             except PlanRequestError as exc:
                 results.append({"study": study, "error": str(exc)})
                 continue
-            results.append({"study": study, "created": done.created, "plan": self._answer(done)})
+            results.append({"study": study, "created": done.created, "plan": plans.to_dict(done.plan, done.job)})
         counts = {"created": sum(1 for r in results if r.get("created")),
                   "existing": sum(1 for r in results if "plan" in r and not r["created"]),
                   "failed": sum(1 for r in results if "error" in r)}
@@ -145,9 +145,6 @@ class PlanRoutes:
         return Response(200, {"orthanc_study_id": study_id,
                               "structure_sets": [s.as_dict() for s in self.index.of_study(study_id)],
                               "ct_series": [vars(c) for c in self.index.ct_series(study_id)]})
-
-    def _answer(self, done: Submitted) -> dict[str, Any]:
-        return plans.to_dict(done.plan, done.job)
 
     def _delete_instance(self, orthanc_id: str) -> bool:
         try:
