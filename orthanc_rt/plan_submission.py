@@ -8,6 +8,7 @@ computing (no spot reaches the target, a CT still arriving) is the job's.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -21,6 +22,15 @@ from orthanc_rt.structure_sets import StructureSetIndex, StructureSetSummary
 
 INPUT_FIELDS = ("study", "ct_series", "structure_set")
 MAX_BATCH = 100
+# How a request names a study, series or instance: Orthanc's id (SHA-1 in five dashed groups) or a DICOM UID.
+_ORTHANC_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}")
+_DICOM_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def is_resource_key(value: Any) -> bool:
+    """Whether `value` can name an Orthanc resource: an Orthanc id or a DICOM UID (at most 64 characters)."""
+    return isinstance(value, str) and len(value) <= 64 and bool(_ORTHANC_ID.fullmatch(value)
+                                                                or _DICOM_UID.fullmatch(value))
 
 
 def parse(body: Any) -> tuple[str, PlanRequest]:
@@ -67,9 +77,8 @@ class PlanSubmitter:
         workflow_id, request = parse(body)
         for name in INPUT_FIELDS:
             value = body.get(name)
-            if value is not None and (not isinstance(value, str) or not value or len(value) > 64):
-                raise PlanRequestError(f"{name} must be an Orthanc id or a DICOM UID (at most 64 characters), "
-                                       f"not {value!r}")
+            if value is not None and not is_resource_key(value):
+                raise PlanRequestError(f"{name} must be an Orthanc id or a DICOM UID, not {str(value)[:80]!r}")
         if not body.get("study"):
             raise PlanRequestError("study is required (Orthanc study id or StudyInstanceUID)")
         study_id = self.index.study_id(body["study"])

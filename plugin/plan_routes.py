@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from orthanc_rt import jobs, plans, workflows
 from orthanc_rt.orthanc_api import OrthancError
 from orthanc_rt.plan_request import PlanRequestError
-from orthanc_rt.plan_submission import INPUT_FIELDS, MAX_BATCH, PlanSubmitter, parse
+from orthanc_rt.plan_submission import INPUT_FIELDS, MAX_BATCH, PlanSubmitter, is_resource_key, parse
 from orthanc_rt.plans import PlanQuery, PlanStore
 from orthanc_rt.structure_sets import StructureSetIndex
 from plugin import roles
@@ -63,8 +63,8 @@ class PlanRoutes:
             raise HttpError(400, f"unknown field(s) {', '.join(unknown)}; a batch is {{studies: [...], request: {{...}}}}")
         studies, template = body.get("studies"), body.get("request")
         if not isinstance(studies, list) or not 1 <= len(studies) <= MAX_BATCH \
-                or not all(isinstance(s, str) and 0 < len(s) <= 64 for s in studies):
-            raise HttpError(400, f"studies: a list of 1 to {MAX_BATCH} study ids or StudyInstanceUIDs")
+                or not all(is_resource_key(s) for s in studies):
+            raise HttpError(400, f"studies: a list of 1 to {MAX_BATCH} Orthanc study ids or StudyInstanceUIDs")
         if len(set(studies)) != len(studies):
             raise HttpError(400, "studies: each study once")
         if not isinstance(template, dict):
