@@ -70,7 +70,10 @@ def planes_mask(planes: Sequence[Sequence[np.ndarray]], xs: np.ndarray, ys: np.n
     if not polygons or not len(xs) or not len(ys):
         return np.zeros((count, 0, len(xs)), dtype=bool), 0
     start = np.concatenate(polygons)
-    end = np.concatenate([np.roll(p, -1, axis=0) for p in polygons])
+    sizes = np.array([len(p) for p in polygons])
+    following = np.arange(1, len(start) + 1)
+    following[np.cumsum(sizes) - 1] -= sizes  # each polygon's last vertex joins its first
+    end = start[following]
     plane_of = np.repeat(np.arange(count), [sum(len(p) for p in plane) for plane in planes])
     r0 = int(np.searchsorted(ys, start[:, 1].min()))
     r1 = int(np.searchsorted(ys, start[:, 1].max(), side="right"))

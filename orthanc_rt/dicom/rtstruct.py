@@ -8,12 +8,14 @@ can skip an ROI "with a reason" instead of failing the whole structure set.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.errors import DicomInputError
+from orthanc_rt.dicom.raw_sequence import read_items
 
 # Points of one contour must share z to this tolerance to be a planar axial contour.
 _PLANAR_TOLERANCE_MM = 0.01
@@ -63,26 +65,51 @@ def read_structure_set(ds: Dataset) -> StructureSet:
     rois = {int(r.ROINumber): Roi(number=int(r.ROINumber), name=str(r.get("ROIName", "")),
                                   interpreted_type=types.get(int(r.ROINumber), ""))
             for r in ds.get("StructureSetROISequence", [])}
-    for item in ds.get("ROIContourSequence", []):
-        number = int(item.ReferencedROINumber)
+    for number, color, contours in _roi_contours(ds):
         roi = rois.setdefault(number, Roi(number=number, name=f"ROI {number}"))
-        color = item.get("ROIDisplayColor")
         if color is not None and len(color) == 3:
             roi.color = "#" + "".join(f"{int(c):02x}" for c in color)
-        for index, contour in enumerate(item.get("ContourSequence", []), start=1):
-            _add_contour(roi, contour, index)
+        for index, (kind, data) in enumerate(contours, start=1):
+            _add_contour(roi, kind, data, index)
     return StructureSet(
         sop_instance_uid=str(ds.SOPInstanceUID), series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
         study_instance_uid=str(ds.get("StudyInstanceUID", "")), frame_of_reference_uid=frame,
         ct_series_instance_uid=referenced_ct_series(ds), rois=[rois[k] for k in sorted(rois)])
 
 
-def _add_contour(roi: Roi, contour: Dataset, index: int) -> None:
-    kind = str(contour.get("ContourGeometricType", ""))
+# (ReferencedROINumber, ROIDisplayColor or None, [(ContourGeometricType, ContourData bytes or its Dataset)])
+_RoiContours = tuple[int, Sequence[Any] | None, list[tuple[str, "bytes | Dataset"]]]
+_REFERENCED_ROI_NUMBER, _COLOR, _CONTOURS = 0x30060084, 0x3006002A, 0x30060040
+_GEOMETRIC_TYPE, _CONTOUR_DATA = 0x30060042, 0x30060050
+
+
+def _roi_contours(ds: Dataset) -> list[_RoiContours]:
+    """ROIContourSequence, from its bytes when it is still raw (see raw_sequence.py), else through pydicom."""
+    items = read_items(ds.get_item("ROIContourSequence"), {_REFERENCED_ROI_NUMBER, _COLOR, _GEOMETRIC_TYPE,
+                                                            _CONTOUR_DATA}, {_CONTOURS})
+    if items is not None and all(_REFERENCED_ROI_NUMBER in item for item in items):
+        try:
+            return [(int(item[_REFERENCED_ROI_NUMBER]), _color(item.get(_COLOR)),
+                     [(c.get(_GEOMETRIC_TYPE, b"").decode("ascii").strip(" \x00"), c.get(_CONTOUR_DATA, b""))
+                      for c in item.get(_CONTOURS, [])])
+                    for item in items]
+        except (ValueError, UnicodeDecodeError):  # let pydicom read (and complain about) what is unusual
+            pass
+    return [(int(item.ReferencedROINumber), item.get("ROIDisplayColor"),
+             [(str(c.get("ContourGeometricType", "")), c) for c in item.get("ContourSequence", [])])
+            for item in ds.get("ROIContourSequence", [])]
+
+
+def _color(raw: bytes | None) -> list[int] | None:
+    text = (raw or b"").strip(b" \x00")
+    return [int(v) for v in text.split(b"\\")] if text else None
+
+
+def _add_contour(roi: Roi, kind: str, data_source: "bytes | Dataset", index: int) -> None:
     if kind != "CLOSED_PLANAR":
         roi.rejected.append(f"contour {index}: {kind or 'no'} geometric type, not CLOSED_PLANAR")
         return
-    data = _contour_data(contour)
+    data = _ds_floats(data_source) if isinstance(data_source, bytes) else _contour_data(data_source)
     if data.size % 3 or data.size < 9:
         roi.rejected.append(f"contour {index}: {data.size // 3} points; a closed contour needs at least 3")
         return
@@ -103,9 +130,14 @@ def _contour_data(contour: Dataset) -> np.ndarray:
     if element is None or element.value is None:
         return np.zeros(0)
     if isinstance(element.value, bytes):
-        text = element.value.strip(b" \x00")
-        return np.array(text.split(b"\\"), dtype=float) if text else np.zeros(0)
+        return _ds_floats(element.value)
     return np.asarray(contour.ContourData, dtype=float).ravel()
+
+
+def _ds_floats(raw: bytes) -> np.ndarray:
+    """A multi-valued DS as encoded (backslash-separated decimal strings) to floats."""
+    text = raw.strip(b" \x00")
+    return np.array(text.split(b"\\"), dtype=float) if text else np.zeros(0)
 
 
 def polygon_area(xy: np.ndarray) -> float:
