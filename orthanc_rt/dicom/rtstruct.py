@@ -69,8 +69,7 @@ def read_structure_set(ds: Dataset) -> StructureSet:
         roi = rois.setdefault(number, Roi(number=number, name=f"ROI {number}"))
         if color is not None and len(color) == 3:
             roi.color = "#" + "".join(f"{int(c):02x}" for c in color)
-        for index, (kind, data) in enumerate(contours, start=1):
-            _add_contour(roi, kind, data, index)
+        _add_contours(roi, contours)
     return StructureSet(
         sop_instance_uid=str(ds.SOPInstanceUID), series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
         study_instance_uid=str(ds.get("StudyInstanceUID", "")), frame_of_reference_uid=frame,
@@ -105,23 +104,40 @@ def _color(raw: bytes | None) -> list[int] | None:
     return [int(v) for v in text.split(b"\\")] if text else None
 
 
-def _add_contour(roi: Roi, kind: str, data_source: "bytes | Dataset", index: int) -> None:
-    if kind != "CLOSED_PLANAR":
-        roi.rejected.append(f"contour {index}: {kind or 'no'} geometric type, not CLOSED_PLANAR")
-        return
-    data = _ds_floats(data_source) if isinstance(data_source, bytes) else _contour_data(data_source)
-    if data.size % 3 or data.size < 9:
-        roi.rejected.append(f"contour {index}: {data.size // 3} points; a closed contour needs at least 3")
-        return
-    points = data.reshape(-1, 3)
-    if np.ptp(points[:, 2]) > _PLANAR_TOLERANCE_MM:
-        roi.rejected.append(f"contour {index}: not on one axial plane (z spans {np.ptp(points[:, 2]):.3g} mm)")
-        return
-    xy = points[:, :2]
-    if polygon_area(xy) <= 1e-6:
-        roi.rejected.append(f"contour {index}: encloses no area")
-        return
-    roi.contours.append((float(points[0, 2]), xy))
+def _add_contours(roi: Roi, contours: list[tuple[str, "bytes | Dataset"]]) -> None:
+    """Keep the usable contours of one ROIContourSequence item, note why the others were dropped.
+
+    The geometry checks run on all of the item's contours at once: structure
+    sets carry thousands of contours, and per-contour numpy calls were most
+    of the reading time.
+    """
+    reasons: dict[int, str] = {}
+    candidates: list[tuple[int, np.ndarray]] = []
+    for index, (kind, source) in enumerate(contours, start=1):
+        if kind != "CLOSED_PLANAR":
+            reasons[index] = f"contour {index}: {kind or 'no'} geometric type, not CLOSED_PLANAR"
+            continue
+        data = _ds_floats(source) if isinstance(source, bytes) else _contour_data(source)
+        if data.size % 3 or data.size < 9:
+            reasons[index] = f"contour {index}: {data.size // 3} points; a closed contour needs at least 3"
+            continue
+        candidates.append((index, data.reshape(-1, 3)))
+    kept = []
+    if candidates:
+        points = np.concatenate([p for _, p in candidates])
+        sizes = np.array([len(p) for _, p in candidates])
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        z_span = np.maximum.reduceat(points[:, 2], starts) - np.minimum.reduceat(points[:, 2], starts)
+        areas = polygon_areas(points[:, :2], sizes)
+        for (index, p), span, area in zip(candidates, z_span, areas):
+            if span > _PLANAR_TOLERANCE_MM:
+                reasons[index] = f"contour {index}: not on one axial plane (z spans {span:.3g} mm)"
+            elif area <= 1e-6:
+                reasons[index] = f"contour {index}: encloses no area"
+            else:
+                kept.append((float(p[0, 2]), p[:, :2]))
+    roi.rejected.extend(reasons[i] for i in sorted(reasons))
+    roi.contours.extend(kept)
 
 
 def _contour_data(contour: Dataset) -> np.ndarray:
@@ -140,11 +156,20 @@ def _ds_floats(raw: bytes) -> np.ndarray:
     return np.array(text.split(b"\\"), dtype=float) if text else np.zeros(0)
 
 
-def polygon_area(xy: np.ndarray) -> float:
-    """Shoelace area in mm² (the absolute value: orientation does not matter)."""
-    x, y = xy[:, 0], xy[:, 1]
-    twice = np.dot(x[:-1], y[1:]) - np.dot(y[:-1], x[1:]) + x[-1] * y[0] - y[-1] * x[0]
-    return float(abs(twice) / 2.0)
+def next_vertex(sizes: np.ndarray) -> np.ndarray:
+    """For polygons stored one after the other (`sizes` vertices each): the index of each vertex's successor,
+    the last vertex of a polygon closing on its first."""
+    following = np.arange(1, int(np.sum(sizes)) + 1)
+    following[np.cumsum(sizes) - 1] -= sizes
+    return following
+
+
+def polygon_areas(xy: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Shoelace areas in mm² of polygons stored one after the other in `xy` (orientation does not matter)."""
+    following = next_vertex(sizes)
+    cross = xy[:, 0] * xy[following, 1] - xy[:, 1] * xy[following, 0]
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    return np.abs(np.add.reduceat(cross, starts)) / 2.0
 
 
 def referenced_ct_series(ds: Dataset) -> str | None:
