@@ -138,7 +138,7 @@ def render_orthanc_config(cfg: StackConfig) -> dict[str, Any]:
         config.pop("RegisteredUsers")
     if not roles:
         rt.pop("Roles")
-    config.update(_orthanc_database(cfg, config["Plugins"]))
+    _deep_update(config, _orthanc_database(cfg, config["Plugins"]))  # a template's other PostgreSQL keys stay
     _deep_update(config, cfg.orthanc_overrides)
     return config
 

@@ -87,6 +87,12 @@ def test_orthanc_database_settings_are_checked(tmp_path):
                                                     orthanc_index_url="postgresql+psycopg://u:p@db:5432/o"))
     assert in_database["PostgreSQL"]["ConnectionUri"] == "postgresql://u:p@db:5432/o"  # libpq's form
     assert stack.POSTGRESQL_STORAGE_PLUGIN in in_database["Plugins"]
+    template = tmp_path / "template.json"  # e.g. a production template tuning the connection pool
+    template.write_text(json.dumps({**json.loads(StackConfig(data_dir=tmp_path).template.read_text()),
+                                    "PostgreSQL": {"IndexConnectionsCount": 5, "EnableIndex": False}}))
+    tuned = render_orthanc_config(StackConfig(data_dir=tmp_path, template=template,
+                                              orthanc_index_url="postgresql://db/o"))
+    assert tuned["PostgreSQL"]["IndexConnectionsCount"] == 5 and tuned["PostgreSQL"]["EnableIndex"] is True
     with pytest.raises(ValueError, match="postgresql://"):
         render_orthanc_config(StackConfig(data_dir=tmp_path, orthanc_index_url="mysql://orthanc@db/orthanc"))
     with pytest.raises(ValueError, match="ORTHANC_RT_ORTHANC_INDEX_URL"):
