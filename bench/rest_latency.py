@@ -132,7 +132,7 @@ def load(base: str, plan: list[tuple[str, str, dict[str, str]]], threads: int) -
     """Run `plan` with `threads` clients sharing it; latencies in seconds per query name."""
     times: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
-    cursor = iter(enumerate(plan))
+    cursor = iter(plan)
     errors: list[str] = []
 
     host = urlsplit(base)
@@ -147,7 +147,7 @@ def load(base: str, plan: list[tuple[str, str, dict[str, str]]], threads: int) -
             if item is None:
                 connection.close()
                 return
-            _, (name, path, params) = item
+            name, path, params = item
             started = time.perf_counter()
             connection.request("GET", f"{path}?{urlencode(params)}" if params else path)
             response = connection.getresponse()
