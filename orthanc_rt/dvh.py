@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from orthanc_rt.dicom.rtstruct import Roi
+from orthanc_rt.dicom.rtstruct import Roi, next_vertex
 
 METHOD = "voxel centre in contour (even-odd), contour planes, dose interpolated linearly in z"
 _MAX_CURVE_POINTS = 1000  # bins of a stored cumulative DVH
@@ -70,7 +70,7 @@ def planes_mask(planes: Sequence[Sequence[np.ndarray]], xs: np.ndarray, ys: np.n
     if not polygons or not len(xs) or not len(ys):
         return np.zeros((count, 0, len(xs)), dtype=bool), 0
     start = np.concatenate(polygons)
-    end = np.concatenate([np.roll(p, -1, axis=0) for p in polygons])
+    end = start[next_vertex(np.array([len(p) for p in polygons]))]
     plane_of = np.repeat(np.arange(count), [sum(len(p) for p in plane) for plane in planes])
     r0 = int(np.searchsorted(ys, start[:, 1].min()))
     r1 = int(np.searchsorted(ys, start[:, 1].max(), side="right"))
@@ -167,10 +167,12 @@ def _dose_at_volume(dose: np.ndarray, percents: Sequence[float]) -> dict[float, 
     width = (high - low) / (_FINE_BINS - 1)
     index = ((dose - low) / width).astype(np.int64)
     hist = np.bincount(index, minlength=_FINE_BINS)
-    at_or_above = np.cumsum(hist[::-1])[::-1] / dose.size * 100.0  # % of volume in bin i or hotter
+    # % of the volume in bin i or hotter, from the hottest bin down: non-decreasing, so the bins with at
+    # least x % are found by bisection (the hottest bin i with at_or_above[i] >= x % is the last of them).
+    at_or_above_from_top = np.cumsum(hist[::-1]) / dose.size * 100.0
     out = {}
     for pct in percents:
-        last = int(np.count_nonzero(at_or_above >= pct - 1e-9)) - 1
+        last = _FINE_BINS - int(np.searchsorted(at_or_above_from_top, pct - 1e-9, side="left")) - 1
         out[float(pct)] = low + max(last, 0) * width
     return out
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from orthanc_rt import audit
-from orthanc_rt.db import session_scope
+from orthanc_rt.db import paged, read_scope, session_scope
 from orthanc_rt.models import Job, JobEvent, utcnow
 
 QUEUED = "queued"
@@ -94,12 +94,8 @@ class JobStore:
             stmt = stmt.where(Job.kind == query.kind)
         if query.study:
             stmt = stmt.where((Job.study_instance_uid == query.study) | (Job.orthanc_study_id == query.study))
-        with session_scope(self.url) as s:
-            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = s.scalars(
-                stmt.order_by(Job.created_at.desc(), Job.id).limit(query.limit).offset(query.offset)
-            ).all()
-            return list(rows), int(total)
+        with read_scope(self.url) as s:
+            return paged(s, stmt, (Job.created_at.desc(), Job.id.desc()), query.limit, query.offset)
 
     def ids_in_states(self, states: Sequence[str], *, kind: str | None = None) -> list[str]:
         stmt = select(Job.id).where(Job.state.in_(states))

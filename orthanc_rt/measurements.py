@@ -13,9 +13,9 @@ import io
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
-from orthanc_rt.db import session_scope
+from orthanc_rt.db import paged, read_scope, session_scope
 from orthanc_rt.jobs import aware
 from orthanc_rt.models import DvhCurve, Measurement, utcnow
 
@@ -104,11 +104,11 @@ class MeasurementStore:
                 else stmt.where(Measurement.roi_name == q.roi)
         name = q.sort.lstrip("-")
         column = getattr(Measurement, name)
-        order = column.desc() if q.sort.startswith("-") else column.asc()
-        with session_scope(self.url) as s:
-            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = s.scalars(stmt.order_by(order, Measurement.id).limit(q.limit).offset(q.offset)).all()
-            return list(rows), int(total)
+        # The id breaks ties in the same direction, so one index on (column, id) serves both directions.
+        order = (column.desc(), Measurement.id.desc()) if q.sort.startswith("-") else (column.asc(),
+                                                                                         Measurement.id.asc())
+        with read_scope(self.url) as s:
+            return paged(s, stmt, order, q.limit, q.offset)
 
     def summary(self, study_instance_uid: str) -> list[dict[str, Any]]:
         """One line per (dose, structure set, ROI) of the study: its computed metrics side by side."""

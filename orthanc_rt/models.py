@@ -47,7 +47,11 @@ class Job(Base):
         back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_jobs_kind_created", "kind", "created_at"),)
+    # Lists are newest first with the id as tie-breaker (JobStore.list): these indexes serve the pages
+    # without sorting the table (migration 0004).
+    __table_args__ = (Index("ix_jobs_kind_created", "kind", "created_at"),
+                      Index("ix_jobs_created_id", "created_at", "id"),
+                      Index("ix_jobs_state_kind_created", "state", "kind", "created_at", "id"))
 
 
 class JobEvent(Base):
@@ -102,6 +106,10 @@ class Measurement(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    # Sorted pages (MeasurementStore.query; id breaks ties in the sort's direction) walk these (migration 0004).
+    __table_args__ = (Index("ix_measurements_created_id", "created_at", "id"),
+                      Index("ix_measurements_metric_value_id", "metric", "value", "id"))
 
 
 class DvhCurve(Base):

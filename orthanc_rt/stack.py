@@ -23,6 +23,11 @@ import requests
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ORTHANC_BINARY = os.environ.get("ORTHANC_RT_ORTHANC_BINARY", "/usr/sbin/Orthanc")
+# Debian's orthanc-postgresql (scripts/install.sh installs it): Orthanc's own index, and optionally its files,
+# in PostgreSQL, so several Orthanc instances can serve one archive.
+POSTGRESQL_INDEX_PLUGIN = "/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so"
+POSTGRESQL_STORAGE_PLUGIN = "/usr/share/orthanc/plugins/libOrthancPostgreSQLStorage.so"
+ORTHANC_STORAGES = ("files", "postgresql")
 
 
 @dataclass
@@ -46,6 +51,12 @@ class StackConfig:
     worker_password: str = ""
     client_auth: tuple[str, str] | None = None  # what the launcher and tests use for /rt/health
     worker_settings: dict[str, str] = field(default_factory=dict)  # extra ORTHANC_RT_* for workers
+    # Orthanc's own index (patients, studies, series, instances): empty keeps Orthanc's SQLite file in
+    # data_dir; a postgresql:// URL puts it in PostgreSQL, where several Orthanc instances can share it.
+    orthanc_index_url: str = ""
+    # Where Orthanc keeps the DICOM files: "files" (data_dir/orthanc-storage) or "postgresql" (the index's
+    # database: Orthanc instances on several hosts then need no shared file system).
+    orthanc_storage: str = "files"
 
     @property
     def orthanc_url(self) -> str:
@@ -84,6 +95,8 @@ class StackConfig:
             worker_username=env.get("ORTHANC_RT_ORTHANC_USERNAME", ""),
             worker_password=env.get("ORTHANC_RT_ORTHANC_PASSWORD", ""),
             client_auth=_pair(env.get("ORTHANC_RT_CLIENT_USER", ""), env.get("ORTHANC_RT_CLIENT_PASSWORD", "")),
+            orthanc_index_url=env.get("ORTHANC_RT_ORTHANC_INDEX_URL", ""),
+            orthanc_storage=env.get("ORTHANC_RT_ORTHANC_STORAGE", "files"),
         )
 
 
@@ -125,8 +138,33 @@ def render_orthanc_config(cfg: StackConfig) -> dict[str, Any]:
         config.pop("RegisteredUsers")
     if not roles:
         rt.pop("Roles")
+    _deep_update(config, _orthanc_database(cfg, config["Plugins"]))  # a template's other PostgreSQL keys stay
     _deep_update(config, cfg.orthanc_overrides)
     return config
+
+
+def _orthanc_database(cfg: StackConfig, plugins: list[str]) -> dict[str, Any]:
+    """The Plugins and PostgreSQL sections that move Orthanc's index (and files) to PostgreSQL."""
+    if cfg.orthanc_storage not in ORTHANC_STORAGES:
+        raise ValueError(f"ORTHANC_RT_ORTHANC_STORAGE: {cfg.orthanc_storage!r}; expected one of {ORTHANC_STORAGES}")
+    if not cfg.orthanc_index_url:
+        if cfg.orthanc_storage == "postgresql":
+            raise ValueError("ORTHANC_RT_ORTHANC_STORAGE=postgresql needs ORTHANC_RT_ORTHANC_INDEX_URL")
+        return {}
+    scheme, sep, rest = cfg.orthanc_index_url.partition("://")
+    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise ValueError(f"ORTHANC_RT_ORTHANC_INDEX_URL must be a postgresql:// URL, got {scheme!r}://...")
+    in_database = cfg.orthanc_storage == "postgresql"
+    return {
+        "Plugins": [*plugins, POSTGRESQL_INDEX_PLUGIN, *([POSTGRESQL_STORAGE_PLUGIN] if in_database else [])],
+        "PostgreSQL": {
+            "EnableIndex": True,
+            "EnableStorage": in_database,
+            "ConnectionUri": f"postgresql://{rest}",  # libpq's form ("+psycopg" is SQLAlchemy's)
+            # No exclusive lock: several Orthanc instances write to one index (PostgreSQL plugin 4.0).
+            "Lock": False,
+        },
+    }
 
 
 def python_path() -> str:
@@ -159,7 +197,12 @@ def orthanc_command(cfg: StackConfig) -> tuple[list[str], dict[str, str]]:
     config_path = cfg.data_dir / "orthanc.json"
     config_path.touch(mode=0o600)  # it may hold passwords
     config_path.chmod(0o600)
-    config_path.write_text(json.dumps(render_orthanc_config(cfg), indent=2))
+    config = render_orthanc_config(cfg)
+    missing = [p for p in config.get("Plugins", []) if not Path(p).exists()]
+    if missing:
+        raise RuntimeError(f"Orthanc plugins not installed: {missing} (scripts/install.sh installs orthanc-python, "
+                           "orthanc-dicomweb and orthanc-postgresql)")
+    config_path.write_text(json.dumps(config, indent=2))
     env = dict(os.environ)
     env.update({"PYTHONPATH": python_path(), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
     return [ORTHANC_BINARY, str(config_path)], env

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ImplicitVRLittleEndian
 
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.builders import RoiSpec, build_ct_series, build_ion_plan, build_measurement_report, \
@@ -315,6 +316,46 @@ def with_roi_renamed(rtstruct: Dataset, old: str, new: str) -> Dataset:
         if item.ROIName == old:
             item.ROIName = new
     return ds
+
+
+def with_odd_contours(rtstruct: Dataset) -> Dataset:
+    """The structure set plus, on its second ROI, an OPEN_PLANAR contour and a POINT (both to be dropped)."""
+    ds = instance_variant(rtstruct, "odd-contours")
+    contours = ds.ROIContourSequence[1].ContourSequence
+    for kind, points in (("OPEN_PLANAR", 3), ("POINT", 1)):
+        contour = copy.deepcopy(contours[0])
+        contour.ContourGeometricType = kind
+        contour.ContourData = list(contour.ContourData)[:3 * points]
+        contour.NumberOfContourPoints = points
+        contours.append(contour)
+    return ds
+
+
+def encoded(ds: Dataset, *, implicit_vr: bool = False, undefined_lengths: str = "none") -> bytes:
+    """`ds` as Part 10 bytes in encodings senders use besides ours (explicit VR, defined lengths).
+
+    `implicit_vr`: Implicit VR Little Endian. `undefined_lengths`: "nested" gives
+    every sequence below the top level, and its items, undefined length
+    (delimiters instead); "all" the top-level sequences too.
+    """
+    variant = copy.deepcopy(ds)
+    if implicit_vr:
+        variant.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+
+    def undefine(dataset: Dataset, top: bool) -> None:
+        for element in dataset:
+            if element.VR != "SQ":
+                continue
+            if not top or undefined_lengths == "all":
+                element.is_undefined_length = True
+            for item in element.value:
+                if not top or undefined_lengths == "all":
+                    item.is_undefined_length_sequence_item = True
+                undefine(item, False)
+
+    if undefined_lengths != "none":
+        undefine(variant, True)
+    return to_bytes(variant)
 
 
 def on_other_frame(ds: Dataset) -> Dataset:

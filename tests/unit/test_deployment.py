@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orthanc_rt import cli
+from orthanc_rt import cli, stack
 from orthanc_rt.settings import Settings
 from orthanc_rt.stack import PROJECT_DIR, StackConfig, render_orthanc_config
 
@@ -65,6 +65,48 @@ def test_orthanc_service_ports_health_and_database():
     assert f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in env[
         "ORTHANC_RT_DATABASE_URL"]
     json.dumps(config)  # what Orthanc will read must be plain JSON
+
+
+def test_orthanc_service_keeps_its_index_in_postgresql():
+    env = _env("orthanc")
+    config = render_orthanc_config(StackConfig.from_env(env))
+    assert stack.POSTGRESQL_INDEX_PLUGIN in config["Plugins"]
+    assert Path(stack.POSTGRESQL_INDEX_PLUGIN).exists()  # scripts/install.sh installs orthanc-postgresql
+    pg = config["PostgreSQL"]
+    assert pg["EnableIndex"] is True and pg["Lock"] is False  # several Orthanc instances may share it
+    assert pg["ConnectionUri"] == env["ORTHANC_RT_ORTHANC_INDEX_URL"]
+    assert pg["EnableStorage"] is (env["ORTHANC_RT_ORTHANC_STORAGE"] == "postgresql")
+    postgres = SERVICES["postgres"]["environment"]
+    assert f"@postgres:5432/{postgres['POSTGRES_DB']}" in pg["ConnectionUri"]
+
+
+def test_orthanc_database_settings_are_checked(tmp_path):
+    plain = render_orthanc_config(StackConfig(data_dir=tmp_path))
+    assert "PostgreSQL" not in plain and stack.POSTGRESQL_INDEX_PLUGIN not in plain["Plugins"]
+    in_database = render_orthanc_config(StackConfig(data_dir=tmp_path, orthanc_storage="postgresql",
+                                                    orthanc_index_url="postgresql+psycopg://u:p@db:5432/o"))
+    assert in_database["PostgreSQL"]["ConnectionUri"] == "postgresql://u:p@db:5432/o"  # libpq's form
+    assert stack.POSTGRESQL_STORAGE_PLUGIN in in_database["Plugins"]
+    template = tmp_path / "template.json"  # e.g. a production template tuning the connection pool
+    template.write_text(json.dumps({**json.loads(StackConfig(data_dir=tmp_path).template.read_text()),
+                                    "PostgreSQL": {"IndexConnectionsCount": 5, "EnableIndex": False}}))
+    tuned = render_orthanc_config(StackConfig(data_dir=tmp_path, template=template,
+                                              orthanc_index_url="postgresql://db/o"))
+    assert tuned["PostgreSQL"]["IndexConnectionsCount"] == 5 and tuned["PostgreSQL"]["EnableIndex"] is True
+    with pytest.raises(ValueError, match="postgresql://"):
+        render_orthanc_config(StackConfig(data_dir=tmp_path, orthanc_index_url="mysql://orthanc@db/orthanc"))
+    with pytest.raises(ValueError, match="ORTHANC_RT_ORTHANC_INDEX_URL"):
+        render_orthanc_config(StackConfig(data_dir=tmp_path, orthanc_storage="postgresql"))
+    with pytest.raises(ValueError, match="ORTHANC_RT_ORTHANC_STORAGE"):
+        render_orthanc_config(StackConfig(data_dir=tmp_path, orthanc_index_url="postgresql://db/o",
+                                          orthanc_storage="s3"))
+
+
+def test_launcher_script_passes_run_to_the_cli():
+    """The services' command (`./orthanc-rt run orthanc|worker`) must reach orthanc_rt.cli."""
+    script = (PROJECT_DIR / "orthanc-rt").read_text()
+    passing = next(line for line in script.splitlines() if "exec \"$py\" -m orthanc_rt.cli \"$cmd\"" in line)
+    assert "run" in passing.split(")")[0].split("|")
 
 
 def _variables_read_by_code() -> set[str]:
