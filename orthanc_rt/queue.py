@@ -17,8 +17,10 @@ from rq.job import Job as RqJob
 from rq.job import JobStatus
 from rq.worker import Worker
 
-# Analyses and SR imports take seconds: their own queue, never behind Monte Carlo jobs.
-QUEUE_NAMES = {"dose": "orthanc-rt-dose", "analysis": "orthanc-rt-analysis", "sr": "orthanc-rt-analysis"}
+# Analyses and SR imports take seconds: their own queue, never behind Monte Carlo jobs. Beamlet sub-jobs
+# (worker.beamlet_fanout, not database jobs) come before new dose work: they finish a plan already under way.
+QUEUE_NAMES = {"dose": "orthanc-rt-dose", "analysis": "orthanc-rt-analysis", "sr": "orthanc-rt-analysis",
+               "beamlets": "orthanc-rt-beamlets"}
 RUN_JOB = "worker.tasks.run_job"
 ON_FAILURE = "worker.tasks.on_failure"
 # Back-off for transient faults (Orthanc or the database briefly unreachable).

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
 def _preload() -> None:
     """Import OpenTPS and read the beam model once, here: RQ forks a work-horse per job,
     and every fork inherits them instead of spending about a second loading them again."""
-    from worker import analysis_job, dose_engine, dose_job, sr_job  # noqa: F401
+    from worker import analysis_job, beamlet_fanout, dose_engine, dose_job, sr_job  # noqa: F401
 
     dose_engine.default_beam_model()
 

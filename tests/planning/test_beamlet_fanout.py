@@ -1,0 +1,221 @@
+"""Beamlets split into RQ sub-jobs, run by real worker processes on real Redis, merged back in plan order.
+
+Case: the small water phantom of tests/util.py, two beams (gantry 0 and 90),
+220 spots in 12 layers, 6 mm scoring grid, 500 primaries per spot, MCsquare
+on one thread: a single-process computation takes about 3 s.
+
+"Equal within Monte Carlo noise" is measured, not assumed: MCsquare is not
+deterministic (two single-process runs of this case differ by about 2 % RMS
+per spot's integral dose), so the module computes the single-job matrix
+twice and requires the split matrix to differ from the first no more than
+1.5 times as much as the second does (the RMS of 220 per-spot ratios is
+known to about 5 %, so 1.5 leaves room for chance and none for a real
+error). Column order is checked separately by each spot's dose centroid:
+a column moved by one spot lands 6 mm (one voxel) away, while noise moves
+the centroids by well under a millimetre (RMS weighted by integral dose).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from redis import Redis
+from rq import Queue
+from rq.job import Job as RqJob
+
+from tests.planning.rq_workers import rq_workers
+from tests.planning.test_plan_convert import designed_plan
+from tests.util import small_phantom_case
+from worker import beamlet_fanout
+from worker.beamlet_fanout import FAULT_ENV, DistributedBeamlets, Part, part_count, part_plans, slice_plan, \
+    proton_plan, split_plan
+from worker.beamlets import local_beamlets
+from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct
+
+PRIMARIES = 500
+SPLIT_SPOTS = 80  # 220 spots: 3 parts
+NOISE_FACTOR = 1.5
+
+
+def phantom_inputs():
+    """CT, plan, model and grid of the module's case (also used by the in-worker parent below)."""
+    case = small_phantom_case("beamlet-fanout")
+    plan = designed_plan(case, gantry=(0.0, 90.0), couch=(0.0, 0.0))
+    return to_opentps_ct(case.ct_volume), plan, default_beam_model(), scoring_grid(case.ct_volume, 6.0)
+
+
+def fanout_in_worker(redis_url: str, split_spots: int, work_dir: str) -> dict:
+    """An RQ job standing in for a plan job: fans its beamlets out from inside a worker (test (c))."""
+    ct, plan, model, grid = phantom_inputs()
+    runner = DistributedBeamlets(redis_url, split_spots=split_spots, part_timeout_s=600)
+    nominal, _ = runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=Path(work_dir), threads=1)
+    return {"matrix": nominal.toSparseMatrix(), "report": runner.last_report}
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return phantom_inputs()
+
+
+@pytest.fixture(scope="module")
+def single_job(inputs, tmp_path_factory):
+    """The single-process matrix, twice (the second run measures Monte Carlo noise)."""
+    ct, plan, model, grid = inputs
+    runs = []
+    for k in range(2):
+        nominal, _ = local_beamlets(ct, plan, model, grid, primaries=PRIMARIES,
+                                    work_dir=tmp_path_factory.mktemp(f"single{k}"), threads=1)
+        runs.append(sp.csc_matrix(nominal.toSparseMatrix()))
+    return runs
+
+
+def _column_sums(matrix: sp.spmatrix) -> np.ndarray:
+    return np.asarray(matrix.sum(axis=0)).ravel()
+
+
+def _centroids(matrix: sp.csc_matrix, grid) -> np.ndarray:
+    """Each column's dose-weighted voxel centre (mm), from MCsquare's voxel index (Fortran order)."""
+    index = np.arange(matrix.shape[0])
+    ijk = np.stack(np.unravel_index(index, grid.size_xyz, order="F"), axis=1) * np.asarray(grid.spacing_mm)
+    return np.asarray((matrix.T @ ijk) / _column_sums(matrix)[:, None])
+
+
+def _centroid_shift(a: sp.csc_matrix, b: sp.csc_matrix, grid) -> float:
+    """RMS distance (mm) between the columns' centroids, weighted by integral dose: the few spots at the edge
+    that leave a handful of voxels above MCsquare's sparse threshold have noisy centroids and little weight."""
+    distance = np.linalg.norm(_centroids(a, grid) - _centroids(b, grid), axis=1)
+    weight = _column_sums(b)
+    return float(np.sqrt(np.sum(weight * distance ** 2) / np.sum(weight)))
+
+
+def _rms_ratio(a: sp.spmatrix, b: sp.spmatrix) -> float:
+    return float(np.sqrt(np.mean((_column_sums(a) / _column_sums(b) - 1.0) ** 2)))
+
+
+def _weighted_dose_rms(a: sp.spmatrix, b: sp.spmatrix) -> float:
+    """RMS difference of the doses of one set of spot weights, relative to the dose maximum, where dose > 20 %."""
+    weights = np.random.default_rng(3).uniform(0.5, 1.5, a.shape[1])
+    da, db = a @ weights, b @ weights
+    high = db > 0.2 * db.max()
+    return float(np.sqrt(np.mean((da[high] - db[high]) ** 2)) / db.max())
+
+
+def assert_equal_within_noise(split: sp.csc_matrix, single: list[sp.csc_matrix], grid) -> None:
+    reference, second = single
+    assert split.shape == reference.shape
+    noise = _rms_ratio(second, reference)
+    assert 0 < _rms_ratio(split, reference) <= NOISE_FACTOR * noise, (_rms_ratio(split, reference), noise)
+    dose_noise = _weighted_dose_rms(second, reference)
+    assert _weighted_dose_rms(split, reference) <= NOISE_FACTOR * dose_noise, \
+        (_weighted_dose_rms(split, reference), dose_noise)
+    moved, noise_moved = _centroid_shift(split, reference, grid), _centroid_shift(second, reference, grid)
+    assert moved <= NOISE_FACTOR * noise_moved + 0.1 and moved < 0.25 * min(grid.spacing_mm), (moved, noise_moved)
+
+
+def test_parts_are_contiguous_balanced_and_cover_the_plan():
+    energies = np.concatenate([np.full(40, 150.0), np.full(60, 100.0), np.full(100, 70.0)])
+    parts = split_plan(energies, 4)
+    assert [p.index for p in parts] == [0, 1, 2, 3]
+    assert parts[0].start == 0 and parts[-1].stop == len(energies)
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+    cost = np.power(energies, 1.77)
+    shares = np.array([cost[p.start:p.stop].sum() for p in parts]) / cost.sum()
+    assert np.all(np.abs(shares - 0.25) < 0.02), shares
+    assert parts[0].spots < parts[-1].spots  # high-energy spots cost more each
+    assert split_plan(energies[:2], 5) == [Part(0, 0, 1), Part(1, 1, 2)]
+    assert part_count(220, 80, 1) == 3 and part_count(220, 500, 2) == 2 and part_count(220, 500, 1) == 1
+    assert part_count(3, 1, 8) == 3
+
+
+def test_part_plans_keep_every_spot_in_plan_order(inputs):
+    _, plan, model, _ = inputs
+    mu_before = np.array(plan.spotMUs)
+    parts = split_plan(np.ones(plan.numberOfSpots), 3)
+    plans = part_plans(plan, parts)
+    np.testing.assert_array_equal(plan.spotMUs, mu_before)  # the caller's plan is left as it was
+    assert [p.spot_count for p in plans] == [p.spots for p in parts]
+    rebuilt = [proton_plan(p) for p in plans]
+    xy = np.concatenate([np.asarray(p.spotXY) for p in rebuilt])
+    energies = np.concatenate([[layer.nominalEnergy] * len(layer) for p in rebuilt for beam in p for layer in beam])
+    gantry = np.concatenate([[beam.gantryAngle] * beam.numberOfSpots for p in rebuilt for beam in p])
+    np.testing.assert_allclose(xy, np.asarray(plan.spotXY))
+    np.testing.assert_allclose(energies, [l.nominalEnergy for b in plan for l in b for _ in range(len(l))])
+    np.testing.assert_allclose(gantry, [b.gantryAngle for b in plan for _ in range(b.numberOfSpots)])
+    assert all(np.all(np.asarray(p.spotMUs) == 1.0) for p in rebuilt)
+    whole = slice_plan(plans[0], 0, plans[0].spot_count)
+    assert whole.spot_count == plans[0].spot_count and slice_plan(plans[0], 0, 0).beams == []
+
+
+@pytest.mark.physics
+def test_split_matrix_equals_single_job_within_noise(inputs, single_job, redis_url, tmp_path):
+    """(a) Two real workers and the parent share three parts; the merged matrix is the single-job matrix."""
+    ct, plan, model, grid = inputs
+    progress: list[float] = []
+    with rq_workers(redis_url, 2, tmp_path / "stack", threads=1):
+        runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600)
+        nominal, scenarios = runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=tmp_path / "parent",
+                                    threads=1, on_progress=lambda done, _: progress.append(done))
+    report = runner.last_report
+    assert len(report.parts) == 3 and scenarios == []
+    assert report.attempts == {0: 1, 1: 1, 2: 1}
+    executors = {run["executor"] for run in report.runs}
+    assert len(executors) >= 2, report.runs  # the work was shared (the workers take parts from the front)
+    assert tuple(nominal.doseGridSize) == grid.size_xyz
+    assert_equal_within_noise(sp.csc_matrix(nominal.toSparseMatrix()), single_job, grid)
+    assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
+    assert list(Redis.from_url(redis_url).scan_iter("orthanc-rt:beamlets:*")) == []  # keys removed once read
+
+
+@pytest.mark.physics
+def test_a_failed_part_is_retried_alone(inputs, single_job, redis_url, tmp_path, monkeypatch):
+    """(b) The first attempt of part 1 raises (in whichever process takes it); only part 1 runs again."""
+    ct, plan, model, grid = inputs
+    monkeypatch.setenv(FAULT_ENV, "1")  # the parent too, should it take part 1
+    with rq_workers(redis_url, 2, tmp_path / "stack", threads=1, env={FAULT_ENV: "1"}):
+        runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600)
+        nominal, _ = runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
+    report = runner.last_report
+    assert report.attempts == {0: 2, 1: 1, 2: 1}, report.runs
+    by_part = {k: [run for run in report.runs if run["part"] == k] for k in range(3)}
+    assert [run["outcome"] for run in by_part[0]] == ["failed", "done"]
+    assert [run["outcome"] for run in by_part[1]] == ["done"] and [run["outcome"] for run in by_part[2]] == ["done"]
+    # Part 1 is first in the queue, so a worker met the fault and RQ's Retry queued it again.
+    assert by_part[0][0]["executor"] != "plan job", report.runs
+    assert by_part[0][1]["started"] >= by_part[0][0]["finished"]
+    assert_equal_within_noise(sp.csc_matrix(nominal.toSparseMatrix()), single_job, grid)
+
+
+@pytest.mark.physics
+def test_a_part_that_keeps_failing_fails_the_plan_readably(inputs, redis_url, tmp_path, monkeypatch):
+    ct, plan, model, grid = inputs
+    monkeypatch.setenv(FAULT_ENV, "2")
+    runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600, retries=0)
+    with pytest.raises(beamlet_fanout.BeamletFanoutError, match=r"beamlet part 2/3 \(spots \d+-\d+\) failed "
+                                                                r"after 1 attempt\(s\).*fault injected"):
+        runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
+    queue = Queue(beamlet_fanout.QUEUE, connection=runner.redis)
+    assert len(queue) == 0  # the parts not yet taken were withdrawn
+
+
+@pytest.mark.physics
+def test_one_worker_running_the_plan_computes_every_part_itself(inputs, single_job, redis_url, tmp_path):
+    """(c) The plan job occupies the only worker: it must take its own parts instead of waiting for them."""
+    _, _, _, grid = inputs
+    with rq_workers(redis_url, 1, tmp_path / "stack", threads=1):
+        queue = Queue("orthanc-rt-dose", connection=Redis.from_url(redis_url))
+        job = queue.enqueue(fanout_in_worker, redis_url, SPLIT_SPOTS, str(tmp_path / "parent"), job_timeout=600)
+        deadline = time.monotonic() + 300
+        while job.get_status(refresh=True) not in ("finished", "failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status = job.get_status(refresh=True)
+    assert status == "finished", RqJob.fetch(job.id, connection=job.connection).latest_result().exc_string
+    result = job.return_value()
+    report = result["report"]
+    assert len(report.parts) == 3 and sorted(report.stolen) == [0, 1, 2]
+    assert {run["executor"] for run in report.runs} == {"plan job"} and report.attempts == {0: 1, 1: 1, 2: 1}
+    assert_equal_within_noise(sp.csc_matrix(result["matrix"]), single_job, grid)
+    assert os.listdir(tmp_path / "parent") == []  # the parts' folders are removed once read
