@@ -32,8 +32,8 @@ back in the queue with one retry fewer); the others are not redone. A part
 that finally fails fails the plan with its reason (`BeamletFanoutError`, a
 `DoseEngineError`). The parent refreshes a heartbeat key: a sub-job whose
 parent is gone (cancelled: RQ kills the parent's process group; or dead)
-stops before starting or, while MCsquare runs, within `HEARTBEAT_TTL_S`
-(MCsquare is killed by `worker.mcsquare.run`). A parent leaving on an error
+stops before starting or, while it runs, about a second after the key
+lapses (`HEARTBEAT_TTL_S`; MCsquare is killed by `worker.mcsquare.run`). A parent leaving on an error
 or its time limit removes its queued parts and stops the running ones.
 """
 from __future__ import annotations
@@ -44,14 +44,16 @@ import logging
 import math
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
 import uuid
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -59,6 +61,7 @@ from opentps.core.data import SparseBeamlets
 from opentps.core.data.images import CTImage
 from opentps.core.data.plan import PlanProtonBeam, PlanProtonLayer, ProtonPlan
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Retry, get_current_job
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -83,7 +86,7 @@ PART_RETRIES = 2
 HEARTBEAT_TTL_S = 15  # a sub-job of a vanished parent stops within this
 _HEARTBEAT_EVERY_S = 3.0
 _POLL_S = 0.5
-_CANCEL_CHECK_EVERY_S = 1.0
+_CANCEL_CHECK_EVERY_S = 1.0  # how often a running part looks at its parent's heartbeat
 # MCsquare's time per primary grows with the path it follows, about the range, which grows as E^1.77
 # (Bragg-Kleeman rule for water): the weight of a spot when parts are balanced.
 _RANGE_EXPONENT = 1.77
@@ -273,12 +276,51 @@ def run_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
     work_dir.mkdir(parents=True)
     (work_dir / "owner.pid").write_text(str(os.getpid()))  # worker.__main__ spares folders of live processes
     try:
-        return fanout.execute(index, part, threads=settings.mcsquare_threads, work_dir=work_dir,
-                              executor=rq_job.worker_name or socket.gethostname())
+        with _stop_when_parent_gone(fanout):
+            return fanout.execute(index, part, threads=settings.mcsquare_threads, work_dir=work_dir,
+                                  executor=rq_job.worker_name or socket.gethostname())
     except PartCancelled:
         return {"cancelled": "the plan job is gone"}
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@contextmanager
+def _stop_when_parent_gone(fanout: "_Fanout") -> Iterator[None]:
+    """Raise PartCancelled in this (the work-horse's main) thread once the parent's heartbeat has lapsed.
+
+    A thread watches the heartbeat and signals the main thread, whose handler
+    raises wherever it is, typically in `worker.mcsquare.run`'s wait, which
+    then kills MCsquare. (MCsquare's log is block-buffered, so a check in the
+    progress callback could come many seconds late.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    finished = threading.Event()
+
+    def cancel(signum: int, frame: Any) -> None:
+        raise PartCancelled()
+
+    def watch() -> None:
+        while not finished.wait(_CANCEL_CHECK_EVERY_S):
+            try:
+                alive = fanout.parent_alive()
+            except RedisError:
+                continue  # Redis briefly away is not a cancellation
+            if not alive:
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+                return
+
+    previous = signal.signal(signal.SIGUSR1, cancel)
+    watcher = threading.Thread(target=watch, name="beamlet-part-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        watcher.join()
+        signal.signal(signal.SIGUSR1, previous)
 
 
 class _Fanout:
@@ -293,7 +335,6 @@ class _Fanout:
         self._prefix = f"orthanc-rt:beamlets:{fanout_id}"
         self._stop_heartbeat = threading.Event()
         self._heartbeat: threading.Thread | None = None
-        self._last_cancel_check = 0.0
 
     # keys
     def _key(self, name: str) -> str:
@@ -449,14 +490,6 @@ class _Fanout:
     def parent_alive(self) -> bool:
         return bool(self.redis.exists(self._key("alive")))
 
-    def check_cancelled(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_cancel_check < _CANCEL_CHECK_EVERY_S:
-            return
-        self._last_cancel_check = now
-        if not self.parent_alive():
-            raise PartCancelled()
-
     def execute(self, index: int, part: IonPlan, *, threads: int, work_dir: Path, executor: str,
                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
         attempt = int(self.redis.hincrby(self._key("attempts"), str(index), 1))
@@ -477,12 +510,10 @@ class _Fanout:
                                          f"{bdl_name}")
 
             def progress(done: float, _: str) -> None:
-                self.check_cancelled()
                 self.redis.hset(self._key("progress"), str(index), f"{done:.4f}")
                 if on_progress is not None:
                     on_progress(done)
 
-            self.check_cancelled(force=True)
             nominal, scenarios = local_beamlets(ct, proton_plan(part), model, grid, primaries=primaries,
                                                 work_dir=work_dir, threads=threads, on_progress=progress,
                                                 errors=errors)

@@ -11,8 +11,9 @@ twice and requires the split matrix to differ from the first no more than
 1.5 times as much as the second does (the RMS of 220 per-spot ratios is
 known to about 5 %, so 1.5 leaves room for chance and none for a real
 error). Column order is checked separately by each spot's dose centroid:
-a column moved by one spot lands 6 mm (one voxel) away, while noise moves
-the centroids by well under a millimetre (RMS weighted by integral dose).
+one column off shifts them by 12 mm RMS (weighted by integral dose), noise
+by about 1.2 mm; the per-spot integral dose ratio and the weighted dose of
+that shifted matrix are 3.2 and 1.5 times the noise (measured once).
 """
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job as RqJob
 
+from orthanc_rt.queue import Dispatcher
 from tests.planning.rq_workers import rq_workers
 from tests.planning.test_plan_convert import designed_plan
 from tests.util import small_phantom_case
 from worker import beamlet_fanout
-from worker.beamlet_fanout import FAULT_ENV, DistributedBeamlets, Part, part_count, part_plans, slice_plan, \
+from worker.beamlet_fanout import FAULT_ENV, HEARTBEAT_TTL_S, DistributedBeamlets, Part, part_count, part_plans, slice_plan, \
     proton_plan, split_plan
 from worker.beamlets import local_beamlets
 from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct
@@ -48,11 +50,11 @@ def phantom_inputs():
     return to_opentps_ct(case.ct_volume), plan, default_beam_model(), scoring_grid(case.ct_volume, 6.0)
 
 
-def fanout_in_worker(redis_url: str, split_spots: int, work_dir: str) -> dict:
-    """An RQ job standing in for a plan job: fans its beamlets out from inside a worker (test (c))."""
+def fanout_in_worker(redis_url: str, split_spots: int, work_dir: str, primaries: int = PRIMARIES) -> dict:
+    """An RQ job standing in for a plan job: fans its beamlets out from inside a worker."""
     ct, plan, model, grid = phantom_inputs()
     runner = DistributedBeamlets(redis_url, split_spots=split_spots, part_timeout_s=600)
-    nominal, _ = runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=Path(work_dir), threads=1)
+    nominal, _ = runner(ct, plan, model, grid, primaries=primaries, work_dir=Path(work_dir), threads=1)
     return {"matrix": nominal.toSparseMatrix(), "report": runner.last_report}
 
 
@@ -113,7 +115,7 @@ def assert_equal_within_noise(split: sp.csc_matrix, single: list[sp.csc_matrix],
     assert _weighted_dose_rms(split, reference) <= NOISE_FACTOR * dose_noise, \
         (_weighted_dose_rms(split, reference), dose_noise)
     moved, noise_moved = _centroid_shift(split, reference, grid), _centroid_shift(second, reference, grid)
-    assert moved <= NOISE_FACTOR * noise_moved + 0.1 and moved < 0.25 * min(grid.spacing_mm), (moved, noise_moved)
+    assert moved <= NOISE_FACTOR * noise_moved + 0.1 and moved < 0.5 * min(grid.spacing_mm), (moved, noise_moved)
 
 
 def test_parts_are_contiguous_balanced_and_cover_the_plan():
@@ -219,3 +221,41 @@ def test_one_worker_running_the_plan_computes_every_part_itself(inputs, single_j
     assert {run["executor"] for run in report.runs} == {"plan job"} and report.attempts == {0: 1, 1: 1, 2: 1}
     assert_equal_within_noise(sp.csc_matrix(result["matrix"]), single_job, grid)
     assert os.listdir(tmp_path / "parent") == []  # the parts' folders are removed once read
+
+
+def _mcsquare_processes_below(folder: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and "MCsquare" in os.readlink(proc / "exe") \
+                    and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.physics
+def test_cancelling_the_plan_job_stops_its_parts_in_other_workers(redis_url, tmp_path):
+    """The plan job is killed as a cancel kills it; the part another worker runs stops with its MCsquare."""
+    with rq_workers(redis_url, 2, tmp_path / "stack", threads=1):
+        redis = Redis.from_url(redis_url)
+        parent = Queue("orthanc-rt-dose", connection=redis).enqueue(
+            fanout_in_worker, redis_url, SPLIT_SPOTS, str(tmp_path / "parent"), 20_000, job_timeout=600)
+        beamlets = Queue(beamlet_fanout.QUEUE, connection=redis)
+        deadline = time.monotonic() + 120
+        while not (beamlets.started_job_registry.get_job_ids() and _mcsquare_processes_below(tmp_path / "stack")):
+            assert time.monotonic() < deadline, "no part started in the other worker"
+            time.sleep(0.5)
+        part_id = beamlets.started_job_registry.get_job_ids()[0]
+        assert Dispatcher(redis_url, job_timeout_s=600).cancel(parent.id) == "stop sent to worker"
+        cancelled = time.monotonic()
+        part = RqJob.fetch(part_id, connection=redis)
+        while part.get_status(refresh=True) == "started" and time.monotonic() - cancelled < HEARTBEAT_TTL_S + 15:
+            time.sleep(0.5)
+        stopped_after = time.monotonic() - cancelled
+        assert part.get_status(refresh=True) == "finished" and part.return_value() == {
+            "cancelled": "the plan job is gone"}
+        assert stopped_after < HEARTBEAT_TTL_S + 5, stopped_after
+        assert _mcsquare_processes_below(tmp_path) == []
+        assert parent.get_status(refresh=True) == "stopped"
