@@ -125,6 +125,8 @@ class FanoutReport:
     runs: list[dict[str, Any]] = field(default_factory=list)  # one entry per attempt, in finishing order
     stolen: list[int] = field(default_factory=list)  # parts the parent computed itself
     seconds: float = 0.0
+    context_bytes: int = 0  # the CT and parameters, compressed, in Redis once
+    result_bytes: int = 0  # every part's compressed matrices
 
 
 def runner_for(settings: Settings) -> BeamletRunner | None:
@@ -164,7 +166,9 @@ class DistributedBeamlets:
             return result
         fanout = _Fanout(self.redis, uuid.uuid4().hex, parts, ttl_s=self.part_timeout_s * (self.retries + 2))
         plans = part_plans(plan, parts)
-        fanout.publish(_pack_context(ct, grid, primaries, errors, model))
+        context = _pack_context(ct, grid, primaries, errors, model)
+        self.last_report.context_bytes = len(context)
+        fanout.publish(context)
         try:
             fanout.enqueue(plans, timeout_s=self.part_timeout_s, retries=self.retries)
             matrices = fanout.collect(plans, threads=threads, work_dir=Path(work_dir), on_progress=on_progress,
@@ -382,6 +386,7 @@ class _Fanout:
             for index, blob in zip(pending, self.redis.mget([self._key(f"result:{i}") for i in pending])):
                 if blob is not None:
                     results[index] = _unpack_matrices(blob)
+                    report.result_bytes += len(blob)
                     self.redis.delete(self._key(f"result:{index}"))
                 elif statuses[index] in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, JobStatus.FINISHED,
                                          None):
@@ -511,6 +516,7 @@ class _Fanout:
 
             def progress(done: float, _: str) -> None:
                 self.redis.hset(self._key("progress"), str(index), f"{done:.4f}")
+                self.redis.expire(self._key("progress"), self.ttl_s)
                 if on_progress is not None:
                     on_progress(done)
 

@@ -35,7 +35,7 @@ from tests.util import small_phantom_case
 from worker import beamlet_fanout
 from worker.beamlet_fanout import FAULT_ENV, HEARTBEAT_TTL_S, DistributedBeamlets, Part, part_count, part_plans, slice_plan, \
     proton_plan, split_plan
-from worker.beamlets import local_beamlets
+from worker.beamlets import ScenarioErrors, local_beamlets
 from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct
 
 PRIMARIES = 500
@@ -259,3 +259,60 @@ def test_cancelling_the_plan_job_stops_its_parts_in_other_workers(redis_url, tmp
         assert stopped_after < HEARTBEAT_TTL_S + 5, stopped_after
         assert _mcsquare_processes_below(tmp_path) == []
         assert parent.get_status(refresh=True) == "stopped"
+
+
+def test_settings_choose_the_runner(redis_url):
+    from orthanc_rt.settings import Settings
+
+    runner = beamlet_fanout.runner_for(Settings.from_env({"ORTHANC_RT_REDIS_URL": redis_url,
+                                                          "ORTHANC_RT_BEAMLET_SPLIT_SPOTS": "64"}))
+    assert isinstance(runner, DistributedBeamlets) and runner.split_spots == 64
+    assert beamlet_fanout.runner_for(Settings.from_env({"ORTHANC_RT_DISTRIBUTED_BEAMLETS": "false"})) is None
+
+
+@pytest.mark.physics
+def test_a_part_failing_in_the_plan_job_goes_back_to_the_queue(inputs, single_job, redis_url, tmp_path,
+                                                                monkeypatch):
+    """No worker: the plan job takes the last part first, meets the fault, requeues it with one retry fewer."""
+    ct, plan, model, grid = inputs
+    monkeypatch.setenv(FAULT_ENV, "3")
+    runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600)
+    nominal, _ = runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
+    report = runner.last_report
+    assert report.attempts == {0: 1, 1: 1, 2: 2}
+    assert [(run["part"], run["outcome"]) for run in report.runs] == [(2, "failed"), (2, "done"), (1, "done"),
+                                                                      (0, "done")]
+    assert_equal_within_noise(sp.csc_matrix(nominal.toSparseMatrix()), single_job, grid)
+
+
+@pytest.mark.physics
+def test_robust_scenarios_are_merged_scenario_by_scenario(inputs, redis_url, tmp_path):
+    """Setup and range error scenarios: each part's scenario k joins the other parts' scenario k.
+
+    40 spots of the first beam at 300 primaries (the 21 runs cost about 20
+    times the nominal); a setup scenario moves the dose by 5 mm, so the dose
+    centroid of each merged scenario must sit on that of the same scenario
+    computed in one process (noise: well under 1 mm).
+    """
+    ct, plan, model, grid = inputs
+    small = beamlet_fanout.proton_plan(part_plans(plan, [Part(0, 0, 40), Part(1, 40, plan.numberOfSpots)])[0])
+    errors = ScenarioErrors(setup_mm=5.0, range_pct=3.0)
+    single_nominal, single_scenarios = local_beamlets(ct, small, model, grid, primaries=300,
+                                                      work_dir=tmp_path / "single", threads=1, errors=errors)
+    runner = DistributedBeamlets(redis_url, split_spots=20, part_timeout_s=600)
+    nominal, scenarios = runner(ct, small, model, grid, primaries=300, work_dir=tmp_path / "parent", threads=1,
+                                errors=errors)
+    assert len(runner.last_report.parts) == 2 and len(scenarios) == len(single_scenarios) >= 20
+    weights = np.ones(40)
+    single_centres = [_dose_centroid(b.toSparseMatrix() @ weights, grid) for b in (single_nominal, *single_scenarios)]
+    split_centres = [_dose_centroid(b.toSparseMatrix() @ weights, grid) for b in (nominal, *scenarios)]
+    spread = max(np.linalg.norm(c - single_centres[0]) for c in single_centres)
+    assert spread >= 3.0  # the scenarios do differ
+    for k, (split_centre, single_centre) in enumerate(zip(split_centres, single_centres)):
+        assert np.linalg.norm(split_centre - single_centre) < 1.0, k
+
+
+def _dose_centroid(dose: np.ndarray, grid) -> np.ndarray:
+    index = np.arange(dose.size)
+    ijk = np.stack(np.unravel_index(index, grid.size_xyz, order="F"), axis=1) * np.asarray(grid.spacing_mm)
+    return (dose @ ijk) / dose.sum()
