@@ -25,8 +25,10 @@ Work stealing, failures, cancellation
 While it waits, the parent takes its own plan's parts that no worker has
 taken yet (LREM of the job id from the RQ queue is the same atomic claim as
 a worker's LMOVE), from the end of the queue while workers take from the
-front. With one worker the parent computes every part itself, so nothing
-waits on a worker that does not exist. A part that raises is retried
+front. A plan job that is the only worker computes its beamlets in one
+part, exactly as without fan-out; when the other workers are busy, it ends
+up computing every part itself, so nothing waits for a worker that never
+comes. A part that raises is retried
 (RQ `Retry`, `PART_RETRIES` times; a part that failed in the parent is put
 back in the queue with one retry fewer); the others are not redone. A part
 that finally fails fails the plan with its reason (`BeamletFanoutError`, a
@@ -141,13 +143,16 @@ class DistributedBeamlets:
     """A BeamletRunner that spreads one plan's beamlets over the RQ workers (see the module docstring)."""
 
     def __init__(self, redis_url: str, *, split_spots: int, part_timeout_s: int = 3 * 3600,
-                 retries: int = PART_RETRIES):
+                 retries: int = PART_RETRIES, executors: int | None = None):
+        """`executors`: how many processes to cut the work for; None counts the workers on the beamlet
+        queue (and this process) when the plan starts."""
         if split_spots < 1:
             raise ValueError(f"split_spots must be positive, not {split_spots}")
         self.redis: Redis = redis_for(redis_url)
         self.split_spots = int(split_spots)
         self.part_timeout_s = int(part_timeout_s)
         self.retries = int(retries)
+        self.executors = executors
         self.last_report: FanoutReport | None = None
 
     def __call__(self, ct: CTImage, plan: ProtonPlan, model: BeamModel, grid: ScoringGrid, *, primaries: int,
@@ -156,7 +161,8 @@ class DistributedBeamlets:
         started = time.monotonic()
         energies = np.array([layer.nominalEnergy for beam in plan for layer in beam for _ in range(len(layer))],
                             dtype=np.float64)
-        parts = split_plan(energies, part_count(len(energies), self.split_spots, self._executors()))
+        executors = self.executors if self.executors is not None else self._executors()
+        parts = split_plan(energies, part_count(len(energies), self.split_spots, executors))
         self.last_report = FanoutReport(parts=parts)
         if len(parts) == 1:  # nothing to share: exactly the single-process computation
             result = local_beamlets(ct, plan, model, grid, primaries=primaries, work_dir=work_dir, threads=threads,
@@ -192,8 +198,9 @@ class DistributedBeamlets:
 
 
 def part_count(spots: int, split_spots: int, executors: int) -> int:
-    """Parts of at most `split_spots` spots, and at least one per process that may compute them."""
-    if spots < 1:
+    """One part when this process is alone (no overhead: the single-process computation); else parts of at
+    most `split_spots` spots, and at least one per process that may compute them."""
+    if spots < 1 or executors <= 1:
         return 1
     return max(1, min(spots, max(math.ceil(spots / split_spots), executors)))
 

@@ -129,8 +129,8 @@ def test_parts_are_contiguous_balanced_and_cover_the_plan():
     assert np.all(np.abs(shares - 0.25) < 0.02), shares
     assert parts[0].spots < parts[-1].spots  # high-energy spots cost more each
     assert split_plan(energies[:2], 5) == [Part(0, 0, 1), Part(1, 1, 2)]
-    assert part_count(220, 80, 1) == 3 and part_count(220, 500, 2) == 2 and part_count(220, 500, 1) == 1
-    assert part_count(3, 1, 8) == 3
+    assert part_count(220, 80, 2) == 3 and part_count(220, 500, 2) == 2 and part_count(220, 80, 1) == 1
+    assert part_count(3, 1, 8) == 3 and part_count(220, 80, 4) == 4
 
 
 def test_part_plans_keep_every_spot_in_plan_order(inputs):
@@ -195,7 +195,8 @@ def test_a_failed_part_is_retried_alone(inputs, single_job, redis_url, tmp_path,
 def test_a_part_that_keeps_failing_fails_the_plan_readably(inputs, redis_url, tmp_path, monkeypatch):
     ct, plan, model, grid = inputs
     monkeypatch.setenv(FAULT_ENV, "2")
-    runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600, retries=0)
+    # Three executors planned for, none there: the plan job takes every part (as when the workers are busy).
+    runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600, retries=0, executors=3)
     with pytest.raises(beamlet_fanout.BeamletFanoutError, match=r"beamlet part 2/3 \(spots \d+-\d+\) failed "
                                                                 r"after 1 attempt\(s\).*fault injected"):
         runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
@@ -203,19 +204,44 @@ def test_a_part_that_keeps_failing_fails_the_plan_readably(inputs, redis_url, tm
     assert len(queue) == 0  # the parts not yet taken were withdrawn
 
 
+def _run_in_worker(queue: Queue, *args) -> dict:
+    job = queue.enqueue(fanout_in_worker, *args, job_timeout=600)
+    deadline = time.monotonic() + 300
+    while job.get_status(refresh=True) not in ("finished", "failed") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert job.get_status(refresh=True) == "finished", job.latest_result().exc_string
+    return job.return_value()
+
+
 @pytest.mark.physics
-def test_one_worker_running_the_plan_computes_every_part_itself(inputs, single_job, redis_url, tmp_path):
-    """(c) The plan job occupies the only worker: it must take its own parts instead of waiting for them."""
+def test_a_plan_job_alone_computes_its_beamlets_as_before(inputs, single_job, redis_url, tmp_path):
+    """(c) One worker, busy with the plan job itself: one part, computed right there (nothing waits)."""
     _, _, _, grid = inputs
     with rq_workers(redis_url, 1, tmp_path / "stack", threads=1):
-        queue = Queue("orthanc-rt-dose", connection=Redis.from_url(redis_url))
-        job = queue.enqueue(fanout_in_worker, redis_url, SPLIT_SPOTS, str(tmp_path / "parent"), job_timeout=600)
-        deadline = time.monotonic() + 300
-        while job.get_status(refresh=True) not in ("finished", "failed") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        status = job.get_status(refresh=True)
-    assert status == "finished", RqJob.fetch(job.id, connection=job.connection).latest_result().exc_string
-    result = job.return_value()
+        result = _run_in_worker(Queue("orthanc-rt-dose", connection=Redis.from_url(redis_url)), redis_url,
+                                SPLIT_SPOTS, str(tmp_path / "parent"))
+    report = result["report"]
+    assert len(report.parts) == 1 and report.stolen == [0] and report.runs == []
+    assert_equal_within_noise(sp.csc_matrix(result["matrix"]), single_job, grid)
+
+
+@pytest.mark.physics
+def test_a_plan_job_whose_colleague_is_busy_computes_every_part_itself(inputs, single_job, redis_url, tmp_path):
+    """(c) Two workers, one busy with other work: the plan job's three parts would wait forever for it;
+    the plan job takes them itself instead."""
+    _, _, _, grid = inputs
+    with rq_workers(redis_url, 2, tmp_path / "stack", threads=1):
+        redis = Redis.from_url(redis_url)
+        dose_queue = Queue("orthanc-rt-dose", connection=redis)
+        busy = dose_queue.enqueue(time.sleep, 300, job_timeout=600)  # another long job, e.g. a dose
+        deadline = time.monotonic() + 60
+        while busy.get_status(refresh=True) != "started":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        try:
+            result = _run_in_worker(dose_queue, redis_url, SPLIT_SPOTS, str(tmp_path / "parent"))
+        finally:
+            Dispatcher(redis_url, job_timeout_s=600).cancel(busy.id)
     report = result["report"]
     assert len(report.parts) == 3 and sorted(report.stolen) == [0, 1, 2]
     assert {run["executor"] for run in report.runs} == {"plan job"} and report.attempts == {0: 1, 1: 1, 2: 1}
@@ -276,7 +302,7 @@ def test_a_part_failing_in_the_plan_job_goes_back_to_the_queue(inputs, single_jo
     """No worker: the plan job takes the last part first, meets the fault, requeues it with one retry fewer."""
     ct, plan, model, grid = inputs
     monkeypatch.setenv(FAULT_ENV, "3")
-    runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600)
+    runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600, executors=3)
     nominal, _ = runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
     report = runner.last_report
     assert report.attempts == {0: 1, 1: 1, 2: 2}
@@ -299,7 +325,7 @@ def test_robust_scenarios_are_merged_scenario_by_scenario(inputs, redis_url, tmp
     errors = ScenarioErrors(setup_mm=5.0, range_pct=3.0)
     single_nominal, single_scenarios = local_beamlets(ct, small, model, grid, primaries=300,
                                                       work_dir=tmp_path / "single", threads=1, errors=errors)
-    runner = DistributedBeamlets(redis_url, split_spots=20, part_timeout_s=600)
+    runner = DistributedBeamlets(redis_url, split_spots=20, part_timeout_s=600, executors=2)
     nominal, scenarios = runner(ct, small, model, grid, primaries=300, work_dir=tmp_path / "parent", threads=1,
                                 errors=errors)
     assert len(runner.last_report.parts) == 2 and len(scenarios) == len(single_scenarios) >= 20
