@@ -6,10 +6,12 @@ read in place from /work/shared/data, or ORTHANC_RT_SHARED_DATA), or the
 small water phantom of tests/util.py when that data is absent. The spots are
 placed once; then, in one run, the beamlet phase is timed as:
 
-- single process, MCsquare on 1 thread (what a plan job did before fan-out);
-- fan-out, 1 worker: this process is the plan job and takes every part itself;
-- fan-out, 2 workers: this process and one `python -m worker` process;
-- single process on 2 threads (one worker given both cores), for reference.
+- 1 worker: this process is the plan job and the only worker, so the
+  fan-out keeps the single-process computation (one MCsquare run, 1 thread);
+- 2 workers: this process and one `python -m worker` process share the parts;
+- the same parts computed by this process alone (as when the other worker is
+  busy): what cutting the plan into parts costs;
+- 1 worker given both cores (one MCsquare run on 2 threads), for reference.
 
 Every process runs MCsquare on one thread in the fan-out rows, so 2 workers x 1
 thread against 1 worker x 1 thread is the fair comparison on a 2-core
@@ -54,30 +56,33 @@ def main() -> None:
                        threads=threads)
         return time.perf_counter() - started
 
-    def fanout(workers: int) -> tuple[float, str]:
-        with rq_workers(args.redis, workers - 1, work / f"workers-{workers}", threads=1):
-            runner = DistributedBeamlets(args.redis, split_spots=args.split_spots)
+    def fanout(workers: int, executors: int | None = None) -> tuple[float, str]:
+        with rq_workers(args.redis, workers - 1, work / f"workers-{workers}-{executors}", threads=1):
+            runner = DistributedBeamlets(args.redis, split_spots=args.split_spots, executors=executors)
             started = time.perf_counter()
-            runner(ct, plan, model, grid, primaries=args.primaries, work_dir=work / f"fanout-{workers}", threads=1)
+            runner(ct, plan, model, grid, primaries=args.primaries, work_dir=work / f"fanout-{workers}-{executors}",
+                   threads=1)
             seconds = time.perf_counter() - started
         report = runner.last_report
-        executors = sorted({run["executor"] for run in report.runs})
-        return seconds, (f"{len(report.parts)} parts, {len(report.stolen)} taken by the plan job, executors "
-                         f"{executors}; Redis: CT {report.context_bytes / 1e6:.2f} MB, results "
+        if len(report.parts) == 1:
+            return seconds, "1 part: the single-process computation"
+        executors_seen = len({run["executor"] for run in report.runs})
+        return seconds, (f"{len(report.parts)} parts, {len(report.stolen)} by the plan job, {executors_seen} "
+                         f"process(es); Redis: CT {report.context_bytes / 1e6:.2f} MB, results "
                          f"{report.result_bytes / 1e6:.1f} MB")
 
-    t_single = single(1)
-    t_fan1, detail1 = fanout(1)
-    t_fan2, detail2 = fanout(2)
-    t_single2 = single(2)
-    speedup = t_fan1 / t_fan2
-    print(f"  single process, 1 thread     {t_single:7.1f} s")
-    print(f"  fan-out, 1 worker x 1 thread {t_fan1:7.1f} s   ({detail1})")
-    print(f"  fan-out, 2 workers x 1 thread{t_fan2:7.1f} s   ({detail2})")
-    print(f"  single process, 2 threads    {t_single2:7.1f} s   (reference: one worker on both cores)")
-    print(f"  fan-out overhead with 1 worker: {t_fan1 / t_single:.3f} x the single process")
-    print(f"  speed-up 2 workers / 1 worker = {speedup:.2f}, efficiency {speedup / 2:.0%}; "
-          f"against the single process {t_single / t_fan2:.2f}; 2 threads in one process {t_single / t_single2:.2f}")
+    t1, detail1 = fanout(1)
+    t2, detail2 = fanout(2)
+    t_alone, detail_alone = fanout(1, executors=2)
+    t_threads = single(2)
+    speedup = t1 / t2
+    print(f"  1 worker  x 1 thread    {t1:7.1f} s   ({detail1})")
+    print(f"  2 workers x 1 thread    {t2:7.1f} s   ({detail2})")
+    print(f"  same parts, 1 process   {t_alone:7.1f} s   ({detail_alone})")
+    print(f"  1 worker  x 2 threads   {t_threads:7.1f} s   (reference)")
+    print(f"  speed-up 2 workers / 1 worker = {speedup:.2f}, efficiency {speedup / 2:.0%}")
+    print(f"  cost of the parts: {t_alone / t1:.3f} x the single computation; "
+          f"2 threads in one MCsquare: speed-up {t1 / t_threads:.2f}")
 
 
 def _case():

@@ -174,14 +174,16 @@ class DistributedBeamlets:
         plans = part_plans(plan, parts)
         context = _pack_context(ct, grid, primaries, errors, model)
         self.last_report.context_bytes = len(context)
-        fanout.publish(context)
         try:
+            fanout.publish(context)
             fanout.enqueue(plans, timeout_s=self.part_timeout_s, retries=self.retries)
             matrices = fanout.collect(plans, threads=threads, work_dir=Path(work_dir), on_progress=on_progress,
                                       report=self.last_report)
         finally:
             fanout.close(self.last_report)
         self.last_report.seconds = time.monotonic() - started
+        if len({len(m) for m in matrices}) != 1:
+            raise BeamletFanoutError(f"the parts returned {sorted({len(m) - 1 for m in matrices})} error scenarios")
         nominal = beamlets_on_grid(sp.hstack([m[0] for m in matrices], format="csc"), grid)
         scenarios = [beamlets_on_grid(sp.hstack([m[k] for m in matrices], format="csc"), grid)
                      for k in range(1, len(matrices[0]))]
