@@ -163,6 +163,10 @@ class DistributedBeamlets:
                             dtype=np.float64)
         executors = self.executors if self.executors is not None else self._executors()
         parts = split_plan(energies, part_count(len(energies), self.split_spots, executors))
+        # Parts travel as IonPlans, which (like the exported plan, worker.plan_convert) hold no range shifter.
+        if any(beam.rangeShifter for beam in plan):
+            logger.warning("the plan has range shifters: beamlets computed in this process only")
+            parts = split_plan(energies, 1)
         self.last_report = FanoutReport(parts=parts)
         if len(parts) == 1:  # nothing to share: exactly the single-process computation
             result = local_beamlets(ct, plan, model, grid, primaries=primaries, work_dir=work_dir, threads=threads,

@@ -348,6 +348,7 @@ def _dose_centroid(dose: np.ndarray, grid) -> np.ndarray:
 @pytest.mark.physics
 def test_plan_impt_optimises_the_merged_beamlets(redis_url, tmp_path):
     """The whole planner with its beamlet stage spread over a real worker and the plan job."""
+    from orthanc_rt.dvh_metrics import roi_dose_metrics
     from worker.planning import STAGES, PlanRequest, plan_impt
 
     case = small_phantom_case("beamlet-fanout-plan")
@@ -360,8 +361,12 @@ def test_plan_impt_optimises_the_merged_beamlets(redis_url, tmp_path):
                            on_progress=lambda stage, fraction: stages.append((stage, fraction)))
     report = runner.last_report
     assert len(report.parts) >= 2 and len({run["executor"] for run in report.runs}) == 2, report.runs
+    # What the optimiser made of the merged matrix (its beamlet-sum dose), then the final Monte Carlo dose,
+    # which at 1e6 primaries is noisier (tests/planning/test_impt_phantom.py needs 4e6 for its 95 %).
+    seen = roi_dose_metrics(result.optimizer_dose.dose_gy, case.target_mask)
+    assert seen["D95"] >= 0.95 * 2.0 and seen["D5"] <= 1.07 * 2.0, seen
     qa = result.qa["TargetVolume"]
-    assert qa["D95"] >= 0.93 * 2.0 and qa["D5"] <= 1.10 * 2.0, qa
+    assert qa["D95"] >= 0.88 * 2.0 and qa["D5"] <= 1.12 * 2.0, qa
     assert result.optimizer.objective_final < result.optimizer.objective_initial
     beamlet_progress = [fraction for stage, fraction in stages if stage == STAGES[1]]
     assert beamlet_progress == sorted(beamlet_progress) and beamlet_progress[-1] == 1.0
