@@ -1,12 +1,12 @@
 """A plan's beamlets computed by every worker: sub-jobs through RQ, merged back in plan order.
 
 `DistributedBeamlets` is a `worker.beamlets.BeamletRunner` (`plan_impt(...,
-beamlet_runner=runner_for(settings))`). It cuts the plan's spots, in plan
-order (beam, layer, spot), into contiguous parts of about equal Monte Carlo
-cost: a part is a whole beam, a group of layers of a large beam, or the end
-of one beam and the start of the next. Each part is an RQ job (`run_part`) on
-the "beamlets" queue, which any worker on any host may take; the merged matrix
-is the parts' columns side by side, so it has the columns of the plan.
+beamlet_runner=runner_for(settings))`). It cuts the plan's spots into parts
+(`worker.beamlet_parts`: contiguous ranges in plan order of about equal Monte
+Carlo cost, so a part is a whole beam, a group of layers of a large beam, or
+the end of one beam and the start of the next). Each part is an RQ job
+(`run_part`) on the "beamlets" queue, which any worker on any host may take;
+the merged matrix is the parts' columns side by side, in plan order.
 
 What crosses hosts, and why
 ---------------------------
@@ -14,11 +14,14 @@ Nothing is read from the parent's disk. The CT goes to Redis once per plan
 (the array the parent plans on, int16 when its values are whole HU, zlib):
 a sub-job then needs no Orthanc access and no DICOM decoding, and computes on
 exactly the CT the parent holds, even one that was resampled after reading.
-Compressed, SimpleFantom's 200 slices of 200 x 200 are 0.2 MB; a noisy
-512 x 512 x 200 patient CT is tens of MB, stored once with a time-to-live.
-A part's spots travel as an `IonPlan` (plain data) in the RQ job's
-arguments. Results (Gy per MU, scipy CSC arrays, zlib) go to a Redis key with
-a time-to-live and are deleted once read.
+Compressed, SimpleFantom's 200 slices of 200 x 200 are 0.2 MB (0.04 MB at
+the planning test's 2 mm); a noisy 512 x 512 x 200 patient CT is tens of MB,
+stored once with a time-to-live. A part's spots travel as an `IonPlan` (plain
+data) in the RQ job's arguments. Results (Gy per MU, scipy CSC arrays, zlib;
+18 MB for SimpleFantom's 1564 spots at 1000 primaries, 20 times that for a
+robust plan) go to Redis keys with a time-to-live, deleted once read. Each
+part runs MCsquare in a folder of its own below the worker's work_dir, with
+the worker's `mcsquare_threads`.
 
 Work stealing, failures, cancellation
 -------------------------------------
@@ -28,22 +31,20 @@ a worker's LMOVE), from the end of the queue while workers take from the
 front. A plan job that is the only worker computes its beamlets in one
 part, exactly as without fan-out; when the other workers are busy, it ends
 up computing every part itself, so nothing waits for a worker that never
-comes. A part that raises is retried
-(RQ `Retry`, `PART_RETRIES` times; a part that failed in the parent is put
-back in the queue with one retry fewer); the others are not redone. A part
-that finally fails fails the plan with its reason (`BeamletFanoutError`, a
-`DoseEngineError`). The parent refreshes a heartbeat key: a sub-job whose
-parent is gone (cancelled: RQ kills the parent's process group; or dead)
-stops before starting or, while it runs, about a second after the key
-lapses (`HEARTBEAT_TTL_S`; MCsquare is killed by `worker.mcsquare.run`). A parent leaving on an error
-or its time limit removes its queued parts and stops the running ones.
+comes. A part that raises is retried (RQ `Retry`, `PART_RETRIES` times; a
+part that failed in the parent is put back in the queue with one retry
+fewer); the others are not redone. A part that finally fails fails the plan
+with its reason (`BeamletFanoutError`, a `DoseEngineError`). The parent
+refreshes a heartbeat key: a sub-job whose parent is gone (cancelled: RQ
+kills the parent's process group; or dead) stops before starting or, while
+it runs, about a second after the key lapses (`HEARTBEAT_TTL_S`; MCsquare is
+killed by `worker.mcsquare.run`). A parent leaving on an error or its time
+limit removes its queued parts and stops the running ones.
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -51,9 +52,8 @@ import socket
 import threading
 import time
 import uuid
-import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -61,7 +61,7 @@ import numpy as np
 import scipy.sparse as sp
 from opentps.core.data import SparseBeamlets
 from opentps.core.data.images import CTImage
-from opentps.core.data.plan import PlanProtonBeam, PlanProtonLayer, ProtonPlan
+from opentps.core.data.plan import ProtonPlan
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry, get_current_job
@@ -72,13 +72,14 @@ from rq.job import JobStatus
 from rq.timeouts import JobTimeoutException
 from rq.worker import Worker
 
-from orthanc_rt.dicom.models import EnergyLayer, IonBeam, IonPlan
+from orthanc_rt.dicom.models import IonPlan
 from orthanc_rt.queue import QUEUE_NAMES, redis_for
 from orthanc_rt.settings import Settings
 from worker.beamlets import BeamletRunner, ScenarioErrors, beamlets_on_grid, local_beamlets
-from worker.dose_engine import BeamModel, default_beam_model, fill_spots
-from worker.mcsquare import DoseEngineError, ProgressCallback, ScoringGrid
-from worker.plan_convert import from_opentps_plan
+from worker.beamlet_parts import BeamletFanoutError, Part, pack_context, pack_matrices, part_count, part_plans, \
+    proton_plan, split_plan, unpack_context, unpack_matrices
+from worker.dose_engine import BeamModel, default_beam_model
+from worker.mcsquare import ProgressCallback, ScoringGrid
 
 logger = logging.getLogger(__name__)
 
@@ -89,33 +90,12 @@ HEARTBEAT_TTL_S = 15  # a sub-job of a vanished parent stops within this
 _HEARTBEAT_EVERY_S = 3.0
 _POLL_S = 0.5
 _CANCEL_CHECK_EVERY_S = 1.0  # how often a running part looks at its parent's heartbeat
-# MCsquare's time per primary grows with the path it follows, about the range, which grows as E^1.77
-# (Bragg-Kleeman rule for water): the weight of a spot when parts are balanced.
-_RANGE_EXPONENT = 1.77
 # Test hook: "k" makes the first attempt of part k (1-based) raise, wherever it runs.
 FAULT_ENV = "ORTHANC_RT_TEST_BEAMLET_FAULT"
 
 
-class BeamletFanoutError(DoseEngineError):
-    """A beamlet part failed for good (after its retries), or a part's result is unusable."""
-
-
 class PartCancelled(Exception):
     """The parent plan is gone: the part stops without a result."""
-
-
-@dataclass(frozen=True)
-class Part:
-    index: int  # 0-based, plan order
-    start: int  # first column (spot) of the plan
-    stop: int
-
-    @property
-    def spots(self) -> int:
-        return self.stop - self.start
-
-    def label(self, count: int) -> str:
-        return f"beamlet part {self.index + 1}/{count} (spots {self.start + 1}-{self.stop})"
 
 
 @dataclass
@@ -176,7 +156,7 @@ class DistributedBeamlets:
             return result
         fanout = _Fanout(self.redis, uuid.uuid4().hex, parts, ttl_s=self.part_timeout_s * (self.retries + 2))
         plans = part_plans(plan, parts)
-        context = _pack_context(ct, grid, primaries, errors, model)
+        context = pack_context(ct, grid, primaries, errors, model)
         self.last_report.context_bytes = len(context)
         try:
             fanout.publish(context)
@@ -201,84 +181,6 @@ class DistributedBeamlets:
         me = current.worker_name if current is not None else None
         workers = Worker.all(connection=self.redis, queue=Queue(QUEUE, connection=self.redis))
         return 1 + sum(1 for worker in workers if worker.name != me)
-
-
-def part_count(spots: int, split_spots: int, executors: int) -> int:
-    """One part when this process is alone (no overhead: the single-process computation); else parts of at
-    most `split_spots` spots, and at least one per process that may compute them."""
-    if spots < 1 or executors <= 1:
-        return 1
-    return max(1, min(spots, max(math.ceil(spots / split_spots), executors)))
-
-
-def split_plan(energies_mev: np.ndarray, count: int) -> list[Part]:
-    """`count` contiguous parts of the plan's spots (given by their energies, plan order) of about equal cost."""
-    spots = len(energies_mev)
-    count = max(1, min(count, spots))
-    cost = np.cumsum(np.power(np.asarray(energies_mev, dtype=np.float64), _RANGE_EXPONENT))
-    # Cut where the cumulative cost crosses k/count of the total; every part keeps at least one spot.
-    cuts = [0]
-    for k in range(1, count):
-        cut = int(np.searchsorted(cost, cost[-1] * k / count, side="right"))
-        cuts.append(min(max(cut, cuts[-1] + 1), spots - (count - k)))
-    cuts.append(spots)
-    return [Part(index, start, stop) for index, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:]))]
-
-
-def part_plans(plan: ProtonPlan, parts: list[Part]) -> list[IonPlan]:
-    """Each part's spots as a plan of their own (unit MU, the plan's beam geometry), for `run_part`."""
-    weights = np.array(plan.spotMUs, dtype=np.float64)
-    plan.spotMUs = np.ones_like(weights)  # every spot kept by the conversion; restored below (the caller's plan)
-    try:
-        whole = from_opentps_plan(plan, sop_instance_uid="1.2.3", series_instance_uid="1.2.3.1",
-                                  study_instance_uid="1.2.3.2", frame_of_reference_uid="", label="beamlets")
-    finally:
-        plan.spotMUs = weights
-    if whole.spot_count != len(weights):
-        raise BeamletFanoutError(f"the plan's {len(weights)} spots became {whole.spot_count} in conversion")
-    return [slice_plan(whole, part.start, part.stop) for part in parts]
-
-
-def slice_plan(plan: IonPlan, start: int, stop: int) -> IonPlan:
-    """The spots [start, stop) of `plan`, counted in plan order (beam, layer, spot), with their beams and layers."""
-    beams, offset = [], 0
-    for beam in plan.beams:
-        layers = []
-        for layer in beam.layers:
-            count = len(layer.spot_mu)
-            low, high = max(start - offset, 0), min(stop - offset, count)
-            if low < high:
-                layers.append(replace(layer, spot_x_mm=np.asarray(layer.spot_x_mm)[low:high],
-                                      spot_y_mm=np.asarray(layer.spot_y_mm)[low:high],
-                                      spot_mu=np.asarray(layer.spot_mu)[low:high]))
-            offset += count
-        if layers:
-            beams.append(replace(beam, layers=layers, meterset_mu=float(sum(layer.mu for layer in layers))))
-    return replace(plan, beams=beams)
-
-
-def proton_plan(part: IonPlan) -> ProtonPlan:
-    """The part as the OpenTPS plan MCsquare's writer reads, as the planner designed it.
-
-    Not `dose_engine.to_opentps_plan`: that one refuses what a stored plan
-    may not hold (energies outside the beam model, for one), while a part
-    must be simulated exactly as the whole plan would be in one process.
-    """
-    plan = ProtonPlan(name="beamlets")
-    plan.numberOfFractionsPlanned = int(part.fractions_planned)
-    for source in part.beams:
-        beam = PlanProtonBeam()
-        beam.name, beam.id = source.name, source.number
-        beam.gantryAngle, beam.couchAngle = float(source.gantry_angle_deg), float(source.couch_angle_deg)
-        beam.isocenterPosition = [float(v) for v in source.isocenter_mm]
-        for layer in source.layers:
-            converted = PlanProtonLayer(nominalEnergy=float(layer.nominal_energy_mev))
-            converted.numberOfPaintings = int(layer.number_of_paintings)
-            fill_spots(converted, *(np.asarray(a, dtype=np.float64) for a in (layer.spot_x_mm, layer.spot_y_mm,
-                                                                              layer.spot_mu)))
-            beam.appendLayer(converted)
-        plan.appendBeam(beam)
-    return plan
 
 
 def run_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
@@ -398,7 +300,7 @@ class _Fanout:
             statuses = self._statuses(pending)  # before the results: a part finished here has its result stored
             for index, blob in zip(pending, self.redis.mget([self._key(f"result:{i}") for i in pending])):
                 if blob is not None:
-                    results[index] = _unpack_matrices(blob)
+                    results[index] = unpack_matrices(blob)
                     report.result_bytes += len(blob)
                     self.redis.delete(self._key(f"result:{index}"))
                 elif statuses[index] in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, JobStatus.FINISHED,
@@ -521,7 +423,7 @@ class _Fanout:
             blob = self.redis.get(self._key("context"))
             if blob is None:
                 raise PartCancelled()
-            ct, grid, primaries, errors, bdl_name = _unpack_context(blob)
+            ct, grid, primaries, errors, bdl_name = unpack_context(blob)
             model = default_beam_model()
             if Path(model.bdl_path).name != bdl_name:
                 raise BeamletFanoutError(f"this worker's beam model is {Path(model.bdl_path).name}, the plan's "
@@ -540,7 +442,7 @@ class _Fanout:
             if any(m.shape[1] != part.spot_count for m in matrices):
                 raise BeamletFanoutError(f"part {index + 1}: MCsquare returned {matrices[0].shape[1]} columns for "
                                          f"{part.spot_count} spots")
-            self.redis.set(self._key(f"result:{index}"), _pack_matrices(matrices), ex=self.ttl_s)
+            self.redis.set(self._key(f"result:{index}"), pack_matrices(matrices), ex=self.ttl_s)
             outcome = "done"
             return {"part": index + 1, "attempt": attempt, "spots": part.spot_count,
                     "nonzeros": int(matrices[0].nnz)}
@@ -554,49 +456,3 @@ class _Fanout:
             self.redis.expire(self._key("runs"), self.ttl_s)
 
 
-def _pack_context(ct: CTImage, grid: ScoringGrid, primaries: int, errors: ScenarioErrors | None,
-                  model: BeamModel) -> bytes:
-    hu = np.asarray(ct.imageArray)
-    # Whole HU values fit int16 losslessly: half the bytes of float32 and far better compression.
-    whole = bool(np.all(np.isfinite(hu)) and np.all(hu == np.round(hu))
-                 and hu.min() >= np.iinfo(np.int16).min and hu.max() <= np.iinfo(np.int16).max)
-    meta = {"origin": [float(v) for v in ct.origin], "spacing": [float(v) for v in ct.spacing],
-            "grid": {"origin_mm": list(grid.origin_mm), "spacing_mm": list(grid.spacing_mm),
-                     "size_xyz": list(grid.size_xyz)},
-            "primaries": int(primaries), "bdl": Path(model.bdl_path).name,
-            "errors": None if errors is None else [errors.setup_mm, errors.range_pct]}
-    buffer = io.BytesIO()
-    np.savez(buffer, hu=hu.astype(np.int16 if whole else np.float32), meta=np.frombuffer(
-        json.dumps(meta).encode(), dtype=np.uint8))
-    return zlib.compress(buffer.getvalue(), 1)
-
-
-def _unpack_context(blob: bytes) -> tuple[CTImage, ScoringGrid, int, ScenarioErrors | None, str]:
-    with np.load(io.BytesIO(zlib.decompress(blob)), allow_pickle=False) as data:
-        hu = data["hu"]
-        meta = json.loads(data["meta"].tobytes())
-    ct = CTImage(imageArray=np.ascontiguousarray(hu, dtype=np.float32), origin=tuple(meta["origin"]),
-                 spacing=tuple(meta["spacing"]))
-    g = meta["grid"]
-    grid = ScoringGrid(origin_mm=tuple(g["origin_mm"]), spacing_mm=tuple(g["spacing_mm"]),
-                       size_xyz=tuple(int(n) for n in g["size_xyz"]))
-    errors = None if meta["errors"] is None else ScenarioErrors(*meta["errors"])
-    return ct, grid, int(meta["primaries"]), errors, meta["bdl"]
-
-
-def _pack_matrices(matrices: list[sp.csc_matrix]) -> bytes:
-    arrays: dict[str, np.ndarray] = {}
-    for k, matrix in enumerate(matrices):
-        matrix = sp.csc_matrix(matrix, dtype=np.float32)
-        arrays.update({f"data{k}": matrix.data, f"indices{k}": matrix.indices.astype(np.int32),
-                       f"indptr{k}": matrix.indptr.astype(np.int64), f"shape{k}": np.array(matrix.shape)})
-    buffer = io.BytesIO()
-    np.savez(buffer, count=np.array(len(matrices)), **arrays)
-    return zlib.compress(buffer.getvalue(), 1)
-
-
-def _unpack_matrices(blob: bytes) -> list[sp.csc_matrix]:
-    with np.load(io.BytesIO(zlib.decompress(blob)), allow_pickle=False) as data:
-        return [sp.csc_matrix((data[f"data{k}"], data[f"indices{k}"], data[f"indptr{k}"]),
-                              shape=tuple(int(n) for n in data[f"shape{k}"]))
-                for k in range(int(data["count"]))]

@@ -33,8 +33,9 @@ from tests.planning.rq_workers import rq_workers
 from tests.planning.test_plan_convert import designed_plan
 from tests.util import small_phantom_case
 from worker import beamlet_fanout
-from worker.beamlet_fanout import FAULT_ENV, HEARTBEAT_TTL_S, DistributedBeamlets, Part, part_count, part_plans, slice_plan, \
-    proton_plan, split_plan
+from worker.beamlet_fanout import FAULT_ENV, HEARTBEAT_TTL_S, DistributedBeamlets
+from worker.beamlet_parts import BeamletFanoutError, Part, part_count, part_plans, proton_plan, slice_plan, \
+    split_plan
 from worker.beamlets import ScenarioErrors, local_beamlets
 from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct
 
@@ -197,7 +198,7 @@ def test_a_part_that_keeps_failing_fails_the_plan_readably(inputs, redis_url, tm
     monkeypatch.setenv(FAULT_ENV, "2")
     # Three executors planned for, none there: the plan job takes every part (as when the workers are busy).
     runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600, retries=0, executors=3)
-    with pytest.raises(beamlet_fanout.BeamletFanoutError, match=r"beamlet part 2/3 \(spots \d+-\d+\) failed "
+    with pytest.raises(BeamletFanoutError, match=r"beamlet part 2/3 \(spots \d+-\d+\) failed "
                                                                 r"after 1 attempt\(s\).*fault injected"):
         runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
     queue = Queue(beamlet_fanout.QUEUE, connection=runner.redis)
@@ -322,7 +323,7 @@ def test_robust_scenarios_are_merged_scenario_by_scenario(inputs, redis_url, tmp
     computed in one process (noise: well under 1 mm).
     """
     ct, plan, model, grid = inputs
-    small = beamlet_fanout.proton_plan(part_plans(plan, [Part(0, 0, 40), Part(1, 40, plan.numberOfSpots)])[0])
+    small = proton_plan(part_plans(plan, [Part(0, 0, 40), Part(1, 40, plan.numberOfSpots)])[0])
     errors = ScenarioErrors(setup_mm=5.0, range_pct=3.0)
     single_nominal, single_scenarios = local_beamlets(ct, small, model, grid, primaries=300,
                                                       work_dir=tmp_path / "single", threads=1, errors=errors)
