@@ -29,8 +29,9 @@ def rq_workers(redis_url: str, count: int, data_dir: Path, *, threads: int = 1,
         for index in range(1, count + 1):
             stack.start_worker(cfg, index)
         deadline = time.monotonic() + timeout_s
+        names = [f"worker-{index}" for index in range(1, count + 1)]
         while len(Worker.all(connection=redis)) < count:
-            if time.monotonic() > deadline or not all(stack.is_running(cfg, f"worker-{k}") for k in range(1, count + 1)):
+            if time.monotonic() > deadline or not all(stack.is_running(cfg, name) for name in names):
                 raise RuntimeError(f"{count} workers did not register within {timeout_s:.0f} s; see {cfg.log_dir}")
             time.sleep(0.2)
         yield cfg
