@@ -17,10 +17,12 @@ from rq.job import Job as RqJob
 from rq.job import JobStatus
 from rq.worker import Worker
 
-# Analyses and SR imports take seconds: their own queue, never behind Monte Carlo jobs.
-# Plans (beamlets + optimisation, an hour or more) have their own queue so they never hold up doses.
-QUEUE_NAMES = {"dose": "orthanc-rt-dose", "analysis": "orthanc-rt-analysis", "sr": "orthanc-rt-analysis",
-               "plan": "orthanc-rt-plan"}
+# Workers take from these queues in this order. Analyses and SR imports take seconds: their own queue,
+# never behind Monte Carlo jobs. Beamlet sub-jobs (worker.beamlet_fanout, not database jobs) come before
+# new dose and plan work: they finish a plan already under way. Plans (beamlets + optimisation, up to hours)
+# have their own queue so they never hold up doses.
+QUEUE_NAMES = {"analysis": "orthanc-rt-analysis", "sr": "orthanc-rt-analysis", "beamlets": "orthanc-rt-beamlets",
+               "dose": "orthanc-rt-dose", "plan": "orthanc-rt-plan"}
 RUN_JOB = "worker.tasks.run_job"
 ON_FAILURE = "worker.tasks.on_failure"
 # Back-off for transient faults (Orthanc or the database briefly unreachable).

@@ -49,6 +49,9 @@ class Settings:
     orthanc_password: str = ""
     work_dir: str = ""  # per-job MCsquare folders live below it
     mcsquare_threads: int = 0  # 0: every core MCsquare can see
+    # Plan jobs hand their beamlets to every worker as sub-jobs of at most this many spots (worker.beamlet_fanout).
+    distributed_beamlets: bool = True
+    beamlet_split_spots: int = 500
     dose_job_timeout_seconds: int = 3 * 3600
     viewer_url: str = ""  # OHIF, for links from Orthanc Explorer ("" : no link)
     worker_heartbeat_seconds: int = 30  # a killed worker's job is taken up about this + 60 s later
@@ -86,6 +89,8 @@ class Settings:
             orthanc_password=get("ORTHANC_PASSWORD", ""),
             work_dir=get("WORK_DIR", ""),
             mcsquare_threads=int(get("MCSQUARE_THREADS", 0)),
+            distributed_beamlets=_as_bool(get("DISTRIBUTED_BEAMLETS", "true")),
+            beamlet_split_spots=int(get("BEAMLET_SPLIT_SPOTS", cls.beamlet_split_spots)),
             dose_job_timeout_seconds=int(get("DOSE_JOB_TIMEOUT_SECONDS", cls.dose_job_timeout_seconds)),
             plan_job_timeout_seconds=int(get("PLAN_JOB_TIMEOUT_SECONDS", cls.plan_job_timeout_seconds)),
             worker_heartbeat_seconds=int(get("WORKER_HEARTBEAT_SECONDS", cls.worker_heartbeat_seconds)),
@@ -126,6 +131,8 @@ class Settings:
             "redis": _redact_url(self.redis_url),
             "orthanc_url": _redact_url(self.orthanc_url),
             "mcsquare_threads": self.mcsquare_threads,
+            "distributed_beamlets": self.distributed_beamlets,
+            "beamlet_split_spots": self.beamlet_split_spots,
             "dose_job_timeout_seconds": self.dose_job_timeout_seconds,
             "auto_dose": {
                 "enabled": self.auto_dose.enabled,

@@ -18,7 +18,7 @@ from orthanc_rt.settings import Settings
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
-    parser.add_argument("--queues", nargs="+", choices=sorted(QUEUE_NAMES), default=sorted(QUEUE_NAMES),
+    parser.add_argument("--queues", nargs="+", choices=list(QUEUE_NAMES), default=list(QUEUE_NAMES),
                         help="kinds of work to take (default: all)")
     parser.add_argument("--name", help="worker name shown in /rt/health")
     parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     _remove_stale_job_folders(Path(settings.work_dir))
     _preload()
-    # Several kinds share a queue (analysis, sr): listen to each queue once.
-    queues = list(dict.fromkeys(QUEUE_NAMES[k] for k in args.queues))
+    # In QUEUE_NAMES' order (its priority), whatever order --queues gave; several kinds share a queue
+    # (analysis, sr): listen to each queue once.
+    queues = list(dict.fromkeys(QUEUE_NAMES[k] for k in QUEUE_NAMES if k in args.queues))
     # A killed worker's job is found by RQ's registry cleanup once its heartbeat (interval + 60 s)
     # has lapsed; the cleanup runs every `maintenance` seconds in some worker and hands the job to
     # tasks.on_failure (AbandonedJobError) and to RQ's Retry. README, "Reliability", gives the timing.
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
 def _preload() -> None:
     """Import OpenTPS and read the beam model once, here: RQ forks a work-horse per job,
     and every fork inherits them instead of spending about a second loading them again."""
-    from worker import analysis_job, dose_engine, dose_job, plan_job, sr_job  # noqa: F401
+    from worker import analysis_job, beamlet_fanout, dose_engine, dose_job, plan_job, sr_job  # noqa: F401
 
     dose_engine.default_beam_model()
 

@@ -17,7 +17,9 @@ column per spot in the order the plan lists them (beam, layer, spot).
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,6 +44,38 @@ _BEAMLET_CONFIG = {
 }
 _SPOT_HEADER = struct.Struct("<IIIff")  # non-zero voxels, beam id, layer id, x, y
 _RUN_HEADER = struct.Struct("<II")  # voxels in this run, index of its first voxel
+
+
+@dataclass(frozen=True)
+class ScenarioErrors:
+    """Systematic errors of MCsquare's reduced scenario set (see `compute_scenario_beamlets`)."""
+
+    setup_mm: float
+    range_pct: float
+
+
+class BeamletRunner(Protocol):
+    """How a planner gets its beamlets: `local_beamlets` here, or `worker.beamlet_fanout` across workers.
+
+    Returns the nominal beamlets and, with `errors`, those of every error
+    scenario (else an empty list); columns follow the plan's spot order.
+    """
+
+    def __call__(self, ct: CTImage, plan: ProtonPlan, model: BeamModel, grid: ScoringGrid, *, primaries: int,
+                 work_dir: Path, threads: int = 0, on_progress: ProgressCallback | None = None,
+                 errors: ScenarioErrors | None = None) -> tuple[SparseBeamlets, list[SparseBeamlets]]: ...
+
+
+def local_beamlets(ct: CTImage, plan: ProtonPlan, model: BeamModel, grid: ScoringGrid, *, primaries: int,
+                   work_dir: Path, threads: int = 0, on_progress: ProgressCallback | None = None,
+                   errors: ScenarioErrors | None = None) -> tuple[SparseBeamlets, list[SparseBeamlets]]:
+    """The BeamletRunner of one process: one MCsquare run in `work_dir` for the whole plan."""
+    if errors is None:
+        return compute_beamlets(ct, plan, model, grid, primaries=primaries, work_dir=work_dir, threads=threads,
+                                on_progress=on_progress), []
+    return compute_scenario_beamlets(ct, plan, model, grid, setup_mm=errors.setup_mm, range_pct=errors.range_pct,
+                                     primaries=primaries, work_dir=work_dir, threads=threads,
+                                     on_progress=on_progress)
 
 
 def compute_beamlets(ct: CTImage, plan: ProtonPlan, model: BeamModel, grid: ScoringGrid, *, primaries: int,
@@ -114,8 +148,13 @@ def _sparse_beamlets(header: Path, per_mu: sp.spmatrix, grid: ScoringGrid, spots
     if matrix.shape != (int(np.prod(grid.size_xyz)), spots):
         raise DoseEngineError(f"MCsquare wrote a {matrix.shape} beamlet matrix for {spots} spots on a "
                               f"{grid.size_xyz} grid ({header.name})")
+    return beamlets_on_grid(matrix @ per_mu, grid)
+
+
+def beamlets_on_grid(matrix: sp.spmatrix, grid: ScoringGrid) -> SparseBeamlets:
+    """A voxels x spots matrix (Gy per MU, MCsquare's voxel order) as OpenTPS SparseBeamlets on `grid`."""
     beamlets = SparseBeamlets()
-    beamlets.setUnitaryBeamlets(sp.csc_matrix(matrix @ per_mu, dtype=np.float32))
+    beamlets.setUnitaryBeamlets(sp.csc_matrix(matrix, dtype=np.float32))
     beamlets.doseOrigin = tuple(grid.origin_mm)
     beamlets.doseSpacing = tuple(grid.spacing_mm)
     beamlets.doseGridSize = tuple(grid.size_xyz)

@@ -252,11 +252,11 @@ def _to_opentps_layer(layer: EnergyLayer, where: str) -> PlanProtonLayer | None:
         return None
     result = PlanProtonLayer(nominalEnergy=float(layer.nominal_energy_mev))
     result.numberOfPaintings = int(layer.number_of_paintings)
-    _fill_spots(result, x[keep], y[keep], mu[keep])
+    fill_spots(result, x[keep], y[keep], mu[keep])
     return result
 
 
-def _fill_spots(layer: PlanProtonLayer, x: np.ndarray, y: np.ndarray, mu: np.ndarray) -> None:
+def fill_spots(layer: PlanProtonLayer, x: np.ndarray, y: np.ndarray, mu: np.ndarray) -> None:
     """Put all spots in at once.
 
     `PlanProtonLayer.appendSpot` compares each new spot with every earlier one

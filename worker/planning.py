@@ -42,7 +42,7 @@ from orthanc_rt.dicom.models import CtVolume, DoseGrid, IonPlan
 from orthanc_rt.dvh_metrics import roi_dose_metrics, target_dose_metrics
 from orthanc_rt.plan_request import PlanRequest, PlanRequestError, validate_parameters, validate_rois
 from orthanc_rt.uids import derive_uid
-from worker.beamlets import compute_beamlets, compute_scenario_beamlets
+from worker.beamlets import BeamletRunner, ScenarioErrors, local_beamlets
 from worker.dose_engine import compute_dose, default_beam_model, scoring_grid, to_opentps_ct
 from worker.mcsquare import ScoringGrid
 from worker.plan_convert import from_opentps_plan
@@ -102,8 +102,13 @@ def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct
 
 
 def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequest, *, work_dir: Path,
-              threads: int = 0, on_progress: ProgressCallback | None = None) -> PlanResult:
-    """Plan `request` on `ct` (see the module docstring); MCsquare files go below `work_dir`."""
+              threads: int = 0, on_progress: ProgressCallback | None = None,
+              beamlet_runner: BeamletRunner | None = None) -> PlanResult:
+    """Plan `request` on `ct` (see the module docstring); MCsquare files go below `work_dir`.
+
+    `beamlet_runner` computes stage 2 (default: `worker.beamlets.local_beamlets`, one MCsquare run here;
+    `worker.beamlet_fanout` spreads it over the RQ workers).
+    """
     report = on_progress or (lambda stage, fraction: None)
     validate_request(request, structures, ct)
     work_dir = Path(work_dir)
@@ -139,24 +144,22 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     report(STAGES[1], 0.0)
     started = time.monotonic()
     robust = request.robustness is not None and request.robustness.enabled
-    beamlet_args = dict(primaries=request.beamlet_primaries, work_dir=work_dir / "beamlets", threads=threads,
-                        on_progress=lambda done, _: report(STAGES[1], done))
+    errors = ScenarioErrors(float(request.robustness.setup_mm), float(request.robustness.range_pct)) if robust \
+        else None
+    design.beamlets, scenarios = (beamlet_runner or local_beamlets)(
+        opentps_ct, plan, model, grid, primaries=request.beamlet_primaries, work_dir=work_dir / "beamlets",
+        threads=threads, on_progress=lambda done, _: report(STAGES[1], done), errors=errors)
     if robust:
-        errors = request.robustness
-        design.beamlets, scenarios = compute_scenario_beamlets(opentps_ct, plan, model, grid,
-                                                               setup_mm=float(errors.setup_mm),
-                                                               range_pct=float(errors.range_pct), **beamlet_args)
         # What OpenTPS' optimiser reads of a robust design: the strategy, the errors and the scenario beamlets.
         design.robustness.selectionStrategy = design.robustness.Strategies.REDUCED_SET
-        design.robustness.setupSystematicError = [float(errors.setup_mm)] * 3
+        design.robustness.setupSystematicError = [errors.setup_mm] * 3
         design.robustness.setupRandomError = [0.0, 0.0, 0.0]
-        design.robustness.rangeSystematicError = float(errors.range_pct)
+        design.robustness.rangeSystematicError = errors.range_pct
         design.robustness.scenarios = scenarios
         # Kept for the evaluation below: the optimiser crops these matrices to the ROIs and unloads them.
         scenario_matrices = [scenario.toSparseMatrix() for scenario in scenarios]
         design.robustness.numScenarios = len(scenarios)
     else:
-        design.beamlets = compute_beamlets(opentps_ct, plan, model, grid, **beamlet_args)
         scenario_matrices = []
     times.beamlets_s = time.monotonic() - started
     report(STAGES[1], 1.0)

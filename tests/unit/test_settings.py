@@ -44,3 +44,11 @@ def test_no_credentials_in_health_or_orthanc_errors():
     with pytest.raises(OrthancUnavailable) as info:
         api.get_bytes("/system")
     assert "secret" not in str(info.value)
+
+
+def test_beamlet_fan_out_settings_come_from_the_environment():
+    default = Settings.from_env({})
+    assert default.distributed_beamlets is True and default.beamlet_split_spots == 500
+    s = Settings.from_env({"ORTHANC_RT_DISTRIBUTED_BEAMLETS": "no", "ORTHANC_RT_BEAMLET_SPLIT_SPOTS": "120"})
+    assert s.distributed_beamlets is False and s.beamlet_split_spots == 120
+    assert s.redacted()["beamlet_split_spots"] == 120 and s.redacted()["distributed_beamlets"] is False
