@@ -35,7 +35,7 @@ from orthanc_rt.resources import exists, find_instance
 from orthanc_rt.roi_masks import structure_masks
 from orthanc_rt.settings import Settings
 from orthanc_rt.uids import derive_uid
-from worker import job_frame
+from worker import beamlet_fanout, job_frame
 from worker.dose_engine import DoseEngineError
 from worker.job_frame import Cancelled
 from worker.planning import plan_impt
@@ -102,8 +102,9 @@ def _plan_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobSto
         result = plan_photon(ct, masks, request, work_dir=work_dir, threads=settings.mcsquare_threads,
                              on_progress=on_progress)
     else:
+        # Beamlets fan out to every worker taking the beamlets queue (settings.distributed_beamlets).
         result = plan_impt(ct, masks, request, work_dir=work_dir, threads=settings.mcsquare_threads,
-                           on_progress=on_progress)
+                           on_progress=on_progress, beamlet_runner=beamlet_fanout.runner_for(settings))
 
     progress.enter("exporting")
     study = study_of(ct_datasets[0])
