@@ -74,9 +74,14 @@ def test_worker_killed_mid_monte_carlo_is_taken_up_again(client, fault_stack):
 
 def test_stuck_mcsquare_is_killed_at_the_time_limit(client, fault_stack):
     _, plan_id = _case_with_auto_dose(client, "stuck")
-    job_id = client.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 500_000_000}).json()["job"]["id"]
-    _wait_monte_carlo(client, job_id, fault_stack.data_dir)
-    done = client.wait_final(job_id, timeout_s=FAULT_JOB_TIMEOUT_S + 120)
+    for primaries in (500_000_000, 499_999_999):
+        job_id = client.post(f"/rt/instances/{plan_id}/dose", json={"primaries": primaries}).json()["job"]["id"]
+        _wait_monte_carlo(client, job_id, fault_stack.data_dir)
+        done = client.wait_final(job_id, timeout_s=FAULT_JOB_TIMEOUT_S + 120)
+        # MCsquare itself once crashed (SIGSEGV) a second into such a run (CI, 2026-11-23; not reproduced
+        # alone): the job then fails readably, as it should, but that is not what this test is about.
+        if "killed by SIGSEGV" not in done["message"]:
+            break
     assert done["state"] == "failed"
     assert f"time limit of {FAULT_JOB_TIMEOUT_S} s exceeded" in done["message"]
     assert done["attempts"] == 1  # a time-out is not retried

@@ -186,12 +186,6 @@ def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt
     hu = slice_.pixel_array[:, slice_.Columns // 2] * float(slice_.RescaleSlope) + float(slice_.RescaleIntercept)
     water_mm = int(np.count_nonzero(hu > -500)) * row_mm
     assert value == pytest.approx((y1 - y0) * water_mm / (bottom - top), rel=0.03)
-
-    # OHIF reads its report back from Orthanc (WADO-RS): opened again, the SR shows the same length.
-    page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
-    page.get_by_text("Orthanc-RT e2e length").first.dblclick()
-    page.get_by_text(re.compile(rf"{value:.2f} mm")).first.wait_for(timeout=90_000)  # slow under load
-    page.screenshot(path=str(ARTIFACTS / "ohif-report-reopened.png"))
     assert not errors, f"page errors: {errors[:3]}"
 
 

@@ -317,18 +317,19 @@ def test_a_part_failing_in_the_plan_job_goes_back_to_the_queue(inputs, single_jo
 def test_robust_scenarios_are_merged_scenario_by_scenario(inputs, redis_url, tmp_path):
     """Setup and range error scenarios: each part's scenario k joins the other parts' scenario k.
 
-    40 spots of the first beam at 300 primaries (the 21 runs cost about 20
+    40 spots of the first beam at 600 primaries (the 21 runs cost about 20
     times the nominal); a setup scenario moves the dose by 5 mm, so the dose
     centroid of each merged scenario must sit on that of the same scenario
-    computed in one process (noise: well under 1 mm).
+    computed in one process. Noise: at 300 primaries one scenario's centres
+    differed by 1.09 mm (CI); at 600 about 0.8 mm is expected, hence 1.5 mm, well below the 5 mm shift.
     """
     ct, plan, model, grid = inputs
     small = proton_plan(part_plans(plan, [Part(0, 0, 40), Part(1, 40, plan.numberOfSpots)])[0])
     errors = ScenarioErrors(setup_mm=5.0, range_pct=3.0)
-    single_nominal, single_scenarios = local_beamlets(ct, small, model, grid, primaries=300,
+    single_nominal, single_scenarios = local_beamlets(ct, small, model, grid, primaries=600,
                                                       work_dir=tmp_path / "single", threads=1, errors=errors)
     runner = DistributedBeamlets(redis_url, split_spots=20, part_timeout_s=600, executors=2)
-    nominal, scenarios = runner(ct, small, model, grid, primaries=300, work_dir=tmp_path / "parent", threads=1,
+    nominal, scenarios = runner(ct, small, model, grid, primaries=600, work_dir=tmp_path / "parent", threads=1,
                                 errors=errors)
     assert len(runner.last_report.parts) == 2 and len(scenarios) == len(single_scenarios) >= 20
     weights = np.ones(40)
@@ -337,7 +338,7 @@ def test_robust_scenarios_are_merged_scenario_by_scenario(inputs, redis_url, tmp
     spread = max(np.linalg.norm(c - single_centres[0]) for c in single_centres)
     assert spread >= 3.0  # the scenarios do differ
     for k, (split_centre, single_centre) in enumerate(zip(split_centres, single_centres)):
-        assert np.linalg.norm(split_centre - single_centre) < 1.0, k
+        assert np.linalg.norm(split_centre - single_centre) < 1.5, k
 
 
 def _dose_centroid(dose: np.ndarray, grid) -> np.ndarray:
