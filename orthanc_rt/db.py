@@ -1,6 +1,7 @@
 """Engine and sessions for PostgreSQL (psycopg 3) or the default SQLite file."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_CREATED: list[Engine] = []  # every engine of this process, for _forget_pools_after_fork
 
 
 def normalize_url(url: str) -> str:
@@ -22,6 +24,29 @@ def normalize_url(url: str) -> str:
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
+    engine = _create_engine(url)
+    _CREATED.append(engine)
+    return engine
+
+
+def _forget_pools_after_fork() -> None:
+    """In a forked child (RQ's work-horse), leave the parent's pooled connections to the parent.
+
+    Two processes on one PostgreSQL connection corrupt its session: the worker's
+    parent process opens connections when it records the failure of a job whose
+    work-horse died, and every later work-horse then reused that socket (seen:
+    psycopg's "prepared statement _pg3_0 already exists"). SQLAlchemy's
+    dispose(close=False) gives the child fresh pools without closing the
+    parent's connections.
+    """
+    for engine in _CREATED:
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def _create_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]

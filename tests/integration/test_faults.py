@@ -116,7 +116,8 @@ def test_plans_stored_while_orthanc_rt_was_off_are_reconciled_once(client, fault
 def test_orthanc_restarted_during_a_job_is_retried_with_back_off(client, fault_stack):
     store = JobStore(fault_stack.db_url)
     case, plan_id = _case_with_auto_dose(client, "orthanc-restart")
-    job_id = client.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 300_000}).json()["job"]["id"]
+    # Long enough (10-20 s) that Orthanc is surely down before the Monte Carlo ends.
+    job_id = client.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 1_000_000}).json()["job"]["id"]
     _wait_monte_carlo(client, job_id, fault_stack.data_dir)
     stack.stop_service(fault_stack, "orthanc")
     try:  # the worker finishes the Monte Carlo, cannot store, and schedules a retry
