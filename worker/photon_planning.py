@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -51,40 +51,18 @@ from opentps.core.processing.planOptimization.planOptimization import IntensityM
 from scipy.ndimage import map_coordinates
 
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, PhotonBeam, PhotonPlan
-from orthanc_rt.dvh_metrics import roi_dose_metrics, target_dose_metrics
 from orthanc_rt.plan_request import PlanRequest, PlanRequestError
 from orthanc_rt.photon_ccc import Beamlet
 from orthanc_rt.uids import derive_uid
 from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct
 from worker.mcsquare import ScoringGrid
 from worker.photon_engine import DensityGrid, compute_beamlets
-from worker.planning import mask_on_grid
+from worker.planning import STAGES, OptimizerInfo, ProgressCallback, StageTimes, dose_qa, mask_on_grid
 from worker.planning import validate_request as validate_structures
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("building plan", "computing beamlets", "optimizing", "final dose")
 NOMINAL_ENERGY_MV = 6.0  # the engine's Kernels_6MV spectrum
-
-ProgressCallback = Callable[[str, float], None]
-
-
-@dataclass
-class StageTimes:
-    building_plan_s: float = 0.0
-    beamlets_s: float = 0.0
-    optimizing_s: float = 0.0
-    final_dose_s: float = 0.0
-
-
-@dataclass
-class OptimizerInfo:
-    method: str
-    iterations: int
-    objective_initial: float
-    objective_final: float
-    objective_history: list[float]
-    times: StageTimes = field(default_factory=StageTimes)
 
 
 @dataclass
@@ -94,13 +72,6 @@ class PhotonPlanResult:
     optimizer: OptimizerInfo
     beamlet_count: int  # beamlets with a positive weight
     qa: dict[str, dict[str, float]]  # every ROI -> roi_dose_metrics; the target -> target_dose_metrics
-
-    def summary(self) -> dict:
-        return {"beamlets": self.beamlet_count, "beams": len(self.plan.beams),
-                "gantry_angles_deg": [b.gantry_angle_deg for b in self.plan.beams],
-                "weight_unit": self.plan.weight_unit,
-                "optimizer": {k: v for k, v in asdict(self.optimizer).items() if k != "objective_history"},
-                "qa": self.qa}
 
 
 def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct: CtVolume) -> None:
@@ -202,14 +173,9 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRe
     times.final_dose_s = time.monotonic() - started
     report(STAGES[3], 1.0)
 
-    qa = {name: roi_dose_metrics(dose.dose_gy, mask) for name, mask in masks.items()}
-    qa[request.target_roi] = target_dose_metrics(dose.dose_gy, masks[request.target_roi], request.prescription_gy)
-    info = OptimizerInfo(method=request.optimizer, iterations=int(optimizer.niter),
-                         objective_initial=history[0] if history else float("nan"),
-                         objective_final=history[-1] if history else float("nan"),
-                         objective_history=history, times=times)
+    info = OptimizerInfo.of_run(request.optimizer, optimizer.niter, history, times)
     return PhotonPlanResult(plan=plan, dose=dose, optimizer=info, beamlet_count=int(np.count_nonzero(plan_weights)),
-                            qa=qa)
+                            qa=dose_qa(dose, masks, request))
 
 
 def compute_plan_dose(ct: CtVolume, plan: PhotonPlan, *, work_dir: Path, scoring_spacing_mm: float | None = None,

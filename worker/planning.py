@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -70,6 +70,13 @@ class OptimizerInfo:
     objective_history: list[float]
     times: StageTimes = field(default_factory=StageTimes)
 
+    @classmethod
+    def of_run(cls, method: str, iterations: int, history: list[float], times: StageTimes) -> "OptimizerInfo":
+        """From an OpenTPS optimiser's run: its objective per iteration (NaN ends when it made none)."""
+        return cls(method=method, iterations=int(iterations),
+                   objective_initial=history[0] if history else float("nan"),
+                   objective_final=history[-1] if history else float("nan"), objective_history=history, times=times)
+
 
 @dataclass
 class PlanResult:
@@ -82,11 +89,6 @@ class PlanResult:
     optimizer_dose: DoseGrid | None = None  # beamlet-sum dose the optimiser saw (same grid)
     # Robust plans: the target's D95/D5 (Gy) in each error scenario (beamlet doses), and the worst of each.
     scenario_qa: dict[str, float | list[float]] | None = None
-
-    def summary(self) -> dict:
-        return {"spots": self.spot_count, "layers": self.layer_count, "beams": len(self.plan.beams),
-                "optimizer": {k: v for k, v in asdict(self.optimizer).items() if k != "objective_history"},
-                "qa": self.qa}
 
 
 def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct: CtVolume) -> None:
@@ -194,9 +196,7 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
                                                            dtype=np.float32),
                               origin_mm=grid.origin_mm, spacing_mm=grid.spacing_mm,
                               frame_of_reference_uid=ct.frame_of_reference_uid)
-    qa = {name: roi_dose_metrics(dose.dose_gy, mask) for name, mask in grid_masks.items()}
-    qa[request.target_roi] = target_dose_metrics(dose.dose_gy, grid_masks[request.target_roi],
-                                                 request.prescription_gy)
+    qa = dose_qa(dose, grid_masks, request)
     scenario_qa = None
     if scenario_matrices:
         # Plan dose of each scenario: the optimiser's weights are sqrt(MU x fractions) (OpenTPS' xSquared).
@@ -205,13 +205,17 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
         metrics = [roi_dose_metrics(_beamlet_dose(matrix, plan_mu, grid), target) for matrix in scenario_matrices]
         scenario_qa = {"D95": [m["D95"] for m in metrics], "D5": [m["D5"] for m in metrics],
                        "worst_D95": min(m["D95"] for m in metrics), "worst_D5": max(m["D5"] for m in metrics)}
-    info = OptimizerInfo(method=request.optimizer, iterations=int(optimizer.niter),
-                         objective_initial=history[0] if history else float("nan"),
-                         objective_final=history[-1] if history else float("nan"),
-                         objective_history=history, times=times)
+    info = OptimizerInfo.of_run(request.optimizer, optimizer.niter, history, times)
     return PlanResult(plan=ion_plan, dose=dose, optimizer=info, spot_count=ion_plan.spot_count,
                       layer_count=sum(len(b.layers) for b in ion_plan.beams), qa=qa, optimizer_dose=optimizer_dose,
                       scenario_qa=scenario_qa)
+
+
+def dose_qa(dose: DoseGrid, masks: dict[str, np.ndarray], request: PlanRequest) -> dict[str, dict[str, float]]:
+    """Every ROI's dose metrics on the final dose (masks on its grid); the target's with coverage and indices."""
+    qa = {name: roi_dose_metrics(dose.dose_gy, mask) for name, mask in masks.items()}
+    qa[request.target_roi] = target_dose_metrics(dose.dose_gy, masks[request.target_roi], request.prescription_gy)
+    return qa
 
 
 def _beamlet_dose(matrix, weights: np.ndarray, grid: ScoringGrid) -> np.ndarray:
