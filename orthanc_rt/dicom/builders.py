@@ -189,33 +189,13 @@ def build_ion_plan(study: PatientStudy, beams: Sequence[IonBeam], *, sop_instanc
     plan and dose point at each other. `treatment_machine` is used for beams
     that name none.
     """
-    _check_study(study)
-    _check_uid(sop_instance_uid, "sop_instance_uid")
-    _check_uid(series_instance_uid, "series_instance_uid")
-    _check_plan_references(referenced_structure_set_uid, referenced_dose_uid)
-    _check_text(label, "label", 16)
-    _check_text(plan_name, "plan_name", 64)
-    _check_text(series_description, "series_description", 64)
-    if isinstance(fractions_planned, bool) or not isinstance(fractions_planned, (int, np.integer)) \
-            or fractions_planned < 1:
-        raise DicomInputError(f"fractions_planned must be a whole number of at least 1, not {fractions_planned!r}")
+    _check_plan_header(study, sop_instance_uid, series_instance_uid, label, plan_name, series_description,
+                       fractions_planned, referenced_structure_set_uid, referenced_dose_uid)
     _check_beams(beams)
-    when = created or datetime.now()
-    ds = _new_dataset(sop.RT_ION_PLAN, sop_instance_uid, "RTPLAN", study, series_instance_uid=series_instance_uid,
-                      series_number=series_number, series_description=series_description, created=when)
-    ds.InstanceNumber = 1
-    ds.RTPlanLabel = label
-    ds.RTPlanName = plan_name or label
-    ds.RTPlanDate, ds.RTPlanTime = _date(when), _time(when)
-    _set_plan_references(ds, referenced_structure_set_uid, referenced_dose_uid)
-    ds.PatientSetupSequence = [_item(PatientSetupNumber=1, PatientPosition=PATIENT_POSITION,
-                                     SetupTechnique="ISOCENTRIC")]
-    ds.FractionGroupSequence = [_item(
-        FractionGroupNumber=1, NumberOfFractionsPlanned=int(fractions_planned), NumberOfBeams=len(beams),
-        NumberOfBrachyApplicationSetups=0,
-        ReferencedBeamSequence=[_item(ReferencedBeamNumber=beam.number, BeamMeterset=_ds_value(beam.meterset_mu))
-                                for beam in beams],
-    )]
+    ds = _plan_dataset(sop.RT_ION_PLAN, study, sop_instance_uid, series_instance_uid, label, plan_name,
+                       series_description, series_number, fractions_planned, created,
+                       [(beam.number, beam.meterset_mu) for beam in beams], referenced_structure_set_uid,
+                       referenced_dose_uid)
     ds.IonBeamSequence = [_ion_beam(beam, beam.treatment_machine or treatment_machine) for beam in beams]
     ds.ApprovalStatus = "UNAPPROVED"
     return ds
@@ -688,47 +668,64 @@ def build_photon_plan(study: PatientStudy, beams: Sequence[PhotonBeam], *, sop_i
     are relative), RTPlanDescription says so: such a plan documents the
     planned fluence but is not deliverable as is.
     """
-    _check_study(study)
-    _check_uid(sop_instance_uid, "sop_instance_uid")
-    _check_uid(series_instance_uid, "series_instance_uid")
-    _check_plan_references(referenced_structure_set_uid, referenced_dose_uid)
-    _check_text(label, "label", 16)
-    _check_text(plan_name, "plan_name", 64)
-    _check_text(series_description, "series_description", 64)
-    if isinstance(fractions_planned, bool) or not isinstance(fractions_planned, (int, np.integer)) \
-            or fractions_planned < 1:
-        raise DicomInputError(f"fractions_planned must be a whole number of at least 1, not {fractions_planned!r}")
+    _check_plan_header(study, sop_instance_uid, series_instance_uid, label, plan_name, series_description,
+                       fractions_planned, referenced_structure_set_uid, referenced_dose_uid)
     sequenced = _check_photon_beams(beams)
-    when = created or datetime.now()
-    ds = _new_dataset(sop.RT_PLAN, sop_instance_uid, "RTPLAN", study, series_instance_uid=series_instance_uid,
-                      series_number=series_number, series_description=series_description, created=when)
-    ds.InstanceNumber = 1
-    ds.RTPlanLabel = label
-    ds.RTPlanName = plan_name or label
-    ds.RTPlanDate, ds.RTPlanTime = _date(when), _time(when)
+    ds = _plan_dataset(sop.RT_PLAN, study, sop_instance_uid, series_instance_uid, label, plan_name,
+                       series_description, series_number, fractions_planned, created,
+                       [(beam.number, plan.meterset) for beam, plan in zip(beams, sequenced)],
+                       referenced_structure_set_uid, referenced_dose_uid)
     if weight_unit != "MU":
         ds.RTPlanDescription = (f"Beamlet weights in {weight_unit}, not calibrated monitor units: "
                                 "not deliverable as is")[:1024]
-    _set_plan_references(ds, referenced_structure_set_uid, referenced_dose_uid)
-    ds.PatientSetupSequence = [_item(PatientSetupNumber=1, PatientPosition=PATIENT_POSITION,
-                                     SetupTechnique="ISOCENTRIC")]
-    ds.FractionGroupSequence = [_item(
-        FractionGroupNumber=1, NumberOfFractionsPlanned=int(fractions_planned), NumberOfBeams=len(beams),
-        NumberOfBrachyApplicationSetups=0,
-        ReferencedBeamSequence=[_item(ReferencedBeamNumber=beam.number, BeamMeterset=_ds_value(plan.meterset))
-                                for beam, plan in zip(beams, sequenced)],
-    )]
     ds.BeamSequence = [_photon_beam(beam, plan, beam.treatment_machine or treatment_machine)
                        for beam, plan in zip(beams, sequenced)]
     ds.ApprovalStatus = "UNAPPROVED"
     return ds
 
 
-def _check_plan_references(structure_set_uid: str | None, dose_uid: str | None) -> None:
+def _check_plan_header(study: PatientStudy, sop_instance_uid: str, series_instance_uid: str, label: str,
+                       plan_name: str, series_description: str, fractions_planned: int,
+                       structure_set_uid: str | None, dose_uid: str | None) -> None:
+    """What an RT Plan and an RT Ion Plan check alike, before their beams."""
+    _check_study(study)
+    _check_uid(sop_instance_uid, "sop_instance_uid")
+    _check_uid(series_instance_uid, "series_instance_uid")
     if structure_set_uid is not None:
         _check_uid(structure_set_uid, "referenced_structure_set_uid")
     if dose_uid is not None:
         _check_uid(dose_uid, "referenced_dose_uid")
+    _check_text(label, "label", 16)
+    _check_text(plan_name, "plan_name", 64)
+    _check_text(series_description, "series_description", 64)
+    if isinstance(fractions_planned, bool) or not isinstance(fractions_planned, (int, np.integer)) \
+            or fractions_planned < 1:
+        raise DicomInputError(f"fractions_planned must be a whole number of at least 1, not {fractions_planned!r}")
+
+
+def _plan_dataset(sop_class: str, study: PatientStudy, sop_instance_uid: str, series_instance_uid: str, label: str,
+                  plan_name: str, series_description: str, series_number: int, fractions_planned: int,
+                  created: datetime | None, beam_metersets: Sequence[tuple[int, float]],
+                  structure_set_uid: str | None, dose_uid: str | None) -> Dataset:
+    """An RT Plan or RT Ion Plan without its beams: identity, label, references, patient setup, one fraction group
+    (`beam_metersets`: (beam number, BeamMeterset) of each beam)."""
+    when = created or datetime.now()
+    ds = _new_dataset(sop_class, sop_instance_uid, "RTPLAN", study, series_instance_uid=series_instance_uid,
+                      series_number=series_number, series_description=series_description, created=when)
+    ds.InstanceNumber = 1
+    ds.RTPlanLabel = label
+    ds.RTPlanName = plan_name or label
+    ds.RTPlanDate, ds.RTPlanTime = _date(when), _time(when)
+    _set_plan_references(ds, structure_set_uid, dose_uid)
+    ds.PatientSetupSequence = [_item(PatientSetupNumber=1, PatientPosition=PATIENT_POSITION,
+                                     SetupTechnique="ISOCENTRIC")]
+    ds.FractionGroupSequence = [_item(
+        FractionGroupNumber=1, NumberOfFractionsPlanned=int(fractions_planned), NumberOfBeams=len(beam_metersets),
+        NumberOfBrachyApplicationSetups=0,
+        ReferencedBeamSequence=[_item(ReferencedBeamNumber=number, BeamMeterset=_ds_value(meterset))
+                                for number, meterset in beam_metersets],
+    )]
+    return ds
 
 
 def _set_plan_references(ds: Dataset, structure_set_uid: str | None, dose_uid: str | None) -> None:
