@@ -131,10 +131,11 @@ class PlanSubmitter:
             if found.problem:
                 raise PlanRequestError(f"structure set {found.sop_instance_uid} cannot be used: {found.problem}")
             return found
-        usable = [s for s in self.index.of_study(study_id) if not s.problem]
+        found = self.index.of_study(study_id)
+        usable = [s for s in found if not s.problem]
         if not usable:
             raise PlanRequestError("the study has no usable RTSTRUCT; planning needs a structure set with the "
-                                   "target contoured" + _problems(self.index.of_study(study_id)))
+                                   "target contoured" + _problems(found))
         with_target = [s for s in usable if target in s.contoured()]
         if not with_target:
             names = sorted({roi.name for s in usable for roi in s.rois})

@@ -163,11 +163,12 @@ class ArrivalHandler:
             return
         contoured = [roi.name for roi in summary.rois if roi.contours]
         study_id = get_json(self.orthanc, f"/instances/{instance_id}/study")["ID"]
+        ct = None
         for rule in rules:
             target = rule.target_in(contoured)
             if target is None:
                 continue
-            ct = index.planning_ct(study_id, summary)
+            ct = ct or index.planning_ct(study_id, summary)  # looked up once, for the first matching rule
             if ct is None:  # planned when its CT series is complete (series_stable)
                 log.info("Orthanc-RT: rule %s matches %s in %s; waiting for its CT", rule.name, target,
                          summary.sop_instance_uid)
