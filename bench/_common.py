@@ -10,9 +10,9 @@ from typing import Callable, Iterator
 
 import requests
 
-from orthanc_rt import stack
-from orthanc_rt.stack import StackConfig
-from tests.conftest import free_port
+from orthanc_rt.ops import stack
+from orthanc_rt.ops.stack import StackConfig
+from tests.support.services import free_port
 
 BENCH_REDIS_URL = "redis://127.0.0.1:6379/11"
 

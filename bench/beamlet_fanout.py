@@ -1,9 +1,9 @@
-"""Benchmark 5: a plan's beamlet phase spread over 1 and 2 workers (worker.beamlet_fanout).
+"""Benchmark 5: a plan's beamlet phase spread over 1 and 2 workers (worker.engines.beamlet_fanout).
 
 The case is OpenTPS' SimpleFantomWithStruct as the planning test uses it
 (CT averaged to 2 mm, 4 mm scoring grid, two opposed beams, 1564 spots;
 read in place from /work/shared/data, or ORTHANC_RT_SHARED_DATA), or the
-small water phantom of tests/util.py when that data is absent. The spots are
+small water phantom of tests/support/cases.py when that data is absent. The spots are
 placed once; then, in one run, the beamlet phase is timed as:
 
 - 1 worker: this process is the plan job and the only worker, so the
@@ -28,12 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from bench._common import BENCH_REDIS_URL
-from tests.planning.rq_workers import rq_workers
-from worker.beamlet_fanout import DistributedBeamlets
-from worker.beamlets import local_beamlets
-from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct
+from tests.support.rq_workers import rq_workers
+from worker.engines.beamlet_fanout import DistributedBeamlets
+from worker.engines.beamlets import local_beamlets
+from worker.engines.proton_dose import default_beam_model, scoring_grid, to_opentps_ct
 
 DATA = Path(os.environ.get("ORTHANC_RT_SHARED_DATA", "/work/shared/data")) / "SimpleFantomWithStruct"
 
@@ -91,12 +90,12 @@ def _case():
     from opentps.core.data.plan._protonPlanDesign import ProtonPlanDesign
 
     if DATA.is_dir():
-        from tests.util import read_simple_fantom
+        from tests.support.cases import read_simple_fantom
 
         ct, masks = read_simple_fantom(DATA, downsample=2)
         target, name, spacing, angles = masks["TargetVolume"], "SimpleFantom (2 mm CT)", 4.0, (0.0, 180.0)
     else:
-        from tests.util import small_phantom_case
+        from tests.support.cases import small_phantom_case
 
         case = small_phantom_case("bench-fanout")
         ct, target, name, spacing, angles = case.ct_volume, case.target_mask, "small water phantom", 3.0, (0.0,

@@ -28,11 +28,11 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orthanc_rt.analysis import analyse  # noqa: E402
+from orthanc_rt.analysis.dose_analysis import analyse  # noqa: E402
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes  # noqa: E402
-from orthanc_rt.params import AnalysisParams  # noqa: E402
-from tests.unit.test_dvh import ORACLE_SCRIPT, oracle_python  # noqa: E402
-from tests.util import dvh_case  # noqa: E402
+from orthanc_rt.scheduling.params import AnalysisParams  # noqa: E402
+from tests.support.cases import dvh_case  # noqa: E402
+from tests.support.oracle import ORACLE_SCRIPT, oracle_python  # noqa: E402
 
 # One round per line read: every ROI through get_dvh (files read again each time, as dicompyler-core does).
 _ORACLE_TIMER = """

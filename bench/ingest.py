@@ -17,9 +17,9 @@ from pathlib import Path
 import requests
 
 from bench._common import config, running, summary, timed
-from orthanc_rt.dicom.phantom import water_phantom_case
 from orthanc_rt.dicom.serialize import to_bytes
-from tests.integration.senders import c_store
+from orthanc_rt.ops.phantom import water_phantom_case
+from tests.support.senders import c_store
 
 
 def main() -> None:

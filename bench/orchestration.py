@@ -22,11 +22,11 @@ from bench._common import config, running, summary, timed
 from orthanc_rt.dicom.builders import build_rtdose
 from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.ion_plan import read_ion_plan
-from orthanc_rt.dicom.phantom import water_phantom_case
 from orthanc_rt.dicom.serialize import to_bytes
-from orthanc_rt.uids import derive_uid
-from tests import util
-from worker.dose_engine import compute_dose
+from orthanc_rt.dicom.uids import derive_uid
+from orthanc_rt.ops.phantom import water_phantom_case
+from tests.support import cases as util
+from worker.engines.proton_dose import compute_dose
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import time
 import requests
 
 from bench._common import config, running, timed
-from orthanc_rt.dicom.phantom import water_phantom_case
 from orthanc_rt.dicom.serialize import to_bytes
+from orthanc_rt.ops.phantom import water_phantom_case
 
 BUDGET_S = 1.0
 

@@ -5,7 +5,7 @@
 The same water phantom and the same beamlets (OpenTPS' photon plan design,
 two beams) go through OpenTPS' own `CCCDoseCalculator.computeBeamlets`
 (pointed at a temporary simulation folder, with `batchSize` 2) and through
-`worker.photon_engine.compute_beamlets` with 2 processes, 1 process, and on
+`worker.engines.ccc.compute_beamlets` with 2 processes, 1 process, and on
 a dose grid twice as coarse. Prints the best time of each and the ratios to
 OpenTPS' (the runner's overhead target: ratio <= 1.05).
 """
@@ -20,14 +20,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from opentps.core.processing.doseCalculation.photons.cccDoseCalculator import CCCDoseCalculator  # noqa: E402
+from opentps.core.processing.doseCalculation.photons.cccDoseCalculator import (
+    CCCDoseCalculator,  # noqa: E402
+)
 
-from orthanc_rt import photon_ccc  # noqa: E402
-from orthanc_rt.dicom.phantom import water_phantom_case  # noqa: E402
-from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct  # noqa: E402
-from worker.photon_engine import compute_beamlets  # noqa: E402
-from orthanc_rt.plan_request import PlanRequest  # noqa: E402
-from worker.photon_planning import density_grid, design_plan  # noqa: E402
+from orthanc_rt.ops.phantom import water_phantom_case  # noqa: E402
+from orthanc_rt.planning import ccc_engine as photon_ccc  # noqa: E402
+from orthanc_rt.planning.request import PlanRequest  # noqa: E402
+from worker.engines.ccc import compute_beamlets  # noqa: E402
+from worker.engines.proton_dose import default_beam_model, scoring_grid, to_opentps_ct  # noqa: E402
+from worker.planning.photon import density_grid, design_plan  # noqa: E402
 
 
 def main() -> None:

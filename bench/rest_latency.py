@@ -27,11 +27,11 @@ from urllib.parse import urlencode, urlsplit
 import psycopg
 
 from bench._common import config, running
-from orthanc_rt import db, jobs
-from orthanc_rt.db import session_scope
-from orthanc_rt.models import Job, JobEvent, Measurement, utcnow
-from orthanc_rt.uids import derive_uid
-from tests.conftest import _postgres_database
+from orthanc_rt.dicom.uids import derive_uid
+from orthanc_rt.records import db, jobs
+from orthanc_rt.records.db import session_scope
+from orthanc_rt.records.tables import Job, JobEvent, Measurement, utcnow
+from tests.support.services import postgres_database
 
 TARGET_P95_S = 0.050
 STUDIES = 500
@@ -44,9 +44,9 @@ DVH_METRICS = (("Dmean", "Gy"), ("D95", "Gy"), ("D2", "Gy"), ("V20Gy", "%"), ("v
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
+def throwaway_database() -> Iterator[str]:
     """A throw-away PostgreSQL database (the tests' helper), dropped afterwards."""
-    databases = _postgres_database()
+    databases = postgres_database()
     url = next(databases)
     try:
         yield url
@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    with postgres_database() as url:
+    with throwaway_database() as url:
         db.upgrade(url)
         started = time.perf_counter()
         studies = seed(url, args.rows, rng)

@@ -1,6 +1,6 @@
 /*
  * OHIF v3 configuration for Orthanc-RT: Orthanc's DICOMweb is the only data source.
- * Served by orthanc_rt/viewer.py in place of the app-config.js OHIF ships; that
+ * Served by orthanc_rt/ops/viewer.py in place of the app-config.js OHIF ships; that
  * server also passes /dicom-web and /wado through to Orthanc, so the viewer and
  * its data share one origin (no CORS set-up in Orthanc).
  */

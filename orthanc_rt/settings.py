@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from orthanc_rt.auto_planning import AutoPlanning
+from orthanc_rt.planning.auto_rules import AutoPlanning
 
 
 def default_data_dir() -> Path:
@@ -49,7 +49,7 @@ class Settings:
     orthanc_password: str = ""
     work_dir: str = ""  # per-job MCsquare folders live below it
     mcsquare_threads: int = 0  # 0: every core MCsquare can see
-    # Plan jobs hand their beamlets to every worker as sub-jobs of at most this many spots (worker.beamlet_fanout).
+    # Plan jobs hand their beamlets to every worker as sub-jobs of at most this many spots (worker.engines.beamlet_fanout).
     distributed_beamlets: bool = True
     beamlet_split_spots: int = 500
     dose_job_timeout_seconds: int = 3 * 3600

@@ -16,23 +16,30 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 import orthanc_rt
-from orthanc_rt import audit, jobs
-from orthanc_rt.reconcile import reconcile as queue_plans_without_dose
 from orthanc_rt.dicom import sop
-from orthanc_rt.jobs import JobQuery, JobStore
-from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
-from orthanc_rt import measurements as records
-from orthanc_rt.manual_measurements import manual_fields
-from orthanc_rt.measurements import MeasurementQuery, MeasurementStore
-from orthanc_rt.models import Measurement
-from orthanc_rt.params import AnalysisParams, ValidationError, dose_params
-from orthanc_rt.queue import Dispatcher
-from orthanc_rt.resources import frame_of_reference_of, instance_ref, sop_class_of
-from orthanc_rt.scheduling import Scheduler
+from orthanc_rt.pacs.client import OrthancApi, OrthancError, get_json
+from orthanc_rt.pacs.resources import frame_of_reference_of, instance_ref, sop_class_of
+from orthanc_rt.records import audit, jobs
+from orthanc_rt.records import measurements as records
+from orthanc_rt.records.jobs import JobQuery, JobStore
+from orthanc_rt.records.manual_measurements import manual_fields
+from orthanc_rt.records.measurements import MeasurementQuery, MeasurementStore
+from orthanc_rt.records.tables import Measurement
+from orthanc_rt.scheduling.params import AnalysisParams, ValidationError, dose_params
+from orthanc_rt.scheduling.queue import Dispatcher
+from orthanc_rt.scheduling.reconcile import reconcile as queue_plans_without_dose
+from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.settings import Settings
 from plugin import openapi, roles
 from plugin.plan_routes import PlanRoutes
-from plugin.rest import HttpError, Request, Response, error_response, int_param, text_param
+from plugin.rest import (
+    HttpError,
+    Request,
+    Response,
+    error_response,
+    int_param,
+    text_param,
+)
 from plugin.roles import Access
 
 log = logging.getLogger("orthanc_rt.plugin")
@@ -310,7 +317,9 @@ class RtApi:
         return Response(200, {"dose_sop_instance_uid": uid, "curves": curves})
 
     def dose_dvh_png(self, request: Request, dose: str) -> Response:
-        from orthanc_rt.dvh_plot import dvh_png  # matplotlib only when a plot is asked for
+        from orthanc_rt.rendering.dvh_plot import (
+            dvh_png,  # matplotlib only when a plot is asked for
+        )
 
         uid = self._dose_uid(dose)
         curves = [records.curve_dict(c) for c in self.measurements.curves(uid)]
@@ -319,8 +328,12 @@ class RtApi:
         return Response(200, dvh_png(curves, title=f"Cumulative DVH, RTDOSE {uid}"), content_type="image/png")
 
     def dose_overlay_png(self, request: Request, dose: str) -> Response:
-        from orthanc_rt.overlay import DEFAULT_LEVELS_PCT, OverlayError, render_png
-        from orthanc_rt.render_thread import render
+        from orthanc_rt.rendering.overlay import (
+            DEFAULT_LEVELS_PCT,
+            OverlayError,
+            render_png,
+        )
+        from orthanc_rt.rendering.render_thread import render
 
         q = request.query
         try:
@@ -343,9 +356,9 @@ class RtApi:
     # -- helpers ----------------------------------------------------------
     def _dose_scene(self, dose_instance_id: str):
         """The dose, its CT and structures, kept for the last few doses viewed (slices are browsed)."""
-        from orthanc_rt.dicom.errors import DicomInputError
-        from orthanc_rt.dose_scene import load_dose_scene
-        from orthanc_rt.inputs import InputNotReady
+        from orthanc_rt.errors import DicomInputError
+        from orthanc_rt.pacs.inputs import InputNotReady
+        from orthanc_rt.rendering.dose_scene import load_dose_scene
 
         if self._sop_class(dose_instance_id) != sop.RT_DOSE:
             raise HttpError(400, f"instance {dose_instance_id} is not an RT Dose")

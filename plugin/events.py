@@ -7,7 +7,7 @@
 - a new RTSTRUCT is paired the same way with the RTDOSEs of its frame, and
   closes the waits of those doses;
 - a new RTSTRUCT, or a CT series becoming complete, is checked against the
-  automatic planning rules (`orthanc_rt.auto_planning`): a rule whose
+  automatic planning rules (`orthanc_rt.planning.auto_rules`): a rule whose
   target pattern matches an ROI plans the structure set once (the plan id
   is derived from structure set, rule and protocol);
 - a new TID 1500 SR (OHIF's measurement report) becomes an import job;
@@ -27,14 +27,21 @@ import logging
 
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.sr import SR_CLASSES
-from orthanc_rt.models import Job
-from orthanc_rt.orthanc_api import OrthancApi, OrthancError, get_json
-from orthanc_rt.params import AnalysisParams, DoseParams
-from orthanc_rt.plan_request import PlanRequestError
-from orthanc_rt.plan_submission import PlanSubmitter
-from orthanc_rt.resources import InstanceRef, dose_stored_with, find_instances, frame_of_reference_of, instance_ref, \
-    instance_tag, sop_class_of
-from orthanc_rt.scheduling import Scheduler
+from orthanc_rt.pacs.client import OrthancApi, OrthancError, get_json
+from orthanc_rt.pacs.resources import (
+    InstanceRef,
+    dose_stored_with,
+    find_instances,
+    frame_of_reference_of,
+    instance_ref,
+    instance_tag,
+    sop_class_of,
+)
+from orthanc_rt.planning.request import PlanRequestError
+from orthanc_rt.planning.submission import PlanSubmitter
+from orthanc_rt.records.tables import Job
+from orthanc_rt.scheduling.params import AnalysisParams, DoseParams
+from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.settings import Settings
 
 log = logging.getLogger("orthanc_rt.plugin")

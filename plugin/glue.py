@@ -11,11 +11,11 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from orthanc_rt import audit, db
-from orthanc_rt.reconcile import reconcile
-from orthanc_rt.jobs import JobStore
-from orthanc_rt.queue import Dispatcher
-from orthanc_rt.scheduling import Scheduler
+from orthanc_rt.records import audit, db
+from orthanc_rt.records.jobs import JobStore
+from orthanc_rt.scheduling.queue import Dispatcher
+from orthanc_rt.scheduling.reconcile import reconcile
+from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.settings import Settings
 from plugin.api import RtApi
 from plugin.events import ArrivalHandler
@@ -41,7 +41,7 @@ class InProcessOrthanc:
         self._call(self._o.RestApiDelete, path)
 
     def _call(self, fn: Any, path: str, *args: Any) -> bytes:
-        from orthanc_rt.orthanc_api import OrthancError
+        from orthanc_rt.pacs.client import OrthancError
 
         try:
             return fn(path, *args)

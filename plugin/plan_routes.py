@@ -1,18 +1,25 @@
 """The planning routes: workflows, plan requests (single and batch), plan records, a study's structure sets.
 
 Plain functions of a Request like the rest of plugin/api.py, which mounts
-them; the work is in orthanc_rt.plan_submission (validation, records, jobs).
+them; the work is in orthanc_rt.planning.submission (validation, records, jobs).
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from orthanc_rt import jobs, plans, workflows
-from orthanc_rt.orthanc_api import OrthancError
-from orthanc_rt.plan_request import PlanRequestError
-from orthanc_rt.plan_submission import INPUT_FIELDS, MAX_BATCH, PlanSubmitter, is_resource_key, parse
-from orthanc_rt.plans import PlanQuery, PlanStore
-from orthanc_rt.structure_sets import StructureSetIndex
+from orthanc_rt.pacs.client import OrthancError
+from orthanc_rt.pacs.structure_sets import StructureSetIndex
+from orthanc_rt.planning import workflows
+from orthanc_rt.planning.request import PlanRequestError
+from orthanc_rt.planning.submission import (
+    INPUT_FIELDS,
+    MAX_BATCH,
+    PlanSubmitter,
+    is_resource_key,
+    parse,
+)
+from orthanc_rt.records import jobs, plans
+from orthanc_rt.records.plans import PlanQuery, PlanStore
 from plugin import roles
 from plugin.rest import HttpError, Request, Response, int_param, text_param
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rq import Worker
 
-from orthanc_rt.queue import QUEUE_NAMES, redis_for
+from orthanc_rt.scheduling.queue import QUEUE_NAMES, redis_for
 from orthanc_rt.settings import Settings
 
 
@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
 def _preload() -> None:
     """Import OpenTPS and read the beam model once, here: RQ forks a work-horse per job,
     and every fork inherits them instead of spending about a second loading them again."""
-    from worker import analysis_job, beamlet_fanout, dose_engine, dose_job, plan_job, sr_job  # noqa: F401
+    from worker.engines import beamlet_fanout  # noqa: F401
+    from worker.engines import proton_dose as dose_engine
+    from worker.jobs import analysis as analysis_job  # noqa: F401
 
     dose_engine.default_beam_model()
 

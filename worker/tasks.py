@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orthanc_rt import jobs
-from orthanc_rt.jobs import JobStore
+from orthanc_rt.records import jobs
+from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.settings import Settings
 
 log = logging.getLogger("orthanc_rt.worker")
@@ -18,19 +18,21 @@ def run_job(job_id: str) -> dict[str, Any]:
     if job is None:
         return {"skipped": f"no job {job_id} in the database"}
     if job.kind == "dose":
-        from worker import dose_job  # imports OpenTPS: only where it is needed
+        from worker.jobs import (
+            dose as dose_job,  # imports OpenTPS: only where it is needed
+        )
 
         return dose_job.run(job_id, settings, store)
     if job.kind == "analysis":
-        from worker import analysis_job
+        from worker.jobs import analysis as analysis_job
 
         return analysis_job.run(job_id, settings, store)
     if job.kind == "plan":
-        from worker import plan_job
+        from worker.jobs import plan as plan_job
 
         return plan_job.run(job_id, settings, store)
     if job.kind == "sr":
-        from worker import sr_job
+        from worker.jobs import sr as sr_job
 
         return sr_job.run(job_id, settings, store)
     store.transition(job_id, jobs.FAILED, from_states=jobs.ACTIVE_STATES,
@@ -65,9 +67,8 @@ def _worth_retrying(exc_type: type) -> bool:
 
 
 def _reason(exc_type: type, exc_value: BaseException, rq_job: Any) -> str:
-    from rq.timeouts import JobTimeoutException
-
     from rq.exceptions import AbandonedJobError
+    from rq.timeouts import JobTimeoutException
 
     if issubclass(exc_type, JobTimeoutException):
         return f"time limit of {rq_job.timeout} s exceeded; MCsquare was stopped"

@@ -7,7 +7,7 @@ import numpy as np
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
-from orthanc_rt.dicom.errors import DicomInputError
+from orthanc_rt.errors import DicomInputError
 
 _MISSING = object()
 

@@ -4,7 +4,7 @@ Each builder checks its inputs first and raises DicomInputError naming what
 is wrong, then returns pydicom Datasets with file meta (Explicit VR Little
 Endian), the right SOP class and the modules their IOD requires, so Orthanc,
 OHIF and the readers of this package accept them. UIDs come from the caller
-(derived with `orthanc_rt.uids.derive_uid`, so retried jobs give the same
+(derived with `orthanc_rt.dicom.uids.derive_uid`, so retried jobs give the same
 objects); the CT builder derives its slice UIDs from the series UID.
 
 Every object is written for a head-first-supine patient (PatientPosition
@@ -26,13 +26,20 @@ import orthanc_rt
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.contours import slice_polygons
 from orthanc_rt.dicom.ct import read_ct_geometry
-from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.ion_plan import MAX_BEAMS, MAX_ENERGY_MEV, MODULATED_SCAN_MODES
-from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, PatientStudy, RangeShifter, \
-    SrMeasurement
-from orthanc_rt.dicom.models import PhotonBeam
-from orthanc_rt.leaf_sequencing import SequencedBeam, SequencingError, sequence
-from orthanc_rt.uids import derive_uid, is_valid_uid
+from orthanc_rt.dicom.leaf_sequencing import SequencedBeam, SequencingError, sequence
+from orthanc_rt.dicom.models import (
+    CtVolume,
+    DoseGrid,
+    EnergyLayer,
+    IonBeam,
+    PatientStudy,
+    PhotonBeam,
+    RangeShifter,
+    SrMeasurement,
+)
+from orthanc_rt.dicom.uids import derive_uid, is_valid_uid
+from orthanc_rt.errors import DicomInputError
 
 MANUFACTURER = "Orthanc-RT"
 PATIENT_POSITION = "HFS"
@@ -657,7 +664,7 @@ def build_photon_plan(study: PatientStudy, beams: Sequence[PhotonBeam], *, sop_i
                       series_number: int = 3, treatment_machine: str = "", created: datetime | None = None) -> Dataset:
     """An RT Plan of static-gantry step-and-shoot IMRT beams (MLCX), one fraction group.
 
-    Each beam's beamlet weights become MLC segments (`orthanc_rt.leaf_sequencing`:
+    Each beam's beamlet weights become MLC segments (`orthanc_rt.dicom.leaf_sequencing`:
     leaf pairs one bixel high aligned with the beamlets, jaws around the open
     bixels). Like OpenTPS' photon segments (leaf pairs with their Y edges and
     X tips, jaws, a meterset each), every segment is a pair of control

@@ -13,10 +13,14 @@ from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.attributes import described, floats, number, required
-from orthanc_rt.dicom.errors import DicomInputError
-from orthanc_rt.dicom.geometry import SPACING_TOLERANCE_MM, pixel_spacing_xy, require_identity_orientation, \
-    uniform_spacing
+from orthanc_rt.dicom.geometry import (
+    SPACING_TOLERANCE_MM,
+    pixel_spacing_xy,
+    require_identity_orientation,
+    uniform_spacing,
+)
 from orthanc_rt.dicom.models import DoseGrid
+from orthanc_rt.errors import DicomInputError
 
 
 def read_rtdose(ds: Dataset) -> DoseGrid:

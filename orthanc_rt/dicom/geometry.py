@@ -5,7 +5,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom.attributes import described, floats
-from orthanc_rt.dicom.errors import DicomInputError
+from orthanc_rt.errors import DicomInputError
 
 IDENTITY_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 _ORIENTATION_TOLERANCE = 1e-4

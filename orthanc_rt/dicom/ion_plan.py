@@ -27,8 +27,8 @@ from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.attributes import described, floats, is_present, number, required
-from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.models import EnergyLayer, IonBeam, IonPlan, RangeShifter
+from orthanc_rt.errors import DicomInputError
 
 MAX_BEAMS = 50
 MAX_ENERGY_MEV = 400.0

@@ -14,8 +14,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.raw_sequence import read_items
+from orthanc_rt.errors import DicomInputError
 
 # Points of one contour must share z to this tolerance to be a planar axial contour.
 _PLANAR_TOLERANCE_MM = 0.01

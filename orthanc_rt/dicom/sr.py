@@ -13,8 +13,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.errors import DicomInputError
-from orthanc_rt.models import Measurement
+from orthanc_rt.errors import DicomInputError
+from orthanc_rt.records.tables import Measurement
 
 SR_CLASSES = (sop.COMPREHENSIVE_SR, sop.ENHANCED_SR, "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
               "1.2.840.10008.5.1.4.1.1.88.34")  # Comprehensive 3D SR

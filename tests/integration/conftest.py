@@ -6,32 +6,29 @@ StableAge and few Monte Carlo primaries so the suite stays fast.
 """
 from __future__ import annotations
 
-import os
-import time
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
-import requests
 
-from orthanc_rt import stack
-from orthanc_rt.orthanc_api import orthanc_session
-from orthanc_rt.stack import StackConfig
-from tests.conftest import REDIS_TEST_URL, _postgres_database, free_port
-
-STACK_REDIS_URL = os.environ.get("ORTHANC_RT_TEST_STACK_REDIS", "redis://127.0.0.1:6379/14")
-TEST_PRIMARIES = 20_000
-# One automatic planning rule, on an ROI name only tests/integration/test_planning.py uses.
-AUTO_PLAN_ROI = "AUTOPLAN_PTV"
-AUTO_PLANNING = {"Enabled": True,
-                 "Protocols": {"test-1beam": {"prescription_gy": 2.0, "beam_count": 1, "beamlet_primaries": 500,
-                                              "final_primaries": 100_000}},
-                 "Rules": [{"Name": "autoplan-test", "TargetPattern": "AUTOPLAN_.*", "Workflow": "proton-impt",
-                            "Protocol": "test-1beam"}]}
+from orthanc_rt.ops import stack
+from orthanc_rt.ops.stack import StackConfig
+from orthanc_rt.ops.viewer import ohif_dist
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.services import REDIS_TEST_URL, free_port, postgres_database
+from tests.support.stack import (
+    AUTH_USERS,
+    AUTO_PLANNING,
+    FAULT_JOB_TIMEOUT_S,
+    STACK_REDIS_URL,
+    TEST_PRIMARIES,
+    WORKER_USER,
+    Client,
+)
 
 
 @pytest.fixture(scope="session")
 def stack_database() -> Iterator[str]:
-    yield from _postgres_database()
+    yield from postgres_database()
 
 
 @pytest.fixture(scope="session")
@@ -61,16 +58,12 @@ def rt_stack(tmp_path_factory, stack_database) -> Iterator[StackConfig]:
         Redis.from_url(cfg.redis_url).flushdb()
 
 
-# The production configuration's users in tests: {name: (password, role)}; "nobody" has no role.
-AUTH_USERS = {"ada": ("ada-pw-1", "admin"), "phil": ("phil-pw-2", "physicist"),
-              "dora": ("dora-pw-3", "dosimetrist"), "vic": ("vic-pw-4", "viewer"), "nobody": ("nobody-pw-5", "")}
-WORKER_USER = ("rt-worker", "worker-secret-6f1c")
 
 
 @pytest.fixture(scope="session")
 def auth_stack(tmp_path_factory) -> Iterator[StackConfig]:
     """orthanc_config/production.json with authentication on: own Redis (private port) and database."""
-    for database_url in _postgres_database():
+    for database_url in postgres_database():
         cfg = StackConfig(
             data_dir=tmp_path_factory.mktemp("auth-stack"),
             http_port=free_port(),
@@ -94,14 +87,13 @@ def auth_stack(tmp_path_factory) -> Iterator[StackConfig]:
             stack.stop(cfg)
 
 
-FAULT_JOB_TIMEOUT_S = 60
 
 
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory) -> Iterator[StackConfig]:
     """A stack the fault tests may break: two workers (one MCsquare thread each), own Redis on a
     private port, own database, short heartbeats and a 60 s job time limit."""
-    for database_url in _postgres_database():
+    for database_url in postgres_database():
         cfg = StackConfig(
             data_dir=tmp_path_factory.mktemp("fault-stack"),
             http_port=free_port(),
@@ -123,9 +115,6 @@ def fault_stack(tmp_path_factory) -> Iterator[StackConfig]:
             stack.stop(cfg)
 
 
-def as_user(cfg: StackConfig, user: str | None) -> "Client":
-    auth = None if user is None else (user, AUTH_USERS[user][0])
-    return Client(cfg.orthanc_url, auth=auth)
 
 
 @pytest.fixture
@@ -133,53 +122,15 @@ def orthanc(rt_stack) -> "Client":
     return Client(rt_stack.orthanc_url)
 
 
-class Client:
-    """requests against the stack's Orthanc, with the waits the tests need."""
 
-    def __init__(self, base: str, auth: tuple[str, str] | None = None):
-        self.base = base
-        self.http = orthanc_session(auth)  # resends requests whose connection Orthanc dropped unanswered
 
-    def get(self, path: str, **kw: Any) -> requests.Response:
-        return self.http.get(self.base + path, timeout=30, **kw)
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists() or not (ohif_dist() / "index.html").is_file():
+        pytest.fail("Chromium or the OHIF viewer is missing: run ./orthanc-rt install --dev")
+    from playwright.sync_api import sync_playwright
 
-    def post(self, path: str, **kw: Any) -> requests.Response:
-        return self.http.post(self.base + path, timeout=60, **kw)
-
-    def put(self, path: str, **kw: Any) -> requests.Response:
-        return self.http.put(self.base + path, timeout=30, **kw)
-
-    def delete(self, path: str, **kw: Any) -> requests.Response:
-        return self.http.delete(self.base + path, timeout=30, **kw)
-
-    def jobs(self, **filters: Any) -> list[dict[str, Any]]:
-        r = self.get("/rt/jobs", params={"limit": 500, **filters})
-        r.raise_for_status()
-        return r.json()["items"]
-
-    def wait_job(self, predicate, *, timeout_s: float = 300, **filters: Any) -> dict[str, Any]:
-        """Poll /rt/jobs until a job matching `predicate` exists; returns it."""
-        deadline = time.monotonic() + timeout_s
-        seen: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            seen = self.jobs(**filters)
-            for job in seen:
-                if predicate(job):
-                    return job
-            time.sleep(0.5)
-        raise AssertionError(f"no job matched within {timeout_s} s; jobs seen: {seen}")
-
-    def wait_final(self, job_id: str, *, timeout_s: float = 300) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        job: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            job = self.get(f"/rt/jobs/{job_id}").json()
-            if job["state"] in ("succeeded", "failed", "cancelled"):
-                return job
-            time.sleep(0.5)
-        raise AssertionError(f"job {job_id} not final after {timeout_s} s: {job}")
-
-    def study_instances(self, study_uid: str, modality: str) -> list[str]:
-        found = self.post("/tools/find", json={"Level": "Instance", "Query": {
-            "StudyInstanceUID": study_uid, "Modality": modality}}).json()
-        return found
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()

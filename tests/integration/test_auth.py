@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from orthanc_rt import db
-from tests import util
-from tests.integration.conftest import AUTH_USERS, WORKER_USER, as_user
-from tests.integration.senders import rest_upload
-from tests.unit.test_roles import SAMPLES, STATE_CHANGING
+from orthanc_rt.records import db
+from tests.support import cases as util
+from tests.support.routes import SAMPLES, STATE_CHANGING
+from tests.support.senders import rest_upload
+from tests.support.stack import AUTH_USERS, WORKER_USER, as_user
 
 pytestmark = pytest.mark.integration
 

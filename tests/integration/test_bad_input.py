@@ -1,15 +1,14 @@
 """Bad input ends as a 4xx or a failed job with a readable reason; Orthanc and the worker carry on."""
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
 
 from orthanc_rt.dicom.serialize import to_bytes
-from tests import util
-from tests.integration.senders import rest_upload
+from tests.support import cases as util
+from tests.support.senders import rest_upload
+from tests.support.stack import mcsquare_running
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +78,7 @@ def test_cancelling_a_running_job_stops_mcsquare(orthanc, rt_stack):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         job = orthanc.get(f"/rt/jobs/{job_id}").json()
-        if job["stage"].startswith("Monte Carlo") and _mcsquare_running(rt_stack.data_dir):
+        if job["stage"].startswith("Monte Carlo") and mcsquare_running(rt_stack.data_dir):
             break
         time.sleep(0.3)
     else:
@@ -87,23 +86,11 @@ def test_cancelling_a_running_job_stops_mcsquare(orthanc, rt_stack):
     answer = orthanc.delete(f"/rt/jobs/{job_id}")
     assert answer.status_code == 200 and answer.json()["cancelled"] is True
     deadline = time.monotonic() + 20
-    while _mcsquare_running(rt_stack.data_dir) and time.monotonic() < deadline:
+    while mcsquare_running(rt_stack.data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _mcsquare_running(rt_stack.data_dir), "MCsquare still running after cancellation"
+    assert not mcsquare_running(rt_stack.data_dir), "MCsquare still running after cancellation"
     assert orthanc.get(f"/rt/jobs/{job_id}").json()["state"] == "cancelled"
     assert len(orthanc.study_instances(case.study.study_instance_uid, "RTDOSE")) == 1  # only the auto dose
     _still_serving(orthanc)
 
 
-def _mcsquare_running(data_dir: Path) -> bool:
-    """An MCsquare process working in one of this stack's job folders (other stacks may run their own)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if b"MCsquare" in (proc / "cmdline").read_bytes() and \
-                    Path(os.readlink(proc / "cwd")).is_relative_to(data_dir):
-                return True
-        except OSError:
-            continue
-    return False

@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests import util
-from tests.integration.senders import c_store, rest_upload
+from tests.support import cases as util
+from tests.support.senders import c_store, rest_upload
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import sys
 import pytest
 import requests
 
-from orthanc_rt import stack
-from tests.conftest import REDIS_TEST_URL, free_port
+from orthanc_rt.ops import stack
+from tests.support.services import REDIS_TEST_URL, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def test_demo_plans_the_phantom_and_prints_where_to_look(tmp_path):
            "ORTHANC_RT_DICOM_PORT": str(free_port()), "ORTHANC_RT_REDIS_URL": REDIS_TEST_URL,
            "ORTHANC_RT_VIEWER_PORT": "0", "ORTHANC_RT_STABLE_AGE": "2"}
     env.pop("ORTHANC_RT_DATABASE_URL", None)
-    cli = [sys.executable, "-m", "orthanc_rt.cli"]
+    cli = [sys.executable, "-m", "orthanc_rt.ops.cli"]
     try:
         run = subprocess.run([*cli, "demo", "--beamlet-primaries", "1000", "--final-primaries", "500000",
                               "--timeout", "900"], env=env, cwd=stack.PROJECT_DIR, capture_output=True, text=True,

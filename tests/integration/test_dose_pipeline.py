@@ -13,8 +13,8 @@ import pytest
 
 from orthanc_rt.dicom.dose import read_rtdose
 from orthanc_rt.dicom.serialize import from_bytes
-from tests import util
-from tests.integration.senders import c_store, rest_upload, stow_rs
+from tests.support import cases as util
+from tests.support.senders import c_store, rest_upload, stow_rs
 
 pytestmark = pytest.mark.integration
 

@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from tests import util
-from tests.integration.senders import rest_upload
-from tests.integration.test_viewers import ARTIFACTS, browser  # noqa: F401 (the module's Chromium)
+from tests.support import cases as util
+from tests.support.browser import ARTIFACTS
+from tests.support.senders import rest_upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
-def test_a_plan_requested_in_explorer_is_listed_with_its_results(orthanc, rt_stack, browser):  # noqa: F811
+def test_a_plan_requested_in_explorer_is_listed_with_its_results(orthanc, rt_stack, browser):
     case = util.small_phantom_case("explorer-plan")
     rest_upload(orthanc.base, [*case.ct, case.rtstruct])
     time.sleep(rt_stack.stable_age_s + 1)

@@ -10,13 +10,12 @@ import time
 
 import pytest
 
-from orthanc_rt import stack
-from orthanc_rt.jobs import JobStore
-from orthanc_rt.uids import derive_uid
-from tests import util
-from tests.integration.conftest import FAULT_JOB_TIMEOUT_S, Client
-from tests.integration.senders import rest_upload
-from tests.integration.test_bad_input import _mcsquare_running
+from orthanc_rt.dicom.uids import derive_uid
+from orthanc_rt.ops import stack
+from orthanc_rt.records.jobs import JobStore
+from tests.support import cases as util
+from tests.support.senders import rest_upload
+from tests.support.stack import FAULT_JOB_TIMEOUT_S, Client, mcsquare_running
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +37,7 @@ def _wait_monte_carlo(client: Client, job_id: str, data_dir) -> dict:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         job = client.get(f"/rt/jobs/{job_id}").json()
-        if job["stage"].startswith("Monte Carlo") and _mcsquare_running(data_dir):
+        if job["stage"].startswith("Monte Carlo") and mcsquare_running(data_dir):
             return job
         time.sleep(0.3)
     pytest.fail(f"MCsquare never started for {job_id}")
@@ -52,7 +51,7 @@ def _doses_of(client: Client, job_id: str) -> list[str]:
 def test_worker_killed_mid_monte_carlo_is_taken_up_again(client, fault_stack):
     case, plan_id = _case_with_auto_dose(client, "sigkill")
     job_id = client.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 600_000}).json()["job"]["id"]
-    job = _wait_monte_carlo(client, job_id, fault_stack.data_dir)
+    _wait_monte_carlo(client, job_id, fault_stack.data_dir)
     horse = int(job_id and client.get(f"/rt/jobs/{job_id}").json()["events"][-1]["actor"].rsplit(":", 1)[1])
     worker = int(open(f"/proc/{horse}/stat").read().rsplit(") ", 1)[1].split()[1])  # the horse's parent
     names = [n for n in ("worker-1", "worker-2") if stack._read_pid(fault_stack, n) == worker]
@@ -60,7 +59,7 @@ def test_worker_killed_mid_monte_carlo_is_taken_up_again(client, fault_stack):
     os.killpg(horse, signal.SIGKILL)  # the work horse and its MCsquare (RQ gives the horse its own group)
     os.kill(worker, signal.SIGKILL)
     time.sleep(1)
-    assert not _mcsquare_running(fault_stack.data_dir)
+    assert not mcsquare_running(fault_stack.data_dir)
 
     done = client.wait_final(job_id, timeout_s=360)
     assert done["state"] == "succeeded", done["message"]
@@ -86,9 +85,9 @@ def test_stuck_mcsquare_is_killed_at_the_time_limit(client, fault_stack):
     assert f"time limit of {FAULT_JOB_TIMEOUT_S} s exceeded" in done["message"]
     assert done["attempts"] == 1  # a time-out is not retried
     deadline = time.monotonic() + 20
-    while _mcsquare_running(fault_stack.data_dir) and time.monotonic() < deadline:
+    while mcsquare_running(fault_stack.data_dir) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _mcsquare_running(fault_stack.data_dir)
+    assert not mcsquare_running(fault_stack.data_dir)
     assert _doses_of(client, job_id) == []
 
 
@@ -143,7 +142,7 @@ def test_database_unreachable_during_a_job_is_retried_with_back_off(client, faul
     """Only this test's worker reaches the database through a proxy the test cuts for 20 s."""
     from urllib.parse import urlparse
 
-    from tests.integration.tcp_proxy import CuttableProxy
+    from tests.support.tcp_proxy import CuttableProxy
 
     url = urlparse(fault_stack.db_url)
     proxy = CuttableProxy(url.hostname, url.port or 5432)

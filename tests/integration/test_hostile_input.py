@@ -8,8 +8,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests import util
-from tests.integration.senders import rest_upload
+from tests.support import cases as util
+from tests.support.senders import rest_upload
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from orthanc_rt.analysis import analyse
-from orthanc_rt.measurements import COLUMNS
-from orthanc_rt.params import AnalysisParams
-from tests import util
-from tests.integration.senders import c_store, rest_upload, stow_rs
+from orthanc_rt.analysis.dose_analysis import analyse
+from orthanc_rt.records.measurements import COLUMNS
+from orthanc_rt.scheduling.params import AnalysisParams
+from tests.support import cases as util
+from tests.support.senders import c_store, rest_upload, stow_rs
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.integration.conftest import AUTH_USERS
+from tests.support.stack import AUTH_USERS
 
 pytestmark = pytest.mark.integration
 

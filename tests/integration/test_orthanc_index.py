@@ -9,11 +9,11 @@ import psycopg
 import pytest
 import requests
 
-from orthanc_rt import stack
 from orthanc_rt.dicom.serialize import to_bytes
-from orthanc_rt.stack import StackConfig
-from tests.conftest import _postgres_database, free_port
-from tests.util import small_phantom_case
+from orthanc_rt.ops import stack
+from orthanc_rt.ops.stack import StackConfig
+from tests.support.cases import small_phantom_case
+from tests.support.services import free_port, postgres_database
 
 
 def _config(data_dir: Path, database_url: str, redis_url: str) -> StackConfig:
@@ -25,7 +25,7 @@ def _config(data_dir: Path, database_url: str, redis_url: str) -> StackConfig:
 @pytest.fixture(scope="module")
 def two_orthancs(tmp_path_factory) -> Iterator[tuple[StackConfig, StackConfig, str]]:
     """Two Orthanc-RT instances (own folders and ports) on one PostgreSQL database and one private Redis."""
-    for database_url in _postgres_database():
+    for database_url in postgres_database():
         redis_url = f"redis://127.0.0.1:{free_port()}/0"  # ensure_redis starts a private one; stop() ends it
         first = _config(tmp_path_factory.mktemp("orthanc-a"), database_url, redis_url)
         second = _config(tmp_path_factory.mktemp("orthanc-b"), database_url, redis_url)

@@ -6,8 +6,8 @@ import io
 import pytest
 from PIL import Image
 
-from tests import util
-from tests.integration.senders import rest_upload
+from tests.support import cases as util
+from tests.support.senders import rest_upload
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import pytest
 
 from orthanc_rt.dicom.dose import read_rtdose
 from orthanc_rt.dicom.serialize import from_bytes
-from tests import util
-from tests.integration.senders import rest_upload
+from tests.support import cases as util
+from tests.support.senders import rest_upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.physics]
 

@@ -16,15 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from orthanc_rt.analysis.dvh_metrics import roi_dose_metrics
+from orthanc_rt.analysis.roi_masks import structure_masks
 from orthanc_rt.dicom.dose import read_rtdose
-from orthanc_rt.dicom.serialize import from_bytes
-from orthanc_rt.dvh_metrics import roi_dose_metrics
-from orthanc_rt.roi_masks import structure_masks
 from orthanc_rt.dicom.rtstruct import read_structure_set
-from tests import util
-from tests.integration.conftest import AUTO_PLAN_ROI, Client
-from tests.integration.senders import rest_upload
-from tests.integration.test_bad_input import _mcsquare_running
+from orthanc_rt.dicom.serialize import from_bytes
+from tests.support import cases as util
+from tests.support.senders import rest_upload
+from tests.support.stack import AUTO_PLAN_ROI, Client, mcsquare_running
 
 pytestmark = pytest.mark.integration
 
@@ -265,7 +264,7 @@ def test_deleting_a_running_plan_stops_its_mcsquare(orthanc, rt_stack):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         plan = orthanc.get(f"/rt/plans/{plan_id}").json()
-        if plan["job"]["stage"].startswith("computing beamlets") and _mcsquare_running(rt_stack.data_dir):
+        if plan["job"]["stage"].startswith("computing beamlets") and mcsquare_running(rt_stack.data_dir):
             break
         time.sleep(0.3)
     else:
@@ -273,9 +272,9 @@ def test_deleting_a_running_plan_stops_its_mcsquare(orthanc, rt_stack):
     answer = orthanc.delete(f"/rt/plans/{plan_id}").json()
     assert answer["deleted"] and answer["job_cancelled"]["cancelled"], answer
     deadline = time.monotonic() + 20
-    while _mcsquare_running(rt_stack.data_dir) and time.monotonic() < deadline:
+    while mcsquare_running(rt_stack.data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _mcsquare_running(rt_stack.data_dir), "MCsquare still running after the plan was deleted"
+    assert not mcsquare_running(rt_stack.data_dir), "MCsquare still running after the plan was deleted"
     plan = orthanc.get(f"/rt/plans/{plan_id}").json()
     assert plan["status"] == "deleted" and plan["job"]["state"] == "cancelled" and plan["results"] == {}
     assert orthanc.study_instances(case.study.study_instance_uid, "RTPLAN") == []

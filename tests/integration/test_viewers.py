@@ -14,7 +14,6 @@ import io
 import re
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -23,30 +22,16 @@ import pytest
 import requests
 from PIL import Image
 
-from orthanc_rt.viewer import CONFIG, ohif_dist
-from tests import util
-from tests.integration.conftest import AUTH_USERS, WORKER_USER, as_user
-from tests.integration.senders import rest_upload, stow_rs_response
+from orthanc_rt.ops.viewer import CONFIG
+from tests.support import cases as util
+from tests.support.browser import ARTIFACTS
+from tests.support.senders import rest_upload, stow_rs_response
+from tests.support.stack import AUTH_USERS, WORKER_USER, as_user
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-# Flags for a closed network and a root user (see the machine notes): no sandbox, no background traffic.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists() or not (ohif_dist() / "index.html").is_file():
-        pytest.fail("Chromium or the OHIF viewer is missing: run ./orthanc-rt install --dev")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _ohif_page(browser_or_context, **kw):

@@ -27,13 +27,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orthanc_rt.dicom.errors import DicomInputError
-from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, IonPlan, RangeShifter
+from orthanc_rt.dicom.models import (
+    CtVolume,
+    DoseGrid,
+    EnergyLayer,
+    IonBeam,
+    IonPlan,
+    RangeShifter,
+)
+from orthanc_rt.errors import DicomInputError
 
 pytest.importorskip("opentps.core")
 
-from worker import mcsquare  # noqa: E402  (after the skip: these import OpenTPS)
-from worker.dose_engine import DoseEngineError, compute_dose, default_beam_model  # noqa: E402
+from worker.engines import mcsquare  # noqa: E402  (after the skip: these import OpenTPS)
+from worker.engines.proton_dose import DoseEngineError, compute_dose, default_beam_model  # noqa: E402
 
 FRAME = "1.2.826.0.1.3680043.8.498.1"
 PRIMARIES = 100_000
@@ -263,7 +270,7 @@ def test_threads_setting_reaches_mcsquare(tmp_path):
 @pytest.mark.physics
 def test_mcsquare_failure_is_reported_with_its_output(tmp_path):
     model = default_beam_model()
-    from worker.dose_engine import to_opentps_ct, to_opentps_plan
+    from worker.engines.proton_dose import to_opentps_ct, to_opentps_plan
 
     ct = water_ct((10, 30, 10), origin_mm=(-36.0, -58.0, -36.0), spacing_mm=(8.0, 4.0, 8.0))
     folder = mcsquare.JobFolder.at(tmp_path)
@@ -291,7 +298,7 @@ def test_mcsquare_shares_the_worker_process_group_and_dies_with_it(tmp_path):
         import numpy as np
         from pathlib import Path
         from tests.physics.test_mcsquare_range import layer, single_beam_plan, water_ct
-        from worker.dose_engine import compute_dose
+        from worker.engines.proton_dose import compute_dose
         ct = water_ct((20, 60, 20), (-38.0, -59.0, -38.0), (4.0, 2.0, 4.0))
         compute_dose(ct, single_beam_plan([layer(100.0, [(0.0, 0.0, 1.0)])]), primaries=10**10,
                      work_dir=Path({str(work_dir)!r}))
@@ -378,7 +385,7 @@ def test_unknown_range_shifter_and_non_proton_beams_are_refused(tmp_path):
 
 
 def test_known_range_shifter_is_written_into_the_mcsquare_plan(tmp_path):
-    from worker.dose_engine import to_opentps_ct, to_opentps_plan
+    from worker.engines.proton_dose import to_opentps_ct, to_opentps_plan
 
     model = default_beam_model()
     plan = single_beam_plan([layer(120.0, [(0, 0, 1)], shifter_in=True), layer(110.0, [(0, 0, 1), (0, 0, 2)])],

@@ -1,7 +1,7 @@
 """OpenTPS' CCC photon engine through our job-folder runner and planner: depth dose, geometry, planning, processes.
 
 Every test runs the installed engine (nothing is mocked) on water phantoms
-from `orthanc_rt.dicom.phantom` of at most 22 x 105 x 22 voxels (the process
+from `orthanc_rt.ops.phantom` of at most 22 x 105 x 22 voxels (the process
 test starts a larger job and kills it at once). Costs on this shared 2-core
 machine: the depth-dose test 3-8 s (16 beamlets of 1 cm on 2 mm depth
 voxels), the two-beam plan 2-5 s (50 beamlets, ~24 L-BFGS-B iterations, plus
@@ -19,7 +19,7 @@ the aperture's radius plus RSAFE = 2 cm): measured here, the central-axis
 depth dose of a 10x10 cm² field is the same as that of a 4x4 cm² one
 (PDD(10 cm) 61 %), so large fields lack scatter. OpenTPS' default kernel set
 (Kernels_differentFluence) fails this test: dmax 18 mm, PDD(10 cm) 66.4 %
-(see `orthanc_rt.photon_ccc`).
+(see `orthanc_rt.planning.ccc_engine`).
 """
 from __future__ import annotations
 
@@ -35,17 +35,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orthanc_rt import photon_ccc
 from orthanc_rt.dicom.builders import build_photon_plan
-from orthanc_rt.dicom.phantom import water_phantom_case
-from orthanc_rt.plan_request import Objective, PlanRequest
+from orthanc_rt.ops.phantom import water_phantom_case
+from orthanc_rt.planning import ccc_engine as photon_ccc
+from orthanc_rt.planning.request import Objective, PlanRequest
 
 pytest.importorskip("opentps.core")
 if not photon_ccc.status()["available"]:
     pytest.skip(f"CCC engine unavailable: {photon_ccc.status()['reason']}", allow_module_level=True)
 
-from worker.photon_engine import DensityGrid, PhotonEngineError, compute_beamlets  # noqa: E402
-from worker.photon_planning import compute_plan_dose, density_grid, plan_photon  # noqa: E402
+from worker.engines.ccc import DensityGrid, PhotonEngineError, compute_beamlets  # noqa: E402
+from worker.planning.photon import compute_plan_dose, density_grid, plan_photon  # noqa: E402
 
 pytestmark = pytest.mark.physics
 _PR_SET_CHILD_SUBREAPER = 36
@@ -186,8 +186,8 @@ def test_engine_shares_the_worker_process_group_and_dies_with_it(tmp_path):
     script = textwrap.dedent(f"""
         import numpy as np
         from pathlib import Path
-        from orthanc_rt.photon_ccc import Beamlet
-        from worker.photon_engine import DensityGrid, compute_beamlets
+        from orthanc_rt.planning.ccc_engine import Beamlet
+        from worker.engines.ccc import DensityGrid, compute_beamlets
         grid = DensityGrid(np.ones((80, 120, 80), np.float32), (-158.0, -238.0, -158.0), (4.0, 4.0, 4.0))
         beamlets = [Beamlet(0.0, x, y, 5.0, 5.0) for x in range(-100, 100, 5) for y in range(-100, 100, 5)]
         compute_beamlets(grid, (0.0, 0.0, 0.0), beamlets, work_dir=Path({str(work_dir)!r}), threads=2)

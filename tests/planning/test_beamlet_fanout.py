@@ -1,6 +1,6 @@
 """Beamlets split into RQ sub-jobs, run by real worker processes on real Redis, merged back in plan order.
 
-Case: the small water phantom of tests/util.py, two beams (gantry 0 and 90),
+Case: the small water phantom of tests/support/cases.py, two beams (gantry 0 and 90),
 220 spots in 12 layers, 6 mm scoring grid, 500 primaries per spot, MCsquare
 on one thread: a single-process computation takes about 3 s.
 
@@ -28,16 +28,27 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job as RqJob
 
-from orthanc_rt.queue import Dispatcher
-from tests.planning.rq_workers import rq_workers
-from tests.planning.test_plan_convert import designed_plan
-from tests.util import small_phantom_case
-from worker import beamlet_fanout
-from worker.beamlet_fanout import FAULT_ENV, HEARTBEAT_TTL_S, DistributedBeamlets
-from worker.beamlet_parts import BeamletFanoutError, Part, part_count, part_plans, proton_plan, slice_plan, \
-    split_plan
-from worker.beamlets import ScenarioErrors, local_beamlets
-from worker.dose_engine import default_beam_model, scoring_grid, to_opentps_ct
+from orthanc_rt.scheduling.queue import Dispatcher
+from tests.support.cases import small_phantom_case
+from tests.support.opentps_plans import designed_plan
+from tests.support.rq_workers import rq_workers
+from worker.engines import beamlet_fanout
+from worker.engines.beamlet_fanout import (
+    FAULT_ENV,
+    HEARTBEAT_TTL_S,
+    DistributedBeamlets,
+)
+from worker.engines.beamlet_parts import (
+    BeamletFanoutError,
+    Part,
+    part_count,
+    part_plans,
+    proton_plan,
+    slice_plan,
+    split_plan,
+)
+from worker.engines.beamlets import ScenarioErrors, local_beamlets
+from worker.engines.proton_dose import default_beam_model, scoring_grid, to_opentps_ct
 
 PRIMARIES = 500
 SPLIT_SPOTS = 80  # 220 spots: 3 parts
@@ -350,8 +361,8 @@ def _dose_centroid(dose: np.ndarray, grid) -> np.ndarray:
 @pytest.mark.physics
 def test_plan_impt_optimises_the_merged_beamlets(redis_url, tmp_path):
     """The whole planner with its beamlet stage spread over a real worker and the plan job."""
-    from orthanc_rt.dvh_metrics import roi_dose_metrics
-    from worker.planning import STAGES, PlanRequest, plan_impt
+    from orthanc_rt.analysis.dvh_metrics import roi_dose_metrics
+    from worker.planning.impt import STAGES, PlanRequest, plan_impt
 
     case = small_phantom_case("beamlet-fanout-plan")
     request = PlanRequest("TargetVolume", 2.0, beam_count=1, beamlet_primaries=1000, final_primaries=1_000_000)

@@ -9,10 +9,15 @@ import scipy.sparse as sp
 from opentps.core.io import mcsquareIO
 from opentps.core.utils.programSettings import ProgramSettings
 
-from tests.planning.test_plan_convert import designed_plan
-from tests.util import small_phantom_case
-from worker.beamlets import compute_beamlets, read_sparse_beamlets
-from worker.dose_engine import GY_PER_EV_PER_G, default_beam_model, scoring_grid, to_opentps_ct
+from tests.support.cases import small_phantom_case
+from tests.support.opentps_plans import designed_plan
+from worker.engines.beamlets import compute_beamlets, read_sparse_beamlets
+from worker.engines.proton_dose import (
+    GY_PER_EV_PER_G,
+    default_beam_model,
+    scoring_grid,
+    to_opentps_ct,
+)
 
 
 def _tree_state(folder: Path) -> dict[str, float]:
@@ -50,7 +55,7 @@ def test_beamlets_stay_in_work_dir_and_match_opentps_reader(tmp_path):
 
 
 def test_beamlet_progress_is_the_share_of_spots_started():
-    from worker.mcsquare import progress_from_log
+    from worker.engines.mcsquare import progress_from_log
 
     log = "Simulation of beamlet 1/4  \nSimulation of beamlet 3/4  \nSimulation of beamlet 2/4  \n"
     assert progress_from_log(log) == pytest.approx(0.75)

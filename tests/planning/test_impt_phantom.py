@@ -15,13 +15,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from orthanc_rt.analysis.dvh_metrics import roi_dose_metrics
 from orthanc_rt.dicom.builders import build_ion_plan
 from orthanc_rt.dicom.ion_plan import read_ion_plan
-from orthanc_rt.dvh_metrics import roi_dose_metrics
-from tests.util import small_phantom_case
-from worker.dose_engine import compute_dose, scoring_grid
-from orthanc_rt.plan_request import PlanRequest
-from worker.planning import STAGES, mask_on_grid, plan_impt
+from orthanc_rt.planning.request import PlanRequest
+from tests.support.cases import small_phantom_case
+from worker.engines.proton_dose import compute_dose, scoring_grid
+from worker.planning.impt import STAGES, mask_on_grid, plan_impt
 
 RX_GY = 2.0
 FINAL_PRIMARIES = 4_000_000

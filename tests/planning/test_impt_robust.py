@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.util import small_phantom_case
-from orthanc_rt.plan_request import PlanRequest, Robustness
-from worker.planning import plan_impt
+from orthanc_rt.planning.request import PlanRequest, Robustness
+from tests.support.cases import small_phantom_case
+from worker.planning.impt import plan_impt
 
 RX_GY = 2.0
 

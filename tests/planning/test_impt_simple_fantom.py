@@ -5,7 +5,7 @@ RTSTRUCT with the 40 mm `TargetVolume`) is OpenTPS test data (UCLouvain,
 Apache-2.0), read in place from /work/shared/data and never copied into the
 repository; the test is skipped where it is absent (set ORTHANC_RT_SHARED_DATA
 to its parent folder elsewhere). Its empty FrameOfReferenceUID is replaced in
-memory by a derived UID (see `tests.util.read_simple_fantom`).
+memory by a derived UID (see `tests.support.cases.read_simple_fantom`).
 
 Cost, measured on the 2-core dev machine with threads=1 (another engineer's
 tests running alongside): CT averaged to 2 mm voxels (100³), 4 mm scoring
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import read_simple_fantom
-from orthanc_rt.plan_request import PlanRequest
-from worker.planning import plan_impt
+from orthanc_rt.planning.request import PlanRequest
+from tests.support.cases import read_simple_fantom
+from worker.planning.impt import plan_impt
 
 DATA = Path(os.environ.get("ORTHANC_RT_SHARED_DATA", "/work/shared/data")) / "SimpleFantomWithStruct"
 RX_GY = 2.0

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from orthanc_rt.dicom.models import CtVolume
-from orthanc_rt.plan_request import Objective, PlanRequest, PlanRequestError, Robustness
-from worker.photon_planning import plan_photon, validate_request
+from orthanc_rt.planning.request import (
+    Objective,
+    PlanRequest,
+    PlanRequestError,
+    Robustness,
+)
+from worker.planning.photon import plan_photon, validate_request
 
 CT = CtVolume(hu=np.zeros((4, 5, 6), dtype=np.float32), origin_mm=(0.0, 0.0, 0.0), spacing_mm=(2.0, 2.0, 2.0),
               frame_of_reference_uid="1.2.3")

@@ -3,31 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opentps.core.data.images import ROIMask
-from opentps.core.data.plan._protonPlanDesign import ProtonPlanDesign
 
 from orthanc_rt.dicom.builders import build_ion_plan
 from orthanc_rt.dicom.ion_plan import read_ion_plan
-from orthanc_rt.dicom.phantom import case_uid
-from tests.util import small_phantom_case
-from worker.dose_engine import default_beam_model, to_opentps_ct
-from worker.plan_convert import from_opentps_plan
-
-
-def designed_plan(case, gantry=(0.0, 90.0), couch=(0.0, 10.0)):
-    """Spots placed by OpenTPS on the phantom's target (no Monte Carlo), as the planner does."""
-    ct = case.ct_volume
-    design = ProtonPlanDesign()
-    design.ct = to_opentps_ct(ct)
-    design.calibration = default_beam_model().calibration
-    design.gantryAngles, design.couchAngles = list(gantry), list(couch)
-    design.beamNames = [f"B{k + 1}" for k in range(len(gantry))]
-    design.spotSpacing = design.layerSpacing = 6.0
-    design.targetMargin = 3.0
-    target = ROIMask(imageArray=np.ascontiguousarray(case.target_mask.transpose(2, 1, 0)), name="TargetVolume",
-                     origin=ct.origin_mm, spacing=ct.spacing_mm)
-    design.defineTargetMaskAndPrescription(target=target, targetPrescription=2.0)
-    return design.buildPlan()
+from orthanc_rt.ops.phantom import case_uid
+from tests.support.cases import small_phantom_case
+from tests.support.opentps_plans import designed_plan
+from worker.engines.plan_convert import from_opentps_plan
 
 
 def test_opentps_plan_to_dicom_and_back():

@@ -4,10 +4,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from orthanc_rt.analysis.dvh_metrics import (
+    dose_at_volume,
+    roi_dose_metrics,
+    target_dose_metrics,
+)
 from orthanc_rt.dicom.models import CtVolume
-from orthanc_rt.dvh_metrics import dose_at_volume, roi_dose_metrics, target_dose_metrics
-from orthanc_rt.plan_request import Objective, PlanRequest, PlanRequestError, Robustness
-from worker.planning import plan_impt, validate_request
+from orthanc_rt.planning.request import (
+    Objective,
+    PlanRequest,
+    PlanRequestError,
+    Robustness,
+)
+from worker.planning.impt import plan_impt, validate_request
 
 CT = CtVolume(hu=np.zeros((4, 5, 6), dtype=np.float32), origin_mm=(0.0, 0.0, 0.0), spacing_mm=(2.0, 2.0, 2.0),
               frame_of_reference_uid="1.2.3")

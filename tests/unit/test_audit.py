@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from sqlalchemy import delete, update
 
-from orthanc_rt import audit, jobs
-from orthanc_rt.db import session_scope
-from orthanc_rt.jobs import JobStore
-from orthanc_rt.models import AuditEntry, Job
+from orthanc_rt.records import audit, jobs
+from orthanc_rt.records.db import session_scope
+from orthanc_rt.records.jobs import JobStore
+from orthanc_rt.records.tables import AuditEntry, Job
 
 
 def _job(jid: str) -> Job:

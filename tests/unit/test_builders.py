@@ -10,14 +10,20 @@ import pytest
 from matplotlib.path import Path as PolygonPath
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.builders import RoiSpec, build_ct_series, build_ion_plan, build_rtdose, build_rtstruct
+from orthanc_rt.dicom.builders import (
+    RoiSpec,
+    build_ct_series,
+    build_ion_plan,
+    build_rtdose,
+    build_rtstruct,
+)
 from orthanc_rt.dicom.dose import read_rtdose
-from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
-from orthanc_rt.uids import derive_uid
-from tests import util
+from orthanc_rt.dicom.uids import derive_uid
+from orthanc_rt.errors import DicomInputError
+from tests.support import cases as util
 
 STUDY = util.STUDY
 FRAME = STUDY.frame_of_reference_uid

@@ -11,11 +11,11 @@ import pytest
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.builders import build_ct_series
 from orthanc_rt.dicom.ct import read_ct_geometry, read_ct_series
-from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.models import CtVolume
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
-from orthanc_rt.uids import derive_uid
-from tests import util
+from orthanc_rt.dicom.uids import derive_uid
+from orthanc_rt.errors import DicomInputError
+from tests.support import cases as util
 
 SHARED_CT = Path(__file__).resolve().parents[3] / "shared" / "data" / "SimpleFantomWithStruct"
 

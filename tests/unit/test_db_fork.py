@@ -5,7 +5,7 @@ import os
 
 from sqlalchemy import text
 
-from orthanc_rt.db import session_scope
+from orthanc_rt.records.db import session_scope
 
 
 def _query_many_times(url: str, table: str) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orthanc_rt import cli, stack
+from orthanc_rt.ops import cli, stack
+from orthanc_rt.ops.stack import PROJECT_DIR, StackConfig, render_orthanc_config
 from orthanc_rt.settings import Settings
-from orthanc_rt.stack import PROJECT_DIR, StackConfig, render_orthanc_config
 
 COMPOSE = yaml.safe_load((PROJECT_DIR / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -103,9 +103,9 @@ def test_orthanc_database_settings_are_checked(tmp_path):
 
 
 def test_launcher_script_passes_run_to_the_cli():
-    """The services' command (`./orthanc-rt run orthanc|worker`) must reach orthanc_rt.cli."""
+    """The services' command (`./orthanc-rt run orthanc|worker`) must reach orthanc_rt.ops.cli."""
     script = (PROJECT_DIR / "orthanc-rt").read_text()
-    passing = next(line for line in script.splitlines() if "exec \"$py\" -m orthanc_rt.cli \"$cmd\"" in line)
+    passing = next(line for line in script.splitlines() if "exec \"$py\" -m orthanc_rt.ops.cli \"$cmd\"" in line)
     assert "run" in passing.split(")")[0].split("|")
 
 
@@ -113,7 +113,7 @@ def _variables_read_by_code() -> set[str]:
     import re
 
     names: set[str] = set()
-    for path in [*Path(PROJECT_DIR / "orthanc_rt").glob("*.py"), *Path(PROJECT_DIR / "worker").glob("*.py")]:
+    for path in [*Path(PROJECT_DIR / "orthanc_rt").rglob("*.py"), *Path(PROJECT_DIR / "worker").rglob("*.py")]:
         text = path.read_text()
         names.update(re.findall(r'"(ORTHANC_RT_[A-Z_]+)"', text))
         names.update(f"ORTHANC_RT_{n}" for n in re.findall(r'get\("([A-Z_]+)"', text))

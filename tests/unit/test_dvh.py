@@ -4,31 +4,24 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from orthanc_rt import dvh
-from orthanc_rt.analysis import analyse
-from orthanc_rt.dicom.errors import DicomInputError
+from orthanc_rt.analysis import dvh
+from orthanc_rt.analysis.dose_analysis import analyse
 from orthanc_rt.dicom.rtstruct import Roi, read_structure_set
 from orthanc_rt.dicom.serialize import to_bytes
-from orthanc_rt.params import AnalysisParams
-from tests.util import dvh_case, on_other_frame, with_bad_rois
+from orthanc_rt.errors import DicomInputError
+from orthanc_rt.scheduling.params import AnalysisParams
+from tests.support.cases import dvh_case, on_other_frame, with_bad_rois
+from tests.support.oracle import ORACLE_SCRIPT, oracle_python
 
 REPO = Path(__file__).resolve().parents[2]
 ORACLE = "dicompyler-core 0.5.6"
-ORACLE_SCRIPT = REPO / "tests" / "oracle" / "dicompyler_dvh.py"
 
 
-def oracle_python() -> str | None:
-    for candidate in (os.environ.get("ORTHANC_RT_ORACLE_PYTHON"), REPO / ".venv-oracle" / "bin" / "python",
-                      Path(sys.prefix).parent / ".venv-oracle" / "bin" / "python"):
-        if candidate and Path(candidate).is_file():
-            return str(candidate)
-    return None
 
 
 def by_roi(result, metric):

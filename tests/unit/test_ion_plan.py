@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.ion_plan import read_ion_plan, summarize_plan
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
-from tests import util
+from orthanc_rt.errors import DicomInputError
+from tests.support import cases as util
 
 
 def _through_bytes(ds):

@@ -7,13 +7,13 @@ from datetime import timedelta
 import pytest
 from rq import Queue
 
-from orthanc_rt import jobs
-from orthanc_rt.jobs import JobQuery, JobStore
-from orthanc_rt.models import utcnow
-from orthanc_rt.params import DoseParams
-from orthanc_rt.queue import QUEUE_NAMES, Dispatcher, redis_for
-from orthanc_rt.resources import InstanceRef
-from orthanc_rt.scheduling import Scheduler
+from orthanc_rt.pacs.resources import InstanceRef
+from orthanc_rt.records import jobs
+from orthanc_rt.records.jobs import JobQuery, JobStore
+from orthanc_rt.records.tables import utcnow
+from orthanc_rt.scheduling.params import DoseParams
+from orthanc_rt.scheduling.queue import QUEUE_NAMES, Dispatcher, redis_for
+from orthanc_rt.scheduling.scheduler import Scheduler
 
 PLAN = InstanceRef(orthanc_id="p-1", sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.481.8",
                series_instance_uid="1.2.3", study_instance_uid="1.2", orthanc_study_id="s-1")
@@ -127,7 +127,7 @@ def test_list_filters_and_pages(database_url):
 
 
 def jobs_row(job_id: str, study: str = "1.2"):
-    from orthanc_rt.models import Job
+    from orthanc_rt.records.tables import Job
 
     return Job(id=job_id, kind="dose", state=jobs.QUEUED, stage="queued", progress=0.0, message="",
                source="api", requested_by="", study_instance_uid=study, orthanc_study_id="s", params={},

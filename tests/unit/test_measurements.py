@@ -8,17 +8,23 @@ import io
 import pytest
 from rq import Queue
 
-from orthanc_rt import jobs
-from orthanc_rt.analysis import analyse
-from orthanc_rt.jobs import JobStore
-from orthanc_rt.manual_measurements import manual_fields
-from orthanc_rt.measurements import COLUMNS, MeasurementQuery, MeasurementStore, curve_dict, to_csv
-from orthanc_rt.models import Measurement
-from orthanc_rt.params import AnalysisParams, ValidationError
-from orthanc_rt.queue import QUEUE_NAMES, Dispatcher, redis_for
-from orthanc_rt.resources import InstanceRef
-from orthanc_rt.scheduling import Scheduler
-from tests.util import dvh_case
+from orthanc_rt.analysis.dose_analysis import analyse
+from orthanc_rt.pacs.resources import InstanceRef
+from orthanc_rt.records import jobs
+from orthanc_rt.records.jobs import JobStore
+from orthanc_rt.records.manual_measurements import manual_fields
+from orthanc_rt.records.measurements import (
+    COLUMNS,
+    MeasurementQuery,
+    MeasurementStore,
+    curve_dict,
+    to_csv,
+)
+from orthanc_rt.records.tables import Measurement
+from orthanc_rt.scheduling.params import AnalysisParams, ValidationError
+from orthanc_rt.scheduling.queue import QUEUE_NAMES, Dispatcher, redis_for
+from orthanc_rt.scheduling.scheduler import Scheduler
+from tests.support.cases import dvh_case
 
 STUDY = "1.2.826.0.1.3680043.9.1"
 

@@ -2,8 +2,8 @@
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from orthanc_rt import db
-from orthanc_rt.models import Base
+from orthanc_rt.records import db
+from orthanc_rt.records.tables import Base
 
 
 def test_migrations_match_models(database_url):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from plugin import openapi
 from plugin.api import PARAM_PATTERNS, RtApi
-from tests.unit.test_roles import SAMPLES
+from tests.support.routes import SAMPLES
 
 
 def _described() -> set[tuple[str, str]]:
@@ -15,7 +15,7 @@ def test_every_route_is_described_and_nothing_else():
 
 
 def test_routes_registered_match_the_description(tmp_path):
-    from orthanc_rt.jobs import JobStore
+    from orthanc_rt.records.jobs import JobStore
     from orthanc_rt.settings import Settings
 
     url = f"sqlite:///{tmp_path / 'rt.sqlite'}"  # the route table needs no Orthanc, Redis or tables

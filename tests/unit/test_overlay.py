@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from orthanc_rt.dicom.models import CtVolume, DoseGrid
-from orthanc_rt.overlay import Outline, OverlayError, render_png
+from orthanc_rt.rendering.overlay import Outline, OverlayError, render_png
 
 FOR = "1.2.3"
 

@@ -1,4 +1,4 @@
-"""Paged lists (orthanc_rt.db.paged) on SQLite and PostgreSQL: stable order with ties broken by the id in the
+"""Paged lists (orthanc_rt.records.db.paged) on SQLite and PostgreSQL: stable order with ties broken by the id in the
 sort's direction, the same rows whether a page is read directly or through its index (deep offsets), and the
 total on every page, past the end included."""
 from __future__ import annotations
@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from orthanc_rt import db
-from orthanc_rt.db import session_scope
-from orthanc_rt.jobs import JobQuery, JobStore
-from orthanc_rt.measurements import MeasurementQuery, MeasurementStore
-from orthanc_rt.models import Job, Measurement
+from orthanc_rt.records import db
+from orthanc_rt.records.db import session_scope
+from orthanc_rt.records.jobs import JobQuery, JobStore
+from orthanc_rt.records.measurements import MeasurementQuery, MeasurementStore
+from orthanc_rt.records.tables import Job, Measurement
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

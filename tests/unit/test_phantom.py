@@ -6,11 +6,16 @@ import pytest
 
 from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.ion_plan import read_ion_plan
-from orthanc_rt.dicom.phantom import (beam_direction, energy_for_range_mm, range_mm_for_energy, single_energy_plan,
-                                      water_phantom_case)
 from orthanc_rt.dicom.models import RangeShifter
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
-from tests import util
+from orthanc_rt.ops.phantom import (
+    beam_direction,
+    energy_for_range_mm,
+    range_mm_for_energy,
+    single_energy_plan,
+    water_phantom_case,
+)
+from tests.support import cases as util
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`orthanc_rt.photon_ccc`: the availability probe against the installed engine and against broken copies of it.
+"""`orthanc_rt.planning.ccc_engine`: the availability probe against the installed engine and against broken copies of it.
 
 The failing cases copy the real engine and its kernels into a folder laid out
 like opentps.core and break one thing each (run bit, a kernel file); the
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orthanc_rt import photon_ccc
+from orthanc_rt.planning import ccc_engine as photon_ccc
 
 pytestmark = pytest.mark.skipif(photon_ccc.opentps_core_root() is None, reason="opentps-core is not installed")
 
@@ -44,7 +44,7 @@ def test_installed_engine_is_available():
 
 def test_status_does_not_import_opentps():
     # The plugin asks for the status inside Orthanc, where importing OpenTPS would be slow and noisy.
-    code = ("import sys; from orthanc_rt import photon_ccc; state = photon_ccc.status(); "
+    code = ("import sys; from orthanc_rt.planning import ccc_engine as photon_ccc; state = photon_ccc.status(); "
             "print(state['available'], sorted(m for m in sys.modules if m.startswith('opentps.')))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).parents[2])

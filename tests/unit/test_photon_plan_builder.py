@@ -2,7 +2,7 @@
 
 The delivered weights are read back from the DICOM attributes alone (jaws,
 leaf boundaries, leaf tips, cumulative meterset weights), independently of
-`orthanc_rt.leaf_sequencing`.
+`orthanc_rt.dicom.leaf_sequencing`.
 """
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.builders import build_photon_plan
-from orthanc_rt.dicom.errors import DicomInputError
+from orthanc_rt.dicom.leaf_sequencing import SequencingError, delivered, sequence
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
-from orthanc_rt.leaf_sequencing import SequencingError, delivered, sequence
-from orthanc_rt.uids import derive_uid
-from tests import util
+from orthanc_rt.dicom.uids import derive_uid
+from orthanc_rt.errors import DicomInputError
+from tests.support import cases as util
 
 WHEN = datetime(2025, 2, 3, 4, 5, 6)
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orthanc_rt import jobs, plans, workflows
-from orthanc_rt import plan_request as pr
-from orthanc_rt.auto_planning import AutoPlanning
+from orthanc_rt.analysis.roi_masks import roi_mask, structure_masks
 from orthanc_rt.dicom.rtstruct import read_structure_set
-from orthanc_rt.models import Job, Plan
-from orthanc_rt.plan_submission import parse
-from orthanc_rt.plans import PlanQuery, PlanStore
-from orthanc_rt.roi_masks import roi_mask, structure_masks
+from orthanc_rt.errors import PlanRequestError
+from orthanc_rt.planning import request as pr
+from orthanc_rt.planning import workflows
+from orthanc_rt.planning.auto_rules import AutoPlanning
+from orthanc_rt.planning.submission import parse
+from orthanc_rt.records import jobs, plans
+from orthanc_rt.records.plans import PlanQuery, PlanStore
+from orthanc_rt.records.tables import Job, Plan
 from orthanc_rt.settings import Settings
-from tests.util import small_phantom_case, with_bad_rois
+from tests.support.cases import small_phantom_case, with_bad_rois
 
 
 def refused(body: dict, match: str) -> None:
-    with pytest.raises(pr.PlanRequestError, match=match):
+    with pytest.raises(PlanRequestError, match=match):
         parse(body)
 
 
@@ -64,12 +66,12 @@ def test_bad_bodies_are_refused_with_the_reason(body, match):
 
 def test_roi_checks_list_what_the_structure_set_has():
     request = pr.PlanRequest("PTV", 2.0, objectives=(pr.Objective("Cord", "DMax", 1.0),))
-    with pytest.raises(pr.PlanRequestError, match=r"target ROI 'PTV' is not in the structure set "
+    with pytest.raises(PlanRequestError, match=r"target ROI 'PTV' is not in the structure set "
                                                  r"\(available: Body, GTV\)"):
         pr.validate_rois(request, {"GTV": True, "Body": True})
-    with pytest.raises(pr.PlanRequestError, match="ROI 'PTV' has no contours"):
+    with pytest.raises(PlanRequestError, match="ROI 'PTV' has no contours"):
         pr.validate_rois(request, {"PTV": False, "Cord": True})
-    with pytest.raises(pr.PlanRequestError, match=r"objective 1 \(DMax on Cord\): ROI 'Cord' is not"):
+    with pytest.raises(PlanRequestError, match=r"objective 1 \(DMax on Cord\): ROI 'Cord' is not"):
         pr.validate_rois(request, {"PTV": True})
     pr.validate_rois(request, {"PTV": True, "Cord": True})
 

@@ -9,7 +9,7 @@ from orthanc_rt.dicom import rtstruct
 from orthanc_rt.dicom.raw_sequence import read_items
 from orthanc_rt.dicom.rtstruct import read_structure_set
 from orthanc_rt.dicom.serialize import from_bytes
-from tests.util import dvh_case, encoded, with_bad_rois, with_odd_contours
+from tests.support.cases import dvh_case, encoded, with_bad_rois, with_odd_contours
 
 ENCODINGS = {
     "explicit VR": {},

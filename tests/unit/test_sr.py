@@ -2,10 +2,10 @@
 import pytest
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.errors import DicomInputError
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
 from orthanc_rt.dicom.sr import is_measurement_report, read_measurement_report
-from tests.util import dvh_case, measurement_report
+from orthanc_rt.errors import DicomInputError
+from tests.support.cases import dvh_case, measurement_report
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import pytest
 from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
-from orthanc_rt import jobs
-from orthanc_rt.jobs import JobStore
-from orthanc_rt.models import Job
-from orthanc_rt.orthanc_api import OrthancUnavailable
+from orthanc_rt.pacs.client import OrthancUnavailable
+from orthanc_rt.records import jobs
+from orthanc_rt.records.jobs import JobStore
+from orthanc_rt.records.tables import Job
 from worker import tasks
 
 

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from orthanc_rt.uids import derive_uid, is_valid_uid, new_uid
+from orthanc_rt.dicom.uids import derive_uid, is_valid_uid, new_uid
 
 UID = re.compile(r"^2\.25\.(0|[1-9][0-9]*)$")
 

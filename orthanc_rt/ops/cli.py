@@ -1,0 +1,71 @@
+"""Commands behind the `./orthanc-rt` launcher: start, stop, status, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import requests
+
+from orthanc_rt.ops import demo, stack
+from orthanc_rt.ops.stack import StackConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="./orthanc-rt")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("start", help="start Orthanc with the plugin, Redis if needed and the workers")
+    sub.add_parser("stop", help="stop what this installation started")
+    sub.add_parser("status", help="processes and /rt/health")
+    run = sub.add_parser("run", help="run one service in the foreground (containers, systemd)")
+    run.add_argument("service", choices=["orthanc", "worker"])
+    demo = sub.add_parser("demo", help="start everything, store the demo case, plan it (IMPT) and wait for the "
+                                       "RTPLAN and its RTDOSE")
+    demo.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the plan (default 1800)")
+    demo.add_argument("--beamlet-primaries", type=int, default=2000, help="protons per spot (default 2000)")
+    demo.add_argument("--final-primaries", type=int, default=1_000_000, help="protons for the final dose")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = StackConfig.from_env()
+
+    if args.command == "start":
+        health = stack.start(cfg)
+        _print_started(cfg, health)
+    elif args.command == "stop":
+        stopped = stack.stop(cfg)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    elif args.command == "status":
+        print(json.dumps({"processes": stack.status(cfg), "health": _health(cfg)}, indent=2))
+    elif args.command == "run":
+        stack.exec_foreground(cfg, args.service)
+    elif args.command == "demo":
+        health = stack.start(cfg)
+        _print_started(cfg, health)
+        return demo.run(cfg, timeout_s=args.timeout, beamlet_primaries=args.beamlet_primaries,
+                        final_primaries=args.final_primaries)
+    return 0
+
+
+def _print_started(cfg: StackConfig, health: dict[str, Any]) -> None:
+    print(f"Orthanc-RT is running (data in {cfg.data_dir}, logs in {cfg.log_dir})")
+    print(f"  Orthanc Explorer: {cfg.orthanc_url}/app/explorer.html")
+    print(f"  health:           {cfg.orthanc_url}/rt/health  ({health['status']})")
+    print(f"  DICOM (C-STORE):  AET ORTHANC_RT, port {cfg.dicom_port}")
+    if stack.is_running(cfg, "viewer"):
+        print(f"  OHIF viewer:      http://127.0.0.1:{cfg.viewer_port}/")
+    print("  stop with:        ./orthanc-rt stop")
+
+
+def _health(cfg: StackConfig) -> Any:
+    try:
+        return requests.get(f"{cfg.orthanc_url}/rt/health", timeout=5, auth=cfg.client_auth).json()
+    except (requests.RequestException, ValueError) as exc:
+        return {"status": "unreachable", "error": str(exc)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

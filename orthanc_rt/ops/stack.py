@@ -1,0 +1,405 @@
+"""Start, watch and stop the processes of one Orthanc-RT installation.
+
+Used by the launcher (`./orthanc-rt start|demo|stop`), by the integration
+tests (on free ports, in a temporary folder) and by the container entry
+points, so the configuration Orthanc runs with is produced in one place.
+Processes are detached (own session) and recorded in <data_dir>/run/*.pid.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+ORTHANC_BINARY = os.environ.get("ORTHANC_RT_ORTHANC_BINARY", "/usr/sbin/Orthanc")
+# Debian's orthanc-postgresql (scripts/install.sh installs it): Orthanc's own index, and optionally its files,
+# in PostgreSQL, so several Orthanc instances can serve one archive.
+POSTGRESQL_INDEX_PLUGIN = "/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so"
+POSTGRESQL_STORAGE_PLUGIN = "/usr/share/orthanc/plugins/libOrthancPostgreSQLStorage.so"
+ORTHANC_STORAGES = ("files", "postgresql")
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    http_port: int = 8042
+    dicom_port: int = 4242
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = ""  # empty: SQLite file in data_dir
+    stable_age_s: int = 5
+    workers: int = 1
+    mcsquare_threads: int = 0
+    auto_dose: dict[str, Any] = field(default_factory=dict)  # overrides of OrthancRT.AutoDose
+    orthanc_overrides: dict[str, Any] = field(default_factory=dict)
+    template: Path = PROJECT_DIR / "orthanc_config" / "orthanc.json"  # or production.json
+    public_orthanc_url: str = ""  # how workers reach Orthanc when not on this host
+    viewer_port: int = 0  # OHIF, served by orthanc_rt.ops.viewer; 0: no viewer (the launcher defaults to 3000)
+    # Orthanc users (RegisteredUsers) and their Orthanc-RT roles: {name: (password, role or "")}.
+    users: dict[str, tuple[str, str]] = field(default_factory=dict)
+    worker_username: str = ""  # the workers' own Orthanc user (no Orthanc-RT role needed)
+    worker_password: str = ""
+    client_auth: tuple[str, str] | None = None  # what the launcher and tests use for /rt/health
+    worker_settings: dict[str, str] = field(default_factory=dict)  # extra ORTHANC_RT_* for workers
+    # Orthanc's own index (patients, studies, series, instances): empty keeps Orthanc's SQLite file in
+    # data_dir; a postgresql:// URL puts it in PostgreSQL, where several Orthanc instances can share it.
+    orthanc_index_url: str = ""
+    # Where Orthanc keeps the DICOM files: "files" (data_dir/orthanc-storage) or "postgresql" (the index's
+    # database: Orthanc instances on several hosts then need no shared file system).
+    orthanc_storage: str = "files"
+
+    @property
+    def orthanc_url(self) -> str:
+        return self.public_orthanc_url or f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'orthanc-rt.sqlite'}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "StackConfig":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            data_dir=Path(env.get("ORTHANC_RT_DATA_DIR", PROJECT_DIR / "var")).resolve(),
+            http_port=int(env.get("ORTHANC_RT_HTTP_PORT", 8042)),
+            dicom_port=int(env.get("ORTHANC_RT_DICOM_PORT", 4242)),
+            redis_url=env.get("ORTHANC_RT_REDIS_URL", cls.redis_url),
+            database_url=env.get("ORTHANC_RT_DATABASE_URL", ""),
+            stable_age_s=int(env.get("ORTHANC_RT_STABLE_AGE", 5)),
+            workers=int(env.get("ORTHANC_RT_WORKERS", 1)),
+            mcsquare_threads=int(env.get("ORTHANC_RT_MCSQUARE_THREADS", 0)),
+            public_orthanc_url=env.get("ORTHANC_RT_ORTHANC_URL", ""),
+            viewer_port=int(env.get("ORTHANC_RT_VIEWER_PORT", 3000)),
+            orthanc_overrides=({"RemoteAccessAllowed": True}
+                               if env.get("ORTHANC_RT_REMOTE_ACCESS", "").lower() in ("1", "true", "yes") else {}),
+            template=Path(env.get("ORTHANC_RT_CONFIG_TEMPLATE", PROJECT_DIR / "orthanc_config" / "orthanc.json")),
+            users=_users_from_file(env.get("ORTHANC_RT_USERS_FILE", "")),
+            worker_username=env.get("ORTHANC_RT_ORTHANC_USERNAME", ""),
+            worker_password=env.get("ORTHANC_RT_ORTHANC_PASSWORD", ""),
+            client_auth=_pair(env.get("ORTHANC_RT_CLIENT_USER", ""), env.get("ORTHANC_RT_CLIENT_PASSWORD", "")),
+            orthanc_index_url=env.get("ORTHANC_RT_ORTHANC_INDEX_URL", ""),
+            orthanc_storage=env.get("ORTHANC_RT_ORTHANC_STORAGE", "files"),
+        )
+
+
+def _users_from_file(path: str) -> dict[str, tuple[str, str]]:
+    """ORTHANC_RT_USERS_FILE: JSON {"name": {"password": "...", "role": "physicist"}} (kept out of git)."""
+    if not path:
+        return {}
+    data = json.loads(Path(path).read_text())
+    return {name: (str(u["password"]), str(u.get("role", ""))) for name, u in data.items()}
+
+
+def _pair(user: str, password: str) -> tuple[str, str] | None:
+    return (user, password) if user else None
+
+
+def render_orthanc_config(cfg: StackConfig) -> dict[str, Any]:
+    """The template with paths, ports and OrthancRT settings filled in."""
+    text = cfg.template.read_text()
+    text = text.replace("@DATA_DIR@", str(cfg.data_dir)).replace("@PROJECT_DIR@", str(PROJECT_DIR))
+    config = json.loads(text)
+    config["HttpPort"] = cfg.http_port
+    config["DicomPort"] = cfg.dicom_port
+    config["StableAge"] = cfg.stable_age_s
+    rt = config.setdefault("OrthancRT", {})
+    rt["DatabaseUrl"] = cfg.db_url
+    rt["RedisUrl"] = cfg.redis_url
+    if cfg.viewer_port:
+        rt["ViewerUrl"] = f"http://127.0.0.1:{cfg.viewer_port}"
+    rt.setdefault("AutoDose", {}).update(cfg.auto_dose)
+    registered = config.setdefault("RegisteredUsers", {})
+    roles = rt.setdefault("Roles", {})
+    for name, (password, role) in cfg.users.items():
+        registered[name] = password
+        if role:
+            roles[name] = role
+    if cfg.worker_username:
+        registered[cfg.worker_username] = cfg.worker_password
+    if not registered:
+        config.pop("RegisteredUsers")
+    if not roles:
+        rt.pop("Roles")
+    _deep_update(config, _orthanc_database(cfg, config["Plugins"]))  # a template's other PostgreSQL keys stay
+    _deep_update(config, cfg.orthanc_overrides)
+    return config
+
+
+def _orthanc_database(cfg: StackConfig, plugins: list[str]) -> dict[str, Any]:
+    """The Plugins and PostgreSQL sections that move Orthanc's index (and files) to PostgreSQL."""
+    if cfg.orthanc_storage not in ORTHANC_STORAGES:
+        raise ValueError(f"ORTHANC_RT_ORTHANC_STORAGE: {cfg.orthanc_storage!r}; expected one of {ORTHANC_STORAGES}")
+    if not cfg.orthanc_index_url:
+        if cfg.orthanc_storage == "postgresql":
+            raise ValueError("ORTHANC_RT_ORTHANC_STORAGE=postgresql needs ORTHANC_RT_ORTHANC_INDEX_URL")
+        return {}
+    scheme, sep, rest = cfg.orthanc_index_url.partition("://")
+    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise ValueError(f"ORTHANC_RT_ORTHANC_INDEX_URL must be a postgresql:// URL, got {scheme!r}://...")
+    in_database = cfg.orthanc_storage == "postgresql"
+    return {
+        "Plugins": [*plugins, POSTGRESQL_INDEX_PLUGIN, *([POSTGRESQL_STORAGE_PLUGIN] if in_database else [])],
+        "PostgreSQL": {
+            "EnableIndex": True,
+            "EnableStorage": in_database,
+            "ConnectionUri": f"postgresql://{rest}",  # libpq's form ("+psycopg" is SQLAlchemy's)
+            # No exclusive lock: several Orthanc instances write to one index (PostgreSQL plugin 4.0).
+            "Lock": False,
+        },
+    }
+
+
+def python_path() -> str:
+    """What Orthanc's embedded Python needs: the project and this virtualenv's packages."""
+    return os.pathsep.join([str(PROJECT_DIR), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+
+
+def worker_env(cfg: StackConfig) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ORTHANC_RT_ORTHANC_URL": cfg.orthanc_url,
+        "ORTHANC_RT_DATABASE_URL": cfg.db_url,
+        "ORTHANC_RT_REDIS_URL": cfg.redis_url,
+        "ORTHANC_RT_WORK_DIR": str(cfg.data_dir / "jobs"),
+        "ORTHANC_RT_MCSQUARE_THREADS": str(cfg.mcsquare_threads),
+        "ORTHANC_RT_DATA_DIR": str(cfg.data_dir),
+        "ORTHANC_RT_ORTHANC_USERNAME": cfg.worker_username,
+        "ORTHANC_RT_ORTHANC_PASSWORD": cfg.worker_password,
+        "MPLBACKEND": "Agg",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(cfg.worker_settings)
+    return env
+
+
+def orthanc_command(cfg: StackConfig) -> tuple[list[str], dict[str, str]]:
+    """Write the Orthanc configuration; returns the command line and environment to run Orthanc."""
+    for d in (cfg.data_dir, cfg.run_dir, cfg.log_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    config_path = cfg.data_dir / "orthanc.json"
+    config_path.touch(mode=0o600)  # it may hold passwords
+    config_path.chmod(0o600)
+    config = render_orthanc_config(cfg)
+    missing = [p for p in config.get("Plugins", []) if not Path(p).exists()]
+    if missing:
+        raise RuntimeError(f"Orthanc plugins not installed: {missing} (scripts/install.sh installs orthanc-python, "
+                           "orthanc-dicomweb and orthanc-postgresql)")
+    config_path.write_text(json.dumps(config, indent=2))
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": python_path(), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
+    return [ORTHANC_BINARY, str(config_path)], env
+
+
+def worker_command(cfg: StackConfig, name: str) -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-m", "worker", "--name", name], worker_env(cfg)
+
+
+def start_orthanc(cfg: StackConfig) -> int:
+    return _spawn("orthanc", *orthanc_command(cfg), cfg)
+
+
+def start_worker(cfg: StackConfig, index: int = 1) -> int:
+    return _spawn(f"worker-{index}", *worker_command(cfg, f"worker-{index}-{os.getpid()}-{cfg.http_port}"), cfg)
+
+
+def exec_foreground(cfg: StackConfig, service: str) -> None:
+    """Replace this process with one service (container entry points, systemd units)."""
+    if service == "orthanc":
+        cmd, env = orthanc_command(cfg)
+    else:
+        cmd, env = worker_command(cfg, f"{os.uname().nodename}-{os.getpid()}")
+    os.execvpe(cmd[0], cmd, env)
+
+
+def start_viewer(cfg: StackConfig) -> int | None:
+    """OHIF next to Orthanc, if the installer unpacked it (started by `start`)."""
+    from orthanc_rt.ops.viewer import ohif_dist
+
+    if not cfg.viewer_port or not (ohif_dist() / "index.html").is_file():
+        return None
+    cmd = [sys.executable, "-m", "orthanc_rt.ops.viewer", "--port", str(cfg.viewer_port), "--orthanc",
+           f"http://127.0.0.1:{cfg.http_port}"]
+    # The viewer passes each user's own credentials on; it must not even hold the workers' ones.
+    env = {k: v for k, v in worker_env(cfg).items() if k not in ("ORTHANC_RT_ORTHANC_USERNAME",
+                                                                    "ORTHANC_RT_ORTHANC_PASSWORD")}
+    return _spawn("viewer", cmd, env, cfg)
+
+
+def ensure_redis(cfg: StackConfig) -> str:
+    """Use the Redis at cfg.redis_url; start a private one there if it is local and not running."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        Redis.from_url(cfg.redis_url, socket_connect_timeout=2).ping()
+        return "running"
+    except RedisError:
+        pass
+    parsed = urlparse(cfg.redis_url)
+    if parsed.hostname not in ("127.0.0.1", "localhost"):
+        raise RuntimeError(f"Redis at {cfg.redis_url} is unreachable and not local: start it first")
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["redis-server", "--bind", parsed.hostname, "--port", str(parsed.port or 6379), "--save", "",
+           "--appendonly", "no", "--dir", str(cfg.run_dir)]
+    _spawn("redis", cmd, dict(os.environ), cfg)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            Redis.from_url(cfg.redis_url, socket_connect_timeout=1).ping()
+            return "started"
+        except RedisError:
+            time.sleep(0.2)
+    raise RuntimeError(f"redis-server did not start; see {cfg.log_dir / 'redis.log'}")
+
+
+def wait_for_health(cfg: StackConfig, timeout_s: float = 60, *, need_workers: bool = True) -> dict[str, Any]:
+    """Wait until /rt/health answers (and a worker has registered); returns its body."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        _raise_if_dead(cfg, "orthanc")
+        try:
+            r = requests.get(f"{cfg.orthanc_url}/rt/health", timeout=5, auth=cfg.client_auth)
+            last = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+            if isinstance(last, dict) and last["checks"]["orthanc"]["ok"] and last["checks"]["database"]["ok"] \
+                    and last["checks"]["redis"]["ok"] and (last["checks"]["workers"]["ok"] or not need_workers):
+                return last
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"Orthanc-RT not healthy after {timeout_s:.0f} s; last answer: {last!r:.500}; "
+                       f"logs in {cfg.log_dir}")
+
+
+def start(cfg: StackConfig) -> dict[str, Any]:
+    """Start everything that is not running yet; returns the health answer."""
+    ensure_redis(cfg)
+    if not is_running(cfg, "orthanc"):
+        start_orthanc(cfg)
+    for i in range(1, cfg.workers + 1):
+        if not is_running(cfg, f"worker-{i}"):
+            start_worker(cfg, i)
+    if not is_running(cfg, "viewer"):
+        start_viewer(cfg)
+    return wait_for_health(cfg)
+
+
+def stop(cfg: StackConfig, timeout_s: float = 20) -> list[str]:
+    """Stop every process this installation started (workers first)."""
+    stopped = []
+    names = sorted((p.stem for p in cfg.run_dir.glob("*.pid")), key=lambda n: (n == "redis", n == "orthanc", n))
+    for name in names:
+        pid = _read_pid(cfg, name)
+        if pid is not None and _alive(pid):
+            _terminate(pid, timeout_s)
+            stopped.append(name)
+        (cfg.run_dir / f"{name}.pid").unlink(missing_ok=True)
+    return stopped
+
+
+def stop_service(cfg: StackConfig, name: str, timeout_s: float = 20) -> bool:
+    """Stop one process of the installation ("orthanc", "worker-2", "redis"); True if it was running."""
+    pid = _read_pid(cfg, name)
+    running = pid is not None and _alive(pid)
+    if running:
+        _terminate(pid, timeout_s)
+    (cfg.run_dir / f"{name}.pid").unlink(missing_ok=True)
+    return running
+
+
+def is_running(cfg: StackConfig, name: str) -> bool:
+    pid = _read_pid(cfg, name)
+    return pid is not None and _alive(pid)
+
+
+def status(cfg: StackConfig) -> dict[str, bool]:
+    return {p.stem: is_running(cfg, p.stem) for p in sorted(cfg.run_dir.glob("*.pid"))}
+
+
+def _spawn(name: str, cmd: list[str], env: dict[str, str], cfg: StackConfig) -> int:
+    log = open(cfg.log_dir / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            cwd=str(cfg.data_dir), start_new_session=True)
+    log.close()
+    (cfg.run_dir / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def _raise_if_dead(cfg: StackConfig, name: str) -> None:
+    if (cfg.run_dir / f"{name}.pid").exists() and not is_running(cfg, name):
+        log = cfg.log_dir / f"{name}.log"
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        raise RuntimeError(f"{name} exited; last lines of {log}:\n{tail}")
+
+
+def _read_pid(cfg: StackConfig, name: str) -> int | None:
+    try:
+        return int((cfg.run_dir / f"{name}.pid").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)  # the process group: a worker's MCsquare goes too
+    except (ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            _reap(pid)
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _deep_update(target: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value

@@ -1,0 +1,100 @@
+"""Lookups of DICOM resources in Orthanc, shared by the plugin and the workers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orthanc_rt.pacs.client import OrthancApi, OrthancError, get_json, post_json
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """An instance in Orthanc (plan, dose, structure set, SR) as the plugin sees it on arrival or request."""
+
+    orthanc_id: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    orthanc_study_id: str
+
+
+def sop_class_of(api: OrthancApi, instance_id: str) -> str:
+    """Cheap: read from Orthanc's index, not from the file."""
+    return api.get_bytes(f"/instances/{instance_id}/metadata/SopClassUid").decode().strip()
+
+
+def instance_ref(api: OrthancApi, instance_id: str) -> InstanceRef:
+    instance = get_json(api, f"/instances/{instance_id}")
+    series = get_json(api, f"/series/{instance['ParentSeries']}")
+    study = get_json(api, f"/studies/{series['ParentStudy']}")
+    return InstanceRef(
+        orthanc_id=instance_id,
+        sop_instance_uid=instance["MainDicomTags"].get("SOPInstanceUID", ""),
+        sop_class_uid=sop_class_of(api, instance_id),
+        series_instance_uid=series["MainDicomTags"].get("SeriesInstanceUID", ""),
+        study_instance_uid=study["MainDicomTags"].get("StudyInstanceUID", ""),
+        orthanc_study_id=study["ID"],
+    )
+
+
+_FRAME_OF_REFERENCE = "0020,0052"
+# An RTSTRUCT has no FrameOfReferenceUID of its own: its ReferencedFrameOfReferenceSequence names it.
+_STRUCTURE_SET_FRAME = "3006,0010/0/0020,0052"
+
+
+def frame_of_reference_of(api: OrthancApi, instance_id: str, modality: str) -> str | None:
+    """The instance's FrameOfReferenceUID, read tag by tag (no file download)."""
+    return instance_tag(api, instance_id, _STRUCTURE_SET_FRAME if modality == "RTSTRUCT" else _FRAME_OF_REFERENCE)
+
+
+def find_instances(api: OrthancApi, modality: str, **query: str) -> list[str]:
+    """Orthanc ids of the instances of `modality` matching `query` (e.g. StudyInstanceUID=...)."""
+    return post_json(api, "/tools/find", {"Level": "Instance", "Query": {"Modality": modality, **query}})
+
+
+def find_instance(api: OrthancApi, sop_instance_uid: str) -> str | None:
+    found = post_json(api, "/tools/find", {"Level": "Instance", "Query": {"SOPInstanceUID": sop_instance_uid}})
+    return found[0] if found else None
+
+
+def find_study(api: OrthancApi, study_instance_uid: str) -> str | None:
+    found = post_json(api, "/tools/find", {"Level": "Study", "Query": {"StudyInstanceUID": study_instance_uid}})
+    return found[0] if found else None
+
+
+def study_series(api: OrthancApi, orthanc_study_id: str) -> list[dict[str, Any]]:
+    return get_json(api, f"/studies/{orthanc_study_id}/series")
+
+
+def instance_tag(api: OrthancApi, instance_id: str, tag: str) -> str | None:
+    """One tag's string value (e.g. "0020,0052"), None when absent."""
+    try:
+        raw = api.get_bytes(f"/instances/{instance_id}/content/{tag.replace(',', '-')}")
+    except OrthancError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return raw.decode(errors="replace").strip("\x00 ")
+
+
+def exists(api: OrthancApi, path: str) -> bool:
+    try:
+        api.get_bytes(path)
+        return True
+    except OrthancError as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+_REFERENCED_DOSE = "300c,0080/0/0008,1155"  # ReferencedDoseSequence / ReferencedSOPInstanceUID
+
+
+def dose_stored_with(api: OrthancApi, plan_instance_id: str) -> str | None:
+    """The SOPInstanceUID of the RTDOSE a plan names (ReferencedDoseSequence) when that dose is in Orthanc.
+
+    Plans made by Orthanc-RT arrive with their dose: they need no dose job.
+    """
+    dose_uid = instance_tag(api, plan_instance_id, _REFERENCED_DOSE)
+    return dose_uid if dose_uid and find_instance(api, dose_uid) else None

@@ -1,0 +1,90 @@
+"""Automatic planning rules: when a structure set arrives with a target ROI, plan it with a named protocol.
+
+Configured in Orthanc's configuration (`OrthancRT.AutoPlanning`):
+
+    "AutoPlanning": {
+      "Enabled": true,
+      "Protocols": {"proton-2beam-2Gy": {"prescription_gy": 2.0, "beam_count": 2}},
+      "Rules": [{"Name": "ptv", "TargetPattern": "PTV.*|CTV.*|TargetVolume",
+                 "Workflow": "proton-impt", "Protocol": "proton-2beam-2Gy", "Enabled": true}]
+    }
+
+A protocol is a plan request without its target; the rule's pattern picks
+the target (the first ROI, in structure-set order, whose whole name matches,
+case-insensitively). A rule that cannot work (bad pattern, unknown workflow
+or protocol, protocol values out of range) is switched off and its problem
+is reported in /rt/health; the others keep working.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from orthanc_rt.errors import PlanRequestError
+from orthanc_rt.planning import request as pr
+
+_PLANNING_WORKFLOWS = ("proton-impt", "proton-robust")
+
+
+@dataclass(frozen=True)
+class PlanningRule:
+    name: str
+    target_pattern: str
+    workflow: str
+    protocol: str
+    enabled: bool = True
+
+    def target_in(self, roi_names: Sequence[str]) -> str | None:
+        """The first ROI whose whole name matches the pattern (case-insensitive), else None."""
+        pattern = re.compile(self.target_pattern, re.IGNORECASE)
+        return next((name for name in roi_names if pattern.fullmatch(name)), None)
+
+
+@dataclass(frozen=True)
+class AutoPlanning:
+    enabled: bool = False
+    rules: tuple[PlanningRule, ...] = ()
+    protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "AutoPlanning":
+        rules = tuple(PlanningRule(name=str(r.get("Name", f"rule-{i}")), target_pattern=str(r.get("TargetPattern", "")),
+                                   workflow=str(r.get("Workflow", "proton-impt")), protocol=str(r.get("Protocol", "")),
+                                   enabled=bool(r.get("Enabled", True)))
+                      for i, r in enumerate(cfg.get("Rules", []), start=1) if isinstance(r, Mapping))
+        protocols = {str(k): dict(v) for k, v in dict(cfg.get("Protocols", {})).items() if isinstance(v, Mapping)}
+        return cls(enabled=bool(cfg.get("Enabled", bool(rules))), rules=rules, protocols=protocols)
+
+    def problems(self) -> dict[str, str]:
+        """{rule name: why it cannot run} for every enabled rule that is misconfigured."""
+        found = {}
+        for rule in self.rules:
+            if not rule.enabled:
+                continue
+            try:
+                self.request_for(rule, "ROI")
+            except (PlanRequestError, re.error) as exc:
+                found[rule.name] = str(exc)
+        return found
+
+    def active_rules(self) -> list[PlanningRule]:
+        if not self.enabled:
+            return []
+        broken = self.problems()
+        return [rule for rule in self.rules if rule.enabled and rule.name not in broken]
+
+    def request_for(self, rule: PlanningRule, target_roi: str) -> pr.PlanRequest:
+        """The rule's protocol as a request on `target_roi` (PlanRequestError when the rule cannot work)."""
+        re.compile(rule.target_pattern)
+        if not rule.target_pattern:
+            raise PlanRequestError(f"rule {rule.name}: TargetPattern is empty")
+        if rule.workflow not in _PLANNING_WORKFLOWS:
+            raise PlanRequestError(f"rule {rule.name}: workflow {rule.workflow!r} cannot plan automatically; "
+                                      f"use one of {', '.join(_PLANNING_WORKFLOWS)}")
+        if rule.protocol not in self.protocols:
+            raise PlanRequestError(f"rule {rule.name}: protocol {rule.protocol!r} is not in Protocols "
+                                      f"({', '.join(sorted(self.protocols)) or 'none defined'})")
+        request = pr.PlanRequest.from_dict({**self.protocols[rule.protocol], "target_roi": target_roi})
+        pr.validate_parameters(request)
+        return request

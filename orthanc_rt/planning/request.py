@@ -1,0 +1,238 @@
+"""What a plan request may ask for, and its validation (plain Python: the plugin checks requests with it).
+
+`PlanRequest` holds the planning parameters of the IMPT engine
+(`worker.planning.impt.plan_impt`); the limits below are the ones `/rt/workflows`
+publishes. `validate_parameters` needs nothing but the request, so the REST
+layer answers 400 before a job exists; `validate_rois` checks the ROIs it
+names against a structure set's ({name: has contours}).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+from orthanc_rt.errors import PlanRequestError
+
+OBJECTIVE_TYPES = ("DMin", "DMax", "DMean", "DUniform", "DVHMin", "DVHMax")
+OPTIMIZERS = ("Scipy_L-BFGS-B", "Scipy_BFGS", "Scipy_SLSQP", "Scipy_trust-constr", "Gradient", "BFGS", "LBFGS",
+              "FISTA")
+MAX_BEAMS = 9
+PRESCRIPTION_RANGE_GY = (0.1, 100.0)  # plan dose; beyond this a typo is likelier than a treatment
+FRACTIONS_RANGE = (1, 60)
+SPACING_RANGE_MM = (1.0, 20.0)
+BEAMLET_SPACING_RANGE_MM = (2.0, 20.0)  # photon bixels at the isocentre
+MARGIN_RANGE_MM = (0.0, 30.0)
+SCORING_RANGE_MM = (1.0, 10.0)
+MAX_SETUP_ERROR_MM = 10.0
+MAX_RANGE_ERROR_PCT = 10.0
+
+
+@dataclass(frozen=True)
+class Objective:
+    roi: str
+    type: str  # one of OBJECTIVE_TYPES (OpenTPS FidObjective.Metrics values)
+    dose_gy: float  # plan dose
+    weight: float = 1.0
+    volume_pct: float | None = None  # DVHMin/DVHMax only: D(volume_pct) >= / <= dose_gy
+    robust: bool | None = None  # worst case over the error scenarios; None: robust on the target of a robust plan
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """Systematic errors the plan must withstand (MCsquare's reduced scenario set: 20 scenarios when both are set)."""
+
+    setup_mm: float = 0.0  # patient shift along each axis, both directions
+    range_pct: float = 0.0  # stopping power scaling, both directions
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.setup_mm or self.range_pct)
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What to plan. Angles win over `beam_count` (evenly spaced gantry angles from 0, couch 0)."""
+
+    target_roi: str
+    prescription_gy: float  # dose to the target over all fractions
+    fractions: int = 1
+    gantry_angles_deg: tuple[float, ...] | None = None
+    couch_angles_deg: tuple[float, ...] | None = None
+    beam_count: int | None = None
+    spot_spacing_mm: float = 5.0
+    layer_spacing_mm: float = 5.0
+    target_margin_mm: float = 5.0
+    objectives: tuple[Objective, ...] | None = None  # None: default_objectives()
+    robustness: Robustness | None = None  # None or zero errors: nominal optimisation
+    beamlet_primaries: int = 5_000  # per spot
+    final_primaries: int = 1_000_000
+    optimizer: str = "Scipy_L-BFGS-B"
+    max_iterations: int = 300
+    scoring_spacing_mm: float | None = None  # None: the CT grid
+    beamlet_spacing_mm: float = 5.0  # photons (photon-ccc): bixel size on the beam's-eye view at the isocentre
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "PlanRequest":
+        """A request from JSON-like data (objectives and robustness as dicts); unknown keys are refused."""
+        if not isinstance(payload, dict):
+            raise PlanRequestError(f"a plan request is an object, not {type(payload).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise PlanRequestError(f"unknown plan request field(s) {', '.join(unknown)}; "
+                                   f"known: {', '.join(sorted(known))}")
+        missing = sorted(name for name in ("target_roi", "prescription_gy") if name not in payload)
+        if missing:
+            raise PlanRequestError(f"a plan request needs {', '.join(missing)}")
+        values = dict(payload)
+        for name in ("gantry_angles_deg", "couch_angles_deg", "objectives"):
+            if values.get(name) is not None and not isinstance(values[name], (list, tuple)):
+                raise PlanRequestError(f"{name} must be a list, not {type(values[name]).__name__}")
+        for name in ("gantry_angles_deg", "couch_angles_deg"):
+            if values.get(name) is not None:
+                if not all(_is_number(a) for a in values[name]):
+                    raise PlanRequestError(f"{name} must be a list of numbers (degrees), not {values[name]!r}")
+                values[name] = tuple(values[name])
+        if values.get("robustness") is not None and not isinstance(values["robustness"], dict):
+            raise PlanRequestError("robustness must be an object {setup_mm, range_pct}")
+        if values.get("objectives") is not None:
+            values["objectives"] = tuple(_objective(item, index)
+                                         for index, item in enumerate(values["objectives"], start=1))
+        if values.get("robustness") is not None:
+            try:
+                values["robustness"] = Robustness(**values["robustness"])
+            except TypeError as exc:
+                raise PlanRequestError(f"robustness: {exc} (fields: setup_mm, range_pct)") from None
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        """JSON-ready; `from_dict(as_dict())` gives the same request."""
+        return json_ready(asdict(self))
+
+    @property
+    def gantry_angles(self) -> tuple[float, ...]:
+        if self.gantry_angles_deg is not None:
+            return tuple(float(a) for a in self.gantry_angles_deg)
+        count = 1 if self.beam_count is None else int(self.beam_count)
+        return tuple(round(360.0 * k / count, 6) for k in range(count))
+
+    @property
+    def couch_angles(self) -> tuple[float, ...]:
+        if self.couch_angles_deg is not None:
+            return tuple(float(a) for a in self.couch_angles_deg)
+        return (0.0,) * len(self.gantry_angles)
+
+    def default_objectives(self) -> tuple[Objective, ...]:
+        """Uniform dose to the target at the prescription, with under- and overdose penalties."""
+        rx = float(self.prescription_gy)
+        return (Objective(self.target_roi, "DUniform", rx, 1.0),
+                Objective(self.target_roi, "DMin", rx, 1.0),
+                Objective(self.target_roi, "DMax", 1.03 * rx, 1.0))
+
+    @property
+    def effective_objectives(self) -> tuple[Objective, ...]:
+        return tuple(self.objectives) if self.objectives else self.default_objectives()
+
+
+def _objective(item: dict, index: int) -> Objective:
+    if not isinstance(item, dict):
+        raise PlanRequestError(f"objective {index}: expected an object with roi, type, dose_gy, weight, volume_pct")
+    try:
+        return Objective(**item)
+    except TypeError as exc:
+        raise PlanRequestError(f"objective {index}: {exc} (fields: roi, type, dose_gy, weight, volume_pct)") from None
+
+
+def validate_parameters(request: PlanRequest) -> None:
+    """Raise PlanRequestError naming the first parameter out of its range (ROIs are `validate_rois`' job)."""
+    if not isinstance(request.target_roi, str) or not request.target_roi.strip():
+        raise PlanRequestError(f"target_roi must be an ROI name, not {request.target_roi!r}")
+    for name in ("prescription_gy", "spot_spacing_mm", "layer_spacing_mm", "target_margin_mm", "beamlet_spacing_mm"):
+        if not _is_number(getattr(request, name)):
+            raise PlanRequestError(f"{name} must be a number, not {getattr(request, name)!r}")
+    low, high = PRESCRIPTION_RANGE_GY
+    if not low <= request.prescription_gy <= high:
+        raise PlanRequestError(f"prescription_gy must be between {low:g} and {high:g} Gy, "
+                               f"not {request.prescription_gy!r}")
+    if isinstance(request.fractions, bool) or not isinstance(request.fractions, int) \
+            or not FRACTIONS_RANGE[0] <= request.fractions <= FRACTIONS_RANGE[1]:
+        raise PlanRequestError(f"fractions must be a whole number from {FRACTIONS_RANGE[0]} to {FRACTIONS_RANGE[1]}, "
+                               f"not {request.fractions!r}")
+    if request.gantry_angles_deg is None and request.beam_count is not None \
+            and not (isinstance(request.beam_count, int) and 1 <= request.beam_count <= MAX_BEAMS):
+        raise PlanRequestError(f"beam_count must be from 1 to {MAX_BEAMS}, not {request.beam_count!r}")
+    gantry = request.gantry_angles
+    if not 1 <= len(gantry) <= MAX_BEAMS:
+        raise PlanRequestError(f"a plan has 1 to {MAX_BEAMS} beams, not {len(gantry)}")
+    if len(request.couch_angles) != len(gantry):
+        raise PlanRequestError(f"{len(gantry)} gantry angles but {len(request.couch_angles)} couch angles")
+    for angle in (*gantry, *request.couch_angles):
+        if not (math.isfinite(angle) and -360.0 <= angle <= 360.0):
+            raise PlanRequestError(f"beam angles must be finite degrees within ±360, not {angle!r}")
+    for name, value, (lo, hi) in (("spot_spacing_mm", request.spot_spacing_mm, SPACING_RANGE_MM),
+                                  ("layer_spacing_mm", request.layer_spacing_mm, SPACING_RANGE_MM),
+                                  ("target_margin_mm", request.target_margin_mm, MARGIN_RANGE_MM),
+                                  ("beamlet_spacing_mm", request.beamlet_spacing_mm, BEAMLET_SPACING_RANGE_MM)):
+        if not lo <= value <= hi:
+            raise PlanRequestError(f"{name} must be between {lo:g} and {hi:g} mm, not {value!r}")
+    if request.scoring_spacing_mm is not None and not SCORING_RANGE_MM[0] <= request.scoring_spacing_mm \
+            <= SCORING_RANGE_MM[1]:
+        raise PlanRequestError(f"scoring_spacing_mm must be between {SCORING_RANGE_MM[0]:g} and "
+                               f"{SCORING_RANGE_MM[1]:g} mm, not {request.scoring_spacing_mm!r}")
+    for name, value in (("beamlet_primaries", request.beamlet_primaries), ("final_primaries", request.final_primaries)):
+        if not (isinstance(value, int) and value >= 100):
+            raise PlanRequestError(f"{name} must be a whole number of at least 100, not {value!r}")
+    if request.optimizer not in OPTIMIZERS:
+        raise PlanRequestError(f"optimizer {request.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    if not (isinstance(request.max_iterations, int) and 1 <= request.max_iterations <= 10_000):
+        raise PlanRequestError(f"max_iterations must be from 1 to 10000, not {request.max_iterations!r}")
+    if request.robustness is not None:
+        for name, limit in (("setup_mm", MAX_SETUP_ERROR_MM), ("range_pct", MAX_RANGE_ERROR_PCT)):
+            value = getattr(request.robustness, name)
+            if not (_is_number(value) and 0.0 <= value <= limit):
+                raise PlanRequestError(f"robustness {name} must be between 0 and {limit:g}, not {value!r}")
+    for index, objective in enumerate(request.effective_objectives, start=1):
+        where = f"objective {index} ({objective.type} on {objective.roi})"
+        if not isinstance(objective.roi, str) or not objective.roi:
+            raise PlanRequestError(f"objective {index}: roi must be an ROI name, not {objective.roi!r}")
+        if objective.type not in OBJECTIVE_TYPES:
+            raise PlanRequestError(f"objective {index}: type {objective.type!r} is not one of "
+                                   f"{', '.join(OBJECTIVE_TYPES)}")
+        for name in ("dose_gy", "weight") + (("volume_pct",) if objective.volume_pct is not None else ()):
+            if not _is_number(getattr(objective, name)):
+                raise PlanRequestError(f"{where}: {name} must be a number, not {getattr(objective, name)!r}")
+        if not (0.0 <= objective.dose_gy <= 2 * high):
+            raise PlanRequestError(f"{where}: dose_gy must be between 0 and {2 * high:g} Gy, not {objective.dose_gy!r}")
+        if not objective.weight > 0:
+            raise PlanRequestError(f"{where}: weight must be positive, not {objective.weight!r}")
+        if objective.type.startswith("DVH"):
+            if objective.volume_pct is None:
+                raise PlanRequestError(f"{where}: a DVH objective needs volume_pct (0-100)")
+            if not 0.0 < objective.volume_pct < 100.0:
+                raise PlanRequestError(f"{where}: volume_pct must be between 0 and 100, not {objective.volume_pct!r}")
+
+
+def validate_rois(request: PlanRequest, contoured: Mapping[str, bool]) -> None:
+    """Raise PlanRequestError when an ROI the request names is not in `contoured` ({name: has contours})."""
+    available = ", ".join(sorted(contoured)) or "none"
+    named = [(request.target_roi, "target")] + [
+        (o.roi, f"objective {i} ({o.type} on {o.roi}):") for i, o in enumerate(request.effective_objectives, 1)]
+    for roi, what in named:
+        if roi not in contoured:
+            raise PlanRequestError(f"{what} ROI {roi!r} is not in the structure set (available: {available})")
+        if not contoured[roi]:
+            raise PlanRequestError(f"{what} ROI {roi!r} has no contours in the structure set")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def json_ready(value: object) -> object:
+    """Tuples as lists, recursively (what json.dumps would write, without the round trip)."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value

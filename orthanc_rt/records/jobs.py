@@ -1,0 +1,263 @@
+"""Job records in the database: identity, states, history and progress.
+
+A job's id is derived from what it computes, so asking twice for the same
+work finds the same row. State changes are conditional updates, which keeps
+concurrent writers (plugin, several workers, a cancelling user) from
+overwriting each other: a cancelled job stays cancelled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from orthanc_rt.records import audit
+from orthanc_rt.records.db import paged, read_scope, session_scope
+from orthanc_rt.records.tables import Job, JobEvent, utcnow
+
+QUEUED = "queued"
+WAITING = "waiting-for-input"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+STATES = (QUEUED, WAITING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+ACTIVE_STATES = (QUEUED, WAITING, RUNNING)
+
+KINDS = ("dose", "analysis", "sr", "plan")
+
+
+def job_id(kind: str, *inputs: str, params: dict[str, Any] | None = None) -> str:
+    """Deterministic id: same inputs (DICOM UIDs) and parameters, same job."""
+    canonical = json.dumps({"kind": kind, "inputs": list(inputs), "params": params or {}}, sort_keys=True)
+    return f"{kind}-{hashlib.sha256(canonical.encode()).hexdigest()[:24]}"
+
+
+def actor_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    state: str | None = None
+    kind: str | None = None
+    study: str | None = None  # StudyInstanceUID or Orthanc study id
+    limit: int = 50
+    offset: int = 0
+
+
+class JobStore:
+    """All reads and writes of job rows go through here."""
+
+    def __init__(self, database_url: str):
+        self.url = database_url
+
+    # -- creation ---------------------------------------------------------
+    def create(self, job: Job, *, actor: str = "") -> tuple[Job, bool]:
+        """Insert `job` unless a row with its id exists; returns (row, created)."""
+        try:
+            with session_scope(self.url) as s:
+                job.events.append(JobEvent(state=job.state, stage=job.stage, message="requested", actor=actor))
+                s.add(job)
+                s.flush()  # a duplicate id fails here, before anything is audited
+                audit.record(s, actor, audit.PLAN_REQUESTED, job.id, None,
+                             {"state": job.state, "kind": job.kind, "source": job.source, "params": job.params,
+                              "inputs": job.inputs})
+            return job, True
+        except IntegrityError:
+            existing = self.get(job.id)
+            if existing is None:  # deleted between the two statements: rare, let the caller retry
+                raise
+            return existing, False
+
+    # -- reads ------------------------------------------------------------
+    def get(self, job_id_: str, *, with_events: bool = False) -> Job | None:
+        with session_scope(self.url) as s:
+            job = s.get(Job, job_id_)
+            if job is not None and with_events:
+                _ = list(job.events)
+            return job
+
+    def list(self, query: JobQuery) -> tuple[list[Job], int]:
+        stmt = select(Job)
+        if query.state:
+            stmt = stmt.where(Job.state == query.state)
+        if query.kind:
+            stmt = stmt.where(Job.kind == query.kind)
+        if query.study:
+            stmt = stmt.where((Job.study_instance_uid == query.study) | (Job.orthanc_study_id == query.study))
+        with read_scope(self.url) as s:
+            return paged(s, stmt, (Job.created_at.desc(), Job.id.desc()), query.limit, query.offset)
+
+    def ids_in_states(self, states: Sequence[str], *, kind: str | None = None) -> list[str]:
+        stmt = select(Job.id).where(Job.state.in_(states))
+        if kind:
+            stmt = stmt.where(Job.kind == kind)
+        with session_scope(self.url) as s:
+            return list(s.scalars(stmt.order_by(Job.created_at)))
+
+    def not_enqueued(self) -> list[str]:
+        """Queued jobs whose trigger is recorded but never reached Redis."""
+        with session_scope(self.url) as s:
+            stmt = select(Job.id).where(Job.state == QUEUED, Job.enqueued_at.is_(None)).order_by(Job.created_at)
+            return list(s.scalars(stmt))
+
+    def queued_enqueued_before(self, cutoff: datetime) -> list[str]:
+        """Queued jobs pushed to Redis before `cutoff` (candidates for a Redis that lost them)."""
+        with session_scope(self.url) as s:
+            stmt = select(Job.id, Job.enqueued_at).where(Job.state == QUEUED, Job.enqueued_at.is_not(None))
+            return [i for i, at in s.execute(stmt) if aware(at) < cutoff]
+
+    def counts_by_state(self) -> dict[str, int]:
+        with session_scope(self.url) as s:
+            return {state: n for state, n in s.execute(select(Job.state, func.count()).group_by(Job.state))}
+
+    # -- state changes ----------------------------------------------------
+    def transition(
+        self,
+        job_id_: str,
+        state: str,
+        *,
+        from_states: Iterable[str] | None = None,
+        stage: str | None = None,
+        message: str | None = None,
+        actor: str = "",
+        **fields: Any,
+    ) -> bool:
+        """Move a job to `state` if it is in one of `from_states`; True if it moved."""
+        if state not in STATES:
+            raise ValueError(f"unknown job state {state!r}")
+        values: dict[str, Any] = {"state": state, "updated_at": utcnow(), **fields}
+        if stage is not None:
+            values["stage"] = stage
+        if message is not None:
+            values["message"] = message
+        if state in FINAL_STATES:
+            values.setdefault("finished_at", utcnow())
+            values.setdefault("eta_seconds", None)
+        stmt = update(Job).where(Job.id == job_id_)
+        if from_states is not None:
+            stmt = stmt.where(Job.state.in_(list(from_states)))
+        with session_scope(self.url) as s:
+            before = _locked_state(s, job_id_)
+            moved = s.execute(stmt.values(**values)).rowcount == 1
+            if moved:
+                s.add(JobEvent(job_id=job_id_, state=state, stage=stage or "", message=message or "", actor=actor))
+                after: dict[str, Any] = {"state": state, "message": message or ""}
+                if fields.get("outputs"):
+                    after["outputs"] = fields["outputs"]
+                audit.record(s, actor, audit.JOB_PREFIX + state, job_id_, {"state": before}, after)
+            return moved
+
+    def start(self, job_id_: str, *, actor: str) -> bool:
+        """A worker takes the job (from queued; also from running when a dead worker's job is retried)."""
+        with session_scope(self.url) as s:
+            before = _locked_state(s, job_id_)
+            stmt = (
+                update(Job)
+                .where(Job.id == job_id_, Job.state.in_([QUEUED, RUNNING]))
+                .values(state=RUNNING, started_at=utcnow(), updated_at=utcnow(), attempts=Job.attempts + 1,
+                        stage="starting", progress=0.0, message="")
+            )
+            moved = s.execute(stmt).rowcount == 1
+            if moved:
+                attempt = s.scalar(select(Job.attempts).where(Job.id == job_id_))
+                s.add(JobEvent(job_id=job_id_, state=RUNNING, stage="starting",
+                               message=f"attempt {attempt}", actor=actor))
+                audit.record(s, actor, audit.JOB_PREFIX + "started", job_id_, {"state": before},
+                             {"state": RUNNING, "attempt": attempt})
+            return moved
+
+    def progress(self, job_id_: str, *, stage: str, fraction: float, eta_seconds: float | None) -> None:
+        with session_scope(self.url) as s:
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id_, Job.state == RUNNING)
+                .values(stage=stage, progress=max(0.0, min(1.0, fraction)), eta_seconds=eta_seconds,
+                        updated_at=utcnow())
+            )
+
+    def mark_enqueued(self, job_id_: str) -> bool:
+        """Claim the right to push the job to Redis (exactly one caller wins)."""
+        with session_scope(self.url) as s:
+            stmt = update(Job).where(Job.id == job_id_, Job.enqueued_at.is_(None), Job.state == QUEUED)
+            return s.execute(stmt.values(enqueued_at=utcnow())).rowcount == 1
+
+    def unmark_enqueued(self, job_id_: str) -> None:
+        with session_scope(self.url) as s:
+            s.execute(update(Job).where(Job.id == job_id_).values(enqueued_at=None))
+
+    def requeue_waiting(self, *, orthanc_study_id: str | None = None, job_ids: Sequence[str] = (),
+                        kind: str | None = None) -> list[str]:
+        """Waiting jobs (of a study, of a kind) go back to queued (not yet enqueued); returns their ids."""
+        with session_scope(self.url) as s:
+            stmt = select(Job.id).where(Job.state == WAITING)
+            if kind is not None:
+                stmt = stmt.where(Job.kind == kind)
+            if orthanc_study_id is not None:
+                stmt = stmt.where(Job.orthanc_study_id == orthanc_study_id)
+            if job_ids:
+                stmt = stmt.where(Job.id.in_(list(job_ids)))
+            ids = list(s.scalars(stmt))
+        return [i for i in ids if self.transition(i, QUEUED, from_states=[WAITING], stage="input arrived",
+                                                  message="an input series became complete", enqueued_at=None,
+                                                  actor="scheduler")]
+
+    def expired_waiting(self, now: datetime | None = None) -> list[str]:
+        now = now or utcnow()
+        with session_scope(self.url) as s:
+            rows = s.execute(select(Job.id, Job.wait_deadline).where(Job.state == WAITING)).all()
+        return [i for i, deadline in rows if deadline is not None and aware(deadline) <= now]
+
+
+def _locked_state(s: Any, job_id_: str) -> str | None:
+    """The job's state, row-locked on PostgreSQL so the audited "before" is the one we change."""
+    return s.scalar(select(Job.state).where(Job.id == job_id_).with_for_update())
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def to_dict(job: Job, *, events: bool = False) -> dict[str, Any]:
+    """The public JSON form of a job (REST answers, CLI output)."""
+    out: dict[str, Any] = {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "stage": job.stage,
+        "progress": round(job.progress or 0.0, 4),
+        "eta_seconds": None if job.eta_seconds is None else round(job.eta_seconds, 1),
+        "message": job.message,
+        "source": job.source,
+        "requested_by": job.requested_by,
+        "study_instance_uid": job.study_instance_uid,
+        "orthanc_study_id": job.orthanc_study_id,
+        "params": job.params,
+        "inputs": job.inputs,
+        "outputs": job.outputs,
+        "attempts": job.attempts,
+    }
+    for name in ("created_at", "updated_at", "enqueued_at", "started_at", "finished_at", "wait_deadline"):
+        value = getattr(job, name)
+        out[name] = aware(value).isoformat() if value else None
+    if events:
+        out["events"] = [
+            {"at": aware(e.at).isoformat(), "state": e.state, "stage": e.stage, "message": e.message,
+             "actor": e.actor}
+            for e in job.events
+        ]
+    return out
+
+
+def deadline_after(seconds: float) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)

@@ -1,0 +1,18 @@
+"""Alembic environment: the URL comes from the caller (orthanc_rt.records.db.upgrade)."""
+from alembic import context
+from sqlalchemy import create_engine
+
+from orthanc_rt.records.tables import Base
+
+config = context.config
+url = config.attributes.get("connection_url") or config.get_main_option("sqlalchemy.url")
+engine = create_engine(url)
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=url.startswith("sqlite"),  # SQLite cannot ALTER most things
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()

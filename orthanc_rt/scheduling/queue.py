@@ -1,0 +1,97 @@
+"""The Redis side of jobs: RQ queues, enqueueing, cancelling, queue statistics.
+
+One queue per kind of work, so a long Monte Carlo never waits behind, or
+blocks, quick work. Jobs are enqueued by function path so the plugin never
+imports the worker's OpenTPS code.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from redis import Redis
+from rq import Callback, Queue, Retry
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job as RqJob
+from rq.job import JobStatus
+from rq.worker import Worker
+
+# Workers take from these queues in this order. Analyses and SR imports take seconds: their own queue,
+# never behind Monte Carlo jobs. Beamlet sub-jobs (worker.engines.beamlet_fanout, not database jobs) come before
+# new dose and plan work: they finish a plan already under way. Plans (beamlets + optimisation, up to hours)
+# have their own queue so they never hold up doses.
+QUEUE_NAMES = {"analysis": "orthanc-rt-analysis", "sr": "orthanc-rt-analysis", "beamlets": "orthanc-rt-beamlets",
+               "dose": "orthanc-rt-dose", "plan": "orthanc-rt-plan"}
+RUN_JOB = "worker.tasks.run_job"
+ON_FAILURE = "worker.tasks.on_failure"
+# Back-off for transient faults (Orthanc or the database briefly unreachable).
+RETRY_INTERVALS_S = [10, 30, 90]
+# Time limits of the quick kinds (the dose limit is a setting): an analysis takes seconds.
+QUICK_TIMEOUTS_S = {"analysis": 900, "sr": 300}
+
+
+@lru_cache(maxsize=4)
+def redis_for(url: str) -> Redis:
+    return Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
+
+
+class Dispatcher:
+    """Pushes job ids to RQ; every call may raise redis.RedisError when Redis is down."""
+
+    def __init__(self, redis_url: str, *, job_timeout_s: int, plan_timeout_s: int = 6 * 3600):
+        self.redis = redis_for(redis_url)
+        self.job_timeout_s = job_timeout_s
+        self.timeouts = {**QUICK_TIMEOUTS_S, "plan": plan_timeout_s}
+
+    def queue(self, kind: str) -> Queue:
+        return Queue(QUEUE_NAMES[kind], connection=self.redis)
+
+    def enqueue(self, job_id: str, kind: str) -> None:
+        # An RQ job of the same id left by an earlier attempt is replaced.
+        self.queue(kind).enqueue(
+            RUN_JOB,
+            job_id,
+            job_id=job_id,
+            job_timeout=self.timeouts.get(kind, self.job_timeout_s),
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            retry=Retry(max=len(RETRY_INTERVALS_S), interval=RETRY_INTERVALS_S),
+            on_failure=Callback(ON_FAILURE),
+            description=f"Orthanc-RT {kind} job {job_id}",
+        )
+
+    def knows(self, job_id: str) -> bool:
+        """Whether Redis holds the RQ job (queued, scheduled for retry, running or finished)."""
+        return RqJob.exists(job_id, connection=self.redis)
+
+    def cancel(self, job_id: str) -> str:
+        """Stop the RQ job: dequeue it, or kill the work-horse running it (and so MCsquare)."""
+        try:
+            rq_job = RqJob.fetch(job_id, connection=self.redis)
+        except NoSuchJobError:
+            return "not in redis"
+        status = rq_job.get_status(refresh=True)
+        if status == JobStatus.STARTED:
+            try:
+                send_stop_job_command(self.redis, job_id)
+            except InvalidJobOperation:
+                pass
+            return "stop sent to worker"
+        try:
+            rq_job.cancel()
+        except InvalidJobOperation:
+            pass
+        return f"removed from queue ({status})"
+
+    def stats(self) -> dict[str, Any]:
+        workers = Worker.all(connection=self.redis)
+        return {
+            "queues": {kind: len(Queue(name, connection=self.redis)) for kind, name in QUEUE_NAMES.items()},
+            "workers": [
+                {"name": w.name, "state": w.get_state(), "queues": w.queue_names(),
+                 "current_job": w.get_current_job_id()}
+                for w in workers
+            ],
+            "redis_version": self.redis.info("server").get("redis_version"),
+        }

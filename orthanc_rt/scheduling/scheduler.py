@@ -1,0 +1,175 @@
+"""Where job records meet the queue: submit, flush pending triggers, resume, cancel.
+
+A trigger is first written to the database and only then pushed to Redis, so
+a Redis outage delays work instead of losing it: `flush_pending` pushes what
+was recorded but never enqueued (the plugin calls it periodically and at
+start-up; see README, "Reliability").
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any, Sequence
+
+from redis.exceptions import RedisError
+
+from orthanc_rt.pacs.resources import InstanceRef
+from orthanc_rt.records import jobs
+from orthanc_rt.records.jobs import JobStore
+from orthanc_rt.records.tables import Job, utcnow
+from orthanc_rt.scheduling.params import AnalysisParams, DoseParams
+from orthanc_rt.scheduling.queue import Dispatcher
+
+log = logging.getLogger("orthanc_rt.scheduling.scheduler")
+
+
+class Scheduler:
+    def __init__(self, store: JobStore, dispatcher: Dispatcher):
+        self.store = store
+        self.dispatcher = dispatcher
+
+    def request(self, kind: str, *, identity: Sequence[str], identity_params: dict[str, Any],
+                params: dict[str, Any], inputs: dict[str, Any], study: InstanceRef, source: str,
+                requested_by: str = "", waiting_for: str | None = None, wait_seconds: float | None = None,
+                rerun_finished: bool = False) -> tuple[Job, bool]:
+        """Record a job (its id derived from `identity` + `identity_params`), then enqueue it.
+
+        A second request for the same work returns the first job; with
+        `rerun_finished` a finished one runs again (its results are replaced,
+        e.g. when a dose is re-sent). With `waiting_for` the job is recorded
+        waiting for that input instead of being enqueued.
+        """
+        jid = jobs.job_id(kind, *identity, params=identity_params)
+        state = jobs.WAITING if waiting_for else jobs.QUEUED
+        row = Job(
+            id=jid, kind=kind, state=state, stage="waiting for input" if waiting_for else "queued", progress=0.0,
+            message=waiting_for or "", source=source, requested_by=requested_by,
+            study_instance_uid=study.study_instance_uid, orthanc_study_id=study.orthanc_study_id,
+            params=params, inputs=inputs, outputs={}, attempts=0,
+            wait_deadline=jobs.deadline_after(wait_seconds) if wait_seconds is not None else None,
+        )
+        job, created = self.store.create(row, actor=requested_by or source)
+        if created and not waiting_for:
+            self.push(job.id, job.kind)
+        elif not created and rerun_finished and job.state in jobs.FINAL_STATES and not waiting_for:
+            job = self.rerun(job, actor=requested_by or source, message="input sent again: running again")
+        return job, created
+
+    def rerun(self, job: Job, *, actor: str, message: str, from_states: Sequence[str] = jobs.FINAL_STATES) -> Job:
+        """Queue a finished job again (its results are replaced); returns the current row."""
+        if self.store.transition(job.id, jobs.QUEUED, from_states=from_states, stage="queued", message=message,
+                                 actor=actor, enqueued_at=None, finished_at=None, progress=0.0):
+            self.push(job.id, job.kind)
+        return self.store.get(job.id) or job
+
+    def request_dose(self, plan: InstanceRef, params: DoseParams, *, source: str,
+                     requested_by: str = "") -> tuple[Job, bool]:
+        """One job per (plan, parameters): a second request returns the first job."""
+        return self.request(
+            "dose", identity=[plan.sop_instance_uid], identity_params=params.identity(), params=params.as_dict(),
+            inputs={"plan": _input(plan)}, study=plan, source=source, requested_by=requested_by,
+            wait_seconds=params.wait_for_ct_seconds)
+
+    def request_analysis(self, dose: InstanceRef, structure_set: InstanceRef | None, params: AnalysisParams, *,
+                         frame_of_reference_uid: str, source: str, requested_by: str = "") -> tuple[Job, bool]:
+        """One job per (RTDOSE, RTSTRUCT, settings); without a structure set, one job waiting for it."""
+        inputs: dict[str, Any] = {"dose": {**_input(dose), "frame_of_reference_uid": frame_of_reference_uid}}
+        if structure_set is not None:
+            inputs["structure_set"] = _input(structure_set)
+        return self.request(
+            "analysis", identity=[dose.sop_instance_uid, structure_set.sop_instance_uid if structure_set else ""],
+            identity_params=params.as_dict(), params=params.as_dict(), inputs=inputs, study=dose, source=source,
+            requested_by=requested_by, rerun_finished=True,
+            waiting_for=None if structure_set else
+            f"waiting for an RTSTRUCT with FrameOfReferenceUID {frame_of_reference_uid}")
+
+    def request_sr_import(self, sr: InstanceRef, *, source: str, requested_by: str = "") -> tuple[Job, bool]:
+        return self.request("sr", identity=[sr.sop_instance_uid], identity_params={}, params={},
+                            inputs={"sr": _input(sr)}, study=sr, source=source, requested_by=requested_by,
+                            rerun_finished=True)
+
+    def close_waiting_analysis(self, dose_sop_instance_uid: str, analysed_by: Sequence[str]) -> list[str]:
+        """A dose that waited for a structure set now has its pair jobs: close its wait, naming them."""
+        closed = []
+        for jid in self.store.ids_in_states([jobs.WAITING], kind="analysis"):
+            job = self.store.get(jid)
+            if job is None or job.inputs.get("dose", {}).get("sop_instance_uid") != dose_sop_instance_uid:
+                continue
+            if self.store.transition(jid, jobs.SUCCEEDED, from_states=[jobs.WAITING], stage="done",
+                                     message="a structure set arrived; see outputs.analysed_by",
+                                     actor="scheduler", outputs={"analysed_by": list(analysed_by)}):
+                closed.append(jid)
+        return closed
+
+    def push(self, job_id: str, kind: str) -> bool:
+        """Enqueue a recorded job once; on a Redis fault it stays pending in the database."""
+        if not self.store.mark_enqueued(job_id):
+            return False
+        try:
+            self.dispatcher.enqueue(job_id, kind)
+            return True
+        except RedisError as exc:
+            self.store.unmark_enqueued(job_id)
+            log.warning("Redis unavailable, job %s kept pending in the database: %s", job_id, exc)
+            return False
+
+    def flush_pending(self) -> int:
+        """Enqueue every recorded-but-not-enqueued job; returns how many were pushed."""
+        pushed = 0
+        for jid in self.store.not_enqueued():
+            job = self.store.get(jid)
+            if job is not None and self.push(jid, job.kind):
+                pushed += 1
+        return pushed
+
+    def repush_lost(self, grace_s: float = 120.0) -> list[str]:
+        """Queued jobs that Redis no longer knows (Redis restarted empty) are pushed again."""
+        cutoff = utcnow() - timedelta(seconds=grace_s)
+        lost = [jid for jid in self.store.queued_enqueued_before(cutoff) if not self.dispatcher.knows(jid)]
+        for jid in lost:
+            job = self.store.get(jid)
+            if job is None:
+                continue
+            log.warning("job %s was enqueued but Redis does not know it any more: pushing it again", jid)
+            self.store.unmark_enqueued(jid)
+            self.push(jid, job.kind)
+        return lost
+
+    def resume_waiting(self, orthanc_study_id: str, kind: str = "dose") -> list[str]:
+        """Inputs of a study changed: waiting jobs of `kind` there try again."""
+        ids = self.store.requeue_waiting(orthanc_study_id=orthanc_study_id, kind=kind)
+        for jid in ids:
+            self.push(jid, kind)
+        return ids
+
+    def expire_waiting(self) -> list[str]:
+        """Fail jobs whose input did not arrive within their wait; returns their ids."""
+        expired = []
+        for jid in self.store.expired_waiting():
+            job = self.store.get(jid)
+            waited_for = job.message if job is not None else ""
+            if self.store.transition(jid, jobs.FAILED, from_states=[jobs.WAITING], stage="waiting for input",
+                                     message=f"gave up waiting for input: {waited_for}", actor="scheduler"):
+                expired.append(jid)
+        return expired
+
+    def cancel(self, job_id: str, *, actor: str) -> dict[str, Any]:
+        job = self.store.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        if job.state in jobs.FINAL_STATES:
+            return {"cancelled": False, "reason": f"job already {job.state}"}
+        moved = self.store.transition(job_id, jobs.CANCELLED, from_states=jobs.ACTIVE_STATES,
+                                      stage="cancelled", message=f"cancelled by {actor}", actor=actor)
+        if not moved:
+            return {"cancelled": False, "reason": "job finished meanwhile"}
+        try:
+            detail = self.dispatcher.cancel(job_id)
+        except RedisError as exc:
+            detail = f"redis unavailable ({exc}); the worker will see the cancellation when it starts the job"
+        return {"cancelled": True, "detail": detail}
+
+
+def _input(ref: InstanceRef) -> dict[str, str]:
+    return {"orthanc_id": ref.orthanc_id, "sop_instance_uid": ref.sop_instance_uid,
+            "sop_class_uid": ref.sop_class_uid, "series_instance_uid": ref.series_instance_uid}

@@ -1,0 +1,41 @@
+"""Every /rt/ route with a sample path, and which roles may change state: the role table's expectations."""
+from __future__ import annotations
+
+from plugin import roles
+
+# One sample request per route; tests/unit/test_openapi.py keeps this list complete.
+SAMPLES = {
+    ("GET", "/rt/health"): "/rt/health",
+    ("GET", "/rt/openapi.json"): "/rt/openapi.json",
+    ("GET", "/rt/jobs"): "/rt/jobs",
+    ("GET", "/rt/jobs/{job_id}"): "/rt/jobs/dose-1",
+    ("DELETE", "/rt/jobs/{job_id}"): "/rt/jobs/dose-1",
+    ("POST", "/rt/instances/{instance_id}/dose"): "/rt/instances/0a-1b/dose",
+    ("POST", "/rt/reconcile"): "/rt/reconcile",
+    ("GET", "/rt/audit"): "/rt/audit",
+    ("GET", "/rt/audit/verify"): "/rt/audit/verify",
+    ("POST", "/rt/instances/{instance_id}/analysis"): "/rt/instances/0a-1b/analysis",
+    ("GET", "/rt/measurements"): "/rt/measurements",
+    ("POST", "/rt/measurements"): "/rt/measurements",
+    ("GET", "/rt/measurements/{measurement_id}"): "/rt/measurements/1",
+    ("PUT", "/rt/measurements/{measurement_id}"): "/rt/measurements/1",
+    ("DELETE", "/rt/measurements/{measurement_id}"): "/rt/measurements/1",
+    ("GET", "/rt/studies/{study}/measurements/summary"): "/rt/studies/1.2.3/measurements/summary",
+    ("GET", "/rt/doses/{dose}/dvh"): "/rt/doses/1.2.3/dvh",
+    ("GET", "/rt/doses/{dose}/dvh.png"): "/rt/doses/1.2.3/dvh.png",
+    ("GET", "/rt/doses/{dose}/overlay.png"): "/rt/doses/0a-1b/overlay.png",
+    ("GET", "/rt/workflows"): "/rt/workflows",
+    ("GET", "/rt/workflows/{workflow}"): "/rt/workflows/proton-impt",
+    ("POST", "/rt/plans"): "/rt/plans",
+    ("GET", "/rt/plans"): "/rt/plans",
+    ("POST", "/rt/plans/batch"): "/rt/plans/batch",
+    ("GET", "/rt/plans/{plan_id}"): "/rt/plans/plan-1",
+    ("DELETE", "/rt/plans/{plan_id}"): "/rt/plans/plan-1",
+    ("GET", "/rt/studies/{study}/structure-sets"): "/rt/studies/1.2.3/structure-sets",
+}
+
+
+STATE_CHANGING = {"compute": {"admin", "physicist", "dosimetrist"}, "reconcile": {"admin", "physicist"},
+                  "plan-approve": {"admin", "physicist"},
+                  "measure": {"admin", "physicist", "dosimetrist"},
+                  "audit": {"admin", "physicist"}, "read": set(roles.ROLES)}

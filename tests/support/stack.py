@@ -1,0 +1,110 @@
+"""What integration tests share about the running stacks: their settings, users and an HTTP client."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from orthanc_rt.ops.stack import StackConfig
+from orthanc_rt.pacs.client import orthanc_session
+
+STACK_REDIS_URL = os.environ.get("ORTHANC_RT_TEST_STACK_REDIS", "redis://127.0.0.1:6379/14")
+
+
+TEST_PRIMARIES = 20_000
+
+
+# One automatic planning rule, on an ROI name only tests/integration/test_planning.py uses.
+AUTO_PLAN_ROI = "AUTOPLAN_PTV"
+
+
+AUTO_PLANNING = {"Enabled": True,
+                 "Protocols": {"test-1beam": {"prescription_gy": 2.0, "beam_count": 1, "beamlet_primaries": 500,
+                                              "final_primaries": 100_000}},
+                 "Rules": [{"Name": "autoplan-test", "TargetPattern": "AUTOPLAN_.*", "Workflow": "proton-impt",
+                            "Protocol": "test-1beam"}]}
+
+
+# The production configuration's users in tests: {name: (password, role)}; "nobody" has no role.
+AUTH_USERS = {"ada": ("ada-pw-1", "admin"), "phil": ("phil-pw-2", "physicist"),
+              "dora": ("dora-pw-3", "dosimetrist"), "vic": ("vic-pw-4", "viewer"), "nobody": ("nobody-pw-5", "")}
+
+
+WORKER_USER = ("rt-worker", "worker-secret-6f1c")
+
+
+FAULT_JOB_TIMEOUT_S = 60
+
+
+def as_user(cfg: StackConfig, user: str | None) -> "Client":
+    auth = None if user is None else (user, AUTH_USERS[user][0])
+    return Client(cfg.orthanc_url, auth=auth)
+
+
+class Client:
+    """requests against the stack's Orthanc, with the waits the tests need."""
+
+    def __init__(self, base: str, auth: tuple[str, str] | None = None):
+        self.base = base
+        self.http = orthanc_session(auth)  # resends requests whose connection Orthanc dropped unanswered
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.get(self.base + path, timeout=30, **kw)
+
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.post(self.base + path, timeout=60, **kw)
+
+    def put(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.put(self.base + path, timeout=30, **kw)
+
+    def delete(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.delete(self.base + path, timeout=30, **kw)
+
+    def jobs(self, **filters: Any) -> list[dict[str, Any]]:
+        r = self.get("/rt/jobs", params={"limit": 500, **filters})
+        r.raise_for_status()
+        return r.json()["items"]
+
+    def wait_job(self, predicate, *, timeout_s: float = 300, **filters: Any) -> dict[str, Any]:
+        """Poll /rt/jobs until a job matching `predicate` exists; returns it."""
+        deadline = time.monotonic() + timeout_s
+        seen: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            seen = self.jobs(**filters)
+            for job in seen:
+                if predicate(job):
+                    return job
+            time.sleep(0.5)
+        raise AssertionError(f"no job matched within {timeout_s} s; jobs seen: {seen}")
+
+    def wait_final(self, job_id: str, *, timeout_s: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        job: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            job = self.get(f"/rt/jobs/{job_id}").json()
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(0.5)
+        raise AssertionError(f"job {job_id} not final after {timeout_s} s: {job}")
+
+    def study_instances(self, study_uid: str, modality: str) -> list[str]:
+        found = self.post("/tools/find", json={"Level": "Instance", "Query": {
+            "StudyInstanceUID": study_uid, "Modality": modality}}).json()
+        return found
+
+
+def mcsquare_running(data_dir: Path) -> bool:
+    """An MCsquare process working in one of this stack's job folders (other stacks may run their own)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"MCsquare" in (proc / "cmdline").read_bytes() and \
+                    Path(os.readlink(proc / "cwd")).is_relative_to(data_dir):
+                return True
+        except OSError:
+            continue
+    return False

@@ -1,0 +1,277 @@
+"""Run MCsquare for one job inside a folder that belongs to that job alone.
+
+Why a folder per job, and why we start MCsquare ourselves
+---------------------------------------------------------
+OpenTPS' `MCsquareDoseCalculator` simulates in one global folder
+(`~/openTPS_workspace/Simulations/MCsquare_simulation`) and copies about
+150 MB of MCsquare binaries into it on every run. Two jobs on one host would
+overwrite each other's inputs and outputs, and changing `simulationDirectory`
+after the calculator is built leaves `_doseFilePath` pointing at the global
+folder: a run can then silently return the dose of an earlier job. It also
+starts MCsquare through a shell launcher and never looks at its exit code.
+
+So the dose engine does not use the calculator. OpenTPS' own writers
+(`mcsquareIO`) put every input into the caller's `work_dir`, and this module
+starts the installed binary from the package folder with `cwd=work_dir` and
+`MCsquare_Materials_Dir=<work_dir>/Materials`. Every path MCsquare reads or
+writes, and the one Dose.mhd we read back, is below `work_dir`; the caller
+creates it and removes it afterwards (about 16 MB of material tables plus the
+CT per job, instead of 150 MB of binaries).
+
+Layout of a job folder::
+
+    CT.mhd/.raw  PlanPencil.txt  bdl.txt  config.txt  mcsquare.log
+    Scanner/     HU_Density_Conversion.txt, HU_Material_Conversion.txt
+    Materials/   material tables + list.dat (numbering matches Scanner/)
+    Outputs/     Dose.mhd/.raw, Simulation_progress.txt (written by MCsquare)
+
+Process handling: MCsquare stays in the worker's process group, so when RQ
+kills the job's group on cancel or timeout MCsquare dies with it, and it gets
+PR_SET_PDEATHSIG=SIGKILL so it never outlives the worker process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import opentps.core.processing.doseCalculation.protons.MCsquare as _mcsquare_package
+from opentps.core.data.CTCalibrations import AbstractCTCalibration
+from opentps.core.data.images import CTImage, DoseImage
+from opentps.core.data.MCsquare import BDL, MCsquareConfig
+from opentps.core.data.plan import ProtonPlan
+from opentps.core.io import mcsquareIO
+
+from orthanc_rt.errors import DoseEngineError
+from worker.engines.child_process import describe_signal as _describe_signal
+from worker.engines.child_process import die_with_parent as _die_with_parent
+from worker.engines.child_process import tail
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None]
+
+_POLL_SECONDS = 0.5
+# MCsquare prints " 40.0 % " and " 50.0 % (stat uncertainty: 3.63 %) " per batch.
+_PROGRESS_LINE = re.compile(r"^\s*(\d+(?:\.\d+)?) %", re.MULTILINE)
+# In beamlet mode it prints "Simulation of beamlet 3/1564" as each spot starts (in any order when parallel).
+_BEAMLET_LINE = re.compile(r"^Simulation of beamlet \d+/(\d+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ScoringGrid:
+    """An axis-aligned dose grid in DICOM patient coordinates (mm, x/y/z order)."""
+
+    origin_mm: tuple[float, float, float]  # centre of the first voxel
+    spacing_mm: tuple[float, float, float]
+    size_xyz: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class JobFolder:
+    """Where each MCsquare input and output of one job lives."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, work_dir: Path) -> "JobFolder":
+        # Absolute: OpenTPS' MHD reader joins a relative data-file path twice.
+        return cls(Path(work_dir).resolve())
+
+    @property
+    def ct(self) -> Path:
+        return self.root / "CT.mhd"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "PlanPencil.txt"
+
+    @property
+    def bdl(self) -> Path:
+        return self.root / "bdl.txt"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.txt"
+
+    @property
+    def scanner(self) -> Path:
+        return self.root / "Scanner"
+
+    @property
+    def materials(self) -> Path:
+        return self.root / "Materials"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "Outputs"
+
+    @property
+    def dose(self) -> Path:
+        return self.outputs / "Dose.mhd"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "mcsquare.log"
+
+
+def write_inputs(folder: JobFolder, ct: CTImage, plan: ProtonPlan, beam_model: BDL,
+                 calibration: AbstractCTCalibration, *, primaries: int, threads: int,
+                 scoring: ScoringGrid | None, extra_config: dict | None = None) -> None:
+    """Write everything MCsquare reads into the job folder, removing any earlier output.
+
+    `extra_config` entries override the dose configuration (the beamlet mode of
+    `worker.engines.beamlets` sets its own output keys this way).
+    """
+    folder.root.mkdir(parents=True, exist_ok=True)
+    # A reused folder must not hand an earlier job's files to this run (or to the checks below).
+    for stale in (folder.outputs, folder.scanner, folder.materials):
+        if stale.exists():
+            shutil.rmtree(stale)
+    for stale in (folder.ct, folder.ct.with_suffix(".raw"), folder.plan, folder.bdl, folder.config, folder.log):
+        stale.unlink(missing_ok=True)
+    folder.scanner.mkdir()
+    folder.materials.mkdir()
+    mcsquareIO.writeCT(ct, str(folder.ct))
+    mcsquareIO.writePlan(plan, str(folder.plan), ct, beam_model)
+    if not folder.plan.is_file():  # writePlan only logs (and writes nothing) for plans it cannot express
+        raise DoseEngineError("OpenTPS did not write the MCsquare plan file (see the worker log)")
+    mcsquareIO.writeCTCalibrationAndBDL(calibration, str(folder.scanner), str(folder.materials),
+                                        beam_model, str(folder.bdl))
+    config = _config(folder, primaries=primaries, threads=threads, scoring=scoring)
+    for key, value in (extra_config or {}).items():
+        config[key] = value
+    mcsquareIO.writeConfig(config, str(folder.config))
+
+
+def run(folder: JobFolder, *, on_progress: ProgressCallback | None = None, expect: Path | None = None) -> None:
+    """Run MCsquare on the job folder's config; raise DoseEngineError unless it wrote `expect` (default: the dose)."""
+    expected = folder.dose if expect is None else expect
+    binary = mcsquare_binary()
+    env = dict(os.environ, MCsquare_Materials_Dir=str(folder.materials))
+    started = time.monotonic()
+    with open(folder.log, "wb") as log:
+        # No start_new_session: RQ cancels a job by killing its process group, which must include MCsquare.
+        process = subprocess.Popen([str(binary), folder.config.name], cwd=folder.root, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=_die_with_parent(os.getpid()))
+        try:
+            _wait(process, folder.log, on_progress)
+        finally:
+            if process.poll() is None:  # we are being interrupted: do not leave MCsquare running
+                process.kill()
+                process.wait()
+    logger.info("MCsquare finished in %.1f s (exit code %s)", time.monotonic() - started, process.returncode)
+    if process.returncode != 0:
+        raise DoseEngineError(f"MCsquare ({binary.name}) failed with exit code {process.returncode}"
+                              f"{_describe_signal(process.returncode)}; its last output lines:\n{tail(folder.log)}")
+    if not expected.is_file():
+        raise DoseEngineError(f"MCsquare ({binary.name}) exited normally but wrote no {expected.name}; "
+                              f"its last output lines:\n{tail(folder.log)}")
+
+
+def read_dose(folder: JobFolder, expected: ScoringGrid) -> DoseImage:
+    """The dose MCsquare wrote in this folder, per primary proton (eV/g), DICOM axes [x, y, z]."""
+    dose = mcsquareIO.readDose(str(folder.dose))
+    got = tuple(int(n) for n in dose.imageArray.shape)
+    if got != tuple(expected.size_xyz):
+        raise DoseEngineError(f"MCsquare wrote a {got} dose, expected {tuple(expected.size_xyz)}")
+    if not np.allclose(dose.origin, expected.origin_mm, atol=1e-3):
+        raise DoseEngineError(f"MCsquare's dose origin {tuple(dose.origin)} is not the requested "
+                              f"{tuple(expected.origin_mm)}")
+    # MCsquare exits 0 with an empty (or NaN) dose when no proton reaches the CT, e.g. with an unreadable
+    # beam model or a plan whose spots all miss the image: never hand that on as a result.
+    if not np.all(np.isfinite(dose.imageArray)) or not np.any(dose.imageArray > 0):
+        raise DoseEngineError("MCsquare scored no dose (are the isocentre and spots inside the CT? is the beam "
+                              f"model readable?); its last output lines:\n{tail(folder.log)}")
+    return dose
+
+
+def mcsquare_binary(cpuinfo: Path = Path("/proc/cpuinfo")) -> Path:
+    """The MCsquare build for this CPU, chosen as the package's launcher script does."""
+    folder = Path(_mcsquare_package.__path__[0])
+    text = cpuinfo.read_text(errors="replace") if cpuinfo.exists() else ""
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    if "AuthenticAMD" in text:
+        name = "MCsquare_linux"  # the launcher never starts the vector builds on AMD processors
+    elif any(flag.startswith("avx512") for flag in flags):
+        name = "MCsquare_linux_avx512"
+    elif "avx2" in flags:
+        name = "MCsquare_linux_avx2"
+    elif "avx" in flags:
+        name = "MCsquare_linux_avx"
+    elif any(flag.startswith("sse4") for flag in flags):
+        name = "MCsquare_linux_sse4"
+    else:
+        name = "MCsquare_linux"
+    binary = folder / name
+    if not os.access(binary, os.X_OK):
+        raise DoseEngineError(f"{binary} is missing or not executable: run scripts/fix_opentps.py after installing")
+    return binary
+
+
+def progress_from_log(text: str) -> float | None:
+    """MCsquare's own completion (0..1) from its output so far, or None before the first batch or beamlet."""
+    beamlets = _BEAMLET_LINE.findall(text)
+    if beamlets:
+        return min(len(beamlets) / max(int(beamlets[-1]), 1), 1.0)
+    found = _PROGRESS_LINE.findall(text)
+    return min(float(found[-1]) / 100.0, 1.0) if found else None
+
+
+def _config(folder: JobFolder, *, primaries: int, threads: int, scoring: ScoringGrid | None) -> MCsquareConfig:
+    # Paths relative to the job folder (MCsquare's cwd): its config parser splits on whitespace.
+    config = MCsquareConfig()
+    config["Num_Primaries"] = int(primaries)
+    config["Num_Threads"] = int(threads)  # MCsquare ignores OMP_NUM_THREADS; 0 = every core it can see
+    config["CT_File"] = folder.ct.name
+    config["ScannerDirectory"] = folder.scanner.name
+    config["HU_Density_Conversion_File"] = f"{folder.scanner.name}/HU_Density_Conversion.txt"
+    config["HU_Material_Conversion_File"] = f"{folder.scanner.name}/HU_Material_Conversion.txt"
+    config["BDL_Machine_Parameter_File"] = folder.bdl.name
+    config["BDL_Plan_File"] = folder.plan.name
+    config["Output_Directory"] = folder.outputs.name
+    config["Dose_MHD_Output"] = True
+    config["Dose_to_Water_conversion"] = "OnlineSPR"  # what OpenTPS uses for final doses: dose to water
+    if scoring is not None:
+        config["Independent_scoring_grid"] = True
+        config["Scoring_voxel_spacing"] = [s / 10.0 for s in scoring.spacing_mm]  # cm
+        config["Scoring_grid_size"] = list(scoring.size_xyz)
+        config["Scoring_origin"] = [c / 10.0 for c in _mcsquare_corner(scoring)]  # cm
+    return config
+
+
+def _mcsquare_corner(grid: ScoringGrid) -> tuple[float, float, float]:
+    """The grid's outer corner in MCsquare's frame, whose y axis is DICOM's -y (mm).
+
+    The inverse of what `mcsquareIO.readMCsquareMHD` applies to the Dose.mhd
+    offset, so the dose comes back at `grid.origin_mm`.
+    """
+    (ox, oy, oz), (sx, sy, sz), (_, ny, _) = grid.origin_mm, grid.spacing_mm, grid.size_xyz
+    return (ox - sx / 2.0, -oy - sy * ny + sy / 2.0, oz - sz / 2.0)
+
+
+def _wait(process: subprocess.Popen, log: Path, on_progress: ProgressCallback | None) -> None:
+    reported = -1.0
+    while True:
+        try:
+            process.wait(timeout=_POLL_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        if on_progress is None:
+            continue
+        done = progress_from_log(log.read_text(errors="replace")) if log.exists() else None
+        if done is not None and done > reported:
+            reported = done
+            on_progress(done, f"{done:.0%} of primaries simulated")

@@ -1,0 +1,117 @@
+"""The dose job: an RTPLAN in Orthanc becomes an MCsquare RTDOSE in the same study.
+
+Stages: fetch the plan and its CT from Orthanc, compute with MCsquare in a
+folder of the job's own, build the RTDOSE (UIDs derived from the job id, so
+a retry replaces rather than duplicates) and store it through Orthanc's REST
+API. Input problems end the job as failed with a readable reason; a CT that
+has not (completely) arrived puts it in waiting-for-input.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orthanc_rt.dicom.builders import build_rtdose
+from orthanc_rt.dicom.ct import read_ct_series
+from orthanc_rt.dicom.ion_plan import read_ion_plan
+from orthanc_rt.dicom.models import DoseGrid
+from orthanc_rt.dicom.serialize import to_bytes
+from orthanc_rt.dicom.uids import derive_uid
+from orthanc_rt.errors import DicomInputError
+from orthanc_rt.pacs.client import OrthancApi
+from orthanc_rt.pacs.inputs import fetch_series, locate_plan_ct, read_instance, study_of
+from orthanc_rt.pacs.resources import exists, find_instance
+from orthanc_rt.records import audit, jobs
+from orthanc_rt.records.jobs import JobStore
+from orthanc_rt.settings import Settings
+from worker.engines.proton_dose import DoseEngineError, compute_dose
+from worker.jobs import frame as job_frame
+from worker.jobs.frame import Cancelled
+from worker.jobs.progress import Progress
+
+log = logging.getLogger("orthanc_rt.worker")
+
+
+def run(job_id: str, settings: Settings, store: JobStore) -> dict[str, Any]:
+    work_dir = Path(settings.work_dir) / job_id
+    return job_frame.run(
+        job_id, settings, store,
+        lambda job, api, settings_, store_: _compute_and_store(job, api, settings_, store_, work_dir),
+        final_errors=(DoseEngineError,), cleanup=lambda: shutil.rmtree(work_dir, ignore_errors=True))
+
+
+def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobStore,
+                       work_dir: Path) -> dict[str, Any]:
+    progress = Progress(store, job.id)
+    progress.enter("fetching inputs")
+    plan_input = job.inputs["plan"]
+    plan_ds = read_instance(api, plan_input["orthanc_id"])
+    plan = read_ion_plan(plan_ds)
+    ct_ref = locate_plan_ct(api, orthanc_study_id=job.orthanc_study_id,
+                            frame_of_reference_uid=plan.frame_of_reference_uid,
+                            structure_set_uid=plan.referenced_structure_set_uid)
+    ct_datasets = fetch_series(api, ct_ref)
+    ct = read_ct_series(ct_datasets)
+
+    progress.enter("preparing MCsquare")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    (work_dir / "owner.pid").write_text(str(os.getpid()))
+    params = job.params
+    progress.enter("Monte Carlo")
+    grid = compute_dose(ct, plan, primaries=int(params["primaries"]), work_dir=work_dir,
+                        scoring_spacing_mm=params.get("scoring_spacing_mm"), threads=settings.mcsquare_threads,
+                        on_progress=lambda fraction, detail: progress.within(fraction, detail))
+
+    progress.enter("exporting RTDOSE")
+    study = study_of(ct_datasets[0])
+    sop_uid = derive_uid("orthanc-rt", job.id, "rtdose")
+    series_uid = derive_uid("orthanc-rt", job.id, "rtdose-series")
+    dose_ds = build_rtdose(
+        grid, study, sop_instance_uid=sop_uid, series_instance_uid=series_uid,
+        referenced_plan_uid=plan.sop_instance_uid,
+        series_description=f"MCsquare dose {int(params['primaries']):.0e} primaries (Orthanc-RT)",
+    )
+    dose_bytes = to_bytes(dose_ds)
+
+    progress.enter("storing")
+    current = store.get(job.id)
+    if current is None or current.state != jobs.RUNNING:
+        raise Cancelled()
+    if not exists(api, f"/instances/{plan_input['orthanc_id']}"):
+        raise DicomInputError("the RTPLAN was deleted from Orthanc while its dose was computed; nothing was stored")
+    previous = find_instance(api, sop_uid)
+    if previous is not None:  # a retried job replaces its earlier result
+        api.delete(f"/instances/{previous}")
+    stored = api.post_bytes("/instances", dose_bytes, "application/dicom")
+    dose_id = json.loads(stored)["ID"]
+    audit.record(store.url, jobs.actor_name(), audit.RESULT_STORED, job.id,
+                 {"replaced_orthanc_id": previous} if previous else None,
+                 {"rtdose_orthanc_id": dose_id, "sop_instance_uid": sop_uid})
+    return {
+        "rtdose": {"orthanc_id": dose_id, "sop_instance_uid": sop_uid, "series_instance_uid": series_uid},
+        "ct": {"orthanc_series_id": ct_ref.orthanc_id, "series_instance_uid": ct_ref.series_instance_uid,
+               "slices": len(ct_ref.instance_ids)},
+        "plan": {"beams": len(plan.beams), "spots": plan.spot_count, "fractions": plan.fractions_planned,
+                 "energies_mev": plan.energies_mev},
+        "dose_max_gy": round(float(np.max(grid.dose_gy)), 4),
+        "dose_at_isocenter_gy": _dose_at(grid, plan.beams[0].isocenter_mm),
+        "dose_summation": "PLAN (all fractions)",
+        "primaries": int(params["primaries"]),
+    }
+
+
+def _dose_at(grid: DoseGrid, point_mm: tuple[float, float, float]) -> float | None:
+    """Dose in the voxel containing `point_mm` (None outside the grid)."""
+    index = [int(round((p - o) / s)) for p, o, s in zip(point_mm, grid.origin_mm, grid.spacing_mm)]
+    x, y, z = index
+    nz, ny, nx = grid.dose_gy.shape
+    if not (0 <= x < nx and 0 <= y < ny and 0 <= z < nz):
+        return None
+    return round(float(grid.dose_gy[z, y, x]), 4)

@@ -1,0 +1,267 @@
+"""IMPT planning: a CT, structures and a request in; an optimised ion plan, its dose and QA out.
+
+`plan_impt` runs four stages, each reported through `on_progress(stage, fraction_of_stage)`
+(stage names in `STAGES`, which fit `worker.jobs.progress.Progress.enter/within`):
+
+1. building plan: OpenTPS' `ProtonPlanDesign` places spots (ray tracing the
+   target, with margin, through the CT's stopping powers) for every beam;
+2. computing beamlets: MCsquare in beamlet mode inside `work_dir/beamlets`
+   (`worker.engines.beamlets`; never OpenTPS' global workspace). With
+   `request.robustness`, the same run also gives MCsquare's reduced set of
+   error scenarios (20 with setup and range errors), the target's objectives
+   become worst-case (robust) objectives, and `PlanResult.scenario_qa` gives
+   the target's D95/D5 in every scenario (beamlet doses);
+3. optimizing: OpenTPS' `IntensityModulationOptimizer` on the request's
+   objectives (`FidObjective` metrics), masks resampled to the scoring grid;
+4. final dose: the optimised OpenTPS plan is converted to our `IonPlan`
+   (`worker.engines.plan_convert`) and `worker.engines.proton_dose.compute_dose` computes its
+   dose with `final_primaries` in `work_dir/final`: the plan that is exported
+   and the dose that is reported are the same object.
+
+Doses are whole-plan doses (all fractions, Gy), like every DoseGrid. The
+prescription is the plan dose too. QA metrics (`orthanc_rt.analysis.dvh_metrics`) are
+taken on the final dose grid with each ROI resampled to it by nearest voxel
+centre. `work_dir` keeps MCsquare's inputs and outputs (the beamlet files are
+tens of MB, 20x that for robust plans); the caller removes it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from opentps.core.data.images import ROIMask
+from opentps.core.data.plan import FidObjective, ProtonPlan
+from opentps.core.data.plan._protonPlanDesign import ProtonPlanDesign
+from opentps.core.processing.planOptimization.planOptimization import (
+    IntensityModulationOptimizer,
+)
+
+from orthanc_rt.analysis.dvh_metrics import roi_dose_metrics, target_dose_metrics
+from orthanc_rt.dicom.models import CtVolume, DoseGrid, IonPlan
+from orthanc_rt.dicom.uids import derive_uid
+from orthanc_rt.planning.request import (
+    PlanRequest,
+    PlanRequestError,
+    validate_parameters,
+    validate_rois,
+)
+from worker.engines.beamlets import BeamletRunner, ScenarioErrors, local_beamlets
+from worker.engines.mcsquare import ScoringGrid
+from worker.engines.plan_convert import from_opentps_plan
+from worker.engines.proton_dose import (
+    compute_dose,
+    default_beam_model,
+    scoring_grid,
+    to_opentps_ct,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("building plan", "computing beamlets", "optimizing", "final dose")
+ProgressCallback = Callable[[str, float], None]
+
+
+@dataclass
+class StageTimes:
+    building_plan_s: float = 0.0
+    beamlets_s: float = 0.0
+    optimizing_s: float = 0.0
+    final_dose_s: float = 0.0
+
+
+@dataclass
+class OptimizerInfo:
+    method: str
+    iterations: int
+    objective_initial: float
+    objective_final: float
+    objective_history: list[float]
+    times: StageTimes = field(default_factory=StageTimes)
+
+    @classmethod
+    def of_run(cls, method: str, iterations: int, history: list[float], times: StageTimes) -> "OptimizerInfo":
+        """From an OpenTPS optimiser's run: its objective per iteration (NaN ends when it made none)."""
+        return cls(method=method, iterations=int(iterations),
+                   objective_initial=history[0] if history else float("nan"),
+                   objective_final=history[-1] if history else float("nan"), objective_history=history, times=times)
+
+
+@dataclass
+class PlanResult:
+    plan: IonPlan  # per-fraction MU; pass its beams to build_ion_plan
+    dose: DoseGrid  # final MC dose of `plan` (whole plan, Gy)
+    optimizer: OptimizerInfo
+    spot_count: int
+    layer_count: int
+    qa: dict[str, dict[str, float]]  # every ROI -> roi_dose_metrics; the target -> target_dose_metrics
+    optimizer_dose: DoseGrid | None = None  # beamlet-sum dose the optimiser saw (same grid)
+    # Robust plans: the target's D95/D5 (Gy) in each error scenario (beamlet doses), and the worst of each.
+    scenario_qa: dict[str, float | list[float]] | None = None
+
+
+def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct: CtVolume) -> None:
+    """Raise PlanRequestError naming the first thing wrong with `request` for these masks on `ct`'s grid."""
+    validate_rois(request, {name: True for name in structures})
+    validate_parameters(request)
+    for name, mask in structures.items():
+        if np.shape(mask) != ct.shape_zyx:
+            raise PlanRequestError(f"ROI {name!r}: mask shape {np.shape(mask)} is not the CT's {ct.shape_zyx}")
+    for name in {request.target_roi, *(o.roi for o in request.effective_objectives)}:
+        if not np.any(structures[name]):
+            raise PlanRequestError(f"ROI {name!r} is empty on the CT grid")
+
+
+def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequest, *, work_dir: Path,
+              threads: int = 0, on_progress: ProgressCallback | None = None,
+              beamlet_runner: BeamletRunner | None = None) -> PlanResult:
+    """Plan `request` on `ct` (see the module docstring); MCsquare files go below `work_dir`.
+
+    `beamlet_runner` computes stage 2 (default: `worker.engines.beamlets.local_beamlets`, one MCsquare run here;
+    `worker.engines.beamlet_fanout` spreads it over the RQ workers).
+    """
+    report = on_progress or (lambda stage, fraction: None)
+    validate_request(request, structures, ct)
+    work_dir = Path(work_dir)
+    model = default_beam_model()
+    times = StageTimes()
+
+    report(STAGES[0], 0.0)
+    started = time.monotonic()
+    grid = scoring_grid(ct, request.scoring_spacing_mm)
+    opentps_ct = to_opentps_ct(ct)
+    target_ct = _roi_mask(request.target_roi, structures[request.target_roi], ct.origin_mm, ct.spacing_mm)
+    design = ProtonPlanDesign()
+    design.ct = opentps_ct
+    design.calibration = model.calibration
+    design.gantryAngles = list(request.gantry_angles)
+    design.couchAngles = list(request.couch_angles)
+    design.beamNames = [f"B{k}" for k in range(1, len(request.gantry_angles) + 1)]
+    design.spotSpacing = float(request.spot_spacing_mm)
+    design.layerSpacing = float(request.layer_spacing_mm)
+    design.targetMargin = float(request.target_margin_mm)
+    design.setScoringParameters(scoringGridSize=np.array(grid.size_xyz), scoringSpacing=list(grid.spacing_mm),
+                                scoringOrigin=list(grid.origin_mm))
+    design.defineTargetMaskAndPrescription(target=target_ct, targetPrescription=float(request.prescription_gy))
+    plan = design.buildPlan()
+    plan.numberOfFractionsPlanned = int(request.fractions)
+    if plan.numberOfSpots == 0:
+        raise PlanRequestError(f"no spot could be placed on target {request.target_roi!r} (outside the CT, or "
+                               "beyond the beam model's energies?)")
+    times.building_plan_s = time.monotonic() - started
+    report(STAGES[0], 1.0)
+    logger.info("plan design: %d spots in %.1f s", plan.numberOfSpots, times.building_plan_s)
+
+    report(STAGES[1], 0.0)
+    started = time.monotonic()
+    robust = request.robustness is not None and request.robustness.enabled
+    errors = ScenarioErrors(float(request.robustness.setup_mm), float(request.robustness.range_pct)) if robust \
+        else None
+    design.beamlets, scenarios = (beamlet_runner or local_beamlets)(
+        opentps_ct, plan, model, grid, primaries=request.beamlet_primaries, work_dir=work_dir / "beamlets",
+        threads=threads, on_progress=lambda done, _: report(STAGES[1], done), errors=errors)
+    if robust:
+        # What OpenTPS' optimiser reads of a robust design: the strategy, the errors and the scenario beamlets.
+        design.robustness.selectionStrategy = design.robustness.Strategies.REDUCED_SET
+        design.robustness.setupSystematicError = [errors.setup_mm] * 3
+        design.robustness.setupRandomError = [0.0, 0.0, 0.0]
+        design.robustness.rangeSystematicError = errors.range_pct
+        design.robustness.scenarios = scenarios
+        # Kept for the evaluation below: the optimiser crops these matrices to the ROIs and unloads them.
+        scenario_matrices = [scenario.toSparseMatrix() for scenario in scenarios]
+        design.robustness.numScenarios = len(scenarios)
+    else:
+        scenario_matrices = []
+    times.beamlets_s = time.monotonic() - started
+    report(STAGES[1], 1.0)
+
+    report(STAGES[2], 0.0)
+    started = time.monotonic()
+    # Every ROI, not only those with objectives: the QA reports them all.
+    grid_masks = {name: mask_on_grid(np.asarray(mask, dtype=bool), ct, grid) for name, mask in structures.items()}
+    for objective in request.effective_objectives:
+        roi = _roi_mask(objective.roi, grid_masks[objective.roi], grid.origin_mm, grid.spacing_mm)
+        robust_objective = robust and (objective.robust if objective.robust is not None
+                                       else objective.roi == request.target_roi)
+        design.objectives.addFidObjective(roi, FidObjective.Metrics(objective.type), float(objective.dose_gy),
+                                          float(objective.weight), volume=objective.volume_pct,
+                                          robust=robust_objective)
+    optimizer = IntensityModulationOptimizer(method=request.optimizer, plan=plan, maxiter=request.max_iterations)
+    optimizer_dose_image, history = optimizer.optimize()
+    times.optimizing_s = time.monotonic() - started
+    report(STAGES[2], 1.0)
+    history = [float(v) for v in np.ravel(history)]
+
+    report(STAGES[3], 0.0)
+    started = time.monotonic()
+    ion_plan = _ion_plan(plan, ct, request)
+    dose = compute_dose(ct, ion_plan, primaries=request.final_primaries, work_dir=work_dir / "final",
+                        scoring_spacing_mm=request.scoring_spacing_mm, threads=threads,
+                        on_progress=lambda done, _: report(STAGES[3], done))
+    times.final_dose_s = time.monotonic() - started
+    report(STAGES[3], 1.0)
+
+    optimizer_dose = DoseGrid(dose_gy=np.ascontiguousarray(optimizer_dose_image.imageArray.transpose(2, 1, 0),
+                                                           dtype=np.float32),
+                              origin_mm=grid.origin_mm, spacing_mm=grid.spacing_mm,
+                              frame_of_reference_uid=ct.frame_of_reference_uid)
+    qa = dose_qa(dose, grid_masks, request)
+    scenario_qa = None
+    if scenario_matrices:
+        # Plan dose of each scenario: the optimiser's weights are sqrt(MU x fractions) (OpenTPS' xSquared).
+        plan_mu = np.square(np.asarray(optimizer.weights, dtype=np.float64))
+        target = grid_masks[request.target_roi]
+        metrics = [roi_dose_metrics(_beamlet_dose(matrix, plan_mu, grid), target) for matrix in scenario_matrices]
+        scenario_qa = {"D95": [m["D95"] for m in metrics], "D5": [m["D5"] for m in metrics],
+                       "worst_D95": min(m["D95"] for m in metrics), "worst_D5": max(m["D5"] for m in metrics)}
+    info = OptimizerInfo.of_run(request.optimizer, optimizer.niter, history, times)
+    return PlanResult(plan=ion_plan, dose=dose, optimizer=info, spot_count=ion_plan.spot_count,
+                      layer_count=sum(len(b.layers) for b in ion_plan.beams), qa=qa, optimizer_dose=optimizer_dose,
+                      scenario_qa=scenario_qa)
+
+
+def dose_qa(dose: DoseGrid, masks: dict[str, np.ndarray], request: PlanRequest) -> dict[str, dict[str, float]]:
+    """Every ROI's dose metrics on the final dose (masks on its grid); the target's with coverage and indices."""
+    qa = {name: roi_dose_metrics(dose.dose_gy, mask) for name, mask in masks.items()}
+    qa[request.target_roi] = target_dose_metrics(dose.dose_gy, masks[request.target_roi], request.prescription_gy)
+    return qa
+
+
+def _beamlet_dose(matrix, weights: np.ndarray, grid: ScoringGrid) -> np.ndarray:
+    """Beamlets x weights as a [z, y, x] array; MCsquare's voxel order, as OpenTPS reads it (x and y reversed)."""
+    flat = np.asarray(matrix @ weights, dtype=np.float32)
+    xyz = np.flip(np.reshape(flat, grid.size_xyz, order="F"), (0, 1))
+    return np.ascontiguousarray(xyz.transpose(2, 1, 0))
+
+
+def _ion_plan(plan: ProtonPlan, ct: CtVolume, request: PlanRequest) -> IonPlan:
+    # Placeholder identity derived from the inputs; the job that stores the plan sets its own UIDs.
+    key = repr((ct.series_instance_uid, ct.frame_of_reference_uid, request))
+    return from_opentps_plan(plan, sop_instance_uid=derive_uid("orthanc-rt-impt", key, "plan"),
+                             series_instance_uid=derive_uid("orthanc-rt-impt", key, "series"),
+                             study_instance_uid=ct.study_instance_uid,
+                             frame_of_reference_uid=ct.frame_of_reference_uid, label="IMPT",
+                             name=f"IMPT {request.target_roi} {request.prescription_gy:g} Gy"[:64])
+
+
+def _roi_mask(name: str, mask_zyx: np.ndarray, origin: Sequence[float], spacing: Sequence[float]) -> ROIMask:
+    return ROIMask(imageArray=np.ascontiguousarray(np.asarray(mask_zyx, dtype=bool).transpose(2, 1, 0)), name=name,
+                   origin=tuple(float(v) for v in origin), spacing=tuple(float(v) for v in spacing))
+
+
+def mask_on_grid(mask_zyx: np.ndarray, ct: CtVolume, grid: ScoringGrid) -> np.ndarray:
+    """`mask_zyx` (on the CT grid) sampled at the centres of `grid`'s voxels (nearest CT voxel)."""
+    index = []
+    for axis, (origin, spacing, count) in enumerate(zip(grid.origin_mm, grid.spacing_mm, grid.size_xyz)):
+        centres = origin + spacing * np.arange(count)
+        k = np.rint((centres - ct.origin_mm[axis]) / ct.spacing_mm[axis]).astype(int)
+        index.append(k)
+    kx, ky, kz = index
+    nz, ny, nx = mask_zyx.shape
+    inside = (np.clip(kz, 0, nz - 1) == kz)[:, None, None] & (np.clip(ky, 0, ny - 1) == ky)[None, :, None] \
+        & (np.clip(kx, 0, nx - 1) == kx)[None, None, :]
+    sampled = mask_zyx[np.ix_(np.clip(kz, 0, nz - 1), np.clip(ky, 0, ny - 1), np.clip(kx, 0, nx - 1))]
+    return sampled & inside
