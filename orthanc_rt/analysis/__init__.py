@@ -1,0 +1,5 @@
+"""Dose analysis: DVHs and dose-volume metrics of ROIs, from contours or voxel masks.
+"""
+
+# The modules other packages may import; a module whose name starts with _ is private.
+__all__ = ["dose_analysis", "dvh", "dvh_metrics", "roi_masks"]

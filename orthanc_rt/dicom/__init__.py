@@ -1,1 +1,4 @@
-"""DICOM RT objects: plain-data models, readers and builders (pydicom only)."""
+"""DICOM RT objects with pydicom: plain-data models, and per object family one module that reads and builds it."""
+
+# The modules other packages may import; a module whose name starts with _ is private.
+__all__ = ["attributes", "builders", "contours", "ct", "dose", "geometry", "ion_plan", "leaf_sequencing", "models", "raw_sequence", "rtstruct", "serialize", "sop", "sr", "uids"]

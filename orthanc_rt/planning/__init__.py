@@ -1,0 +1,7 @@
+"""Plan requests: workflows and their parameters, validation, submission, automatic planning rules.
+
+Plain Python (the plugin validates with it); the planning itself runs in `worker.planning`.
+"""
+
+# The modules other packages may import; a module whose name starts with _ is private.
+__all__ = ["auto_rules", "ccc_engine", "request", "submission", "workflows"]

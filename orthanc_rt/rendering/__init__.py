@@ -1,0 +1,5 @@
+"""Pictures of doses: overlays on the CT, DVH plots, rendered off Orthanc's HTTP threads.
+"""
+
+# The modules other packages may import; a module whose name starts with _ is private.
+__all__ = ["dose_scene", "dvh_plot", "overlay", "render_thread"]
