@@ -3,7 +3,7 @@
 - `dicom`: one module per RT object family (CT, RTSTRUCT, RT Ion Plan, RT Plan, RTDOSE, SR), reading and building
 - `records`: the database (tables, migrations) and the stores of jobs, plans, measurements and the audit trail
 - `pacs`: Orthanc's REST API as a client, resource lookups, a job's inputs
-- `scheduling`: job parameters, the queues, the scheduler, reconcile
+- `scheduling`: the job kinds, job parameters, the queues, the scheduler, reconcile
 - `planning`: plan requests, workflows, automatic planning rules
 - `analysis`: DVHs and dose-volume metrics
 - `rendering`: dose overlays and DVH plots

@@ -6,12 +6,14 @@ job folders left behind by a worker that was killed.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import shutil
 from pathlib import Path
 
 from rq import Worker
 
+from orthanc_rt.scheduling import kinds
 from orthanc_rt.scheduling.queue import QUEUE_NAMES, redis_for
 from orthanc_rt.settings import Settings
 
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _configure_logging()
     settings = Settings.from_env()
     _remove_stale_job_folders(Path(settings.work_dir))
     _preload()
@@ -41,12 +43,24 @@ def main(argv: list[str] | None = None) -> None:
     worker.work(with_scheduler=True, burst=args.burst)
 
 
+def _configure_logging() -> None:
+    """Our own INFO lines (job stages, fan-out summaries); OpenTPS' only from WARNING up.
+
+    At INFO OpenTPS logs whole weight vectors and every MCsquare input file, which buries what an operator
+    needs. Importing OpenTPS replaces the root logger's handlers (opentps.core's dictConfig) but leaves the
+    level of the "opentps" logger, set here, alone.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("opentps").setLevel(logging.WARNING)
+
+
 def _preload() -> None:
-    """Import OpenTPS and read the beam model once, here: RQ forks a work-horse per job,
-    and every fork inherits them instead of spending about a second loading them again."""
-    from worker.engines import beamlet_fanout  # noqa: F401
+    """Import the job modules the registry marks (OpenTPS with them) and read the beam model once, here: RQ
+    forks a work-horse per job, and every fork inherits them instead of spending about a second loading them
+    again."""
+    for module in kinds.preload_modules():
+        importlib.import_module(module)
     from worker.engines import proton_dose as dose_engine
-    from worker.jobs import analysis as analysis_job  # noqa: F401
 
     dose_engine.default_beam_model()
 

@@ -1,43 +1,48 @@
-"""The functions RQ runs. Each takes a job id; the job's row holds everything else."""
+"""Every function RQ calls lives here. RQ stores each one's path (orthanc_rt.scheduling.queue's RUN_JOB,
+ON_FAILURE, RUN_PART) with the job, so these names and this module's path must not change.
+
+`run_job` runs a database job by its kind's runner (orthanc_rt.scheduling.kinds); `run_part` one part of a plan's
+beamlet fan-out (worker.engines.beamlet_fanout); `on_failure` records what RQ's failures mean for the job.
+The work itself is imported only when it runs: a runner may import OpenTPS, which only its kind needs (the
+worker preloads the heavy ones before it forks).
+"""
 from __future__ import annotations
 
+import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
+from orthanc_rt.scheduling import kinds
 from orthanc_rt.settings import Settings
+
+if TYPE_CHECKING:
+    from orthanc_rt.dicom.models import IonPlan
 
 log = logging.getLogger("orthanc_rt.worker")
 
 
 def run_job(job_id: str) -> dict[str, Any]:
+    """The RQ job of a database job: its row holds everything else."""
     settings = Settings.from_env()
     store = JobStore(settings.database_url)
     job = store.get(job_id)
     if job is None:
         return {"skipped": f"no job {job_id} in the database"}
-    if job.kind == "dose":
-        from worker.jobs import (
-            dose as dose_job,  # imports OpenTPS: only where it is needed
-        )
+    kind = kinds.BY_NAME.get(job.kind)
+    if kind is None:
+        store.transition(job_id, jobs.FAILED, from_states=jobs.ACTIVE_STATES,
+                         message=f"no worker function for job kind {job.kind!r}", actor=jobs.actor_name())
+        return {"failed": f"unknown kind {job.kind}"}
+    return importlib.import_module(kind.runner).run(job_id, settings, store)
 
-        return dose_job.run(job_id, settings, store)
-    if job.kind == "analysis":
-        from worker.jobs import analysis as analysis_job
 
-        return analysis_job.run(job_id, settings, store)
-    if job.kind == "plan":
-        from worker.jobs import plan as plan_job
+def run_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
+    """The RQ job of one beamlet part, enqueued by a plan job's fan-out; any worker may take it."""
+    from worker.engines import beamlet_fanout
 
-        return plan_job.run(job_id, settings, store)
-    if job.kind == "sr":
-        from worker.jobs import sr as sr_job
-
-        return sr_job.run(job_id, settings, store)
-    store.transition(job_id, jobs.FAILED, from_states=jobs.ACTIVE_STATES,
-                     message=f"no worker function for job kind {job.kind!r}", actor=jobs.actor_name())
-    return {"failed": f"unknown kind {job.kind}"}
+    return beamlet_fanout.compute_part(fanout_id, index, part)
 
 
 def on_failure(rq_job: Any, connection: Any, exc_type: type, exc_value: BaseException, tb: Any) -> None:

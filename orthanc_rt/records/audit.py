@@ -31,7 +31,9 @@ GENESIS = "0" * 64
 _PG_LOCK_KEY = 0x0A0D17  # any constant shared by all appenders
 
 # The actions recorded (kept in one place so reports and filters agree).
-PLAN_REQUESTED = "dose.requested"
+# A job of any kind was requested. The stored value predates the other kinds (dose jobs came first) and stays:
+# it is in every existing audit chain (each entry's hash covers it) and in filters people saved.
+JOB_REQUESTED = "dose.requested"
 JOB_PREFIX = "job."  # job.started, job.succeeded, job.failed, job.cancelled, job.queued, job.waiting-for-input
 RESULT_STORED = "result.stored"
 CONFIG_LOADED = "configuration.loaded"

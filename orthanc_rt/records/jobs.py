@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from orthanc_rt.records import audit
 from orthanc_rt.records.db import paged, read_scope, session_scope
 from orthanc_rt.records.tables import Job, JobEvent, utcnow
+from orthanc_rt.scheduling import kinds
 
 QUEUED = "queued"
 WAITING = "waiting-for-input"
@@ -32,7 +33,7 @@ STATES = (QUEUED, WAITING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 ACTIVE_STATES = (QUEUED, WAITING, RUNNING)
 
-KINDS = ("dose", "analysis", "sr", "plan")
+KINDS = kinds.NAMES  # the registry, orthanc_rt.scheduling.kinds
 
 
 def job_id(kind: str, *inputs: str, params: dict[str, Any] | None = None) -> str:
@@ -68,7 +69,7 @@ class JobStore:
                 job.events.append(JobEvent(state=job.state, stage=job.stage, message="requested", actor=actor))
                 s.add(job)
                 s.flush()  # a duplicate id fails here, before anything is audited
-                audit.record(s, actor, audit.PLAN_REQUESTED, job.id, None,
+                audit.record(s, actor, audit.JOB_REQUESTED, job.id, None,
                              {"state": job.state, "kind": job.kind, "source": job.source, "params": job.params,
                               "inputs": job.inputs})
             return job, True

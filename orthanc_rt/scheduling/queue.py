@@ -17,18 +17,20 @@ from rq.job import Job as RqJob
 from rq.job import JobStatus
 from rq.worker import Worker
 
-# Workers take from these queues in this order. Analyses and SR imports take seconds: their own queue,
-# never behind Monte Carlo jobs. Beamlet sub-jobs (worker.engines.beamlet_fanout, not database jobs) come before
-# new dose and plan work: they finish a plan already under way. Plans (beamlets + optimisation, up to hours)
-# have their own queue so they never hold up doses.
-QUEUE_NAMES = {"analysis": "orthanc-rt-analysis", "sr": "orthanc-rt-analysis", "beamlets": "orthanc-rt-beamlets",
-               "dose": "orthanc-rt-dose", "plan": "orthanc-rt-plan"}
+from orthanc_rt.scheduling import kinds
+
+# Kind (and sub-job) name -> RQ queue, in the order workers take from them (kinds.QUEUE_PRIORITY says why).
+QUEUE_NAMES = kinds.queue_names()
+# The functions RQ calls (all in worker.tasks), by path: RQ stores the string with every job, so a job queued
+# before an upgrade runs after it only if its path still resolves. Never rename these; alias an old one.
 RUN_JOB = "worker.tasks.run_job"
 ON_FAILURE = "worker.tasks.on_failure"
+RUN_PART = "worker.tasks.run_part"
+# Where beamlet parts pointed before RUN_PART: worker.engines.beamlet_fanout keeps an alias there for parts an
+# older plan job queued.
+FORMER_RUN_PART = "worker.engines.beamlet_fanout.run_part"
 # Back-off for transient faults (Orthanc or the database briefly unreachable).
 RETRY_INTERVALS_S = [10, 30, 90]
-# Time limits of the quick kinds (the dose limit is a setting): an analysis takes seconds.
-QUICK_TIMEOUTS_S = {"analysis": 900, "sr": 300}
 
 
 @lru_cache(maxsize=4)
@@ -40,9 +42,10 @@ class Dispatcher:
     """Pushes job ids to RQ; every call may raise redis.RedisError when Redis is down."""
 
     def __init__(self, redis_url: str, *, job_timeout_s: int, plan_timeout_s: int = 6 * 3600):
+        """`job_timeout_s` and `plan_timeout_s`: the settings that give the dose and plan time limits."""
         self.redis = redis_for(redis_url)
-        self.job_timeout_s = job_timeout_s
-        self.timeouts = {**QUICK_TIMEOUTS_S, "plan": plan_timeout_s}
+        self.timeouts = kinds.time_limits({"dose_job_timeout_seconds": job_timeout_s,
+                                           "plan_job_timeout_seconds": plan_timeout_s})
 
     def queue(self, kind: str) -> Queue:
         return Queue(QUEUE_NAMES[kind], connection=self.redis)
@@ -53,7 +56,7 @@ class Dispatcher:
             RUN_JOB,
             job_id,
             job_id=job_id,
-            job_timeout=self.timeouts.get(kind, self.job_timeout_s),
+            job_timeout=self.timeouts[kind],
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
             retry=Retry(max=len(RETRY_INTERVALS_S), interval=RETRY_INTERVALS_S),

@@ -29,15 +29,12 @@ from rq import Queue
 from rq.job import Job as RqJob
 
 from orthanc_rt.scheduling.queue import Dispatcher
+from tests.support.beamlet_faults import fail_first_attempt
 from tests.support.cases import small_phantom_case
 from tests.support.opentps_plans import designed_plan
 from tests.support.rq_workers import rq_workers
 from worker.engines import beamlet_fanout
-from worker.engines.beamlet_fanout import (
-    FAULT_ENV,
-    HEARTBEAT_TTL_S,
-    DistributedBeamlets,
-)
+from worker.engines.beamlet_fanout import HEARTBEAT_TTL_S, DistributedBeamlets
 from worker.engines.beamlet_parts import (
     BeamletFanoutError,
     Part,
@@ -188,8 +185,8 @@ def test_split_matrix_equals_single_job_within_noise(inputs, single_job, redis_u
 def test_a_failed_part_is_retried_alone(inputs, single_job, redis_url, tmp_path, monkeypatch):
     """(b) The first attempt of part 1 raises (in whichever process takes it); only part 1 runs again."""
     ct, plan, model, grid = inputs
-    monkeypatch.setenv(FAULT_ENV, "1")  # the parent too, should it take part 1
-    with rq_workers(redis_url, 2, tmp_path / "stack", threads=1, env={FAULT_ENV: "1"}):
+    monkeypatch.setattr(beamlet_fanout, "part_hook", fail_first_attempt(1))  # the parent too, should it take part 1
+    with rq_workers(redis_url, 2, tmp_path / "stack", threads=1, fail_part=1):
         runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600)
         nominal, _ = runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
     report = runner.last_report
@@ -206,7 +203,7 @@ def test_a_failed_part_is_retried_alone(inputs, single_job, redis_url, tmp_path,
 @pytest.mark.physics
 def test_a_part_that_keeps_failing_fails_the_plan_readably(inputs, redis_url, tmp_path, monkeypatch):
     ct, plan, model, grid = inputs
-    monkeypatch.setenv(FAULT_ENV, "2")
+    monkeypatch.setattr(beamlet_fanout, "part_hook", fail_first_attempt(2))
     # Three executors planned for, none there: the plan job takes every part (as when the workers are busy).
     runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600, retries=0, executors=3)
     with pytest.raises(BeamletFanoutError, match=r"beamlet part 2/3 \(spots \d+-\d+\) failed "
@@ -314,7 +311,7 @@ def test_a_part_failing_in_the_plan_job_goes_back_to_the_queue(inputs, single_jo
                                                                 monkeypatch):
     """No worker: the plan job takes the last part first, meets the fault, requeues it with one retry fewer."""
     ct, plan, model, grid = inputs
-    monkeypatch.setenv(FAULT_ENV, "3")
+    monkeypatch.setattr(beamlet_fanout, "part_hook", fail_first_attempt(3))
     runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600, executors=3)
     nominal, _ = runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
     report = runner.last_report

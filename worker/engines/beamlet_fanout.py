@@ -5,8 +5,9 @@ beamlet_runner=runner_for(settings))`). It cuts the plan's spots into parts
 (`worker.engines.beamlet_parts`: contiguous ranges in plan order of about equal Monte
 Carlo cost, so a part is a whole beam, a group of layers of a large beam, or
 the end of one beam and the start of the next). Each part is an RQ job
-(`run_part`) on the "beamlets" queue, which any worker on any host may take;
+(`worker.tasks.run_part`) on the "beamlets" queue, which any worker on any host may take;
 the merged matrix is the parts' columns side by side, in plan order.
+`compute_part` is a part's work; RQ calls it through `worker.tasks.run_part`.
 
 What crosses hosts, and why
 ---------------------------
@@ -73,7 +74,7 @@ from rq.timeouts import JobTimeoutException
 from rq.worker import Worker
 
 from orthanc_rt.dicom.models import IonPlan
-from orthanc_rt.scheduling.queue import QUEUE_NAMES, redis_for
+from orthanc_rt.scheduling.queue import QUEUE_NAMES, RUN_PART, redis_for
 from orthanc_rt.settings import Settings
 from worker.engines.beamlet_parts import (
     BeamletFanoutError,
@@ -99,14 +100,16 @@ from worker.engines.proton_dose import BeamModel, default_beam_model
 logger = logging.getLogger(__name__)
 
 QUEUE = QUEUE_NAMES["beamlets"]
-RUN_PART = "worker.engines.beamlet_fanout.run_part"
 PART_RETRIES = 2
 HEARTBEAT_TTL_S = 15  # a sub-job of a vanished parent stops within this
 _HEARTBEAT_EVERY_S = 3.0
 _POLL_S = 0.5
 _CANCEL_CHECK_EVERY_S = 1.0  # how often a running part looks at its parent's heartbeat
-# Test hook: "k" makes the first attempt of part k (1-based) raise, wherever it runs.
-FAULT_ENV = "ORTHANC_RT_TEST_BEAMLET_FAULT"
+
+PartHook = Callable[[int, int], None]
+# Called with (part index, attempt) as every attempt of a part starts, in whichever process runs it; what it
+# raises fails that attempt. None in production: tests set it (tests/support/beamlet_faults.py) to inject faults.
+part_hook: PartHook | None = None
 
 
 class PartCancelled(Exception):
@@ -198,8 +201,9 @@ class DistributedBeamlets:
         return 1 + sum(1 for worker in workers if worker.name != me)
 
 
-def run_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
-    """The RQ job of one part, in any worker: compute it in a folder of its own and leave the result in Redis."""
+def compute_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
+    """One part, in any worker (RQ job `worker.tasks.run_part`): computed in a folder of its own, the result
+    left in Redis."""
     rq_job = get_current_job()
     settings = Settings.from_env()
     fanout = _Fanout(rq_job.connection, fanout_id, ttl_s=int(rq_job.result_ttl or 24 * 3600))
@@ -217,6 +221,14 @@ def run_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
         return {"cancelled": "the plan job is gone"}
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def run_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
+    """Parts queued by a plan job of an earlier version name this path (queue.FORMER_RUN_PART), and RQ resolves
+    it when a worker takes them: kept so that an upgrade strands none (tests/unit/test_rq_paths.py)."""
+    from worker import tasks
+
+    return tasks.run_part(fanout_id, index, part)
 
 
 @contextmanager
@@ -432,8 +444,8 @@ class _Fanout:
         started = time.time()
         outcome = "failed"
         try:
-            if os.environ.get(FAULT_ENV, "") == str(index + 1) and attempt == 1:
-                raise RuntimeError(f"fault injected by {FAULT_ENV} into the first attempt of part {index + 1}")
+            if part_hook is not None:
+                part_hook(index, attempt)
             self.redis.hset(self._key("progress"), str(index), "0")
             blob = self.redis.get(self._key("context"))
             if blob is None:
