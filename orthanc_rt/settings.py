@@ -106,7 +106,7 @@ def from_environment(key: str, env: Mapping[str, str] | None = None) -> Any:
     return variable.parse(env.get(variable.name, variable.default))
 
 
-def default(key: str) -> Any:
+def default_of(key: str) -> Any:
     """The value of `ENVIRONMENT[key]` when the variable is not set."""
     return from_environment(key, {})
 
@@ -125,17 +125,17 @@ def default_data_dir() -> Path:
 class AutoDose:
     """When an ion plan arrives, compute its dose without being asked."""
 
-    enabled: bool = default("auto_dose")
-    primaries: int = default("auto_dose_primaries")
-    scoring_spacing_mm: float | None = default("auto_dose_scoring_spacing_mm")  # None: the CT grid
-    wait_for_ct_seconds: int = default("wait_for_ct_seconds")  # a plan whose CT never arrives fails after this
+    enabled: bool = default_of("auto_dose")
+    primaries: int = default_of("auto_dose_primaries")
+    scoring_spacing_mm: float | None = default_of("auto_dose_scoring_spacing_mm")  # None: the CT grid
+    wait_for_ct_seconds: int = default_of("wait_for_ct_seconds")  # a plan whose CT never arrives fails after this
 
 
 @dataclass(frozen=True)
 class AutoAnalysis:
     """When an RTDOSE and an RTSTRUCT of one frame of reference are both in Orthanc, analyse the pair."""
 
-    enabled: bool = default("auto_analysis")
+    enabled: bool = default_of("auto_analysis")
     d_at_volume_pct: tuple[float, ...] = (98.0, 95.0, 50.0, 2.0)  # D98, D95, D50, D2
     v_at_dose_gy: tuple[float, ...] = (20.0,)  # V20Gy
     v_at_dose_pct: tuple[float, ...] = (95.0,)  # V95% (of reference_dose_gy, else of the dose maximum)
@@ -145,27 +145,27 @@ class AutoAnalysis:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = default("database_url")
-    redis_url: str = default("redis_url")
-    orthanc_url: str = local_orthanc_url(default("http_port"))  # how workers reach Orthanc's REST API
-    orthanc_username: str = default("orthanc_username")
-    orthanc_password: str = default("orthanc_password")
-    work_dir: str = default("work_dir")  # per-job MCsquare folders live below it
-    mcsquare_threads: int = default("mcsquare_threads")
+    database_url: str = default_of("database_url")
+    redis_url: str = default_of("redis_url")
+    orthanc_url: str = local_orthanc_url(default_of("http_port"))  # how workers reach Orthanc's REST API
+    orthanc_username: str = default_of("orthanc_username")
+    orthanc_password: str = default_of("orthanc_password")
+    work_dir: str = default_of("work_dir")  # per-job MCsquare folders live below it
+    mcsquare_threads: int = default_of("mcsquare_threads")
     # Plan jobs hand their beamlets to every worker as sub-jobs of at most this many spots
     # (worker.engines.beamlet_fanout).
-    distributed_beamlets: bool = default("distributed_beamlets")
-    beamlet_split_spots: int = default("beamlet_split_spots")
-    dose_job_timeout_seconds: int = default("dose_job_timeout_seconds")
+    distributed_beamlets: bool = default_of("distributed_beamlets")
+    beamlet_split_spots: int = default_of("beamlet_split_spots")
+    dose_job_timeout_seconds: int = default_of("dose_job_timeout_seconds")
     viewer_url: str = ""  # OHIF, for links from Orthanc Explorer ("" : no link)
     # A killed worker's job is taken up about this + 60 s later.
-    worker_heartbeat_seconds: int = default("worker_heartbeat_seconds")
-    worker_maintenance_seconds: int = default("worker_maintenance_seconds")  # how often workers look for lost jobs
+    worker_heartbeat_seconds: int = default_of("worker_heartbeat_seconds")
+    worker_maintenance_seconds: int = default_of("worker_maintenance_seconds")  # how often workers look for lost jobs
     auto_dose: AutoDose = field(default_factory=AutoDose)
     auto_analysis: AutoAnalysis = field(default_factory=AutoAnalysis)
     # OrthancRT.AutoPlanning as configured; orthanc_rt.planning.auto_rules.AutoPlanning.from_config reads it.
     auto_planning: Mapping[str, Any] = field(default_factory=dict)
-    plan_job_timeout_seconds: int = default("plan_job_timeout_seconds")  # beamlets + optimisation + final dose
+    plan_job_timeout_seconds: int = default_of("plan_job_timeout_seconds")  # beamlets + optimisation + final dose
 
     def __post_init__(self) -> None:
         # Always this process's data folder, also for settings made from a partial mapping (the plugin's

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from orthanc_rt.settings import PROJECT_DIR, default, from_environment, local_orthanc_url
+from orthanc_rt.settings import PROJECT_DIR, default_of, from_environment, local_orthanc_url
 
 ORTHANC_BINARY = from_environment("orthanc_binary")
 # Debian's orthanc-postgresql (scripts/install.sh installs it): Orthanc's own index, and optionally its files,
@@ -37,16 +37,16 @@ class StackConfig:
     """What the launcher runs; `from_env` reads it from the `ORTHANC_RT_*` variables (`orthanc_rt.settings`)."""
 
     data_dir: Path
-    http_port: int = default("http_port")
-    dicom_port: int = default("dicom_port")
-    redis_url: str = default("redis_url")
-    database_url: str = default("database_url")  # empty: SQLite file in data_dir
-    stable_age_s: int = default("stable_age")
-    workers: int = default("workers")
-    mcsquare_threads: int = default("mcsquare_threads")
+    http_port: int = default_of("http_port")
+    dicom_port: int = default_of("dicom_port")
+    redis_url: str = default_of("redis_url")
+    database_url: str = default_of("database_url")  # empty: SQLite file in data_dir
+    stable_age_s: int = default_of("stable_age")
+    workers: int = default_of("workers")
+    mcsquare_threads: int = default_of("mcsquare_threads")
     auto_dose: dict[str, Any] = field(default_factory=dict)  # overrides of OrthancRT.AutoDose
     orthanc_overrides: dict[str, Any] = field(default_factory=dict)
-    template: Path = default("config_template")  # orthanc_config/orthanc.json, or production.json
+    template: Path = default_of("config_template")  # orthanc_config/orthanc.json, or production.json
     public_orthanc_url: str = ""  # how workers reach Orthanc when not on this host
     viewer_port: int = 0  # OHIF, served by orthanc_rt.ops.viewer; 0: no viewer (the launcher defaults to 3000)
     # Orthanc users (RegisteredUsers) and their Orthanc-RT roles: {name: (password, role or "")}.
@@ -60,7 +60,7 @@ class StackConfig:
     orthanc_index_url: str = ""
     # Where Orthanc keeps the DICOM files: "files" (data_dir/orthanc-storage) or "postgresql" (the index's
     # database: Orthanc instances on several hosts then need no shared file system).
-    orthanc_storage: str = default("orthanc_storage")
+    orthanc_storage: str = default_of("orthanc_storage")
 
     @property
     def orthanc_url(self) -> str:
