@@ -19,6 +19,7 @@ import orthanc_rt
 from orthanc_rt.dicom import sop
 from orthanc_rt.pacs.client import OrthancApi, OrthancError, get_json
 from orthanc_rt.pacs.resources import frame_of_reference_of, instance_ref, sop_class_of
+from orthanc_rt.planning.auto_rules import shown_settings
 from orthanc_rt.records import audit, jobs
 from orthanc_rt.records import measurements as records
 from orthanc_rt.records.jobs import JobQuery, JobStore
@@ -170,7 +171,7 @@ class RtApi:
             "version": orthanc_rt.__version__,
             "python": platform.python_version(),
             "checks": checks,
-            "settings": self.settings.redacted(),
+            "settings": shown_settings(self.settings),
         }
         return Response(200 if ok else 503, body)
 

@@ -37,6 +37,7 @@ from orthanc_rt.pacs.resources import (
     instance_tag,
     sop_class_of,
 )
+from orthanc_rt.planning.auto_rules import AutoPlanning
 from orthanc_rt.planning.request import PlanRequestError
 from orthanc_rt.planning.submission import PlanSubmitter
 from orthanc_rt.records.tables import Job
@@ -160,7 +161,7 @@ class ArrivalHandler:
 
     def plan_structure_set(self, instance_id: str) -> None:
         """Apply the automatic planning rules to a structure set (idempotent: one plan per set and rule)."""
-        rules = self.settings.auto_planning.active_rules()
+        rules = AutoPlanning.of(self.settings).active_rules()
         if not rules or self.planner is None:
             return
         index = self.planner.index
@@ -181,7 +182,7 @@ class ArrivalHandler:
                          summary.sop_instance_uid)
                 continue
             try:
-                request = self.settings.auto_planning.request_for(rule, target)
+                request = AutoPlanning.of(self.settings).request_for(rule, target)
                 done = self.planner.record(rule.workflow, request, summary, ct_series=ct, source=f"rule:{rule.name}",
                                            requested_by="auto-planning", rule=rule.name)
             except PlanRequestError as exc:
@@ -196,7 +197,7 @@ class ArrivalHandler:
                    for job in self.scheduler.resume_waiting(series["ParentStudy"], kind)]
         if resumed:
             log.info("Orthanc-RT: series %s complete, resumed jobs %s", series_id, resumed)
-        if series["MainDicomTags"].get("Modality") == "CT" and self.settings.auto_planning.active_rules() \
+        if series["MainDicomTags"].get("Modality") == "CT" and AutoPlanning.of(self.settings).active_rules() \
                 and self.planner is not None:
             for summary in self.planner.index.of_study(series["ParentStudy"]):
                 self.plan_structure_set(summary.orthanc_id)

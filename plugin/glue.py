@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from orthanc_rt.planning.auto_rules import shown_settings
 from orthanc_rt.records import audit, db
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.scheduling.queue import Dispatcher
@@ -112,7 +113,7 @@ def install(orthanc: Any) -> None:
         logger.error("Orthanc-RT: OrthancRT.Roles is set but AuthenticationEnabled is not true; "
                      "every /rt/ request will be refused (503)")
     audit.record(settings.database_url, "orthanc-rt-plugin", audit.CONFIG_LOADED, "", None,
-                 {"settings": settings.redacted(), "roles": access.roles})
+                 {"settings": shown_settings(settings), "roles": access.roles})
 
     api_client = InProcessOrthanc(orthanc)
     store = JobStore(settings.database_url)

@@ -1,6 +1,6 @@
 """Synthetic CT / RTSTRUCT / RTPLAN for tests: the one fixture module (dicompyler-core's idea).
 
-Everything is built by `orthanc_rt.dicom.builders` (directly or through
+Everything is built by the `build_*` functions of `orthanc_rt.dicom` (directly or through
 `orthanc_rt.ops.phantom`); tests derive variants here instead of building
 DICOM themselves. The plan variants reproduce the forms commercial planning
 systems export, which the reader must all accept:
@@ -23,14 +23,9 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ImplicitVRLittleEndian
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.builders import (
-    RoiSpec,
-    build_ct_series,
-    build_ion_plan,
-    build_measurement_report,
-    build_rtdose,
-    build_rtstruct,
-)
+from orthanc_rt.dicom.ct import build_ct_series
+from orthanc_rt.dicom.dose import build_rtdose
+from orthanc_rt.dicom.ion_plan import build_ion_plan
 from orthanc_rt.dicom.models import (
     CtVolume,
     DoseGrid,
@@ -41,7 +36,9 @@ from orthanc_rt.dicom.models import (
     RangeShifter,
     SrMeasurement,
 )
+from orthanc_rt.dicom.rtstruct import RoiSpec, build_rtstruct
 from orthanc_rt.dicom.serialize import to_bytes
+from orthanc_rt.dicom.sr import build_measurement_report
 from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.ops.phantom import (
     CASE_DATETIME,

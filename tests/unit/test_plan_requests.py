@@ -99,7 +99,7 @@ RULES = {"Protocols": {"rx2": {"prescription_gy": 2.0, "beam_count": 2}, "bad": 
 
 
 def test_planning_rules_match_whole_names_and_broken_rules_are_reported_not_run():
-    auto = Settings.from_orthanc_config({"OrthancRT": {"AutoPlanning": RULES}}).auto_planning
+    auto = AutoPlanning.of(Settings.from_orthanc_config({"OrthancRT": {"AutoPlanning": RULES}}))
     assert auto.enabled
     problems = auto.problems()
     assert set(problems) == {"typo", "absurd", "regex", "dose"}
@@ -113,7 +113,7 @@ def test_planning_rules_match_whole_names_and_broken_rules_are_reported_not_run(
     request = auto.request_for(rule, "PTV_50")
     assert request.target_roi == "PTV_50" and request.prescription_gy == 2.0 and request.beam_count == 2
     assert not AutoPlanning.from_config({**RULES, "Enabled": False}).active_rules()
-    assert not Settings().auto_planning.active_rules()  # off unless configured
+    assert not AutoPlanning.of(Settings()).active_rules()  # off unless configured
 
 
 def test_roi_masks_reproduce_the_masks_the_structure_set_was_drawn_from():
