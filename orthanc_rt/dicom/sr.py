@@ -28,7 +28,6 @@ from orthanc_rt.dicom._common import (
 from orthanc_rt.dicom.models import PatientStudy, SrMeasurement
 from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError
-from orthanc_rt.records.tables import Measurement
 
 SR_CLASSES = (sop.COMPREHENSIVE_SR, sop.ENHANCED_SR, "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
               "1.2.840.10008.5.1.4.1.1.88.34")  # Comprehensive 3D SR
@@ -49,8 +48,10 @@ def is_measurement_report(ds: Dataset) -> bool:
     return "1500" in templates or (concept is not None and str(concept.get("CodeValue", "")) == "126000")
 
 
-def read_measurement_report(ds: Dataset) -> tuple[list[Measurement], list[str]]:
-    """Rows (source "sr", no id yet) and the reasons items were left out."""
+def read_measurement_report(ds: Dataset) -> tuple[list[dict[str, Any]], list[str]]:
+    """The fields of measurement records (source "sr", no id yet) and the reasons items were left out.
+
+    Plain mappings, not database rows: DICOM sits below the records (the job makes them `Measurement`s)."""
     where = f"SR {ds.get('SOPInstanceUID', '?')}"
     if str(ds.get("SOPClassUID", "")) not in SR_CLASSES:
         raise DicomInputError(f"{where}: is {sop.describe(str(ds.get('SOPClassUID', '')))}, not a structured report")
@@ -80,7 +81,7 @@ def read_measurement_report(ds: Dataset) -> tuple[list[Measurement], list[str]]:
                 continue
             kind, our_unit = _TYPE_OF_UNIT[unit]
             image = _selected_image(item)
-            rows.append(Measurement(
+            rows.append(dict(
                 source="sr", type=kind, metric=concept.lower()[:32],
                 value=float(values[0].NumericValue) * _SCALE.get(unit, 1.0), unit=our_unit,
                 method="imported from DICOM SR (TID 1500)", label=(context["finding"] or context["tracking"])[:128],
