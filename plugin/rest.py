@@ -50,7 +50,7 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    user: str = "anonymous"  # set by RtApi.handle from the checked identity (plugin/roles.py)
+    user: str = "anonymous"  # set by Router.handle from the checked identity (plugin/roles.py)
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object; an empty body is {}."""
