@@ -8,7 +8,7 @@ from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobQuery
 from plugin import roles
 from plugin.context import Context
-from plugin.rest import HttpError, Request, Response, text_param
+from plugin.rest import Request, Response, choice_param, text_param
 from plugin.router import Route, page, page_params
 
 
@@ -22,11 +22,8 @@ def routes(ctx: Context) -> list[Route]:
 
 def _list(ctx: Context, request: Request) -> Response:
     q = request.query
-    state, kind = q.get("state") or None, q.get("kind") or None
-    if state and state not in jobs.STATES:
-        raise HttpError(400, f"state: unknown job state {state!r}; expected one of {list(jobs.STATES)}")
-    if kind and kind not in jobs.KINDS:
-        raise HttpError(400, f"kind: unknown job kind {kind!r}; expected one of {list(jobs.KINDS)}")
+    state = choice_param(q, "state", jobs.STATES, "job state")
+    kind = choice_param(q, "kind", jobs.KINDS, "job kind")
     limit, offset = page_params(q, 50)
     rows, total = ctx.store.list(JobQuery(state=state, kind=kind, study=text_param(q, "study"),
                                           limit=limit, offset=offset))

@@ -15,7 +15,7 @@ from orthanc_rt.records.plans import PlanQuery
 from orthanc_rt.records.tables import Job, Plan
 from plugin import roles
 from plugin.context import Context
-from plugin.rest import HttpError, Request, Response, text_param
+from plugin.rest import HttpError, Request, Response, choice_param, text_param
 from plugin.router import Route, page, page_params
 
 
@@ -72,11 +72,8 @@ def _request_batch(ctx: Context, request: Request) -> Response:
 
 def _list(ctx: Context, request: Request) -> Response:
     q = request.query
-    status, workflow = q.get("status") or None, q.get("workflow") or None
-    if status and status not in plans.STATUSES:
-        raise HttpError(400, f"status: unknown plan status {status!r}; expected one of {list(plans.STATUSES)}")
-    if workflow and workflow not in workflows.WORKFLOWS:
-        raise HttpError(400, f"workflow: unknown workflow {workflow!r}; known: {list(workflows.WORKFLOWS)}")
+    status = choice_param(q, "status", plans.STATUSES, "plan status")
+    workflow = choice_param(q, "workflow", list(workflows.WORKFLOWS), "workflow", listing="known:")
     limit, offset = page_params(q, 50)
     rows, total = ctx.plans.list(PlanQuery(study=text_param(q, "study"), status=status, workflow=workflow,
                                            limit=limit, offset=offset))
