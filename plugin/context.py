@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 from orthanc_rt.pacs.client import OrthancApi
 from orthanc_rt.pacs.structure_sets import StructureSetIndex
-from orthanc_rt.planning.submission import PlanSubmitter
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.measurements import MeasurementStore
 from orthanc_rt.records.plans import PlanStore
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.scheduling.scheduler import Scheduler
+from orthanc_rt.scheduling.submission import PlanSubmitter
 from orthanc_rt.settings import Settings
 
 

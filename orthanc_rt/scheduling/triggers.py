@@ -41,10 +41,10 @@ from orthanc_rt.pacs.resources import (
     instance_tag,
 )
 from orthanc_rt.planning.auto_rules import AutoPlanning
-from orthanc_rt.planning.submission import PlanSubmitter
 from orthanc_rt.records.tables import Job
 from orthanc_rt.scheduling.params import AnalysisParams, DoseParams
 from orthanc_rt.scheduling.scheduler import Scheduler
+from orthanc_rt.scheduling.submission import PlanSubmitter
 from orthanc_rt.settings import Settings
 
 log = logging.getLogger("orthanc_rt.plugin")

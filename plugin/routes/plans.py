@@ -1,6 +1,6 @@
 """/rt/plans: request plans (one study or a batch), list, read and delete them.
 
-The work is in orthanc_rt.planning.submission (validation, records, jobs).
+The work is in orthanc_rt.scheduling.submission (validation, records, jobs).
 """
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 from orthanc_rt.errors import NotFound, OrthancError, PlanRequestError
 from orthanc_rt.planning import workflows
-from orthanc_rt.planning.submission import INPUT_FIELDS, MAX_BATCH, is_resource_key, parse
 from orthanc_rt.records import jobs, plans
 from orthanc_rt.records.plans import PlanQuery
 from orthanc_rt.records.tables import Job, Plan
+from orthanc_rt.scheduling.submission import INPUT_FIELDS, MAX_BATCH, is_resource_key, parse
 from plugin import roles
 from plugin.context import Context
 from plugin.rest import HttpError, Request, Response, choice_param, text_param
