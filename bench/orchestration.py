@@ -19,8 +19,8 @@ from pathlib import Path
 import requests
 
 from bench._common import config, running, summary, timed
-from orthanc_rt.dicom.builders import build_rtdose
 from orthanc_rt.dicom.ct import read_ct_series
+from orthanc_rt.dicom.dose import build_rtdose
 from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.dicom.uids import derive_uid

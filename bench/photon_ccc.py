@@ -20,9 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from opentps.core.processing.doseCalculation.photons.cccDoseCalculator import (
-    CCCDoseCalculator,  # noqa: E402
-)
+from opentps.core.processing.doseCalculation.photons.cccDoseCalculator import CCCDoseCalculator  # noqa: E402
 
 from orthanc_rt.ops.phantom import water_phantom_case  # noqa: E402
 from orthanc_rt.planning import ccc_engine as photon_ccc  # noqa: E402

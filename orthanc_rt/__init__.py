@@ -11,7 +11,7 @@
 - `errors`: what callers catch; `settings`: the one configuration reader
 
 Nothing here imports `orthanc` (the plugin's embedded module) or OpenTPS, so both sides, and the tests, can
-import it (import-linter checks this: `.importlinter`).
+import it (import-linter checks this: the contracts in `pyproject.toml`).
 """
 
 __version__ = "0.1.0"

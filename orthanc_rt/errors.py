@@ -14,6 +14,10 @@ class ValidationError(ValueError):
         self.field = field
 
 
+class NotFound(LookupError):
+    """What a request names does not exist (REST: 404); the message names it, e.g. "no job dose-1"."""
+
+
 class OrthancError(RuntimeError):
     """Orthanc answered with an error; `status` is the HTTP status when known."""
 

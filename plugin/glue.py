@@ -1,28 +1,30 @@
 """The only code that touches Orthanc's `orthanc` module: adapters and registration.
 
-Everything it calls is plain Python (api.py, events.py). The module object is
-passed in, never imported here, so this file is importable in tests too.
+Everything it calls is plain Python (router.py, routes/, events.py,
+maintenance.py). The module object is passed in, never imported here, so
+this file is importable in tests too.
 """
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from orthanc_rt.errors import OrthancError
+from orthanc_rt.planning.auto_rules import shown_settings
 from orthanc_rt.records import audit, db
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.scheduling.queue import Dispatcher
-from orthanc_rt.scheduling.reconcile import reconcile
-from orthanc_rt.scheduling.scheduler import Scheduler
+from orthanc_rt.scheduling.triggers import Triggers
 from orthanc_rt.settings import Settings
-from plugin.api import RtApi
-from plugin.events import ArrivalHandler
-from plugin.rest import Request, Response, error_response
+from plugin.context import Context
+from plugin.events import EventDispatcher, trigger_table
+from plugin.maintenance import Maintenance
+from plugin.rest import Request, Response
 from plugin.roles import Access
-
-_MAINTENANCE_PERIOD_S = 10.0
+from plugin.router import Router, error_response_for
+from plugin.routes import all_routes
 
 
 class InProcessOrthanc:
@@ -41,8 +43,6 @@ class InProcessOrthanc:
         self._call(self._o.RestApiDelete, path)
 
     def _call(self, fn: Any, path: str, *args: Any) -> bytes:
-        from orthanc_rt.pacs.client import OrthancError
-
         try:
             return fn(path, *args)
         except self._o.OrthancException as exc:
@@ -72,32 +72,6 @@ class _OrthancLogHandler(logging.Handler):
             pass
 
 
-class _Maintenance(threading.Thread):
-    """Reconciles once at start-up, then pushes triggers recorded while Redis was down and fails
-    waits that ran out."""
-
-    def __init__(self, scheduler: Scheduler, startup: Callable[[], None] | None = None):
-        super().__init__(name="orthanc-rt-maintenance", daemon=True)
-        self.scheduler = scheduler
-        self.startup = startup
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        log = logging.getLogger("orthanc_rt.plugin")
-        if self.startup is not None:
-            try:
-                self.startup()
-            except Exception as exc:  # Orthanc/Redis/DB trouble: the route can be called later
-                log.warning("Orthanc-RT start-up reconcile failed: %s: %s", type(exc).__name__, exc)
-        while not self.stopped.wait(_MAINTENANCE_PERIOD_S):
-            try:
-                self.scheduler.flush_pending()
-                self.scheduler.repush_lost()
-                self.scheduler.expire_waiting()
-            except Exception as exc:  # Redis/DB down: try again next period
-                log.warning("Orthanc-RT maintenance: %s: %s", type(exc).__name__, exc)
-
-
 def install(orthanc: Any) -> None:
     """Read the configuration, prepare the database, register routes and callbacks."""
     logger = logging.getLogger("orthanc_rt")
@@ -112,30 +86,24 @@ def install(orthanc: Any) -> None:
         logger.error("Orthanc-RT: OrthancRT.Roles is set but AuthenticationEnabled is not true; "
                      "every /rt/ request will be refused (503)")
     audit.record(settings.database_url, "orthanc-rt-plugin", audit.CONFIG_LOADED, "", None,
-                 {"settings": settings.redacted(), "roles": access.roles})
+                 {"settings": shown_settings(settings), "roles": access.roles})
 
     api_client = InProcessOrthanc(orthanc)
-    store = JobStore(settings.database_url)
     dispatcher = Dispatcher(settings.redis_url, job_timeout_s=settings.dose_job_timeout_seconds,
                             plan_timeout_s=settings.plan_job_timeout_seconds)
-    api = RtApi(api_client, settings, store, dispatcher, access)
-    handler = ArrivalHandler(api_client, api.scheduler, settings, planner=api.planning.submitter)
-
-    def startup_reconcile() -> None:
-        # Plans stored while Orthanc-RT was not running get their job (idempotent: see reconcile.py).
-        if settings.auto_dose.enabled:
-            reconcile(api_client, api.scheduler, settings.auto_dose, actor="startup-reconcile")
-
-    maintenance = _Maintenance(api.scheduler, startup_reconcile)
+    ctx = Context.create(api_client, settings, JobStore(settings.database_url), dispatcher)
+    router = Router(all_routes(ctx), access)
+    events = EventDispatcher(api_client, trigger_table(Triggers(api_client, ctx.scheduler, settings,
+                                                                planner=ctx.submitter)))
+    maintenance = Maintenance(api_client, ctx.scheduler, settings)
 
     def rest(output: Any, uri: str, **request: Any) -> None:
         try:
             req = Request(method=request.get("method", "GET"), path=uri, query=dict(request.get("get") or {}),
                           body=request.get("body") or b"", headers=dict(request.get("headers") or {}))
-            response = api.handle(req)
-        except Exception:
-            logger.exception("Orthanc-RT REST glue failed on %s", uri)
-            response = error_response(500, "internal error in Orthanc-RT; see Orthanc's log")
+            response = router.handle(req)
+        except Exception as exc:  # a request the SDK handed over in a shape we did not expect
+            response = error_response_for(exc, f"REST glue {uri}")
         _answer(orthanc, output, response)
 
     change_names = {getattr(orthanc.ChangeType, n): n for n in dir(orthanc.ChangeType) if n.isupper()}
@@ -147,7 +115,7 @@ def install(orthanc: Any) -> None:
         elif name == "ORTHANC_STOPPED":
             maintenance.stopped.set()
         else:
-            handler.on_change(name, resource_id)
+            events.on_change(name, resource_id)
 
     orthanc.RegisterRestCallback("/rt/(.*)", rest)
     ui_settings = json.dumps({"viewerUrl": settings.viewer_url})

@@ -1,39 +1,39 @@
-"""The OpenAPI 3 description of the /rt/ routes, written by hand next to them (plugin/api.py).
+"""The OpenAPI 3 description of the /rt/ routes (plugin/routes/), written by hand.
 
 tests/unit/test_openapi.py checks that every registered route is described
-here and nothing else; schemathesis runs it against a live plugin.
+here and nothing else; path parameter patterns and page limits come from
+plugin.router, where the routes use them. schemathesis runs it against a live plugin.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from plugin.router import MAX_OFFSET, MAX_PAGE, PARAM_PATTERNS
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
-_JOB_ID = {"name": "job_id", "in": "path", "required": True,
-           "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}}
-_INSTANCE_ID = {"name": "instance_id", "in": "path", "required": True,
-                "schema": {"type": "string", "pattern": "^[0-9a-f-]{1,64}$"}}
 
 
-_MEASUREMENT_ID = {"name": "measurement_id", "in": "path", "required": True,
-                   "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"}}
-_STUDY = {"name": "study", "in": "path", "required": True, "description": "StudyInstanceUID or Orthanc study id",
-          "schema": {"type": "string", "pattern": "^[0-9A-Za-z.-]{1,64}$"}}
-_DOSE = {"name": "dose", "in": "path", "required": True, "description": "RTDOSE Orthanc id (or SOPInstanceUID)",
-         "schema": {"type": "string", "pattern": "^[0-9A-Za-z.-]{1,64}$"}}
+def _path(name: str, description: str = "") -> dict[str, Any]:
+    described = {"description": description} if description else {}
+    return {"name": name, "in": "path", "required": True, **described,
+            "schema": {"type": "string", "pattern": f"^{PARAM_PATTERNS[name]}$"}}
 
 
-_WORKFLOW = {"name": "workflow", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,32}$"}}
-_PLAN_ID = {"name": "plan_id", "in": "path", "required": True,
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}}
+_JOB_ID = _path("job_id")
+_INSTANCE_ID = _path("instance_id")
+_MEASUREMENT_ID = _path("measurement_id")
+_STUDY = _path("study", "StudyInstanceUID or Orthanc study id")
+_DOSE = _path("dose", "RTDOSE Orthanc id (or SOPInstanceUID)")
+_WORKFLOW = _path("workflow")
+_PLAN_ID = _path("plan_id")
 
 
 def _q(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-_PAGE = [_q("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
-         _q("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000})]
+_PAGE = [_q("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+         _q("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET})]
 
 
 def _json(schema: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 
 class HttpError(Exception):
@@ -50,7 +50,7 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    user: str = "anonymous"  # set by RtApi.handle from the checked identity (plugin/roles.py)
+    user: str = "anonymous"  # set by Router.handle from the checked identity (plugin/roles.py)
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object; an empty body is {}."""
@@ -110,3 +110,12 @@ def int_param(query: dict[str, str], name: str, default: int, low: int, high: in
     if not low <= value <= high:
         raise HttpError(400, f"{name}: must be between {low} and {high}, got {value}")
     return value
+
+
+def choice_param(query: dict[str, str], name: str, allowed: Sequence[str], noun: str,
+                 listing: str = "expected one of") -> str | None:
+    """A query parameter that must be one of `allowed`, None when absent; the error names `noun` and the choices."""
+    raw = query.get(name) or None
+    if raw and raw not in allowed:
+        raise HttpError(400, f"{name}: unknown {noun} {raw!r}; {listing} {list(allowed)}")
+    return raw

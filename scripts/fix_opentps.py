@@ -1,4 +1,4 @@
-"""Repair what the opentps-core 2.0.0 wheel installs wrongly (DESIGN.md section 4).
+"""Repair what the opentps-core 2.0.0 wheel installs wrongly (docs/opentps-fixes.md).
 
 The wheel ships MCsquare and the CCC photon engine without their run bit and the
 MCsquare launcher scripts with CRLF line endings. Idempotent: run it after every

@@ -2,7 +2,7 @@
 # Install everything Orthanc-RT needs on Debian 12; safe to run again.
 #   - Debian packages: Orthanc 1.10 + Python and DICOMweb plugins, dcmtk, Redis
 #   - a virtualenv (.venv) built on Debian's python3.11, the one orthanc-python embeds
-#   - the OpenTPS 2.0.0 fixes (MCsquare run bits, CRLF launcher) from DESIGN.md
+#   - the OpenTPS 2.0.0 fixes (MCsquare run bits, CRLF launcher) (docs/opentps-fixes.md)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${ORTHANC_RT_VENV:-$here/.venv}"

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from orthanc_rt.analysis.dvh_metrics import volume_at_dose
 from orthanc_rt.dicom.rtstruct import Roi, next_vertex
 
 METHOD = "voxel centre in contour (even-odd), contour planes, dose interpolated linearly in z"
@@ -144,8 +145,8 @@ def dose_stats(sample: RoiSample, *, d_at_volume_pct: Sequence[float], v_at_dose
     dose, count = sample.values, sample.values.size
     if count == 0 or sample.voxel_cc <= 0:
         raise ValueError("the ROI covers no voxel of the grid")
-    d_at = _dose_at_volume(dose, d_at_volume_pct)
-    v_at = {float(d): float(np.count_nonzero(dose >= d) / count * 100.0) for d in v_at_dose_gy}
+    d_at = dose_at_volume_binned(dose, d_at_volume_pct)
+    v_at = {float(d): volume_at_dose(dose, d) for d in v_at_dose_gy}
     peak = float(dose.max())
     width = bin_width_gy or max(_MIN_BIN_GY, peak / _MAX_CURVE_POINTS)
     bins = int(np.floor(peak / width)) + 2
@@ -159,8 +160,9 @@ def dose_stats(sample: RoiSample, *, d_at_volume_pct: Sequence[float], v_at_dose
 _FINE_BINS = 65536
 
 
-def _dose_at_volume(dose: np.ndarray, percents: Sequence[float]) -> dict[float, float]:
-    """D x%: the least dose of the hottest x % of the volume (a histogram instead of sorting every voxel)."""
+def dose_at_volume_binned(dose: np.ndarray, percents: Sequence[float]) -> dict[float, float]:
+    """D x%: the least dose of the hottest x % of the volume (dicompyler-core's definition; a histogram
+    instead of sorting every voxel). The plans' QA uses `dvh_metrics.dose_at_volume_interpolated`."""
     low, high = float(dose.min()), float(dose.max())
     if high <= low:
         return {float(p): high for p in percents}

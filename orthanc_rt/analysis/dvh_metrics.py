@@ -1,9 +1,18 @@
-"""Dose-volume metrics of a dose array inside a boolean mask (no contours, no DICOM).
+"""Dose-volume metrics of a dose array inside a boolean mask (no contours, no DICOM): plans' QA summaries.
 
-Every voxel counts with the same volume (the arrays share one grid). `Dx` is
-the dose received by at least x % of the volume, i.e. the (100 - x)th
-percentile of the voxel doses, linearly interpolated between voxels (numpy's
-default). `Vd` is the percentage of the volume receiving at least d Gy.
+Every voxel counts with the same volume (the arrays share one grid). Two
+definitions of D x % exist in Orthanc-RT, named for what they are:
+
+- `dose_at_volume_interpolated` (here, the plans' QA): the (100 - x)th
+  percentile of the voxel doses, linearly interpolated between voxels
+  (numpy's default); smooth in x, what optimisers and plan comparisons want.
+- `orthanc_rt.analysis.dvh.dose_at_volume_binned` (the measurement records):
+  the least dose of the hottest x % of the volume read off a fine histogram,
+  dicompyler-core's definition, so the records agree with that oracle.
+
+They differ by at most the dose step between two neighbouring voxels. V d
+(`volume_at_dose`, the percentage of the volume receiving at least d Gy) has
+one definition, used by both.
 """
 from __future__ import annotations
 
@@ -12,7 +21,7 @@ import numpy as np
 DOSE_LEVELS_PCT = (98, 95, 50, 5, 2)
 
 
-def dose_at_volume(doses: np.ndarray, volume_pct: float) -> float:
+def dose_at_volume_interpolated(doses: np.ndarray, volume_pct: float) -> float:
     """D{volume_pct}: the dose (Gy) that `volume_pct` % of the voxels receive or exceed."""
     if not 0.0 <= volume_pct <= 100.0:
         raise ValueError(f"volume must be 0-100 %, not {volume_pct}")
@@ -35,7 +44,7 @@ def roi_dose_metrics(dose_gy: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     metrics: dict[str, float] = {"voxels": int(doses.size), "Dmin": float(doses.min()),
                                  "Dmean": float(doses.mean()), "Dmax": float(doses.max())}
     for level in DOSE_LEVELS_PCT:
-        metrics[f"D{level}"] = dose_at_volume(doses, level)
+        metrics[f"D{level}"] = dose_at_volume_interpolated(doses, level)
     return metrics
 
 

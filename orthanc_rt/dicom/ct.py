@@ -1,18 +1,34 @@
-"""A CT series (one dataset per slice) as one axis-aligned HU volume.
+"""CT series: reading one (a dataset per slice) as an axis-aligned HU volume, and building one from a volume.
 
 Only single-frame CT Image Storage slices with the identity orientation
 (axial, head-first supine, no tilt) are accepted; everything that would place
 the volume wrongly is refused with a message naming the slice and attribute.
+The builder writes exactly such slices.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom import sop
+from orthanc_rt.dicom._common import (
+    IDENTITY_ORIENTATION,
+    PATIENT_POSITION,
+    check_grid,
+    check_study,
+    check_text,
+    check_uid,
+    dicom_date,
+    dicom_time,
+    ds_value,
+    ds_values,
+    new_dataset,
+    set_monochrome_pixels,
+)
 from orthanc_rt.dicom.attributes import described, floats, number, required
 from orthanc_rt.dicom.geometry import (
     SPACING_TOLERANCE_MM,
@@ -20,8 +36,13 @@ from orthanc_rt.dicom.geometry import (
     require_identity_orientation,
     uniform_spacing,
 )
-from orthanc_rt.dicom.models import CtVolume
+from orthanc_rt.dicom.models import CtVolume, PatientStudy
+from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError
+
+# CT pixels: HU + 1024 stored as signed 16 bit, the usual CT convention (air -1000 HU is stored as 24).
+CT_RESCALE_INTERCEPT = -1024
+_CT_HU_RANGE = (-32768 + CT_RESCALE_INTERCEPT, 32767 + CT_RESCALE_INTERCEPT)  # HU = stored + intercept
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,52 @@ def read_ct_series(datasets: Sequence[Dataset]) -> CtVolume:
                     series_instance_uid=geometry.series_instance_uid,
                     study_instance_uid=geometry.study_instance_uid,
                     sop_instance_uids=geometry.sop_instance_uids)
+
+
+def build_ct_series(volume: CtVolume, study: PatientStudy, *, series_instance_uid: str,
+                    series_description: str = "CT (Orthanc-RT)", series_number: int = 1,
+                    created: datetime | None = None) -> list[Dataset]:
+    """One CT Image Storage dataset per z slice of `volume`, in z order.
+
+    SOPInstanceUIDs are derived from the series UID and the slice index.
+    HU are rounded to integers (stored + RescaleIntercept -1024).
+    """
+    check_study(study)
+    check_uid(series_instance_uid, "series_instance_uid")
+    check_text(series_description, "series_description", 64)
+    hu = np.asarray(volume.hu)
+    check_grid(hu, volume.origin_mm, volume.spacing_mm, volume.frame_of_reference_uid, study, "CT volume")
+    low, high = float(hu.min()), float(hu.max())
+    if low < _CT_HU_RANGE[0] or high > _CT_HU_RANGE[1]:
+        raise DicomInputError(f"CT volume: HU range {low:g}..{high:g} does not fit 16-bit pixels "
+                              f"({_CT_HU_RANGE[0]}..{_CT_HU_RANGE[1]})")
+    stored = (np.rint(hu) - CT_RESCALE_INTERCEPT).astype("<i2")
+    when = created or datetime.now()
+    (ox, oy, oz), (sx, sy, sz) = volume.origin_mm, volume.spacing_mm
+    slices = []
+    for z in range(hu.shape[0]):
+        ds = new_dataset(sop.CT_IMAGE, derive_uid(series_instance_uid, "ct-slice", str(z)), "CT", study,
+                         series_instance_uid=series_instance_uid, series_number=series_number,
+                         series_description=series_description, created=when)
+        ds.PatientPosition = PATIENT_POSITION
+        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+        ds.InstanceNumber = z + 1
+        ds.AcquisitionNumber = None
+        ds.KVP = None
+        ds.PatientOrientation = None
+        ds.ContentDate, ds.ContentTime = dicom_date(when), dicom_time(when)
+        ds.ImageOrientationPatient = IDENTITY_ORIENTATION
+        ds.ImagePositionPatient = ds_values((ox, oy, oz + z * sz))
+        ds.SliceLocation = ds_value(oz + z * sz)
+        ds.SliceThickness = ds_value(sz)
+        ds.PixelSpacing = ds_values((sy, sx))
+        set_monochrome_pixels(ds, stored[z], bits=16, signed=True)
+        ds.RescaleIntercept = CT_RESCALE_INTERCEPT
+        ds.RescaleSlope = 1
+        ds.RescaleType = "HU"
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+        slices.append(ds)
+    return slices
 
 
 def _slice_name(ds: Dataset) -> str:

@@ -1,17 +1,34 @@
-"""RTDOSE datasets to `DoseGrid` (the writing side is `builders.build_rtdose`).
+"""RTDOSE: reading one into a `DoseGrid`, and building one from a grid.
 
 Geometry (DESIGN.md section 8): ImagePositionPatient is the centre of the
 first frame's first voxel; GridFrameOffsetVector gives each frame's z, relative
 to that position when its first value is 0 and absolute otherwise; frames in
 decreasing z are reordered so the grid always runs towards +z. Pixel values
-times DoseGridScaling are Gy.
+times DoseGridScaling are Gy. The builder writes relative offsets, frames in
+increasing z.
 """
 from __future__ import annotations
+
+from datetime import datetime
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom import sop
+from orthanc_rt.dicom._common import (
+    IDENTITY_ORIENTATION,
+    check_grid,
+    check_study,
+    check_text,
+    check_uid,
+    dicom_date,
+    dicom_time,
+    ds_value,
+    ds_values,
+    new_dataset,
+    reference,
+    set_monochrome_pixels,
+)
 from orthanc_rt.dicom.attributes import described, floats, number, required
 from orthanc_rt.dicom.geometry import (
     SPACING_TOLERANCE_MM,
@@ -19,8 +36,16 @@ from orthanc_rt.dicom.geometry import (
     require_identity_orientation,
     uniform_spacing,
 )
-from orthanc_rt.dicom.models import DoseGrid
+from orthanc_rt.dicom.models import DoseGrid, PatientStudy
 from orthanc_rt.errors import DicomInputError
+
+# RTDOSE pixels: unsigned 32 bit, DoseGridScaling = max dose / 4e9. Using 4e9 of the 4.29e9 available
+# levels leaves room for DoseGridScaling's decimal-string rounding (16 characters) without overflow;
+# the quantization error is at most max dose / 8e9 (1.25e-10 of the maximum).
+_DOSE_LEVELS = 4.0e9
+_DOSE_TYPES = ("PHYSICAL", "EFFECTIVE", "ERROR")
+_SUMMATION_TYPES = ("PLAN", "MULTI_PLAN", "PLAN_OVERVIEW", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION",
+                    "BEAM_SESSION", "BRACHY_SESSION", "CONTROL_POINT", "RECORD")
 
 
 def read_rtdose(ds: Dataset) -> DoseGrid:
@@ -93,3 +118,59 @@ def _single_frame_thickness(ds: Dataset, where: str) -> float:
         raise DicomInputError(f"{where}: one frame and no positive {described('SliceThickness')}: "
                               "the grid's z spacing is unknown")
     return thickness
+
+
+# --- building ---------------------------------------------------------------------------------------------
+
+def build_rtdose(grid: DoseGrid, study: PatientStudy, *, sop_instance_uid: str, series_instance_uid: str,
+                 referenced_plan_uid: str, series_description: str,
+                 referenced_plan_sop_class: str = sop.RT_ION_PLAN, content_description: str = "",
+                 series_number: int = 4, created: datetime | None = None) -> Dataset:
+    """An RT Dose of `grid` (Gy), referencing the plan it is the dose of.
+
+    DoseType and DoseSummationType come from the grid (PHYSICAL and PLAN by
+    default: the dose of all fractions). Pixels are unsigned 32 bit with
+    DoseGridScaling = max / 4e9 (see _DOSE_LEVELS). GridFrameOffsetVector is
+    relative (starts at 0). `content_description` goes to DoseComment.
+    """
+    check_study(study)
+    for value, what in ((sop_instance_uid, "sop_instance_uid"), (series_instance_uid, "series_instance_uid"),
+                        (referenced_plan_uid, "referenced_plan_uid"),
+                        (referenced_plan_sop_class, "referenced_plan_sop_class")):
+        check_uid(value, what)
+    check_text(series_description, "series_description", 64)
+    check_text(content_description, "content_description", 64)
+    dose = np.asarray(grid.dose_gy)
+    check_grid(dose, grid.origin_mm, grid.spacing_mm, grid.frame_of_reference_uid, study, "dose grid")
+    if dose.min() < 0:
+        raise DicomInputError(f"dose grid: negative dose ({float(dose.min()):g} Gy)")
+    if grid.dose_type not in _DOSE_TYPES:
+        raise DicomInputError(f"dose grid: dose_type {grid.dose_type!r} is not one of {', '.join(_DOSE_TYPES)}")
+    if grid.summation_type not in _SUMMATION_TYPES:
+        raise DicomInputError(f"dose grid: summation_type {grid.summation_type!r} is not a DoseSummationType")
+    when = created or datetime.now()
+    ds = new_dataset(sop.RT_DOSE, sop_instance_uid, "RTDOSE", study, series_instance_uid=series_instance_uid,
+                     series_number=series_number, series_description=series_description, created=when)
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = dicom_date(when), dicom_time(when)
+    (ox, oy, oz), (sx, sy, sz) = grid.origin_mm, grid.spacing_mm
+    frames = dose.shape[0]
+    ds.ImageOrientationPatient = IDENTITY_ORIENTATION
+    ds.ImagePositionPatient = ds_values((ox, oy, oz))
+    ds.PixelSpacing = ds_values((sy, sx))
+    ds.SliceThickness = ds_value(sz)
+    ds.NumberOfFrames = frames
+    ds.FrameIncrementPointer = 0x3004000C  # GridFrameOffsetVector
+    ds.GridFrameOffsetVector = ds_values(k * sz for k in range(frames))
+    peak = float(dose.max())
+    scaling = float(ds_value(peak / _DOSE_LEVELS)) if peak > 0 else 1.0
+    pixels = np.clip(np.rint(dose.astype(np.float64) / scaling), 0, 2**32 - 1).astype("<u4")
+    set_monochrome_pixels(ds, pixels, bits=32, signed=False)
+    ds.DoseUnits = "GY"
+    ds.DoseType = grid.dose_type
+    ds.DoseSummationType = grid.summation_type
+    ds.DoseGridScaling = ds_value(scaling)
+    if content_description:
+        ds.DoseComment = content_description
+    ds.ReferencedRTPlanSequence = [reference(referenced_plan_sop_class, referenced_plan_uid)]
+    return ds

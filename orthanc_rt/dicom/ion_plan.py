@@ -1,4 +1,4 @@
-"""RT Ion Plan datasets to `IonPlan`: pencil-beam-scanning proton plans as planning systems export them.
+"""RT Ion Plans (proton PBS): reading them as planning systems export them into `IonPlan`, and building them.
 
 Read with pydicom, not OpenTPS' `readDicomPlan` (it loses the beams of ion
 plans, DESIGN.md section 8). What the reader accepts from commercial exports:
@@ -16,18 +16,33 @@ BeamMeterset from the first fraction group's ReferencedBeamSequence.
 Beams whose TreatmentDeliveryType is not TREATMENT (setup beams) are skipped.
 Everything a dose computation cannot trust is refused up front with a
 DicomInputError naming the beam, control point and attribute.
+
+`build_ion_plan` writes the first of those forms (a pair of control points
+per layer, weights on the first), as commercial planning systems do.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from datetime import datetime
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 
 from orthanc_rt.dicom import sop
+from orthanc_rt.dicom._common import (
+    check_beam_numbers,
+    check_isocenter,
+    check_plan_header,
+    check_text,
+    ds_value,
+    ds_values,
+    plan_dataset,
+    seq_item,
+)
 from orthanc_rt.dicom.attributes import described, floats, is_present, number, required
-from orthanc_rt.dicom.models import EnergyLayer, IonBeam, IonPlan, RangeShifter
+from orthanc_rt.dicom.models import EnergyLayer, IonBeam, IonPlan, PatientStudy, RangeShifter
 from orthanc_rt.errors import DicomInputError
 
 MAX_BEAMS = 50
@@ -38,6 +53,9 @@ MODULATED_SCAN_MODES = ("MODULATED", "MODULATED_SPEC")  # MODULATED_SPEC only ad
 _CUMULATIVE_TOLERANCE = 1e-3
 _ANGLE_TOLERANCE_DEG = 1e-3
 _POSITION_TOLERANCE_MM = 1e-3
+# Our beams carry no source distance (the beam model has it); this is the usual order of magnitude.
+_VIRTUAL_SOURCE_AXIS_DISTANCES_MM = (2000.0, 2000.0)
+_DEFAULT_TUNE_ID = "NOMINAL"  # ScanSpotTuneID is Type 1: written when a layer has none
 
 
 def read_ion_plan(ds: Dataset) -> IonPlan:
@@ -347,3 +365,152 @@ def _spot_map(cp: Dataset, here: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
         raise DicomInputError(f"{here}: negative {described('ScanSpotMetersetWeights')} "
                               f"(smallest {weights.min():g}); negative MU are impossible")
     return positions[0::2], positions[1::2], weights
+
+
+# --- building ---------------------------------------------------------------------------------------------
+
+def build_ion_plan(study: PatientStudy, beams: Sequence[IonBeam], *, sop_instance_uid: str,
+                   series_instance_uid: str, label: str, fractions_planned: int,
+                   referenced_structure_set_uid: str | None = None, referenced_dose_uid: str | None = None,
+                   plan_name: str = "", series_description: str = "Proton plan (Orthanc-RT)", series_number: int = 3,
+                   treatment_machine: str = "", created: datetime | None = None) -> Dataset:
+    """An RT Ion Plan (proton PBS) written as commercial planning systems write one.
+
+    Each layer is a pair of control points: the first carries the spots and
+    their weights, the second repeats the spot map with zero weights; a
+    one-spot layer's weight is a number, not a list. Spot weights are the
+    spots' MU (float32, as ScanSpotMetersetWeights is FL), so
+    FinalCumulativeMetersetWeight is the beam's MU and BeamMeterset is
+    `beam.meterset_mu`. RTPlanGeometry is PATIENT when a structure set is
+    referenced, TREATMENT_DEVICE otherwise (the standard ties the two).
+    `referenced_dose_uid` names the plan's RTDOSE (ReferencedDoseSequence), so
+    plan and dose point at each other. `treatment_machine` is used for beams
+    that name none.
+    """
+    check_plan_header(study, sop_instance_uid, series_instance_uid, label, plan_name, series_description,
+                      fractions_planned, referenced_structure_set_uid, referenced_dose_uid)
+    _check_beams(beams)
+    ds = plan_dataset(sop.RT_ION_PLAN, study, sop_instance_uid, series_instance_uid, label, plan_name,
+                      series_description, series_number, fractions_planned, created,
+                      [(beam.number, beam.meterset_mu) for beam in beams], referenced_structure_set_uid,
+                      referenced_dose_uid)
+    ds.IonBeamSequence = [_ion_beam(beam, beam.treatment_machine or treatment_machine) for beam in beams]
+    ds.ApprovalStatus = "UNAPPROVED"
+    return ds
+
+
+def _check_beams(beams: Sequence[IonBeam]) -> None:
+    check_beam_numbers([beam.number for beam in beams], "ion plan", MAX_BEAMS)
+    for beam in beams:
+        where = f"beam {beam.number}"
+        if beam.radiation_type != "PROTON":
+            raise DicomInputError(f"{where}: radiation_type {beam.radiation_type!r}; only PROTON is written")
+        if beam.scan_mode not in MODULATED_SCAN_MODES:
+            raise DicomInputError(f"{where}: scan_mode {beam.scan_mode!r}; only pencil-beam scanning "
+                                  f"({', '.join(MODULATED_SCAN_MODES)}) is written")
+        check_isocenter(beam.isocenter_mm, where)
+        if not beam.layers:
+            raise DicomInputError(f"{where}: no energy layers")
+        if any(layer.range_shifter_in for layer in beam.layers) and not beam.range_shifters:
+            raise DicomInputError(f"{where}: a layer has its range shifter in but the beam has no range shifter")
+        for index, layer in enumerate(beam.layers, start=1):
+            _check_layer(layer, f"{where} layer {index}")
+        total = sum(layer.mu for layer in beam.layers)
+        if total <= 0:
+            raise DicomInputError(f"{where}: no spot has positive MU")
+        if not np.isclose(beam.meterset_mu, total, rtol=1e-6, atol=0):
+            raise DicomInputError(f"{where}: meterset_mu {beam.meterset_mu:g} is not the sum of its spots' MU "
+                                  f"({total:g})")
+
+
+def _check_layer(layer: EnergyLayer, where: str) -> None:
+    if not 0 < layer.nominal_energy_mev <= MAX_ENERGY_MEV:
+        raise DicomInputError(f"{where}: energy {layer.nominal_energy_mev:g} MeV is outside (0, {MAX_ENERGY_MEV:g}]")
+    x, y, mu = (np.atleast_1d(np.asarray(a, dtype=np.float64)) for a in (layer.spot_x_mm, layer.spot_y_mm,
+                                                                            layer.spot_mu))
+    if not x.size == y.size == mu.size or x.size == 0:
+        raise DicomInputError(f"{where}: {x.size} spot x, {y.size} spot y and {mu.size} MU values "
+                              "(expected as many of each, at least one)")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y)) and np.all(np.isfinite(mu))):
+        raise DicomInputError(f"{where}: spot positions and MU must be finite")
+    if np.any(mu < 0):
+        raise DicomInputError(f"{where}: negative spot MU ({mu.min():g})")
+    if layer.number_of_paintings < 1:
+        raise DicomInputError(f"{where}: number_of_paintings must be at least 1")
+    check_text(layer.spot_tune_id, f"{where} spot_tune_id", 16)
+
+
+def _ion_beam(beam: IonBeam, machine: str) -> Dataset:
+    entry = seq_item(
+        BeamNumber=beam.number, BeamName=(beam.name or f"B{beam.number}")[:64], BeamType=beam.beam_type,
+        RadiationType="PROTON", TreatmentMachineName=machine, PrimaryDosimeterUnit="MU",
+        TreatmentDeliveryType="TREATMENT", NumberOfWedges=0, NumberOfCompensators=0, NumberOfBoli=0,
+        NumberOfBlocks=0, NumberOfRangeShifters=len(beam.range_shifters), NumberOfLateralSpreadingDevices=0,
+        NumberOfRangeModulators=0, PatientSupportType="TABLE", ScanMode=beam.scan_mode,
+        VirtualSourceAxisDistances=list(_VIRTUAL_SOURCE_AXIS_DISTANCES_MM), ReferencedPatientSetupNumber=1,
+    )
+    if beam.range_shifters:
+        entry.RangeShifterSequence = [
+            seq_item(RangeShifterNumber=shifter.number, RangeShifterID=shifter.identifier,
+                     RangeShifterType=shifter.type)
+            for shifter in beam.range_shifters]
+    control_points = []
+    cumulative = 0.0
+    for layer in beam.layers:
+        weights = np.atleast_1d(np.asarray(layer.spot_mu, dtype=np.float32))
+        delivering = _control_point(beam, layer, len(control_points), cumulative, weights)
+        if beam.range_shifters:  # stated where each layer starts; the closing control point inherits it
+            delivering.RangeShifterSettingsSequence = [_range_shifter_setting(shifter, layer.range_shifter_in)
+                                                       for shifter in beam.range_shifters]
+        cumulative += float(np.sum(weights, dtype=np.float64))
+        closing = _control_point(beam, layer, len(control_points) + 1, cumulative, np.zeros_like(weights))
+        control_points += [delivering, closing]
+    entry.FinalCumulativeMetersetWeight = ds_value(cumulative)
+    entry.NumberOfControlPoints = len(control_points)
+    entry.IonControlPointSequence = DicomSequence(control_points)
+    return entry
+
+
+def _control_point(beam: IonBeam, layer: EnergyLayer, index: int, cumulative: float,
+                   weights: np.ndarray) -> Dataset:
+    cp = seq_item(ControlPointIndex=index, CumulativeMetersetWeight=ds_value(cumulative),
+                  NominalBeamEnergy=ds_value(layer.nominal_energy_mev))
+    if index == 0:
+        _set_beam_geometry(cp, beam)
+    cp.ScanSpotTuneID = layer.spot_tune_id or _DEFAULT_TUNE_ID
+    cp.NumberOfScanSpotPositions = int(weights.size)
+    x = np.atleast_1d(np.asarray(layer.spot_x_mm, dtype=np.float32))
+    y = np.atleast_1d(np.asarray(layer.spot_y_mm, dtype=np.float32))
+    cp.ScanSpotPositionMap = [float(v) for v in np.column_stack([x, y]).ravel()]
+    # A single value is written as a number, as planning systems do (VM 1 is not a list in DICOM).
+    cp.ScanSpotMetersetWeights = float(weights[0]) if weights.size == 1 else [float(w) for w in weights]
+    cp.NumberOfPaintings = int(layer.number_of_paintings)
+    return cp
+
+
+def _set_beam_geometry(cp: Dataset, beam: IonBeam) -> None:
+    """What the first control point fixes for the whole (static) beam."""
+    cp.GantryAngle = ds_value(beam.gantry_angle_deg)
+    cp.GantryRotationDirection = "NONE"
+    cp.BeamLimitingDeviceAngle = 0
+    cp.BeamLimitingDeviceRotationDirection = "NONE"
+    cp.PatientSupportAngle = ds_value(beam.couch_angle_deg)
+    cp.PatientSupportRotationDirection = "NONE"
+    cp.TableTopVerticalPosition = None
+    cp.TableTopLongitudinalPosition = None
+    cp.TableTopLateralPosition = None
+    cp.TableTopPitchAngle = 0.0
+    cp.TableTopPitchRotationDirection = "NONE"
+    cp.TableTopRollAngle = 0.0
+    cp.TableTopRollRotationDirection = "NONE"
+    cp.IsocenterPosition = ds_values(beam.isocenter_mm)
+    cp.SnoutPosition = None if beam.snout_position_mm is None else float(beam.snout_position_mm)
+
+
+def _range_shifter_setting(shifter: RangeShifter, inserted: bool) -> Dataset:
+    setting = seq_item(ReferencedRangeShifterNumber=shifter.number, RangeShifterSetting="IN" if inserted else "OUT")
+    if shifter.isocenter_to_range_shifter_distance_mm is not None:
+        setting.IsocenterToRangeShifterDistance = float(shifter.isocenter_to_range_shifter_distance_mm)
+    if shifter.water_equivalent_thickness_mm is not None:
+        setting.RangeShifterWaterEquivalentThickness = float(shifter.water_equivalent_thickness_mm)
+    return setting

@@ -1,24 +1,45 @@
-"""RT Structure Set datasets to plain ROI outlines (the writing side is `builders.build_rtstruct`).
+"""RT Structure Sets: reading one into plain ROI outlines, and building one from masks on a CT grid.
 
-Every ROI keeps its closed planar contours as (z, polygon) pairs in patient
-mm; contours that cannot bound an area (fewer than three points, no area,
-not CLOSED_PLANAR, off-axis planes) are dropped and counted, so the caller
-can skip an ROI "with a reason" instead of failing the whole structure set.
+Reading: every ROI keeps its closed planar contours as (z, polygon) pairs in
+patient mm; contours that cannot bound an area (fewer than three points, no
+area, not CLOSED_PLANAR, off-axis planes) are dropped and counted, so the
+caller can skip an ROI "with a reason" instead of failing the whole structure
+set. Building: each mask becomes one CLOSED_PLANAR polygon per outline per
+slice, along voxel edges (see `contours`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from orthanc_rt.dicom import sop
+from orthanc_rt.dicom._common import (
+    check_same_frame,
+    check_study,
+    check_text,
+    check_uid,
+    dicom_date,
+    dicom_time,
+    ds_values,
+    new_dataset,
+    reference,
+    seq_item,
+)
+from orthanc_rt.dicom.contours import slice_polygons
+from orthanc_rt.dicom.ct import read_ct_geometry
+from orthanc_rt.dicom.models import PatientStudy
 from orthanc_rt.dicom.raw_sequence import read_items
 from orthanc_rt.errors import DicomInputError
 
 # Points of one contour must share z to this tolerance to be a planar axial contour.
 _PLANAR_TOLERANCE_MM = 0.01
+ROI_TYPES = ("EXTERNAL", "PTV", "CTV", "GTV", "ORGAN", "AVOIDANCE", "TREATED_VOLUME", "IRRADIATED_VOLUME",
+             "BOLUS", "CAVITY", "SUPPORT", "FIXATION", "CONTROL", "DOSE_REGION", "MARKER", "ISOCENTER")
+_ROI_COLOURS = ((255, 0, 0), (0, 200, 0), (0, 0, 255), (255, 200, 0), (255, 0, 255), (0, 200, 200))
 
 
 @dataclass
@@ -180,3 +201,118 @@ def referenced_ct_series(ds: Dataset) -> str | None:
                 if series.get("SeriesInstanceUID"):
                     return str(series.SeriesInstanceUID)
     return None
+
+
+# --- building ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RoiSpec:
+    """One ROI to write into an RTSTRUCT: a mask on the CT grid."""
+
+    name: str
+    mask: np.ndarray  # [z, y, x] bool, the CT's shape
+    type: str = "ORGAN"  # RTROIInterpretedType: PTV, CTV, ORGAN, EXTERNAL, ...
+    color: tuple[int, int, int] | None = None  # RGB 0-255; None picks one
+
+
+def build_rtstruct(ct_datasets: Sequence[Dataset], study: PatientStudy, rois: Sequence[RoiSpec], *,
+                   series_instance_uid: str, sop_instance_uid: str, label: str,
+                   series_description: str = "Structures (Orthanc-RT)", series_number: int = 2,
+                   created: datetime | None = None) -> Dataset:
+    """An RT Structure Set of `rois` (masks on the grid of `ct_datasets`), one polygon per outline per slice.
+
+    Contours run along voxel edges (see `contours`), are CLOSED_PLANAR and
+    reference the CT slice they lie on; ReferencedFrameOfReferenceSequence
+    names the CT series.
+    """
+    check_study(study)
+    check_uid(series_instance_uid, "series_instance_uid")
+    check_uid(sop_instance_uid, "sop_instance_uid")
+    check_text(label, "label", 16)
+    check_text(series_description, "series_description", 64)
+    geometry = read_ct_geometry(ct_datasets)
+    check_same_frame(geometry.frame_of_reference_uid, study, f"CT series {geometry.series_instance_uid}")
+    if geometry.study_instance_uid and geometry.study_instance_uid != study.study_instance_uid:
+        raise DicomInputError(f"CT series {geometry.series_instance_uid} belongs to study "
+                              f"{geometry.study_instance_uid}, not {study.study_instance_uid}")
+    _check_rois(rois, geometry.shape_zyx)
+    when = created or datetime.now()
+    ds = new_dataset(sop.RT_STRUCTURE_SET, sop_instance_uid, "RTSTRUCT", study,
+                     series_instance_uid=series_instance_uid, series_number=series_number,
+                     series_description=series_description, created=when, frame_of_reference=False)
+    ds.StructureSetLabel = label
+    ds.StructureSetName = label
+    ds.StructureSetDate, ds.StructureSetTime = dicom_date(when), dicom_time(when)
+    ds.InstanceNumber = 1
+    images = [reference(sop.CT_IMAGE, uid) for uid in geometry.sop_instance_uids]
+    ds.ReferencedFrameOfReferenceSequence = [seq_item(
+        FrameOfReferenceUID=study.frame_of_reference_uid,
+        RTReferencedStudySequence=[seq_item(
+            ReferencedSOPClassUID=sop.DETACHED_STUDY_MANAGEMENT,
+            ReferencedSOPInstanceUID=study.study_instance_uid,
+            RTReferencedSeriesSequence=[seq_item(SeriesInstanceUID=geometry.series_instance_uid,
+                                             ContourImageSequence=images)],
+        )],
+    )]
+    ds.StructureSetROISequence = [
+        seq_item(ROINumber=number, ReferencedFrameOfReferenceUID=study.frame_of_reference_uid, ROIName=roi.name,
+             ROIGenerationAlgorithm="AUTOMATIC")
+        for number, roi in enumerate(rois, start=1)]
+    ds.ROIContourSequence = [
+        seq_item(ReferencedROINumber=number, ROIDisplayColor=list(_colour(roi, number)),
+             ContourSequence=_contours(roi.mask, geometry.origin_mm, geometry.spacing_mm, geometry.sop_instance_uids))
+        for number, roi in enumerate(rois, start=1)]
+    ds.RTROIObservationsSequence = [
+        seq_item(ObservationNumber=number, ReferencedROINumber=number, ROIObservationLabel=roi.name[:16],
+             RTROIInterpretedType=roi.type, ROIInterpreter=None)
+        for number, roi in enumerate(rois, start=1)]
+    ds.ApprovalStatus = "UNAPPROVED"
+    return ds
+
+
+def _check_rois(rois: Sequence[RoiSpec], shape_zyx: tuple[int, int, int]) -> None:
+    if not rois:
+        raise DicomInputError("RTSTRUCT: no ROIs given")
+    names = [roi.name for roi in rois]
+    if len(set(names)) != len(names):
+        raise DicomInputError(f"RTSTRUCT: ROI names repeat: {names}")
+    for roi in rois:
+        check_text(roi.name, "ROI name", 64)
+        if not roi.name.strip():
+            raise DicomInputError("RTSTRUCT: an ROI has an empty name")
+        if roi.type not in ROI_TYPES:
+            raise DicomInputError(f"ROI {roi.name!r}: type {roi.type!r} is not an RTROIInterpretedType "
+                                  f"({', '.join(ROI_TYPES)})")
+        mask = np.asarray(roi.mask)
+        if mask.shape != tuple(shape_zyx):
+            raise DicomInputError(f"ROI {roi.name!r}: mask shape {mask.shape} is not the CT's {tuple(shape_zyx)}")
+        if mask.dtype != bool:
+            raise DicomInputError(f"ROI {roi.name!r}: mask must be boolean, not {mask.dtype}")
+        if not mask.any():
+            raise DicomInputError(f"ROI {roi.name!r}: mask is empty")
+        if roi.color is not None and (len(roi.color) != 3 or not all(0 <= int(c) <= 255 for c in roi.color)):
+            raise DicomInputError(f"ROI {roi.name!r}: color {roi.color!r} must be three integers 0-255")
+
+
+def _colour(roi: RoiSpec, number: int) -> tuple[int, int, int]:
+    if roi.color is not None:
+        return tuple(int(c) for c in roi.color)  # type: ignore[return-value]
+    return _ROI_COLOURS[(number - 1) % len(_ROI_COLOURS)]
+
+
+def _contours(mask: np.ndarray, origin_mm: Sequence[float], spacing_mm: Sequence[float],
+              slice_uids: Sequence[str]) -> list[Dataset]:
+    (ox, oy, oz), (sx, sy, sz) = origin_mm, spacing_mm
+    contours = []
+    for z in np.flatnonzero(mask.any(axis=(1, 2))):
+        for polygon in slice_polygons(mask[z]):
+            rows, columns = polygon[:, 0], polygon[:, 1]
+            points = np.column_stack([ox + columns * sx, oy + rows * sy, np.full(len(polygon), oz + z * sz)])
+            contours.append(seq_item(
+                ContourImageSequence=[reference(sop.CT_IMAGE, slice_uids[z])],
+                ContourGeometricType="CLOSED_PLANAR",
+                NumberOfContourPoints=len(polygon),
+                ContourNumber=len(contours) + 1,
+                ContourData=ds_values(points.ravel()),
+            ))
+    return contours

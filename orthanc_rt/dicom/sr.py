@@ -1,20 +1,33 @@
-"""TID 1500 measurement reports (DICOM SR, as OHIF stores them) to measurement records.
+"""TID 1500 measurement reports (DICOM SR, as OHIF stores them): reading them into measurement records, building them.
 
-Walks the content tree for Measurement Groups (125007) and takes every NUM
-item in them: its value, UCUM unit, concept, the image its SCOORD selects
-(series from CurrentRequestedProcedureEvidenceSequence) and the group's
-tracking identifier and finding. Units decide the measurement type.
+Reading walks the content tree for Measurement Groups (125007) and takes
+every NUM item in them: its value, UCUM unit, concept, the image its SCOORD
+selects (series from CurrentRequestedProcedureEvidenceSequence) and the
+group's tracking identifier and finding. Units decide the measurement type.
+Building writes what OHIF's "create report" writes, so the reader takes it back.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from datetime import datetime
+from typing import Any, Iterator, Sequence
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from orthanc_rt.dicom import sop
+from orthanc_rt.dicom._common import (
+    check_study,
+    check_uid,
+    dicom_date,
+    dicom_time,
+    ds_value,
+    new_dataset,
+    reference,
+    seq_item,
+)
+from orthanc_rt.dicom.models import PatientStudy, SrMeasurement
+from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError
-from orthanc_rt.records.tables import Measurement
 
 SR_CLASSES = (sop.COMPREHENSIVE_SR, sop.ENHANCED_SR, "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
               "1.2.840.10008.5.1.4.1.1.88.34")  # Comprehensive 3D SR
@@ -22,6 +35,11 @@ _TYPE_OF_UNIT = {"mm": ("distance", "mm"), "mm2": ("area", "mm2"), "mm3": ("volu
                  "[hnsf'U]": ("hounsfield", "HU"), "cm": ("distance", "mm"), "cm2": ("area", "mm2")}
 _SCALE = {"cm": 10.0, "cm2": 100.0}
 _MEASUREMENT_GROUP = "125007"
+# Concepts of TID 1500 numeric measurements as OHIF/dcmjs write them (SNOMED CT), and their UCUM units.
+SR_CONCEPTS = {"Length": ("410668003", "SCT"), "Area": ("42798000", "SCT"), "Volume": ("118565006", "SCT"),
+               "Angle": ("1483009", "SCT"), "Mean": ("373098007", "SCT")}
+_UCUM_MEANINGS = {"mm": "millimeter", "mm2": "square millimeter", "mm3": "cubic millimeter", "deg": "degree",
+                  "[hnsf'U]": "Hounsfield unit"}
 
 
 def is_measurement_report(ds: Dataset) -> bool:
@@ -30,8 +48,10 @@ def is_measurement_report(ds: Dataset) -> bool:
     return "1500" in templates or (concept is not None and str(concept.get("CodeValue", "")) == "126000")
 
 
-def read_measurement_report(ds: Dataset) -> tuple[list[Measurement], list[str]]:
-    """Rows (source "sr", no id yet) and the reasons items were left out."""
+def read_measurement_report(ds: Dataset) -> tuple[list[dict[str, Any]], list[str]]:
+    """The fields of measurement records (source "sr", no id yet) and the reasons items were left out.
+
+    Plain mappings, not database rows: DICOM sits below the records (the job makes them `Measurement`s)."""
     where = f"SR {ds.get('SOPInstanceUID', '?')}"
     if str(ds.get("SOPClassUID", "")) not in SR_CLASSES:
         raise DicomInputError(f"{where}: is {sop.describe(str(ds.get('SOPClassUID', '')))}, not a structured report")
@@ -61,7 +81,7 @@ def read_measurement_report(ds: Dataset) -> tuple[list[Measurement], list[str]]:
                 continue
             kind, our_unit = _TYPE_OF_UNIT[unit]
             image = _selected_image(item)
-            rows.append(Measurement(
+            rows.append(dict(
                 source="sr", type=kind, metric=concept.lower()[:32],
                 value=float(values[0].NumericValue) * _SCALE.get(unit, 1.0), unit=our_unit,
                 method="imported from DICOM SR (TID 1500)", label=(context["finding"] or context["tracking"])[:128],
@@ -117,3 +137,91 @@ def _selected_image(num: Dataset) -> dict[str, Any]:
 def _meaning(item: Dataset, sequence: str) -> str:
     codes = item.get(sequence, [])
     return str(codes[0].get("CodeMeaning", "")) if codes else ""
+
+
+# --- building ---------------------------------------------------------------------------------------------
+
+def build_measurement_report(study: PatientStudy, measurements: Sequence[SrMeasurement], *,
+                             sop_instance_uid: str, series_instance_uid: str, observer: str = "OHIF^USER",
+                             series_description: str = "Measurement report", series_number: int = 50,
+                             created: datetime | None = None) -> Dataset:
+    """A Comprehensive SR "Imaging Measurement Report" (TID 1500) as OHIF's "create report" stores it.
+
+    One Measurement Group (TID 1501) per measurement: tracking identifier
+    and UID, an optional finding, and one NUM item whose SCOORD (INFERRED
+    FROM) selects the image it was drawn on.
+    """
+    check_study(study)
+    check_uid(sop_instance_uid, "sop_instance_uid")
+    check_uid(series_instance_uid, "series_instance_uid")
+    if not measurements:
+        raise DicomInputError("measurement report: no measurements")
+    when = created or datetime.now()
+    ds = new_dataset(sop.COMPREHENSIVE_SR, sop_instance_uid, "SR", study, series_instance_uid=series_instance_uid,
+                     series_number=series_number, series_description=series_description, created=when,
+                     frame_of_reference=False)
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = dicom_date(when), dicom_time(when)
+    ds.ValueType = "CONTAINER"
+    ds.ConceptNameCodeSequence = [_code("126000", "DCM", "Imaging Measurement Report")]
+    ds.ContinuityOfContent = "SEPARATE"
+    ds.ContentTemplateSequence = [seq_item(MappingResource="DCMR", TemplateIdentifier="1500")]
+    ds.CompletionFlag, ds.VerificationFlag = "PARTIAL", "UNVERIFIED"
+    groups = [_measurement_group(index, m, sop_instance_uid) for index, m in enumerate(measurements, start=1)]
+    ds.ContentSequence = [
+        seq_item(RelationshipType="HAS CONCEPT MOD", ValueType="CODE",
+                 ConceptNameCodeSequence=[_code("121049", "DCM", "Language of Content Item and Descendants")],
+                 ConceptCodeSequence=[_code("eng", "RFC5646", "English")]),
+        seq_item(RelationshipType="HAS OBS CONTEXT", ValueType="PNAME",
+                 ConceptNameCodeSequence=[_code("121008", "DCM", "Person Observer Name")], PersonName=observer),
+        seq_item(RelationshipType="CONTAINS", ValueType="CONTAINER", ContinuityOfContent="SEPARATE",
+                 ConceptNameCodeSequence=[_code("126010", "DCM", "Imaging Measurements")], ContentSequence=groups),
+    ]
+    by_series: dict[str, list[SrMeasurement]] = {}
+    for m in measurements:
+        by_series.setdefault(m.referenced_series_instance_uid, []).append(m)
+    ds.CurrentRequestedProcedureEvidenceSequence = [seq_item(
+        StudyInstanceUID=study.study_instance_uid,
+        ReferencedSeriesSequence=[seq_item(SeriesInstanceUID=series, ReferencedSOPSequence=[
+            reference(m.referenced_sop_class_uid, m.referenced_sop_instance_uid) for m in items])
+            for series, items in by_series.items()])]
+    return ds
+
+
+def _measurement_group(index: int, m: SrMeasurement, sop_instance_uid: str) -> Dataset:
+    """TID 1501 for measurement number `index`; its tracking UID defaults to one derived from the report's."""
+    if m.unit not in _UCUM_MEANINGS:
+        raise DicomInputError(f"measurement {index}: unit {m.unit!r} is not one of {sorted(_UCUM_MEANINGS)}")
+    check_uid(m.referenced_sop_instance_uid, f"measurement {index} referenced_sop_instance_uid")
+    code, scheme = SR_CONCEPTS.get(m.concept, (f"ORT{index}", "99ORTHANCRT"))
+    image = seq_item(RelationshipType="SELECTED FROM", ValueType="IMAGE", ReferencedSOPSequence=[seq_item(
+        ReferencedSOPClassUID=m.referenced_sop_class_uid, ReferencedSOPInstanceUID=m.referenced_sop_instance_uid,
+        **({"ReferencedFrameNumber": m.frame_number} if m.frame_number else {}))])
+    scoord = seq_item(RelationshipType="INFERRED FROM", ValueType="SCOORD", GraphicType=m.graphic_type,
+                      GraphicData=[float(v) for v in m.graphic_data], ContentSequence=[image])
+    num = seq_item(RelationshipType="CONTAINS", ValueType="NUM",
+                   ConceptNameCodeSequence=[_code(code, scheme, m.concept)],
+                   MeasuredValueSequence=[seq_item(NumericValue=ds_value(m.value), MeasurementUnitsCodeSequence=[
+                       _code(m.unit, "UCUM", _UCUM_MEANINGS[m.unit])])],
+                   ContentSequence=[scoord])
+    content = [
+        seq_item(RelationshipType="HAS OBS CONTEXT", ValueType="TEXT",
+                 ConceptNameCodeSequence=[_code("112039", "DCM", "Tracking Identifier")],
+                 TextValue=m.tracking_identifier or f"Orthanc-RT:{m.concept}"),
+        seq_item(RelationshipType="HAS OBS CONTEXT", ValueType="UIDREF",
+                 ConceptNameCodeSequence=[_code("112040", "DCM", "Tracking Unique Identifier")],
+                 UID=m.tracking_uid or derive_uid(sop_instance_uid, "tracking", str(index))),
+    ]
+    if m.finding:
+        content.append(seq_item(RelationshipType="CONTAINS", ValueType="CODE",
+                                ConceptNameCodeSequence=[_code("121071", "DCM", "Finding")],
+                                ConceptCodeSequence=[_code("ORT-FINDING", "99ORTHANCRT", m.finding[:64])]))
+    content.append(num)
+    return seq_item(RelationshipType="CONTAINS", ValueType="CONTAINER", ContinuityOfContent="SEPARATE",
+                    ConceptNameCodeSequence=[_code(_MEASUREMENT_GROUP, "DCM", "Measurement Group")],
+                    ContentTemplateSequence=[seq_item(MappingResource="DCMR", TemplateIdentifier="1501")],
+                    ContentSequence=content)
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    return seq_item(CodeValue=value, CodingSchemeDesignator=scheme, CodeMeaning=meaning)

@@ -28,13 +28,8 @@ from typing import Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 
-from orthanc_rt.dicom.builders import (
-    RoiSpec,
-    build_ct_series,
-    build_ion_plan,
-    build_rtstruct,
-)
-from orthanc_rt.dicom.ct import read_ct_series
+from orthanc_rt.dicom.ct import build_ct_series, read_ct_series
+from orthanc_rt.dicom.ion_plan import build_ion_plan
 from orthanc_rt.dicom.models import (
     CtVolume,
     EnergyLayer,
@@ -42,6 +37,7 @@ from orthanc_rt.dicom.models import (
     PatientStudy,
     RangeShifter,
 )
+from orthanc_rt.dicom.rtstruct import RoiSpec, build_rtstruct
 from orthanc_rt.dicom.uids import derive_uid
 
 _ALPHA_CM, _P = 0.0022, 1.77

@@ -15,14 +15,16 @@ import sys
 import sysconfig
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import requests
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-ORTHANC_BINARY = os.environ.get("ORTHANC_RT_ORTHANC_BINARY", "/usr/sbin/Orthanc")
+from orthanc_rt.settings import PROJECT_DIR, default_of, from_environment, local_orthanc_url
+
+ORTHANC_BINARY = from_environment("orthanc_binary")
 # Debian's orthanc-postgresql (scripts/install.sh installs it): Orthanc's own index, and optionally its files,
 # in PostgreSQL, so several Orthanc instances can serve one archive.
 POSTGRESQL_INDEX_PLUGIN = "/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so"
@@ -32,17 +34,19 @@ ORTHANC_STORAGES = ("files", "postgresql")
 
 @dataclass
 class StackConfig:
+    """What the launcher runs; `from_env` reads it from the `ORTHANC_RT_*` variables (`orthanc_rt.settings`)."""
+
     data_dir: Path
-    http_port: int = 8042
-    dicom_port: int = 4242
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    database_url: str = ""  # empty: SQLite file in data_dir
-    stable_age_s: int = 5
-    workers: int = 1
-    mcsquare_threads: int = 0
+    http_port: int = default_of("http_port")
+    dicom_port: int = default_of("dicom_port")
+    redis_url: str = default_of("redis_url")
+    database_url: str = default_of("database_url")  # empty: SQLite file in data_dir
+    stable_age_s: int = default_of("stable_age")
+    workers: int = default_of("workers")
+    mcsquare_threads: int = default_of("mcsquare_threads")
     auto_dose: dict[str, Any] = field(default_factory=dict)  # overrides of OrthancRT.AutoDose
     orthanc_overrides: dict[str, Any] = field(default_factory=dict)
-    template: Path = PROJECT_DIR / "orthanc_config" / "orthanc.json"  # or production.json
+    template: Path = default_of("config_template")  # orthanc_config/orthanc.json, or production.json
     public_orthanc_url: str = ""  # how workers reach Orthanc when not on this host
     viewer_port: int = 0  # OHIF, served by orthanc_rt.ops.viewer; 0: no viewer (the launcher defaults to 3000)
     # Orthanc users (RegisteredUsers) and their Orthanc-RT roles: {name: (password, role or "")}.
@@ -56,11 +60,11 @@ class StackConfig:
     orthanc_index_url: str = ""
     # Where Orthanc keeps the DICOM files: "files" (data_dir/orthanc-storage) or "postgresql" (the index's
     # database: Orthanc instances on several hosts then need no shared file system).
-    orthanc_storage: str = "files"
+    orthanc_storage: str = default_of("orthanc_storage")
 
     @property
     def orthanc_url(self) -> str:
-        return self.public_orthanc_url or f"http://127.0.0.1:{self.http_port}"
+        return self.public_orthanc_url or local_orthanc_url(self.http_port)
 
     @property
     def db_url(self) -> str:
@@ -76,27 +80,26 @@ class StackConfig:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "StackConfig":
-        env = dict(os.environ if env is None else env)
+        get = partial(from_environment, env=os.environ if env is None else env)
         return cls(
-            data_dir=Path(env.get("ORTHANC_RT_DATA_DIR", PROJECT_DIR / "var")).resolve(),
-            http_port=int(env.get("ORTHANC_RT_HTTP_PORT", 8042)),
-            dicom_port=int(env.get("ORTHANC_RT_DICOM_PORT", 4242)),
-            redis_url=env.get("ORTHANC_RT_REDIS_URL", cls.redis_url),
-            database_url=env.get("ORTHANC_RT_DATABASE_URL", ""),
-            stable_age_s=int(env.get("ORTHANC_RT_STABLE_AGE", 5)),
-            workers=int(env.get("ORTHANC_RT_WORKERS", 1)),
-            mcsquare_threads=int(env.get("ORTHANC_RT_MCSQUARE_THREADS", 0)),
-            public_orthanc_url=env.get("ORTHANC_RT_ORTHANC_URL", ""),
-            viewer_port=int(env.get("ORTHANC_RT_VIEWER_PORT", 3000)),
-            orthanc_overrides=({"RemoteAccessAllowed": True}
-                               if env.get("ORTHANC_RT_REMOTE_ACCESS", "").lower() in ("1", "true", "yes") else {}),
-            template=Path(env.get("ORTHANC_RT_CONFIG_TEMPLATE", PROJECT_DIR / "orthanc_config" / "orthanc.json")),
-            users=_users_from_file(env.get("ORTHANC_RT_USERS_FILE", "")),
-            worker_username=env.get("ORTHANC_RT_ORTHANC_USERNAME", ""),
-            worker_password=env.get("ORTHANC_RT_ORTHANC_PASSWORD", ""),
-            client_auth=_pair(env.get("ORTHANC_RT_CLIENT_USER", ""), env.get("ORTHANC_RT_CLIENT_PASSWORD", "")),
-            orthanc_index_url=env.get("ORTHANC_RT_ORTHANC_INDEX_URL", ""),
-            orthanc_storage=env.get("ORTHANC_RT_ORTHANC_STORAGE", "files"),
+            data_dir=get("data_dir"),
+            http_port=get("http_port"),
+            dicom_port=get("dicom_port"),
+            redis_url=get("redis_url"),
+            database_url=get("database_url"),
+            stable_age_s=get("stable_age"),
+            workers=get("workers"),
+            mcsquare_threads=get("mcsquare_threads"),
+            public_orthanc_url=get("orthanc_url"),
+            viewer_port=get("viewer_port"),
+            orthanc_overrides={"RemoteAccessAllowed": True} if get("remote_access") else {},
+            template=get("config_template"),
+            users=_users_from_file(get("users_file")),
+            worker_username=get("orthanc_username"),
+            worker_password=get("orthanc_password"),
+            client_auth=_pair(get("client_user"), get("client_password")),
+            orthanc_index_url=get("orthanc_index_url"),
+            orthanc_storage=get("orthanc_storage"),
         )
 
 

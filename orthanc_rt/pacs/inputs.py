@@ -59,7 +59,8 @@ def locate_plan_ct(api: OrthancApi, *, orthanc_study_id: str, frame_of_reference
         chosen = [s for s in candidates if s["Instances"]
                   and instance_tag(api, s["Instances"][0], _FRAME_OF_REFERENCE) == frame_of_reference_uid]
     if not chosen:
-        wanted = f"CT series {series_uid}" if series_uid else f"a CT series with FrameOfReferenceUID {frame_of_reference_uid}"
+        wanted = (f"CT series {series_uid}" if series_uid
+                  else f"a CT series with FrameOfReferenceUID {frame_of_reference_uid}")
         raise InputNotReady(f"waiting for {wanted} in the plan's study")
     series = max(chosen, key=lambda s: len(s["Instances"]))  # the fullest if several were sent
     ref = complete_series(api, series["ID"])

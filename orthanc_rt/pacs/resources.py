@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from orthanc_rt.errors import NotFound
 from orthanc_rt.pacs.client import OrthancApi, OrthancError, get_json, post_json
 
 
@@ -22,6 +23,37 @@ class InstanceRef:
 def sop_class_of(api: OrthancApi, instance_id: str) -> str:
     """Cheap: read from Orthanc's index, not from the file."""
     return api.get_bytes(f"/instances/{instance_id}/metadata/SopClassUid").decode().strip()
+
+
+def known_sop_class(api: OrthancApi, instance_id: str) -> str:
+    """`sop_class_of` for an instance a request names: NotFound when Orthanc has no such instance."""
+    try:
+        return sop_class_of(api, instance_id)
+    except OrthancError as exc:
+        if exc.status == 404:
+            raise NotFound(f"no instance {instance_id} in Orthanc") from None
+        raise
+
+
+def study_uid(api: OrthancApi, study: str) -> str:
+    """A StudyInstanceUID as given, or the UID of an Orthanc study id (NotFound when Orthanc has none)."""
+    return _uid_of(api, study, "studies", "study", "StudyInstanceUID")
+
+
+def instance_uid(api: OrthancApi, instance: str) -> str:
+    """A SOPInstanceUID as given, or the UID of an Orthanc instance id (NotFound when Orthanc has none)."""
+    return _uid_of(api, instance, "instances", "instance", "SOPInstanceUID")
+
+
+def _uid_of(api: OrthancApi, value: str, level: str, noun: str, tag: str) -> str:
+    if "-" not in value:  # DICOM UIDs are digits and dots; Orthanc ids are dashed hex
+        return value
+    try:
+        return get_json(api, f"/{level}/{value}")["MainDicomTags"][tag]
+    except OrthancError as exc:
+        if exc.status == 404:
+            raise NotFound(f"no {noun} {value} in Orthanc") from None
+        raise
 
 
 def instance_ref(api: OrthancApi, instance_id: str) -> InstanceRef:

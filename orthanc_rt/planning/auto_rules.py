@@ -9,7 +9,8 @@ Configured in Orthanc's configuration (`OrthancRT.AutoPlanning`):
                  "Workflow": "proton-impt", "Protocol": "proton-2beam-2Gy", "Enabled": true}]
     }
 
-A protocol is a plan request without its target; the rule's pattern picks
+`Settings.auto_planning` holds that section as configured; `AutoPlanning.from_config`
+reads it. A protocol is a plan request without its target; the rule's pattern picks
 the target (the first ROI, in structure-set order, whose whole name matches,
 case-insensitively). A rule that cannot work (bad pattern, unknown workflow
 or protocol, protocol values out of range) is switched off and its problem
@@ -23,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning import request as pr
+from orthanc_rt.settings import Settings
 
 _PLANNING_WORKFLOWS = ("proton-impt", "proton-robust")
 
@@ -56,6 +58,19 @@ class AutoPlanning:
         protocols = {str(k): dict(v) for k, v in dict(cfg.get("Protocols", {})).items() if isinstance(v, Mapping)}
         return cls(enabled=bool(cfg.get("Enabled", bool(rules))), rules=rules, protocols=protocols)
 
+    @classmethod
+    def of(cls, settings: Settings) -> "AutoPlanning":
+        """The rules `settings` were configured with (they keep `OrthancRT.AutoPlanning` as written)."""
+        return cls.from_config(settings.auto_planning)
+
+    def summary(self) -> dict[str, Any]:
+        """The rules as /rt/health and the audit trail show them, with why broken ones do not run."""
+        return {"enabled": self.enabled,
+                "rules": [{"name": r.name, "target_pattern": r.target_pattern, "workflow": r.workflow,
+                           "protocol": r.protocol, "enabled": r.enabled}
+                          for r in self.rules],
+                "problems": self.problems()}
+
     def problems(self) -> dict[str, str]:
         """{rule name: why it cannot run} for every enabled rule that is misconfigured."""
         found = {}
@@ -88,3 +103,8 @@ class AutoPlanning:
         request = pr.PlanRequest.from_dict({**self.protocols[rule.protocol], "target_roi": target_roi})
         pr.validate_parameters(request)
         return request
+
+
+def shown_settings(settings: Settings) -> dict[str, Any]:
+    """What /rt/health and the audit trail show of `settings`: `Settings.redacted()` and the planning rules."""
+    return {**settings.redacted(), "auto_planning": AutoPlanning.of(settings).summary()}

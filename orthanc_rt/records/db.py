@@ -109,22 +109,24 @@ DEFERRED_JOIN_OFFSET = 500
 def paged(session: Session, stmt: Select, order: Sequence[Any], limit: int, offset: int) -> tuple[list[Any], int]:
     """One page of the ORM entities `stmt` selects and the total it matches, in one round trip.
 
-    `order` must end with the primary key, so pages are stable. The total rides along as a scalar
+    A statement selecting one entity gives a list of entities; one selecting several (an outer join
+    such as plans with their jobs) gives a list of tuples, keyed on the first entity. `order` must end
+    with the first entity's primary key, so pages are stable. The total rides along as a scalar
     subquery (evaluated once); only a page past the end, which has no row to carry it, needs a
     second query.
     """
     total_of = select(func.count()).select_from(stmt.order_by(None).subquery())
     total = total_of.scalar_subquery().label("total")
+    page = stmt.add_columns(total)
     if offset >= DEFERRED_JOIN_OFFSET:
-        entity = stmt.column_descriptions[0]["entity"]
-        key = inspect(entity).primary_key[0]
+        key = inspect(stmt.column_descriptions[0]["entity"]).primary_key[0]
         keys = stmt.with_only_columns(key).order_by(*order).limit(limit).offset(offset).subquery()
-        page = select(entity, total).join(keys, key == keys.c[key.name])
-        result = session.execute(page.order_by(*order)).all()
+        result = session.execute(page.join(keys, key == keys.c[key.name]).order_by(*order)).all()
     else:
-        result = session.execute(stmt.add_columns(total).order_by(*order).limit(limit).offset(offset)).all()
+        result = session.execute(page.order_by(*order).limit(limit).offset(offset)).all()
     if result:
-        return [row[0] for row in result], int(result[0][-1])
+        width = len(stmt.column_descriptions)
+        return [row[0] if width == 1 else tuple(row[:width]) for row in result], int(result[0][-1])
     return [], int(session.scalar(total_of) or 0) if offset else 0
 
 

@@ -9,7 +9,7 @@ import math
 from typing import Any, Mapping
 
 from orthanc_rt.dicom.uids import is_valid_uid
-from orthanc_rt.scheduling.params import ValidationError
+from orthanc_rt.errors import ValidationError
 
 # type -> (unit, lowest, highest). Angles are what viewers draw (0-360 degrees); HU as CT stores them.
 TYPES: dict[str, tuple[str, float, float]] = {

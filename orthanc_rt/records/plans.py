@@ -13,11 +13,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from orthanc_rt.records import audit, jobs
-from orthanc_rt.records.db import session_scope
+from orthanc_rt.records.db import paged, read_scope, session_scope
 from orthanc_rt.records.jobs import aware
 from orthanc_rt.records.tables import Job, Plan, utcnow
 
@@ -84,11 +84,8 @@ class PlanStore:
             stmt = stmt.where(Plan.deleted_at.is_(None), Job.id.is_(None))
         elif query.status:
             stmt = stmt.where(Plan.deleted_at.is_(None), Job.state == query.status)
-        with session_scope(self.url) as s:
-            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = s.execute(stmt.order_by(Plan.created_at.desc(), Plan.id).limit(query.limit)
-                             .offset(query.offset)).all()
-            return [(plan, job) for plan, job in rows], int(total)
+        with read_scope(self.url) as s:
+            return paged(s, stmt, (Plan.created_at.desc(), Plan.id), query.limit, query.offset)
 
     def mark_deleted(self, plan_id_: str, *, actor: str, detail: dict[str, Any]) -> bool:
         with session_scope(self.url) as s:

@@ -49,7 +49,8 @@ def load_dose_scene(api: OrthancApi, dose_instance_id: str) -> DoseScene:
 
 
 def _structure_set(api: OrthancApi, study: dict, frame: str) -> StructureSet | None:
-    candidates = [i for i in find_instances(api, "RTSTRUCT", StudyInstanceUID=study["MainDicomTags"]["StudyInstanceUID"])
+    study_uid = study["MainDicomTags"]["StudyInstanceUID"]
+    candidates = [i for i in find_instances(api, "RTSTRUCT", StudyInstanceUID=study_uid)
                   if frame_of_reference_of(api, i, "RTSTRUCT") == frame]
     if not candidates:
         return None

@@ -1,5 +1,5 @@
 """A real Orthanc-RT stack for integration tests: Orthanc with the plugin and DICOMweb,
-a real RQ worker, real Redis and PostgreSQL (SQLite when no server is reachable).
+a real RQ worker, real Redis and PostgreSQL (skipped without a server, failed when CI requires one).
 
 Started once per session on free ports in a temporary folder, with a short
 StableAge and few Monte Carlo primaries so the suite stays fast.

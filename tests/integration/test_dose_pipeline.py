@@ -112,7 +112,8 @@ def test_two_plans_in_a_row_get_their_own_doses(orthanc, rt_stack):
         rest_upload(orthanc.base, [*case.ct, case.rtstruct])
         time.sleep(rt_stack.stable_age_s + 1)
         rest_upload(orthanc.base, [case.plan])
-        job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid, kind="dose")
+        job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid,
+                               kind="dose")
         assert job["state"] == "succeeded", job["message"]
         grid = read_rtdose(from_bytes(orthanc.get(f"/instances/{job['outputs']['rtdose']['orthanc_id']}/file").content))
         profile = grid.dose_gy.sum(axis=(0, 2))  # along y, the beam direction of gantry 0

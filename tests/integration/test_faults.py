@@ -28,7 +28,8 @@ def client(fault_stack) -> Client:
 def _case_with_auto_dose(client: Client, name: str):
     case = util.small_phantom_case(name)
     ids = rest_upload(client.base, [*case.ct, case.rtstruct, case.plan])
-    auto = client.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid, kind="dose")
+    auto = client.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid,
+                           kind="dose")
     assert auto["state"] == "succeeded", auto["message"]
     return case, ids[-1]
 

@@ -114,8 +114,8 @@ def test_impossible_plans_fail_readably(orthanc, make, expected):
     case = util.small_phantom_case(f"impossible-{make.__name__}")
     plan = make(case)
     rest_upload(orthanc.base, [*case.ct, case.rtstruct, plan])
-    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid, kind="dose",
-                           timeout_s=240)
+    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid,
+                           kind="dose", timeout_s=240)
     assert job["state"] == "failed" and expected in job["message"], job
     _still_serving(orthanc)
 

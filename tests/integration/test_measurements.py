@@ -128,7 +128,7 @@ def test_manual_measurements_crud_and_validation(orthanc):
     study = util.dvh_case("it-manual").study.study_instance_uid
     body = {"type": "distance", "value": 12.5, "study_instance_uid": study, "label": "node",
             "series_instance_uid": "1.2.3", "sop_instance_uid": "1.2.3.4", "frame_number": 1}
-    # Authentication is off in this stack: the Basic user name is taken as given (README, roles).
+    # Authentication is off in this stack: the Basic user name is taken as given (docs/rest-api.md, roles).
     r = orthanc.post("/rt/measurements", json=body, auth=("physicist", "unchecked"))
     assert r.status_code == 201, r.text
     created = r.json()

@@ -235,7 +235,8 @@ def test_dose_adds_over_layers_and_scales_with_fractions(tmp_path):
     low, high = layer(100.0, [(0.0, 0.0, 1.0)]), layer(140.0, [(0.0, 0.0, 3.0)])
 
     def integral(plan: IonPlan, name: str) -> float:
-        return float(compute_dose(ct, plan, primaries=PRIMARIES, work_dir=tmp_path / name).dose_gy.sum(dtype=np.float64))
+        dose = compute_dose(ct, plan, primaries=PRIMARIES, work_dir=tmp_path / name)
+        return float(dose.dose_gy.sum(dtype=np.float64))
 
     separate = integral(single_beam_plan([low]), "low") + integral(single_beam_plan([high]), "high")
     together = integral(single_beam_plan([low, high], fractions=3), "both")

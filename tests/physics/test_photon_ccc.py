@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orthanc_rt.dicom.builders import build_photon_plan
+from orthanc_rt.dicom.photon_plan import build_photon_plan
 from orthanc_rt.ops.phantom import water_phantom_case
 from orthanc_rt.planning import ccc_engine as photon_ccc
 from orthanc_rt.planning.request import Objective, PlanRequest

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from orthanc_rt.analysis.dvh_metrics import roi_dose_metrics
-from orthanc_rt.dicom.builders import build_ion_plan
-from orthanc_rt.dicom.ion_plan import read_ion_plan
+from orthanc_rt.dicom.ion_plan import build_ion_plan, read_ion_plan
 from orthanc_rt.planning.request import PlanRequest
 from tests.support.cases import small_phantom_case
 from worker.engines.proton_dose import compute_dose, scoring_grid

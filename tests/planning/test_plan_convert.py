@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orthanc_rt.dicom.builders import build_ion_plan
-from orthanc_rt.dicom.ion_plan import read_ion_plan
+from orthanc_rt.dicom.ion_plan import build_ion_plan, read_ion_plan
 from orthanc_rt.ops.phantom import case_uid
 from tests.support.cases import small_phantom_case
 from tests.support.opentps_plans import designed_plan

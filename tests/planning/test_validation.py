@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from orthanc_rt.analysis.dvh_metrics import (
-    dose_at_volume,
+    dose_at_volume_interpolated,
     roi_dose_metrics,
     target_dose_metrics,
 )
@@ -118,7 +118,7 @@ def test_dvh_metrics_of_a_known_dose():
     metrics = roi_dose_metrics(dose, mask)
     assert metrics["Dmin"] == 0.0 and metrics["Dmax"] == 9.9 and metrics["Dmean"] == pytest.approx(4.95)
     assert metrics["D50"] == pytest.approx(4.95) and metrics["D95"] == pytest.approx(0.495)
-    assert dose_at_volume(dose.ravel(), 2) == pytest.approx(9.702)
+    assert dose_at_volume_interpolated(dose.ravel(), 2) == pytest.approx(9.702)
     target = dose >= 5.0  # 50 voxels; 95 % of 6 Gy is 5.7 Gy
     qa = target_dose_metrics(dose, target, 6.0)
     assert qa["V95%"] == pytest.approx(100.0 * 43 / 50)

@@ -1,6 +1,6 @@
 """Synthetic CT / RTSTRUCT / RTPLAN for tests: the one fixture module (dicompyler-core's idea).
 
-Everything is built by `orthanc_rt.dicom.builders` (directly or through
+Everything is built by the `build_*` functions of `orthanc_rt.dicom` (directly or through
 `orthanc_rt.ops.phantom`); tests derive variants here instead of building
 DICOM themselves. The plan variants reproduce the forms commercial planning
 systems export, which the reader must all accept:
@@ -23,14 +23,9 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ImplicitVRLittleEndian
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.builders import (
-    RoiSpec,
-    build_ct_series,
-    build_ion_plan,
-    build_measurement_report,
-    build_rtdose,
-    build_rtstruct,
-)
+from orthanc_rt.dicom.ct import build_ct_series
+from orthanc_rt.dicom.dose import build_rtdose
+from orthanc_rt.dicom.ion_plan import build_ion_plan
 from orthanc_rt.dicom.models import (
     CtVolume,
     DoseGrid,
@@ -41,7 +36,9 @@ from orthanc_rt.dicom.models import (
     RangeShifter,
     SrMeasurement,
 )
+from orthanc_rt.dicom.rtstruct import RoiSpec, build_rtstruct
 from orthanc_rt.dicom.serialize import to_bytes
+from orthanc_rt.dicom.sr import build_measurement_report
 from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.ops.phantom import (
     CASE_DATETIME,
@@ -468,3 +465,37 @@ def photon_beam(number: int = 1, *, gantry: float = 0.0, spacing_mm: float = 5.0
                       isocenter_mm=(1.0, -2.0, 3.0), beamlet_x_mm=x.ravel(), beamlet_y_mm=y.ravel(),
                       beamlet_weight=weights.ravel(), beamlet_size_mm=(spacing_mm, spacing_mm),
                       treatment_machine="Generic")
+
+
+def with_referenced_dose(plan: Dataset, dose: Dataset) -> Dataset:
+    """A copy (own SOPInstanceUID) of the plan naming `dose` in its ReferencedDoseSequence, as a TPS exports it."""
+    variant = instance_variant(plan, f"with-dose-{dose.SOPInstanceUID}")
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop.RT_DOSE, dose.SOPInstanceUID
+    variant.ReferencedDoseSequence = DicomSequence([item])
+    return variant
+
+
+def with_sr_template(report: Dataset, template: str) -> Dataset:
+    """A copy (own SOPInstanceUID) of an SR whose ContentTemplateSequence names another TID."""
+    variant = instance_variant(report, f"tid-{template}")
+    variant.ContentTemplateSequence[0].TemplateIdentifier = template
+    return variant
+
+
+@dataclass
+class TriggerCase:
+    """What arrives at the trigger rules: a DVH case (CT, RTSTRUCT, RTDOSE), a report on it, plans of a phantom."""
+
+    dvh: DvhCase
+    report: Dataset  # TID 1500 SR on the DVH case's CT
+    ion_plan: Dataset
+    photon_plan: Dataset
+    plan_with_dose: Dataset  # the ion plan naming the DVH case's RTDOSE (ReferencedDoseSequence)
+
+
+def trigger_case(name: str = "triggers") -> TriggerCase:
+    dvh = dvh_case(name)
+    phantom = small_phantom_case(name)
+    return TriggerCase(dvh=dvh, report=measurement_report(dvh, name=name), ion_plan=phantom.plan,
+                       photon_plan=photon_plan(phantom), plan_with_dose=with_referenced_dose(phantom.plan, dvh.rtdose))

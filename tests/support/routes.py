@@ -39,3 +39,12 @@ STATE_CHANGING = {"compute": {"admin", "physicist", "dosimetrist"}, "reconcile":
                   "plan-approve": {"admin", "physicist"},
                   "measure": {"admin", "physicist", "dosimetrist"},
                   "audit": {"admin", "physicist"}, "read": set(roles.ROLES)}
+
+
+def make_router(orthanc, settings, store, dispatcher, access=None):
+    """The plugin's router over the given Orthanc, settings, job store and dispatcher (as the glue builds it)."""
+    from plugin.context import Context
+    from plugin.router import Router
+    from plugin.routes import all_routes
+
+    return Router(all_routes(Context.create(orthanc, settings, store, dispatcher)), access)

@@ -10,16 +10,11 @@ import pytest
 from matplotlib.path import Path as PolygonPath
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.builders import (
-    RoiSpec,
-    build_ct_series,
-    build_ion_plan,
-    build_rtdose,
-    build_rtstruct,
-)
-from orthanc_rt.dicom.dose import read_rtdose
-from orthanc_rt.dicom.ion_plan import read_ion_plan
+from orthanc_rt.dicom.ct import build_ct_series
+from orthanc_rt.dicom.dose import build_rtdose, read_rtdose
+from orthanc_rt.dicom.ion_plan import build_ion_plan, read_ion_plan
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer
+from orthanc_rt.dicom.rtstruct import RoiSpec, build_rtstruct
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
 from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError

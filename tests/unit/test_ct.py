@@ -9,8 +9,7 @@ import pydicom
 import pytest
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.builders import build_ct_series
-from orthanc_rt.dicom.ct import read_ct_geometry, read_ct_series
+from orthanc_rt.dicom.ct import build_ct_series, read_ct_geometry, read_ct_series
 from orthanc_rt.dicom.models import CtVolume
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
 from orthanc_rt.dicom.uids import derive_uid

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from plugin import openapi
-from plugin.api import PARAM_PATTERNS, RtApi
-from tests.support.routes import SAMPLES
+from plugin.router import PARAM_PATTERNS
+from tests.support.routes import SAMPLES, make_router
 
 
 def _described() -> set[tuple[str, str]]:
@@ -19,7 +19,7 @@ def test_routes_registered_match_the_description(tmp_path):
     from orthanc_rt.settings import Settings
 
     url = f"sqlite:///{tmp_path / 'rt.sqlite'}"  # the route table needs no Orthanc, Redis or tables
-    api = RtApi(None, Settings(database_url=url), JobStore(url), None)  # type: ignore[arg-type]
+    api = make_router(None, Settings(database_url=url), JobStore(url), None)
     assert {(r.method, r.template) for r in api.routes} == _described()
 
 

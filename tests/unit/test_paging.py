@@ -64,3 +64,33 @@ def test_job_pages_newest_first_ties_by_id(stores, monkeypatch):
     assert [j.id for page, _ in pages for j in page] == [j.id for j in everything]
     assert store.list(JobQuery(limit=5, offset=12)) == ([], 12)
     assert store.list(JobQuery(study="9.9", limit=5)) == ([], 0)
+
+
+def test_plan_pages_carry_their_jobs_newest_first_ties_by_id(database_url, monkeypatch):
+    from orthanc_rt.records.plans import PlanQuery, PlanStore
+    from orthanc_rt.records.tables import Plan
+
+    with session_scope(database_url) as s:
+        # Plans 0-9, created in two minutes; the even ones have a job (odd ones are pending).
+        s.add_all([Plan(id=f"plan-{i:02d}", job_id=f"plan-job-{i:02d}", workflow="proton-impt",
+                        study_instance_uid="1.2.3", created_at=T0 + timedelta(minutes=i % 2)) for i in range(10)])
+        s.add_all([Job(id=f"plan-job-{i:02d}", kind="plan", state="running" if i % 4 else "failed",
+                       study_instance_uid="1.2.3", created_at=T0) for i in range(0, 10, 2)])
+    store = PlanStore(database_url)
+    everything, total = store.list(PlanQuery(limit=100))
+    assert total == 10
+    # Newer first; within a creation time the smaller id comes first (as before the one-statement paging).
+    assert [p.id for p, _ in everything] == [f"plan-{i:02d}" for i in (1, 3, 5, 7, 9, 0, 2, 4, 6, 8)]
+    assert all((job is None) == (int(plan.id[-2:]) % 2 == 1) for plan, job in everything)
+    assert all(job.id == plan.job_id for plan, job in everything if job is not None)
+    for deferred_from in (10**9, 0):
+        monkeypatch.setattr(db, "DEFERRED_JOIN_OFFSET", deferred_from)
+        pages = [store.list(PlanQuery(limit=3, offset=o)) for o in range(0, 10, 3)]
+        assert [(p.id, j and j.id) for page, _ in pages for p, j in page] == \
+            [(p.id, j and j.id) for p, j in everything]
+        assert {t for _, t in pages} == {10}
+        running, total = store.list(PlanQuery(status="running", limit=1, offset=1))
+        assert total == 2 and [p.id for p, _ in running] == ["plan-06"]
+        pending, total = store.list(PlanQuery(status="pending", limit=2, offset=2))
+        assert total == 5 and [p.id for p, _ in pending] == ["plan-05", "plan-07"]
+    assert store.list(PlanQuery(limit=5, offset=12)) == ([], 10)

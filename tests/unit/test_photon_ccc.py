@@ -1,4 +1,4 @@
-"""`orthanc_rt.planning.ccc_engine`: the availability probe against the installed engine and against broken copies of it.
+"""`orthanc_rt.planning.ccc_engine`: the availability probe against the installed engine and against broken copies.
 
 The failing cases copy the real engine and its kernels into a folder laid out
 like opentps.core and break one thing each (run bit, a kernel file); the

@@ -10,10 +10,10 @@ from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning import request as pr
 from orthanc_rt.planning import workflows
 from orthanc_rt.planning.auto_rules import AutoPlanning
-from orthanc_rt.planning.submission import parse
 from orthanc_rt.records import jobs, plans
 from orthanc_rt.records.plans import PlanQuery, PlanStore
 from orthanc_rt.records.tables import Job, Plan
+from orthanc_rt.scheduling.submission import parse
 from orthanc_rt.settings import Settings
 from tests.support.cases import small_phantom_case, with_bad_rois
 
@@ -82,7 +82,8 @@ def test_workflows_publish_the_limits_the_validation_enforces():
     assert impt["prescription_gy"]["maximum"] == pr.PRESCRIPTION_RANGE_GY[1] and impt["prescription_gy"]["unit"] == "Gy"
     assert impt["beam_count"]["maximum"] == pr.MAX_BEAMS and impt["beam_count"]["default"] == 2
     assert set(impt["optimizer"]["choices"]) == set(pr.OPTIMIZERS) and impt["study"]["required"]
-    assert "robustness" not in impt and "robustness" in {p.name for p in workflows.WORKFLOWS["proton-robust"].parameters}
+    robust = workflows.WORKFLOWS["proton-robust"]
+    assert "robustness" not in impt and "robustness" in {p.name for p in robust.parameters}
     for workflow in workflows.WORKFLOWS.values():
         status = workflow.status()
         assert isinstance(status["available"], bool) and (status["available"] or status["reason"])
@@ -99,7 +100,7 @@ RULES = {"Protocols": {"rx2": {"prescription_gy": 2.0, "beam_count": 2}, "bad": 
 
 
 def test_planning_rules_match_whole_names_and_broken_rules_are_reported_not_run():
-    auto = Settings.from_orthanc_config({"OrthancRT": {"AutoPlanning": RULES}}).auto_planning
+    auto = AutoPlanning.of(Settings.from_orthanc_config({"OrthancRT": {"AutoPlanning": RULES}}))
     assert auto.enabled
     problems = auto.problems()
     assert set(problems) == {"typo", "absurd", "regex", "dose"}
@@ -113,7 +114,7 @@ def test_planning_rules_match_whole_names_and_broken_rules_are_reported_not_run(
     request = auto.request_for(rule, "PTV_50")
     assert request.target_roi == "PTV_50" and request.prescription_gy == 2.0 and request.beam_count == 2
     assert not AutoPlanning.from_config({**RULES, "Enabled": False}).active_rules()
-    assert not Settings().auto_planning.active_rules()  # off unless configured
+    assert not AutoPlanning.of(Settings()).active_rules()  # off unless configured
 
 
 def test_roi_masks_reproduce_the_masks_the_structure_set_was_drawn_from():
@@ -149,7 +150,8 @@ def test_rois_without_usable_contours_give_empty_masks():
 def _plan(store_url: str, name: str, study: str, workflow: str = "proton-impt", state: str | None = jobs.QUEUED):
     pid = plans.plan_id(workflow=workflow, structure_set_uid=f"1.2.{name}", ct_series_uid="1.3", request={"n": name})
     row = Plan(id=pid, job_id=jobs.job_id("plan", pid), workflow=workflow, study_instance_uid=study,
-               orthanc_study_id=f"o-{study}", ct_series_instance_uid="1.3", structure_set_sop_instance_uid=f"1.2.{name}",
+               orthanc_study_id=f"o-{study}", ct_series_instance_uid="1.3",
+               structure_set_sop_instance_uid=f"1.2.{name}",
                target_roi="PTV", request={"n": name}, source="api", requested_by="phil")
     plan, created = PlanStore(store_url).record(row, actor="phil")
     if state is not None:

@@ -11,10 +11,9 @@ from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.settings import Settings
 from plugin import roles
-from plugin.api import RtApi
 from plugin.rest import Request
 from plugin.roles import Access, basic_user
-from tests.support.routes import SAMPLES, STATE_CHANGING
+from tests.support.routes import SAMPLES, STATE_CHANGING, make_router
 
 USERS = {"ada": "admin", "phil": "physicist", "dora": "dosimetrist", "vic": "viewer"}
 
@@ -38,8 +37,8 @@ class _NoOrthanc:
 def api(tmp_path, redis_url):
     url = f"sqlite:///{tmp_path / 'rt.sqlite'}"
     db.upgrade(url)
-    return RtApi(_NoOrthanc(), Settings(database_url=url), JobStore(url), Dispatcher(redis_url, job_timeout_s=60),
-                 Access(USERS, orthanc_authentication=True))
+    return make_router(_NoOrthanc(), Settings(database_url=url), JobStore(url),
+                       Dispatcher(redis_url, job_timeout_s=60), Access(USERS, orthanc_authentication=True))
 
 
 def test_grants_follow_the_issue():
@@ -93,7 +92,7 @@ def test_route_by_route(api, route):
             assert status == 403, (user, role, status)
 
 
-def test_the_acting_user_is_recorded(api):
+def test_the_acting_user_is_recorded(api, tmp_path):
     from orthanc_rt.records import audit
 
     api.handle(Request("POST", "/rt/reconcile", headers=auth("phil")))
@@ -102,4 +101,4 @@ def test_the_acting_user_is_recorded(api):
     assert api.handle(Request("GET", "/rt/audit", headers=auth("vic"))).status == 403
     body = api.handle(Request("GET", "/rt/audit", query={"actor": "orthanc-rt-plugin"}, headers=auth("ada"))).body
     assert body["total"] == 0
-    assert audit.verify(api.store.url)["ok"]
+    assert audit.verify(f"sqlite:///{tmp_path / 'rt.sqlite'}")["ok"]

@@ -5,6 +5,7 @@ from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
 from orthanc_rt.dicom.sr import is_measurement_report, read_measurement_report
 from orthanc_rt.errors import DicomInputError
+from orthanc_rt.records.tables import Measurement
 from tests.support.cases import dvh_case, measurement_report
 
 
@@ -28,8 +29,9 @@ def test_report_has_the_ohif_structure(case):
 
 def test_reader_gives_rows_with_references(case):
     ds = from_bytes(to_bytes(measurement_report(case)))
-    rows, skipped = read_measurement_report(ds)
+    fields, skipped = read_measurement_report(ds)
     assert skipped == []
+    rows = [Measurement(**f) for f in fields]
     length, area = rows
     assert (length.type, length.metric, length.value, length.unit) == ("distance", "length", 42.5, "mm")
     assert (area.type, area.metric, area.value, area.unit) == ("area", "area", 310.0, "mm2")

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from orthanc_rt.dicom.builders import build_rtdose
 from orthanc_rt.dicom.ct import read_ct_series
+from orthanc_rt.dicom.dose import build_rtdose
 from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dicom.models import DoseGrid
 from orthanc_rt.dicom.serialize import to_bytes

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from orthanc_rt.analysis.roi_masks import structure_masks
-from orthanc_rt.dicom.builders import build_ion_plan, build_photon_plan, build_rtdose
 from orthanc_rt.dicom.ct import read_ct_series
+from orthanc_rt.dicom.dose import build_rtdose
+from orthanc_rt.dicom.ion_plan import build_ion_plan
+from orthanc_rt.dicom.photon_plan import build_photon_plan
 from orthanc_rt.dicom.rtstruct import read_structure_set
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.dicom.uids import derive_uid

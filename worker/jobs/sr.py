@@ -8,7 +8,7 @@ from orthanc_rt.pacs.client import OrthancApi
 from orthanc_rt.pacs.inputs import read_instance
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.measurements import MeasurementStore
-from orthanc_rt.records.tables import Job
+from orthanc_rt.records.tables import Job, Measurement
 from orthanc_rt.settings import Settings
 from worker.jobs import frame as job_frame
 
@@ -19,6 +19,7 @@ def run(job_id: str, settings: Settings, store: JobStore) -> dict[str, Any]:
 
 def compute(job: Job, api: OrthancApi, settings: Settings, store: JobStore) -> dict[str, Any]:
     ds = read_instance(api, job.inputs["sr"]["orthanc_id"])
-    rows, skipped = read_measurement_report(ds)
+    fields, skipped = read_measurement_report(ds)
+    rows = [Measurement(**f) for f in fields]
     MeasurementStore(settings.database_url).replace_sr_results(str(ds.SOPInstanceUID), rows)
     return {"measurements": len(rows), "skipped": skipped, "sr_instance_uid": str(ds.SOPInstanceUID)}

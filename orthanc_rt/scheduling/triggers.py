@@ -1,0 +1,192 @@
+"""The trigger rules: which arriving DICOM becomes which job.
+
+- a new RTPLAN (ion or photon) becomes a dose job, unless it arrives with its
+  own dose already stored (ReferencedDoseSequence; Orthanc-RT's own plans do);
+  photon plans get a job too, which fails with a readable reason rather than
+  being silently ignored;
+- a new RTDOSE is paired with the RTSTRUCTs of its frame of reference (same
+  study first, then same patient): one analysis job per pair, or one job
+  waiting for a structure set when there is none;
+- a new RTSTRUCT is paired the same way with the RTDOSEs of its frame, and
+  closes the waits of those doses;
+- a new RTSTRUCT, or a CT series becoming complete, is checked against the
+  automatic planning rules (`orthanc_rt.planning.auto_rules`): a rule whose
+  target pattern matches an ROI plans the structure set once (the plan id
+  is derived from structure set, rule and protocol);
+- a new TID 1500 SR (OHIF's measurement report) becomes an import job;
+- a series becoming stable wakes the dose, analysis and plan jobs of its study
+  that wait for input (a CT still arriving).
+
+Each rule costs a few REST calls on Orthanc's index (tags, /tools/find); the
+only file read is a structure set's, for its ROI names, when planning rules
+are configured: the work is in the jobs. Plain Python over an OrthancApi and
+the Scheduler: the plugin calls it from Orthanc's change thread, tests with
+an in-memory Orthanc.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from orthanc_rt.dicom import sop
+from orthanc_rt.dicom.sr import SR_CLASSES
+from orthanc_rt.errors import PlanRequestError
+from orthanc_rt.pacs.client import OrthancApi, get_json
+from orthanc_rt.pacs.resources import (
+    InstanceRef,
+    dose_stored_with,
+    find_instances,
+    frame_of_reference_of,
+    instance_ref,
+    instance_tag,
+)
+from orthanc_rt.planning.auto_rules import AutoPlanning
+from orthanc_rt.records.tables import Job
+from orthanc_rt.scheduling.params import AnalysisParams, DoseParams
+from orthanc_rt.scheduling.scheduler import Scheduler
+from orthanc_rt.scheduling.submission import PlanSubmitter
+from orthanc_rt.settings import Settings
+
+log = logging.getLogger("orthanc_rt.plugin")
+
+Trigger = Callable[[str], None]  # called with the Orthanc id of the instance or series
+
+_PATIENT_ID = "0010,0020"
+_SR_TEMPLATE = "0040,a504/0/0040,db00"  # ContentTemplateSequence / TemplateIdentifier
+
+
+class Triggers:
+    def __init__(self, orthanc: OrthancApi, scheduler: Scheduler, settings: Settings,
+                 planner: PlanSubmitter | None = None):
+        self.orthanc = orthanc
+        self.scheduler = scheduler
+        self.settings = settings
+        self.planner = planner
+
+    def for_new_instance(self) -> dict[str, list[Trigger]]:
+        """The triggers of an arriving instance, by SOP class, in the order they run."""
+        table: dict[str, list[Trigger]] = {
+            sop.RT_ION_PLAN: [self.plan_arrived],
+            sop.RT_PLAN: [self.plan_arrived],
+            sop.RT_STRUCTURE_SET: [self.structure_set_arrived, self.plan_structure_set],
+            sop.RT_DOSE: [self.dose_arrived],
+        }
+        table.update({sop_class: [self.sr_arrived] for sop_class in SR_CLASSES})
+        return table
+
+    def plan_arrived(self, instance_id: str) -> None:
+        auto = self.settings.auto_dose
+        if not auto.enabled:
+            return
+        plan = instance_ref(self.orthanc, instance_id)
+        dose_uid = dose_stored_with(self.orthanc, instance_id)
+        if dose_uid:
+            log.info("Orthanc-RT: plan %s arrived with its dose %s; no dose job", plan.sop_instance_uid, dose_uid)
+            return
+        params = DoseParams(primaries=auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
+                            wait_for_ct_seconds=auto.wait_for_ct_seconds)
+        job, created = self.scheduler.request_dose(plan, params, source="auto", requested_by="auto-dose")
+        log.info("Orthanc-RT: plan %s -> job %s (%s)", plan.sop_instance_uid, job.id,
+                 "new" if created else "existing")
+
+    def dose_arrived(self, instance_id: str) -> None:
+        if not self.settings.auto_analysis.enabled:
+            return
+        arrived = self._with_frame(instance_id, "RTDOSE")
+        if arrived is None:
+            return
+        dose, frame = arrived
+        for structure_set in self.same_frame(dose, "RTSTRUCT", frame) or [None]:
+            job = self._analyse(dose, structure_set, frame)
+            log.info("Orthanc-RT: RTDOSE %s -> analysis job %s (%s)", dose.sop_instance_uid, job.id, job.state)
+
+    def structure_set_arrived(self, instance_id: str) -> None:
+        if not self.settings.auto_analysis.enabled:
+            return
+        arrived = self._with_frame(instance_id, "RTSTRUCT")
+        if arrived is None:
+            return
+        structure_set, frame = arrived
+        for dose in self.same_frame(structure_set, "RTDOSE", frame):
+            job = self._analyse(dose, structure_set, frame)
+            self.scheduler.close_waiting_analysis(dose.sop_instance_uid, [job.id])
+            log.info("Orthanc-RT: RTSTRUCT %s + RTDOSE %s -> analysis job %s", structure_set.sop_instance_uid,
+                     dose.sop_instance_uid, job.id)
+
+    def sr_arrived(self, instance_id: str) -> None:
+        auto = self.settings.auto_analysis
+        if not (auto.enabled and auto.import_sr) or instance_tag(self.orthanc, instance_id, _SR_TEMPLATE) != "1500":
+            return  # not wanted, or an SR but not a measurement report
+        sr = instance_ref(self.orthanc, instance_id)
+        job, _ = self.scheduler.request_sr_import(sr, source="auto", requested_by="auto-sr")
+        log.info("Orthanc-RT: measurement report %s -> job %s", sr.sop_instance_uid, job.id)
+
+    def plan_structure_set(self, instance_id: str) -> None:
+        """Apply the automatic planning rules to a structure set (idempotent: one plan per set and rule)."""
+        rules = AutoPlanning.of(self.settings).active_rules()
+        if not rules or self.planner is None:
+            return
+        index = self.planner.index
+        summary = index.summary(instance_id)
+        if summary.problem:
+            log.warning("Orthanc-RT: structure set %s not planned: %s", summary.sop_instance_uid, summary.problem)
+            return
+        contoured = [roi.name for roi in summary.rois if roi.contours]
+        study_id = get_json(self.orthanc, f"/instances/{instance_id}/study")["ID"]
+        ct = None
+        for rule in rules:
+            target = rule.target_in(contoured)
+            if target is None:
+                continue
+            ct = ct or index.planning_ct(study_id, summary)  # looked up once, for the first matching rule
+            if ct is None:  # planned when its CT series is complete (series_stable)
+                log.info("Orthanc-RT: rule %s matches %s in %s; waiting for its CT", rule.name, target,
+                         summary.sop_instance_uid)
+                continue
+            try:
+                request = AutoPlanning.of(self.settings).request_for(rule, target)
+                done = self.planner.record(rule.workflow, request, summary, ct_series=ct, source=f"rule:{rule.name}",
+                                           requested_by="auto-planning", rule=rule.name)
+            except PlanRequestError as exc:
+                log.warning("Orthanc-RT: rule %s cannot plan %s: %s", rule.name, summary.sop_instance_uid, exc)
+                continue
+            log.info("Orthanc-RT: rule %s, target %s of %s -> plan %s (%s)", rule.name, target,
+                     summary.sop_instance_uid, done.plan.id, "new" if done.created else "existing")
+
+    def series_stable(self, series_id: str) -> None:
+        series = get_json(self.orthanc, f"/series/{series_id}")
+        resumed = [job for kind in ("dose", "analysis", "plan")
+                   for job in self.scheduler.resume_waiting(series["ParentStudy"], kind)]
+        if resumed:
+            log.info("Orthanc-RT: series %s complete, resumed jobs %s", series_id, resumed)
+        if series["MainDicomTags"].get("Modality") == "CT" and AutoPlanning.of(self.settings).active_rules() \
+                and self.planner is not None:
+            for summary in self.planner.index.of_study(series["ParentStudy"]):
+                self.plan_structure_set(summary.orthanc_id)
+
+    def same_frame(self, ref: InstanceRef, modality: str, frame: str) -> list[InstanceRef]:
+        """Instances of `modality` on `frame`: in the same study, else in the patient's other studies."""
+        found = self._on_frame(find_instances(self.orthanc, modality, StudyInstanceUID=ref.study_instance_uid),
+                               modality, frame)
+        if not found:
+            patient = instance_tag(self.orthanc, ref.orthanc_id, _PATIENT_ID)
+            if patient:
+                found = self._on_frame(find_instances(self.orthanc, modality, PatientID=patient), modality, frame)
+        return [instance_ref(self.orthanc, i) for i in found if i != ref.orthanc_id]
+
+    def _on_frame(self, ids: list[str], modality: str, frame: str) -> list[str]:
+        return [i for i in ids if frame_of_reference_of(self.orthanc, i, modality) == frame]
+
+    def _with_frame(self, instance_id: str, modality: str) -> tuple[InstanceRef, str] | None:
+        ref = instance_ref(self.orthanc, instance_id)
+        frame = frame_of_reference_of(self.orthanc, instance_id, modality)
+        if not frame:
+            log.warning("Orthanc-RT: %s %s names no frame of reference; not analysed", modality, ref.sop_instance_uid)
+            return None
+        return ref, frame
+
+    def _analyse(self, dose: InstanceRef, structure_set: InstanceRef | None, frame: str) -> Job:
+        params = AnalysisParams.from_settings(self.settings.auto_analysis)
+        job, _ = self.scheduler.request_analysis(dose, structure_set, params, frame_of_reference_uid=frame,
+                                                 source="auto", requested_by="auto-analysis")
+        return job

@@ -1,0 +1,199 @@
+"""The trigger rules (orthanc_rt.scheduling.triggers) through the plugin's change table (plugin/events.py), against
+an in-memory Orthanc (tests/support/fake_orthanc.py, pinned to the real one by tests/integration/test_fake_orthanc.py)
+with real datasets, a real database and a real Redis queue."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from orthanc_rt.records import db, jobs
+from orthanc_rt.records.jobs import JobQuery, JobStore
+from orthanc_rt.records.plans import PlanQuery
+from orthanc_rt.scheduling.queue import Dispatcher
+from orthanc_rt.scheduling.triggers import Triggers
+from orthanc_rt.settings import AutoAnalysis, AutoDose, Settings
+from plugin.context import Context
+from plugin.events import NEW_INSTANCE, STABLE_SERIES, EventDispatcher, trigger_table
+from tests.support.cases import instance_variant, on_other_frame, trigger_case, with_roi_renamed, with_sr_template
+from tests.support.fake_orthanc import FakeOrthanc
+
+CASE = trigger_case()
+PTV_RULE = {"Name": "ptv", "TargetPattern": "PTV", "Workflow": "proton-impt", "Protocol": "one-beam"}
+PROTOCOLS = {"one-beam": {"prescription_gy": 2.0, "beam_count": 1}, "two-beams": {"prescription_gy": 3.0}}
+
+
+class World:
+    """Orthanc (fake), the database and Redis, and the plugin's dispatcher of change events."""
+
+    def __init__(self, url: str, redis_url: str, settings: Settings):
+        self.orthanc = FakeOrthanc()
+        self.ctx = Context.create(self.orthanc, settings, JobStore(url), Dispatcher(redis_url, job_timeout_s=60))
+        triggers = Triggers(self.orthanc, self.ctx.scheduler, settings, planner=self.ctx.submitter)
+        self.events = EventDispatcher(self.orthanc, trigger_table(triggers))
+
+    def arrive(self, *datasets: Any) -> list[dict[str, Any]]:
+        """Store each dataset, then hand Orthanc's NEW_INSTANCE event to the plugin, as Orthanc does."""
+        stored = []
+        for ds in datasets:
+            stored.append(self.orthanc.store(ds))
+            self.events.on_change(NEW_INSTANCE, stored[-1]["ID"])
+        return stored
+
+    def jobs(self, kind: str | None = None) -> list:
+        return self.ctx.store.list(JobQuery(kind=kind, limit=500))[0]
+
+    def plans(self) -> list:
+        return [plan for plan, _ in self.ctx.plans.list(PlanQuery(limit=500))[0]]
+
+
+@pytest.fixture
+def world(tmp_path, redis_url):
+    def make(**settings: Any) -> World:
+        url = f"sqlite:///{tmp_path / f'rt-{len(made)}.sqlite'}"
+        db.upgrade(url)
+        made.append(World(url, redis_url, Settings(database_url=url, **settings)))
+        return made[-1]
+
+    made: list[World] = []
+    return make
+
+
+def _uid(ds: Any) -> str:
+    return str(ds.SOPInstanceUID)
+
+
+def test_an_ion_plan_becomes_one_dose_job(world):
+    w = world()
+    w.arrive(*CASE.dvh.ct[:2], CASE.ion_plan)
+    [job] = w.jobs()
+    assert (job.kind, job.source, job.requested_by) == ("dose", "auto", "auto-dose")
+    assert job.inputs["plan"]["sop_instance_uid"] == _uid(CASE.ion_plan)
+    assert job.params["primaries"] == AutoDose().primaries
+    w.arrive(CASE.ion_plan)  # stored again: the same job
+    assert [j.id for j in w.jobs()] == [job.id]
+
+
+def test_a_photon_plan_gets_a_dose_job_too(world):
+    w = world()
+    w.arrive(CASE.photon_plan)
+    assert [(j.kind, j.inputs["plan"]["sop_instance_uid"]) for j in w.jobs()] == [("dose", _uid(CASE.photon_plan))]
+
+
+def test_a_plan_stored_with_its_dose_gets_no_dose_job(world):
+    w = world()
+    w.arrive(CASE.dvh.rtdose, CASE.plan_with_dose)
+    assert w.jobs("dose") == []
+    later = world()  # the dose it names is not in Orthanc (yet): the plan is computed
+    later.arrive(CASE.plan_with_dose)
+    assert [j.inputs["plan"]["sop_instance_uid"] for j in later.jobs("dose")] == [_uid(CASE.plan_with_dose)]
+
+
+def test_no_dose_job_when_automatic_dose_is_off(world):
+    w = world(auto_dose=AutoDose(enabled=False))
+    w.arrive(CASE.ion_plan, CASE.photon_plan)
+    assert w.jobs() == []
+
+
+@pytest.mark.parametrize("order", ["dose first", "structure set first"])
+def test_dose_and_structure_set_on_one_frame_become_one_analysis_job(world, order):
+    w = world()
+    dose, structure_set = CASE.dvh.rtdose, CASE.dvh.rtstruct
+    w.arrive(*((dose, structure_set) if order == "dose first" else (structure_set, dose)))
+    by_state = {j.state: j for j in w.jobs("analysis")}
+    paired = by_state[jobs.QUEUED]
+    assert paired.inputs["dose"]["sop_instance_uid"] == _uid(dose)
+    assert paired.inputs["structure_set"]["sop_instance_uid"] == _uid(structure_set)
+    assert paired.inputs["dose"]["frame_of_reference_uid"] == CASE.dvh.study.frame_of_reference_uid
+    if order == "dose first":  # the dose waited for a structure set; its wait is closed, naming the pair's job
+        waited = by_state[jobs.SUCCEEDED]
+        assert "structure_set" not in waited.inputs and waited.outputs["analysed_by"] == [paired.id]
+        assert len(by_state) == 2
+    else:
+        assert list(by_state) == [jobs.QUEUED]
+
+
+def test_the_pair_is_the_same_job_in_either_order(world):
+    ids = []
+    for datasets in ((CASE.dvh.rtdose, CASE.dvh.rtstruct), (CASE.dvh.rtstruct, CASE.dvh.rtdose)):
+        w = world()
+        w.arrive(*datasets)
+        ids.append([j.id for j in w.jobs("analysis") if j.state == jobs.QUEUED])
+    assert ids[0] == ids[1] and len(ids[0]) == 1
+
+
+def test_a_dose_on_another_frame_waits_for_its_own_structure_set(world):
+    w = world()
+    w.arrive(CASE.dvh.rtstruct, on_other_frame(CASE.dvh.rtdose))
+    [job] = w.jobs("analysis")
+    assert job.state == jobs.WAITING and "structure_set" not in job.inputs
+
+
+def test_a_measurement_report_becomes_an_sr_import_job(world):
+    w = world()
+    w.arrive(CASE.report)
+    [job] = w.jobs()
+    assert (job.kind, job.requested_by, job.inputs["sr"]["sop_instance_uid"]) == ("sr", "auto-sr", _uid(CASE.report))
+
+
+def test_other_srs_and_disabled_imports_make_no_job(world):
+    w = world()
+    w.arrive(with_sr_template(CASE.report, "1400"))
+    assert w.jobs() == []
+    off = world(auto_analysis=AutoAnalysis(import_sr=False))
+    off.arrive(CASE.report)
+    assert off.jobs() == []
+
+
+def _planning(*rules: dict[str, Any]) -> dict[str, Any]:
+    """The OrthancRT.AutoPlanning section as configured (Settings keep it raw; planning parses it)."""
+    return {"Rules": list(rules), "Protocols": PROTOCOLS}
+
+
+def test_a_structure_set_with_the_target_is_planned_once_per_matching_rule(world):
+    w = world(auto_planning=_planning(PTV_RULE, {**PTV_RULE, "Name": "ptv-2", "Protocol": "two-beams"},
+                                      {**PTV_RULE, "Name": "gtv", "TargetPattern": "GTV.*"}))
+    w.arrive(*CASE.dvh.ct, CASE.dvh.rtstruct)
+    plans = w.plans()
+    assert sorted(p.source for p in plans) == ["rule:ptv", "rule:ptv-2"]
+    assert {(p.target_roi, p.structure_set_sop_instance_uid, p.ct_series_instance_uid) for p in plans} == {
+        ("PTV", _uid(CASE.dvh.rtstruct), str(CASE.dvh.ct[0].SeriesInstanceUID))}
+    assert sorted(j.id for j in w.jobs("plan")) == sorted(p.job_id for p in plans)
+    w.arrive(CASE.dvh.rtstruct)  # the same structure set again: the same plans
+    assert len(w.plans()) == 2
+
+
+def test_a_structure_set_without_the_target_is_not_planned(world):
+    w = world(auto_planning=_planning(PTV_RULE))
+    w.arrive(*CASE.dvh.ct, with_roi_renamed(CASE.dvh.rtstruct, "PTV", "CTV"))
+    assert w.plans() == [] and w.jobs("plan") == []
+
+
+def test_a_structure_set_before_its_ct_is_planned_when_the_ct_series_is_complete(world):
+    w = world(auto_planning=_planning(PTV_RULE))
+    w.arrive(CASE.dvh.rtstruct)
+    assert w.plans() == []
+    stored = w.arrive(*CASE.dvh.ct)
+    w.events.on_change(STABLE_SERIES, stored[0]["ParentSeries"])
+    assert [p.source for p in w.plans()] == ["rule:ptv"]
+
+
+def test_unrelated_instances_and_series_make_nothing(world):
+    w = world(auto_planning=_planning(PTV_RULE))
+    stored = w.arrive(*CASE.dvh.ct[:3], instance_variant(CASE.dvh.ct[3], "unrelated"))
+    w.events.on_change(STABLE_SERIES, stored[0]["ParentSeries"])
+    w.events.on_change(NEW_INSTANCE, "00000000-00000000-00000000-00000000-00000000")  # deleted before we looked
+    w.events.on_change("NEW_PATIENT", stored[0]["ParentStudy"])
+    assert w.jobs() == [] and w.plans() == []
+
+
+def test_the_change_table_names_every_rule():
+    w_settings = dataclasses.replace(Settings(), auto_planning=_planning(PTV_RULE))
+    table = trigger_table(Triggers(FakeOrthanc(), None, w_settings))  # type: ignore[arg-type]
+    assert {change for change, _ in table} == {NEW_INSTANCE, STABLE_SERIES}
+    names = {key: [t.__name__ for t in found] for key, found in table.items()}
+    assert names[(NEW_INSTANCE, str(CASE.ion_plan.SOPClassUID))] == ["plan_arrived"]
+    assert names[(NEW_INSTANCE, str(CASE.dvh.rtstruct.SOPClassUID))] == ["structure_set_arrived",
+                                                                        "plan_structure_set"]
+    assert (NEW_INSTANCE, str(CASE.dvh.ct[0].SOPClassUID)) not in table
