@@ -15,8 +15,8 @@ from pydicom.dataset import Dataset
 from orthanc_rt.dicom.models import PatientStudy
 from orthanc_rt.dicom.rtstruct import referenced_ct_series
 from orthanc_rt.dicom.serialize import from_bytes
-from orthanc_rt.errors import DicomInputError, InputNotReady
-from orthanc_rt.pacs.client import OrthancApi, OrthancError, get_json
+from orthanc_rt.errors import DicomInputError, InputNotReady, OrthancError
+from orthanc_rt.pacs.client import OrthancApi, get_json
 from orthanc_rt.pacs.resources import find_instance, instance_tag, study_series
 
 _FRAME_OF_REFERENCE = "0020,0052"

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orthanc_rt.errors import NotFound
-from orthanc_rt.pacs.client import OrthancApi, OrthancError, get_json, post_json
+from orthanc_rt.errors import NotFound, OrthancError
+from orthanc_rt.pacs.client import OrthancApi, get_json, post_json
 
 
 @dataclass(frozen=True)

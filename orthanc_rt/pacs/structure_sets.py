@@ -15,8 +15,8 @@ from typing import Any
 
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.rtstruct import read_structure_set
-from orthanc_rt.errors import DicomInputError
-from orthanc_rt.pacs.client import OrthancApi, OrthancError, get_json
+from orthanc_rt.errors import DicomInputError, OrthancError
+from orthanc_rt.pacs.client import OrthancApi, get_json
 from orthanc_rt.pacs.inputs import read_instance
 from orthanc_rt.pacs.resources import (
     find_study,

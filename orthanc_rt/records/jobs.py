@@ -21,7 +21,6 @@ from sqlalchemy.exc import IntegrityError
 from orthanc_rt.records import audit
 from orthanc_rt.records.db import paged, read_scope, session_scope
 from orthanc_rt.records.tables import Job, JobEvent, utcnow
-from orthanc_rt.scheduling import kinds
 
 QUEUED = "queued"
 WAITING = "waiting-for-input"
@@ -32,8 +31,6 @@ CANCELLED = "cancelled"
 STATES = (QUEUED, WAITING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 ACTIVE_STATES = (QUEUED, WAITING, RUNNING)
-
-KINDS = kinds.NAMES  # the registry, orthanc_rt.scheduling.kinds
 
 
 def job_id(kind: str, *inputs: str, params: dict[str, Any] | None = None) -> str:

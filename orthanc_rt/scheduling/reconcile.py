@@ -13,7 +13,8 @@ import logging
 from typing import Any
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.pacs.client import OrthancApi, OrthancError, get_json, post_json
+from orthanc_rt.errors import OrthancError
+from orthanc_rt.pacs.client import OrthancApi, get_json, post_json
 from orthanc_rt.pacs.resources import dose_stored_with, instance_ref, sop_class_of
 from orthanc_rt.records import audit
 from orthanc_rt.scheduling.params import DoseParams

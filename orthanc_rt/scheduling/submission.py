@@ -12,15 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.pacs.resources import instance_ref
 from orthanc_rt.pacs.structure_sets import StructureSetIndex, StructureSetSummary
 from orthanc_rt.planning import workflows
-from orthanc_rt.planning.request import (
-    PlanRequest,
-    PlanRequestError,
-    validate_parameters,
-    validate_rois,
-)
+from orthanc_rt.planning.request import PlanRequest, validate_parameters, validate_rois
 from orthanc_rt.records import jobs, plans
 from orthanc_rt.records.plans import PlanStore
 from orthanc_rt.records.tables import Job, Plan

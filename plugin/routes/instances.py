@@ -4,9 +4,10 @@ from __future__ import annotations
 from functools import partial
 
 from orthanc_rt.dicom import sop
+from orthanc_rt.errors import ValidationError
 from orthanc_rt.pacs.resources import frame_of_reference_of, instance_ref, known_sop_class
 from orthanc_rt.records import jobs
-from orthanc_rt.scheduling.params import AnalysisParams, ValidationError, dose_params
+from orthanc_rt.scheduling.params import AnalysisParams, dose_params
 from plugin import roles
 from plugin.context import Context
 from plugin.rest import HttpError, Request, Response

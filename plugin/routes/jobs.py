@@ -6,6 +6,7 @@ from functools import partial
 from orthanc_rt.errors import NotFound
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobQuery
+from orthanc_rt.scheduling import kinds
 from plugin import roles
 from plugin.context import Context
 from plugin.rest import Request, Response, choice_param, text_param
@@ -23,7 +24,7 @@ def routes(ctx: Context) -> list[Route]:
 def _list(ctx: Context, request: Request) -> Response:
     q = request.query
     state = choice_param(q, "state", jobs.STATES, "job state")
-    kind = choice_param(q, "kind", jobs.KINDS, "job kind")
+    kind = choice_param(q, "kind", kinds.NAMES, "job kind")
     limit, offset = page_params(q, 50)
     rows, total = ctx.store.list(JobQuery(state=state, kind=kind, study=text_param(q, "study"),
                                           limit=limit, offset=offset))

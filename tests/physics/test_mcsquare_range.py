@@ -39,8 +39,9 @@ from orthanc_rt.errors import DicomInputError
 
 pytest.importorskip("opentps.core")
 
+from orthanc_rt.errors import DoseEngineError
 from worker.engines import mcsquare  # noqa: E402  (after the skip: these import OpenTPS)
-from worker.engines.proton_dose import DoseEngineError, compute_dose, default_beam_model  # noqa: E402
+from worker.engines.proton_dose import compute_dose, default_beam_model
 
 FRAME = "1.2.826.0.1.3680043.8.498.1"
 PRIMARIES = 100_000

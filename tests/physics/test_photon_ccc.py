@@ -44,7 +44,8 @@ pytest.importorskip("opentps.core")
 if not photon_ccc.status()["available"]:
     pytest.skip(f"CCC engine unavailable: {photon_ccc.status()['reason']}", allow_module_level=True)
 
-from worker.engines.ccc import DensityGrid, PhotonEngineError, compute_beamlets  # noqa: E402
+from orthanc_rt.errors import PhotonEngineError
+from worker.engines.ccc import DensityGrid, compute_beamlets
 from worker.planning.photon import compute_plan_dose, density_grid, plan_photon  # noqa: E402
 
 pytestmark = pytest.mark.physics

@@ -28,6 +28,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job as RqJob
 
+from orthanc_rt.errors import BeamletFanoutError
 from orthanc_rt.scheduling.queue import Dispatcher
 from tests.support.beamlet_faults import fail_first_attempt
 from tests.support.cases import small_phantom_case
@@ -35,15 +36,7 @@ from tests.support.opentps_plans import designed_plan
 from tests.support.rq_workers import rq_workers
 from worker.engines import beamlet_fanout
 from worker.engines.beamlet_fanout import HEARTBEAT_TTL_S, DistributedBeamlets
-from worker.engines.beamlet_parts import (
-    BeamletFanoutError,
-    Part,
-    part_count,
-    part_plans,
-    proton_plan,
-    slice_plan,
-    split_plan,
-)
+from worker.engines.beamlet_parts import Part, part_count, part_plans, proton_plan, slice_plan, split_plan
 from worker.engines.beamlets import ScenarioErrors, local_beamlets
 from worker.engines.proton_dose import default_beam_model, scoring_grid, to_opentps_ct
 

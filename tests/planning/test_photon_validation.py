@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 
 from orthanc_rt.dicom.models import CtVolume
-from orthanc_rt.planning.request import (
-    Objective,
-    PlanRequest,
-    PlanRequestError,
-    Robustness,
-)
+from orthanc_rt.errors import PlanRequestError
+from orthanc_rt.planning.request import Objective, PlanRequest, Robustness
 from worker.planning.photon import plan_photon, validate_request
 
 CT = CtVolume(hu=np.zeros((4, 5, 6), dtype=np.float32), origin_mm=(0.0, 0.0, 0.0), spacing_mm=(2.0, 2.0, 2.0),

@@ -10,12 +10,8 @@ from orthanc_rt.analysis.dvh_metrics import (
     target_dose_metrics,
 )
 from orthanc_rt.dicom.models import CtVolume
-from orthanc_rt.planning.request import (
-    Objective,
-    PlanRequest,
-    PlanRequestError,
-    Robustness,
-)
+from orthanc_rt.errors import PlanRequestError
+from orthanc_rt.planning.request import Objective, PlanRequest, Robustness
 from worker.planning.impt import plan_impt, validate_request
 
 CT = CtVolume(hu=np.zeros((4, 5, 6), dtype=np.float32), origin_mm=(0.0, 0.0, 0.0), spacing_mm=(2.0, 2.0, 2.0),

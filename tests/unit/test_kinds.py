@@ -21,7 +21,7 @@ from worker import tasks
 
 
 def test_kinds_and_queues_in_their_order():
-    assert jobs.KINDS == ("dose", "analysis", "sr", "plan")  # as the REST API lists them
+    assert kinds.NAMES == ("dose", "analysis", "sr", "plan")  # as the REST API lists them
     # Workers take from the queues in this order: quick work, then beamlet parts of a plan under way, then new work.
     assert list(QUEUE_NAMES.items()) == [
         ("analysis", "orthanc-rt-analysis"), ("sr", "orthanc-rt-analysis"), ("beamlets", "orthanc-rt-beamlets"),

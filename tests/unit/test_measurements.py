@@ -9,6 +9,7 @@ import pytest
 from rq import Queue
 
 from orthanc_rt.analysis.dose_analysis import analyse
+from orthanc_rt.errors import ValidationError
 from orthanc_rt.pacs.resources import InstanceRef
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
@@ -21,7 +22,7 @@ from orthanc_rt.records.measurements import (
     to_csv,
 )
 from orthanc_rt.records.tables import Measurement
-from orthanc_rt.scheduling.params import AnalysisParams, ValidationError
+from orthanc_rt.scheduling.params import AnalysisParams
 from orthanc_rt.scheduling.queue import QUEUE_NAMES, Dispatcher, redis_for
 from orthanc_rt.scheduling.scheduler import Scheduler
 from tests.support.cases import dvh_case

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from orthanc_rt.dicom.models import CtVolume, DoseGrid
-from orthanc_rt.rendering.overlay import Outline, OverlayError, render_png
+from orthanc_rt.errors import OverlayError
+from orthanc_rt.rendering.overlay import Outline, render_png
 
 FOR = "1.2.3"
 

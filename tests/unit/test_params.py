@@ -1,6 +1,7 @@
 import pytest
 
-from orthanc_rt.scheduling.params import ValidationError, dose_params
+from orthanc_rt.errors import ValidationError
+from orthanc_rt.scheduling.params import dose_params
 from orthanc_rt.settings import AutoDose
 
 DEFAULTS = AutoDose(primaries=50_000, scoring_spacing_mm=None, wait_for_ct_seconds=60)

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from orthanc_rt.dicom import sop
-from orthanc_rt.dicom.leaf_sequencing import SequencingError, delivered, sequence
+from orthanc_rt.dicom.leaf_sequencing import delivered, sequence
 from orthanc_rt.dicom.photon_plan import build_photon_plan
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
 from orthanc_rt.dicom.uids import derive_uid
-from orthanc_rt.errors import DicomInputError
+from orthanc_rt.errors import DicomInputError, SequencingError
 from tests.support import cases as util
 
 WHEN = datetime(2025, 2, 3, 4, 5, 6)

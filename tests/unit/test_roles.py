@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from orthanc_rt.pacs.client import OrthancError
+from orthanc_rt.errors import OrthancError
 from orthanc_rt.records import db
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.scheduling.queue import Dispatcher

@@ -35,7 +35,8 @@ def test_redacted_settings_hide_passwords():
 def test_no_credentials_in_health_or_orthanc_errors():
     import pytest
 
-    from orthanc_rt.pacs.client import HttpOrthanc, OrthancUnavailable
+    from orthanc_rt.errors import OrthancUnavailable
+    from orthanc_rt.pacs.client import HttpOrthanc
 
     s = Settings.from_env({"ORTHANC_RT_ORTHANC_URL": "http://rt:urlsecret@127.0.0.1:1",
                            "ORTHANC_RT_ORTHANC_USERNAME": "rt", "ORTHANC_RT_ORTHANC_PASSWORD": "pwsecret"})

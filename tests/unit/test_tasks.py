@@ -7,7 +7,7 @@ import pytest
 from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
-from orthanc_rt.pacs.client import OrthancUnavailable
+from orthanc_rt.errors import OrthancUnavailable
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import Job

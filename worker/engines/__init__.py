@@ -2,4 +2,5 @@
 """
 
 # The modules other packages may import; a module whose name starts with _ is private.
-__all__ = ["beamlet_fanout", "beamlet_parts", "beamlets", "ccc", "child_process", "mcsquare", "plan_convert", "proton_dose"]
+__all__ = ["beamlet_fanout", "beamlet_parts", "beamlets", "ccc", "child_process", "mcsquare", "plan_convert",
+           "proton_dose"]

@@ -74,10 +74,10 @@ from rq.timeouts import JobTimeoutException
 from rq.worker import Worker
 
 from orthanc_rt.dicom.models import IonPlan
+from orthanc_rt.errors import BeamletFanoutError
 from orthanc_rt.scheduling.queue import QUEUE_NAMES, RUN_PART, redis_for
 from orthanc_rt.settings import Settings
 from worker.engines.beamlet_parts import (
-    BeamletFanoutError,
     Part,
     pack_context,
     pack_matrices,

@@ -27,8 +27,9 @@ from opentps.core.data import SparseBeamlets
 from opentps.core.data.images import CTImage
 from opentps.core.data.plan import ProtonPlan
 
+from orthanc_rt.errors import DoseEngineError
 from worker.engines import mcsquare
-from worker.engines.mcsquare import DoseEngineError, ProgressCallback, ScoringGrid
+from worker.engines.mcsquare import ProgressCallback, ScoringGrid
 from worker.engines.proton_dose import GY_PER_EV_PER_G, BeamModel
 
 # MCsquare's beamlet mode, as OpenTPS configures it for optimisation. The sparse threshold drops voxels

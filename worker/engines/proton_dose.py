@@ -51,9 +51,9 @@ from opentps.core.processing.doseCalculation.doseCalculationConfig import (
 )
 
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, IonPlan
-from orthanc_rt.errors import DicomInputError
+from orthanc_rt.errors import DicomInputError, DoseEngineError
 from worker.engines import mcsquare
-from worker.engines.mcsquare import DoseEngineError, ProgressCallback, ScoringGrid
+from worker.engines.mcsquare import ProgressCallback, ScoringGrid
 
 __all__ = ["BeamModel", "DoseEngineError", "compute_dose", "default_beam_model", "delivered_protons",
            "to_opentps_ct", "to_opentps_plan", "scoring_grid"]

@@ -6,13 +6,9 @@ from typing import Any
 
 from orthanc_rt.analysis.dose_analysis import analyse
 from orthanc_rt.dicom.rtstruct import referenced_ct_series
+from orthanc_rt.errors import InputNotReady
 from orthanc_rt.pacs.client import OrthancApi, post_json
-from orthanc_rt.pacs.inputs import (
-    InputNotReady,
-    complete_series,
-    fetch_series,
-    read_instance,
-)
+from orthanc_rt.pacs.inputs import complete_series, fetch_series, read_instance
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.measurements import MeasurementStore
 from orthanc_rt.records.tables import Job

@@ -23,14 +23,14 @@ from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dicom.models import DoseGrid
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.dicom.uids import derive_uid
-from orthanc_rt.errors import DicomInputError
+from orthanc_rt.errors import DicomInputError, DoseEngineError
 from orthanc_rt.pacs.client import OrthancApi
 from orthanc_rt.pacs.inputs import fetch_series, locate_plan_ct, read_instance, study_of
 from orthanc_rt.pacs.resources import exists, find_instance
 from orthanc_rt.records import audit, jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.settings import Settings
-from worker.engines.proton_dose import DoseEngineError, compute_dose
+from worker.engines.proton_dose import compute_dose
 from worker.jobs import frame as job_frame
 from worker.jobs.frame import Cancelled
 from worker.jobs.progress import Progress

@@ -14,9 +14,8 @@ from typing import Any, Callable, Sequence
 from rq.timeouts import JobTimeoutException
 from sqlalchemy.exc import OperationalError
 
-from orthanc_rt.errors import DicomInputError
-from orthanc_rt.pacs.client import HttpOrthanc, OrthancApi, OrthancUnavailable
-from orthanc_rt.pacs.inputs import InputNotReady
+from orthanc_rt.errors import DicomInputError, InputNotReady, OrthancUnavailable
+from orthanc_rt.pacs.client import HttpOrthanc, OrthancApi
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import Job

@@ -29,7 +29,7 @@ from orthanc_rt.dicom.photon_plan import build_photon_plan
 from orthanc_rt.dicom.rtstruct import read_structure_set
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.dicom.uids import derive_uid
-from orthanc_rt.errors import DicomInputError
+from orthanc_rt.errors import DicomInputError, DoseEngineError, PlanRequestError
 from orthanc_rt.pacs.client import OrthancApi
 from orthanc_rt.pacs.inputs import (
     complete_series,
@@ -38,12 +38,11 @@ from orthanc_rt.pacs.inputs import (
     study_of,
 )
 from orthanc_rt.pacs.resources import exists, find_instance
-from orthanc_rt.planning.request import PlanRequest, PlanRequestError
+from orthanc_rt.planning.request import PlanRequest
 from orthanc_rt.records import audit, jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.settings import Settings
 from worker.engines import beamlet_fanout
-from worker.engines.proton_dose import DoseEngineError
 from worker.jobs import frame as job_frame
 from worker.jobs.frame import Cancelled
 from worker.jobs.progress import Progress

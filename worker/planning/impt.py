@@ -43,12 +43,8 @@ from opentps.core.processing.planOptimization.planOptimization import (
 from orthanc_rt.analysis.dvh_metrics import roi_dose_metrics, target_dose_metrics
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, IonPlan
 from orthanc_rt.dicom.uids import derive_uid
-from orthanc_rt.planning.request import (
-    PlanRequest,
-    PlanRequestError,
-    validate_parameters,
-    validate_rois,
-)
+from orthanc_rt.errors import PlanRequestError
+from orthanc_rt.planning.request import PlanRequest, validate_parameters, validate_rois
 from worker.engines.beamlets import BeamletRunner, ScenarioErrors, local_beamlets
 from worker.engines.mcsquare import ScoringGrid
 from worker.engines.plan_convert import from_opentps_plan

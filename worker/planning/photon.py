@@ -54,8 +54,9 @@ from scipy.ndimage import map_coordinates
 
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, PhotonBeam, PhotonPlan
 from orthanc_rt.dicom.uids import derive_uid
+from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning.ccc_engine import Beamlet
-from orthanc_rt.planning.request import PlanRequest, PlanRequestError
+from orthanc_rt.planning.request import PlanRequest
 from worker.engines.ccc import DensityGrid, compute_beamlets
 from worker.engines.mcsquare import ScoringGrid
 from worker.engines.proton_dose import default_beam_model, scoring_grid, to_opentps_ct
