@@ -6,7 +6,7 @@ field that gives them), whether workers import its runner at start-up, and
 its runner, a module path whose `run(job_id, settings, store)` computes it
 (`worker.tasks.run_job` imports it by that path). The paths are strings so
 that this module, which the plugin imports, never imports the worker's
-OpenTPS code. `records.jobs.KINDS`, `scheduling.queue.QUEUE_NAMES` and the
+OpenTPS code. `NAMES` (the kinds the REST API accepts), `scheduling.queue.QUEUE_NAMES` and the
 time limits, and the worker's preloading all read this module.
 
 Adding a kind: a module under worker/jobs/ with `run`, and one `JobKind` in
