@@ -11,10 +11,11 @@ import logging
 import shutil
 from pathlib import Path
 
-from rq import Worker
+from redis import Redis
+from rq import Queue, Worker
 
 from orthanc_rt.scheduling import kinds
-from orthanc_rt.scheduling.queue import QUEUE_NAMES, redis_for
+from orthanc_rt.scheduling.queue import QUEUE_NAMES, RUN_PART, redis_for
 from orthanc_rt.settings import Settings
 
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     _configure_logging()
     settings = Settings.from_env()
     _remove_stale_job_folders(Path(settings.work_dir))
+    _drop_stranded_parts(redis_for(settings.redis_url))
     _preload()
     # In QUEUE_NAMES' order (its priority), whatever order --queues gave; several kinds share a queue
     # (analysis, sr): listen to each queue once.
@@ -63,6 +65,25 @@ def _preload() -> None:
     from worker.engines import proton_dose as dose_engine
 
     dose_engine.default_beam_model()
+
+
+def _drop_stranded_parts(redis: Redis) -> list[str]:
+    """Remove beamlet parts queued under a function path other than today's (returns their ids).
+
+    Such parts were queued by a plan job of an earlier version (0.1 queued them as
+    `worker.beamlet_fanout.run_part`): RQ could not import that path and would fail them after their retries.
+    They are not work to save: their plan job died with the workers stopped for the upgrade, and its retry fans
+    out again under RUN_PART with a new fan-out id, so nobody waits for them.
+    """
+    queue = Queue(kinds.BEAMLETS_QUEUE, connection=redis)
+    stranded = [job for job in queue.get_jobs() if job.func_name != RUN_PART]
+    for job in stranded:
+        job.delete()
+    if stranded:
+        logging.getLogger("orthanc_rt.worker").warning(
+            "dropped %d beamlet parts queued by an earlier version (%s)", len(stranded),
+            ", ".join(sorted({job.func_name for job in stranded})))
+    return [job.id for job in stranded]
 
 
 def _remove_stale_job_folders(work_dir: Path) -> None:

@@ -22,13 +22,12 @@ from orthanc_rt.scheduling import kinds
 # Kind (and sub-job) name -> RQ queue, in the order workers take from them (kinds.QUEUE_PRIORITY says why).
 QUEUE_NAMES = kinds.queue_names()
 # The functions RQ calls (all in worker.tasks), by path: RQ stores the string with every job, so a job queued
-# before an upgrade runs after it only if its path still resolves. Never rename these; alias an old one.
+# before an upgrade runs after it only if its path still resolves. Never rename RUN_JOB and ON_FAILURE: database
+# jobs wait in the queues across upgrades. Beamlet parts live only as long as the plan job that queued them, so
+# workers drop, at start-up, parts queued under any other path (worker.__main__, docs/production.md).
 RUN_JOB = "worker.tasks.run_job"
 ON_FAILURE = "worker.tasks.on_failure"
 RUN_PART = "worker.tasks.run_part"
-# Where beamlet parts pointed before RUN_PART: worker.engines.beamlet_fanout keeps an alias there for parts an
-# older plan job queued.
-FORMER_RUN_PART = "worker.engines.beamlet_fanout.run_part"
 # Back-off for transient faults (Orthanc or the database briefly unreachable).
 RETRY_INTERVALS_S = [10, 30, 90]
 

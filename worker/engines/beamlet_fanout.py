@@ -223,14 +223,6 @@ def compute_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def run_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
-    """Parts queued by a plan job of an earlier version name this path (queue.FORMER_RUN_PART), and RQ resolves
-    it when a worker takes them: kept so that an upgrade strands none (tests/unit/test_rq_paths.py)."""
-    from worker import tasks
-
-    return tasks.run_part(fanout_id, index, part)
-
-
 @contextmanager
 def _stop_when_parent_gone(fanout: "_Fanout") -> Iterator[None]:
     """Raise PartCancelled in this (the work-horse's main) thread once the parent's heartbeat has lapsed.
