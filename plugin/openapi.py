@@ -180,6 +180,8 @@ def spec(version: str) -> dict[str, Any]:
                     _q("levels", {"type": "string", "maxLength": 64}, "comma-separated percentages"),
                     _q("reference_gy", {"type": "number", "minimum": 0, "exclusiveMinimum": True})],
                     errors=(404, 409, 422, 503))},
+            "/rt/kinds": {"get": _op("The job kinds with their queues (in the order workers take them), time limits "
+                                     "and queue lengths", "read", "the kinds and queues", errors=(503,))},
             "/rt/workflows": {"get": _op("The planning workflows with parameters, defaults, units, limits and "
                                          "availability", "read", "the workflows")},
             "/rt/workflows/{workflow}": {"get": _op("One workflow", "read", "the workflow", params=[_WORKFLOW],

@@ -24,6 +24,7 @@ SAMPLES = {
     ("GET", "/rt/doses/{dose}/dvh"): "/rt/doses/1.2.3/dvh",
     ("GET", "/rt/doses/{dose}/dvh.png"): "/rt/doses/1.2.3/dvh.png",
     ("GET", "/rt/doses/{dose}/overlay.png"): "/rt/doses/0a-1b/overlay.png",
+    ("GET", "/rt/kinds"): "/rt/kinds",
     ("GET", "/rt/workflows"): "/rt/workflows",
     ("GET", "/rt/workflows/{workflow}"): "/rt/workflows/proton-impt",
     ("POST", "/rt/plans"): "/rt/plans",

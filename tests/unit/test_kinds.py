@@ -99,3 +99,29 @@ def test_worker_logs_keep_ours_and_quiet_opentps():
                          env={**os.environ, "MPLBACKEND": "Agg"}, check=True)
     logged = out.stdout + out.stderr
     assert "THEIR-WARNING" in logged and "OUR-INFO" in logged and "THEIR-INFO" not in logged, logged
+
+
+def test_kinds_route_shows_the_limits_jobs_are_enqueued_with_and_queue_lengths(tmp_path, redis_url):
+    from orthanc_rt.records import db
+    from orthanc_rt.records.tables import utcnow
+    from plugin.rest import Request
+    from tests.support.routes import make_router
+
+    url = f"sqlite:///{tmp_path / 'rt.sqlite'}"
+    db.upgrade(url)
+    dispatcher = Dispatcher(redis_url, job_timeout_s=1234, plan_timeout_s=4321)
+    store = JobStore(url)
+    store.create(Job(id="dose-waiting", kind="dose", state=jobs.QUEUED, source="api", inputs={}, params={},
+                     study_instance_uid="1.2", created_at=utcnow(), updated_at=utcnow()), actor="test")
+    dispatcher.enqueue("dose-waiting", "dose")
+    body = make_router(None, Settings(database_url=url), store, dispatcher).handle(Request("GET", "/rt/kinds")).body
+    by_name = {k["name"]: k for k in body["kinds"]}
+    assert list(by_name) == list(kinds.NAMES)
+    assert (by_name["dose"]["time_limit_s"], by_name["dose"]["time_limit_setting"]) == (
+        1234, "dose_job_timeout_seconds")
+    assert (by_name["plan"]["time_limit_s"], by_name["analysis"]["time_limit_s"]) == (4321, 900)
+    assert by_name["analysis"]["time_limit_setting"] is None and by_name["analysis"]["preloaded_by_workers"]
+    assert [q["name"] for q in body["queues"]] == list(kinds.QUEUE_PRIORITY)
+    waiting = {q["name"]: q["waiting"] for q in body["queues"]}
+    assert waiting == {kinds.ANALYSIS_QUEUE: 0, kinds.BEAMLETS_QUEUE: 0, kinds.DOSE_QUEUE: 1, kinds.PLAN_QUEUE: 0}
+    assert {q["name"]: q["serves"] for q in body["queues"]}[kinds.ANALYSIS_QUEUE] == ["analysis", "sr"]
