@@ -8,7 +8,7 @@
   of Orthanc's configuration (`Settings.from_orthanc_config`, keys in
   Orthanc's CamelCase), which the launcher writes from the same variables.
   Both give the same `Settings`, so there is one list of options and one set
-  of defaults (README documents them).
+  of defaults (docs/configuration.md documents them).
 - The launcher's `orthanc_rt.ops.stack.StackConfig`, which also passes the
   variables' values on to the processes it starts.
 

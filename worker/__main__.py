@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     queues = list(dict.fromkeys(QUEUE_NAMES[k] for k in QUEUE_NAMES if k in args.queues))
     # A killed worker's job is found by RQ's registry cleanup once its heartbeat (interval + 60 s)
     # has lapsed; the cleanup runs every `maintenance` seconds in some worker and hands the job to
-    # tasks.on_failure (AbandonedJobError) and to RQ's Retry. README, "Reliability", gives the timing.
+    # tasks.on_failure (AbandonedJobError) and to RQ's Retry. docs/reliability-security.md gives the timing.
     worker = Worker(queues, connection=redis_for(settings.redis_url),
                     name=args.name, job_monitoring_interval=settings.worker_heartbeat_seconds,
                     maintenance_interval=settings.worker_maintenance_seconds,

@@ -1,6 +1,6 @@
 """RTDOSE: reading one into a `DoseGrid`, and building one from a grid.
 
-Geometry (DESIGN.md section 8): ImagePositionPatient is the centre of the
+Geometry (docs/physics.md): ImagePositionPatient is the centre of the
 first frame's first voxel; GridFrameOffsetVector gives each frame's z, relative
 to that position when its first value is 0 and absolute otherwise; frames in
 decreasing z are reordered so the grid always runs towards +z. Pixel values

@@ -1,7 +1,7 @@
 """RT Ion Plans (proton PBS): reading them as planning systems export them into `IonPlan`, and building them.
 
 Read with pydicom, not OpenTPS' `readDicomPlan` (it loses the beams of ion
-plans, DESIGN.md section 8). What the reader accepts from commercial exports:
+plans, docs/physics.md). What the reader accepts from commercial exports:
 
 - A layer written as a pair of control points, the second with zero weights,
   or with the weights on the second, or one control point per layer:

@@ -4,7 +4,7 @@ Entry n stores hash_n = sha256(hash_{n-1} + canonical(n, at, actor, action,
 subject, before, after)). `verify` recomputes the chain, so an edited entry,
 a deleted entry (gap in `seq`, or a broken link) or a re-ordered one is
 found. Removing entries from the *end* leaves a valid shorter chain; the
-README says so (an external anchor, e.g. logging the head hash, closes that).
+docs/reliability-security.md says so (an external anchor, e.g. logging the head hash, closes that).
 
 `record` appends inside the caller's transaction, so the change and its
 audit entry commit together. Appenders are serialised: on PostgreSQL by a

@@ -3,7 +3,7 @@
 A trigger is first written to the database and only then pushed to Redis, so
 a Redis outage delays work instead of losing it: `flush_pending` pushes what
 was recorded but never enqueued (the plugin calls it periodically and at
-start-up; see README, "Reliability").
+start-up; see docs/reliability-security.md).
 """
 from __future__ import annotations
 
