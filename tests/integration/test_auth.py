@@ -7,27 +7,12 @@ import sqlalchemy as sa
 
 from orthanc_rt.records import db
 from tests.support import cases as util
-from tests.support.routes import SAMPLES, STATE_CHANGING
+from tests.support.routes import PERMISSION, SAMPLES, STATE_CHANGING
 from tests.support.senders import rest_upload
 from tests.support.stack import AUTH_USERS, WORKER_USER, as_user
 
 pytestmark = pytest.mark.integration
 
-PERMISSION = {("GET", "/rt/health"): "read", ("GET", "/rt/openapi.json"): "read", ("GET", "/rt/jobs"): "read",
-              ("GET", "/rt/jobs/{job_id}"): "read", ("DELETE", "/rt/jobs/{job_id}"): "compute",
-              ("POST", "/rt/instances/{instance_id}/dose"): "compute", ("POST", "/rt/reconcile"): "reconcile",
-              ("GET", "/rt/audit"): "audit", ("GET", "/rt/audit/verify"): "audit",
-              ("POST", "/rt/instances/{instance_id}/analysis"): "compute",
-              ("GET", "/rt/measurements"): "read", ("POST", "/rt/measurements"): "measure",
-              ("GET", "/rt/measurements/{measurement_id}"): "read",
-              ("PUT", "/rt/measurements/{measurement_id}"): "measure",
-              ("DELETE", "/rt/measurements/{measurement_id}"): "measure",
-              ("GET", "/rt/studies/{study}/measurements/summary"): "read", ("GET", "/rt/doses/{dose}/dvh"): "read",
-              ("GET", "/rt/doses/{dose}/dvh.png"): "read", ("GET", "/rt/doses/{dose}/overlay.png"): "read",
-              ("GET", "/rt/workflows"): "read", ("GET", "/rt/workflows/{workflow}"): "read",
-              ("POST", "/rt/plans"): "compute", ("GET", "/rt/plans"): "read", ("POST", "/rt/plans/batch"): "compute",
-              ("GET", "/rt/plans/{plan_id}"): "read", ("DELETE", "/rt/plans/{plan_id}"): "plan-approve",
-              ("GET", "/rt/studies/{study}/structure-sets"): "read"}
 
 
 def _call(client, method: str, path: str):

@@ -35,6 +35,24 @@ SAMPLES = {
     ("GET", "/rt/studies/{study}/structure-sets"): "/rt/studies/1.2.3/structure-sets",
 }
 
+# The permission each route needs, stated independently of plugin/roles.py (tests/unit/test_roles.py and
+# tests/integration/test_auth.py compare the router with it).
+PERMISSION = {("GET", "/rt/health"): "read", ("GET", "/rt/openapi.json"): "read", ("GET", "/rt/jobs"): "read",
+              ("GET", "/rt/jobs/{job_id}"): "read", ("DELETE", "/rt/jobs/{job_id}"): "compute",
+              ("POST", "/rt/instances/{instance_id}/dose"): "compute", ("POST", "/rt/reconcile"): "reconcile",
+              ("GET", "/rt/audit"): "audit", ("GET", "/rt/audit/verify"): "audit",
+              ("POST", "/rt/instances/{instance_id}/analysis"): "compute",
+              ("GET", "/rt/measurements"): "read", ("POST", "/rt/measurements"): "measure",
+              ("GET", "/rt/measurements/{measurement_id}"): "read",
+              ("PUT", "/rt/measurements/{measurement_id}"): "measure",
+              ("DELETE", "/rt/measurements/{measurement_id}"): "measure",
+              ("GET", "/rt/studies/{study}/measurements/summary"): "read", ("GET", "/rt/doses/{dose}/dvh"): "read",
+              ("GET", "/rt/doses/{dose}/dvh.png"): "read", ("GET", "/rt/doses/{dose}/overlay.png"): "read",
+              ("GET", "/rt/kinds"): "read", ("GET", "/rt/workflows"): "read",
+              ("GET", "/rt/workflows/{workflow}"): "read",
+              ("POST", "/rt/plans"): "compute", ("GET", "/rt/plans"): "read", ("POST", "/rt/plans/batch"): "compute",
+              ("GET", "/rt/plans/{plan_id}"): "read", ("DELETE", "/rt/plans/{plan_id}"): "plan-approve",
+              ("GET", "/rt/studies/{study}/structure-sets"): "read"}
 
 STATE_CHANGING = {"compute": {"admin", "physicist", "dosimetrist"}, "reconcile": {"admin", "physicist"},
                   "plan-approve": {"admin", "physicist"},

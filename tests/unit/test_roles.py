@@ -13,7 +13,7 @@ from orthanc_rt.settings import Settings
 from plugin import roles
 from plugin.rest import Request
 from plugin.roles import Access, basic_user
-from tests.support.routes import SAMPLES, STATE_CHANGING, make_router
+from tests.support.routes import PERMISSION, SAMPLES, STATE_CHANGING, make_router
 
 USERS = {"ada": "admin", "phil": "physicist", "dora": "dosimetrist", "vic": "viewer"}
 
@@ -73,8 +73,8 @@ def test_without_roles_everyone_is_admin_in_development():
 
 
 def test_every_route_has_a_sample_and_a_known_permission(api):
-    assert {(r.method, r.template) for r in api.routes} == set(SAMPLES)
-    assert all(r.permission in roles.PERMISSIONS for r in api.routes)
+    assert {(r.method, r.template) for r in api.routes} == set(SAMPLES) == set(PERMISSION)
+    assert {(r.method, r.template): r.permission for r in api.routes} == PERMISSION
 
 
 @pytest.mark.parametrize("route", sorted(SAMPLES), ids=lambda r: f"{r[0]} {r[1]}")
