@@ -36,6 +36,16 @@ AUTH_USERS = {"ada": ("ada-pw-1", "admin"), "phil": ("phil-pw-2", "physicist"),
 WORKER_USER = ("rt-worker", "worker-secret-6f1c")
 
 
+# DICOM nodes the production stack knows: the TPS on this host, and a scanner elsewhere whose AE title an
+# attacker on this host can claim (DicomCheckModalityHost must refuse it). 192.0.2.0/24 is TEST-NET-1.
+KNOWN_AET, SPOOFED_AET, UNKNOWN_AET = "RT_TPS", "RT_SCANNER", "INTRUDER"
+
+
+def dicom_modalities(tps_port: int) -> dict[str, dict[str, object]]:
+    return {"tps": {"AET": KNOWN_AET, "Host": "127.0.0.1", "Port": tps_port},
+            "scanner": {"AET": SPOOFED_AET, "Host": "192.0.2.10", "Port": 104}}
+
+
 FAULT_JOB_TIMEOUT_S = 60
 
 
