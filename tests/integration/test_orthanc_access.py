@@ -192,3 +192,25 @@ def test_dicom_port_serves_a_configured_modality_from_its_host(auth_stack, tmp_p
                  calling=KNOWN_AET, timeout_s=120)
     assert move.returncode == 0, move.stderr
     assert len(list(received.iterdir())) == 2
+
+
+def test_a_job_whose_result_was_deleted_says_so(auth_stack):
+    case = util.small_phantom_case("result-deleted")
+    rest_upload(auth_stack.orthanc_url, [*case.ct, case.rtstruct, case.plan], auth=("dora", AUTH_USERS["dora"][0]))
+    vic = as_user(auth_stack, "vic")
+    job = vic.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid,
+                       kind="dose")
+    assert job["state"] == "succeeded", job["message"]
+    assert vic.get(f"/rt/jobs/{job['id']}").json()["results_deleted"] == []
+    dose = job["outputs"]["rtdose"]["orthanc_id"]
+    assert as_user(auth_stack, "dora").delete(f"/instances/{dose}").status_code == 403  # not a dosimetrist's
+    assert as_user(auth_stack, "ada").delete(f"/instances/{dose}").status_code == 200
+    assert vic.get(f"/rt/jobs/{job['id']}").json()["results_deleted"] == ["rtdose"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        entries, _ = audit.query(auth_stack.db_url, audit.AuditQuery(action="orthanc.delete-instance",
+                                                                     subject=f"/instances/{dose}"))
+        if entries:
+            break
+        time.sleep(0.3)
+    assert [e["actor"] for e in entries] == ["ada"]
