@@ -24,7 +24,8 @@ PERMISSION = {("GET", "/rt/health"): "read", ("GET", "/rt/openapi.json"): "read"
               ("DELETE", "/rt/measurements/{measurement_id}"): "measure",
               ("GET", "/rt/studies/{study}/measurements/summary"): "read", ("GET", "/rt/doses/{dose}/dvh"): "read",
               ("GET", "/rt/doses/{dose}/dvh.png"): "read", ("GET", "/rt/doses/{dose}/overlay.png"): "read",
-              ("GET", "/rt/workflows"): "read", ("GET", "/rt/workflows/{workflow}"): "read",
+              ("GET", "/rt/kinds"): "read", ("GET", "/rt/workflows"): "read",
+              ("GET", "/rt/workflows/{workflow}"): "read",
               ("POST", "/rt/plans"): "compute", ("GET", "/rt/plans"): "read", ("POST", "/rt/plans/batch"): "compute",
               ("GET", "/rt/plans/{plan_id}"): "read", ("DELETE", "/rt/plans/{plan_id}"): "plan-approve",
               ("GET", "/rt/studies/{study}/structure-sets"): "read"}
