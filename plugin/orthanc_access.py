@@ -197,7 +197,7 @@ class OrthancAccess:
             method = request.get("method")
             verdict = self.verdict(method, uri, headers)
             if not verdict.allowed:
-                log.warning("refused %s %s to %r: needs %r (%s)", method_name(method), uri[:200],
+                log.warning("refused %s %r to %r: needs %r (%s)", method_name(method), uri[:200],
                             verdict.user or "anonymous", verdict.permission, verdict.family)
             elif verdict.audit and self.audit is not None:
                 effective = next((v for k, v in headers.items() if k.lower() == "x-http-method-override"),
@@ -207,5 +207,5 @@ class OrthancAccess:
                             "ip": str(request.get("ip", "")), "outcome": "requested"})
             return verdict.allowed
         except Exception:
-            log.exception("the Orthanc access filter failed on %s; refusing the request", uri[:200])
+            log.exception("the Orthanc access filter failed on %r; refusing the request", uri[:200])
             return False

@@ -52,7 +52,7 @@ def test_every_orthanc_route_family_by_role(auth_stack, family):
     for user, role in CALLERS.items():
         before = _refusals_logged(auth_stack)
         r = _send(auth_stack, _session(auth_stack, user), method, path, body)
-        refusal = f"refused {method} {path.split('?')[0]} to {user!r}"
+        refusal = f"refused {method} {path.split('?')[0]!r} to {user!r}"
         granted = bool(role) and family.permission in roles.GRANTS[role]
         if not granted:
             assert r.status_code == 403, (user, r.status_code, r.text[:200])

@@ -41,8 +41,8 @@ def c_store_result(port: int, datasets: Sequence[Dataset], folder: Path, *, aet:
     return dcmtk("storescu", port, ["-R", "-xs"], files, aet=aet, calling=calling)
 
 
-def dcmtk(tool: str, port: int, options: Sequence[str] = (), operands: Sequence[str] = (), *,
-          aet: str = "ORTHANC_RT", calling: str = "STORESCU", timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+def dcmtk(tool: str, port: int, options: Sequence[str] = (), operands: Sequence[str] = (), *, aet: str = "ORTHANC_RT",
+          calling: str = "STORESCU", timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
     """Run a dcmtk network tool (echoscu, findscu, movescu, storescu) against 127.0.0.1:port as AE `calling`."""
     return subprocess.run([tool, "-aet", calling, "-aec", aet, *options, "127.0.0.1", str(port), *operands],
                           capture_output=True, text=True, timeout=timeout_s)
