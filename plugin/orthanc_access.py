@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote
 
+from orthanc_rt.records import audit
 from plugin import roles
 from plugin.roles import Access
 
@@ -163,9 +164,9 @@ AuditSink = Callable[[str, str, str, dict[str, Any]], None]  # (actor, action, s
 class OrthancAccess:
     """Decides each HTTP request Orthanc receives (`verdict`), and `allow` is the filter itself."""
 
-    def __init__(self, access: Access, audit: AuditSink | None = None):
+    def __init__(self, access: Access, record_change: AuditSink | None = None):
         self.access = access
-        self.audit = audit
+        self.record_change = record_change
 
     def verdict(self, method: Any, uri: str, headers: Mapping[str, str]) -> Verdict:
         name = method_name(method)
@@ -199,10 +200,10 @@ class OrthancAccess:
             if not verdict.allowed:
                 log.warning("refused %s %r to %r: needs %r (%s)", method_name(method), uri[:200],
                             verdict.user or "anonymous", verdict.permission, verdict.family)
-            elif verdict.audit and self.audit is not None:
+            elif verdict.audit and self.record_change is not None:
                 effective = next((v for k, v in headers.items() if k.lower() == "x-http-method-override"),
                                  method_name(method))
-                self.audit(verdict.user or "anonymous", f"orthanc.{verdict.permission}", uri[:128],
+                self.record_change(verdict.user or "anonymous", audit.ORTHANC_PREFIX + verdict.permission, uri[:128],
                            {"method": effective.upper(), "path": uri[:1000], "family": verdict.family,
                             "ip": str(request.get("ip", "")), "outcome": "requested"})
             return verdict.allowed
