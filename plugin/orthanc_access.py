@@ -203,9 +203,10 @@ class OrthancAccess:
             elif verdict.audit and self.record_change is not None:
                 effective = next((v for k, v in headers.items() if k.lower() == "x-http-method-override"),
                                  method_name(method))
-                self.record_change(verdict.user or "anonymous", audit.ORTHANC_PREFIX + verdict.permission, uri[:128],
-                           {"method": effective.upper(), "path": uri[:1000], "family": verdict.family,
-                            "ip": str(request.get("ip", "")), "outcome": "requested"})
+                details = {"method": effective.upper(), "path": uri[:1000], "family": verdict.family,
+                           "ip": str(request.get("ip", "")), "outcome": "requested"}
+                self.record_change(verdict.user or "anonymous", audit.ORTHANC_PREFIX + verdict.permission,
+                                   uri[:128], details)
             return verdict.allowed
         except Exception:
             log.exception("the Orthanc access filter failed on %r; refusing the request", uri[:200])
