@@ -13,6 +13,7 @@ from orthanc_rt.records import audit
 from plugin import roles
 from plugin.orthanc_access import FAMILIES
 from tests.support import cases as util
+from tests.support.browser import ARTIFACTS
 from tests.support.orthanc_routes import FAMILY_SAMPLES, REFUSED_BY_ORTHANC_ITSELF
 from tests.support.senders import c_store_result, dcmtk, rest_upload
 from tests.support.stack import AUTH_USERS, KNOWN_AET, SPOOFED_AET, UNKNOWN_AET, WORKER_USER, as_user
@@ -214,3 +215,24 @@ def test_a_job_whose_result_was_deleted_says_so(auth_stack):
             break
         time.sleep(0.3)
     assert [e["actor"] for e in entries] == ["ada"]
+
+
+@pytest.mark.browser
+def test_orthanc_explorer_works_for_a_viewer(auth_stack, browser):
+    case = util.small_phantom_case("explorer-viewer")
+    ids = rest_upload(auth_stack.orthanc_url, case.ct[:2], auth=("dora", AUTH_USERS["dora"][0]))
+    study = as_user(auth_stack, "vic").get(f"/instances/{ids[0]}/study").json()["ID"]
+    context = browser.new_context(http_credentials={"username": "vic", "password": AUTH_USERS["vic"][0]})
+    page = context.new_page()
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(r.url) if r.status == 403 else None)
+    page.goto(f"{auth_stack.orthanc_url}/app/explorer.html#study?uuid={study}", wait_until="networkidle")
+    page.get_by_text(case.study.study_instance_uid).first.wait_for(timeout=30_000)
+    page.goto(f"{auth_stack.orthanc_url}/app/explorer.html#find-patients", wait_until="networkidle")
+    try:
+        page.get_by_text(case.study.patient_id).first.wait_for(timeout=30_000)
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "explorer-as-viewer.png"))
+        context.close()
+    assert refused == [], f"the Explorer asked for what a viewer may not have: {refused}"
