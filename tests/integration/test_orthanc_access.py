@@ -16,7 +16,15 @@ from tests.support import cases as util
 from tests.support.browser import ARTIFACTS
 from tests.support.orthanc_routes import FAMILY_SAMPLES, REFUSED_BY_ORTHANC_ITSELF
 from tests.support.senders import c_store_result, dcmtk, rest_upload
-from tests.support.stack import AUTH_USERS, KNOWN_AET, SPOOFED_AET, UNKNOWN_AET, WORKER_USER, as_user
+from tests.support.stack import (
+    AUTH_USERS,
+    KNOWN_AET,
+    SPOOFED_AET,
+    UNKNOWN_AET,
+    WORKER_USER,
+    as_user,
+    succeeded_dose_job,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -196,12 +204,8 @@ def test_dicom_port_serves_a_configured_modality_from_its_host(auth_stack, tmp_p
 
 
 def test_a_job_whose_result_was_deleted_says_so(auth_stack):
-    case = util.small_phantom_case("result-deleted")
-    rest_upload(auth_stack.orthanc_url, [*case.ct, case.rtstruct, case.plan], auth=("dora", AUTH_USERS["dora"][0]))
+    job = succeeded_dose_job(auth_stack, "result-deleted", "vic")
     vic = as_user(auth_stack, "vic")
-    job = vic.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid,
-                       kind="dose")
-    assert job["state"] == "succeeded", job["message"]
     assert vic.get(f"/rt/jobs/{job['id']}").json()["results_deleted"] == []
     dose = job["outputs"]["rtdose"]["orthanc_id"]
     assert as_user(auth_stack, "dora").delete(f"/instances/{dose}").status_code == 403  # not a dosimetrist's
