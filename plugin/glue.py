@@ -18,9 +18,11 @@ from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.scheduling.triggers import Triggers
 from orthanc_rt.settings import Settings
+from plugin.archive_audit import ArchiveAuditWriter
 from plugin.context import Context
 from plugin.events import EventDispatcher, trigger_table
 from plugin.maintenance import Maintenance
+from plugin.orthanc_access import OrthancAccess
 from plugin.rest import Request, Response
 from plugin.roles import Access
 from plugin.router import Router, error_response_for
@@ -85,6 +87,8 @@ def install(orthanc: Any) -> None:
     if access.misconfigured:
         logger.error("Orthanc-RT: OrthancRT.Roles is set but AuthenticationEnabled is not true; "
                      "every /rt/ request will be refused (503)")
+    elif access.enforced and not access.roles:
+        logger.error("Orthanc-RT: AuthenticationEnabled without OrthancRT.Roles: every user is refused (403)")
     audit.record(settings.database_url, "orthanc-rt-plugin", audit.CONFIG_LOADED, "", None,
                  {"settings": shown_settings(settings), "roles": access.roles})
 
@@ -114,9 +118,14 @@ def install(orthanc: Any) -> None:
             maintenance.start()
         elif name == "ORTHANC_STOPPED":
             maintenance.stopped.set()
+            archive_audit.stop()
         else:
             events.on_change(name, resource_id)
 
+    # Orthanc's own API, DICOMweb and the Explorer under the same role table as /rt/ (plugin/orthanc_access.py).
+    archive_audit = ArchiveAuditWriter(settings.database_url)
+    archive_audit.start()
+    orthanc.RegisterIncomingHttpRequestFilter(OrthancAccess(access, archive_audit.submit).allow)
     orthanc.RegisterRestCallback("/rt/(.*)", rest)
     ui_settings = json.dumps({"viewerUrl": settings.viewer_url})
     orthanc.ExtendOrthancExplorer(f"window.ORTHANC_RT = {ui_settings};\n"

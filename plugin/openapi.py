@@ -138,7 +138,8 @@ def spec(version: str) -> dict[str, Any]:
                 _q("study", {"type": "string", "maxLength": 128}, "StudyInstanceUID or Orthanc study id"), *_PAGE],
                 errors=(503,))},
             "/rt/jobs/{job_id}": {
-                "get": _op("A job with its history", "read", "the job", params=[_JOB_ID], errors=(404, 503)),
+                "get": _op("A job with its history; `results_deleted` names results no longer in Orthanc", "read",
+                           "the job", params=[_JOB_ID], errors=(404, 503)),
                 "delete": _op("Cancel a job (kills its MCsquare)", "compute", "cancelled", params=[_JOB_ID],
                               errors=(404, 409, 503)),
             },

@@ -1,10 +1,11 @@
-"""Who may do what under /rt/: roles mapped from Orthanc users, checked per route.
+"""Who may do what: roles mapped from Orthanc users, one permission table for /rt/ and Orthanc's own API.
 
 Orthanc itself does authentication (AuthenticationEnabled + RegisteredUsers):
 a request reaching the plugin with a Basic "authorization" header has already
 had its password checked. The 4.0 SDK passes no user name to callbacks, so the
-name is read from that header. Authorization is ours: each route names one
-permission, each role holds a set of permissions (one table, below).
+name is read from that header. Authorization is ours: each /rt/ route names one
+permission, each family of Orthanc's own routes too (plugin/orthanc_access.py),
+and each role holds a set of permissions (one table, below).
 
 With Orthanc's authentication on, every request needs a user with a role
 (a registered user without one gets 403). With authentication off and no
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 ADMIN, PHYSICIST, DOSIMETRIST, VIEWER = "admin", "physicist", "dosimetrist", "viewer"
-ROLES = (ADMIN, PHYSICIST, DOSIMETRIST, VIEWER)
+WORKER = "worker"  # the workers' own Orthanc user: reads inputs, stores results, replaces its earlier results
+ROLES = (ADMIN, PHYSICIST, DOSIMETRIST, VIEWER, WORKER)
 
 # Permissions a route can require.
 READ = "read"  # jobs, doses, health, the API description
@@ -29,14 +31,23 @@ MEASURE = "measure"  # create/edit/delete measurements (issue 4 routes)
 PLAN_APPROVE = "plan-approve"  # approve, delete plans
 AUDIT = "audit"  # read and verify the audit trail
 RECONCILE = "reconcile"  # scan Orthanc for plans without a dose job
-CONFIGURE = "configure"  # configuration reload and other administration
-PERMISSIONS = (READ, COMPUTE, MEASURE, PLAN_APPROVE, AUDIT, RECONCILE, CONFIGURE)
+CONFIGURE = "configure"  # Orthanc's settings, modalities and peers, jobs, reset, shutdown, Lua
+# Permissions of Orthanc's own API (plugin/orthanc_access.py: which route family needs which). READ also
+# covers the archive: Orthanc Explorer, QIDO-RS, WADO-RS/URI and study downloads.
+STORE = "store"  # add instances: REST upload, STOW-RS, /tools/create-dicom
+DELETE_INSTANCE = "delete-instance"  # DELETE /instances/{id} (a worker replacing its earlier result)
+DELETE = "delete"  # delete patients, studies, series
+MODIFY = "modify"  # modify, anonymize, merge, split, reconstruct; metadata and attachments
+SEND = "send"  # anything that leaves the archive or talks to other DICOM nodes
+PERMISSIONS = (READ, COMPUTE, MEASURE, PLAN_APPROVE, AUDIT, RECONCILE, CONFIGURE,
+               STORE, DELETE_INSTANCE, DELETE, MODIFY, SEND)
 
 GRANTS: dict[str, frozenset[str]] = {
     ADMIN: frozenset(PERMISSIONS),
-    PHYSICIST: frozenset({READ, COMPUTE, MEASURE, PLAN_APPROVE, AUDIT, RECONCILE}),
-    DOSIMETRIST: frozenset({READ, COMPUTE, MEASURE}),
+    PHYSICIST: frozenset({READ, STORE, COMPUTE, MEASURE, PLAN_APPROVE, AUDIT, RECONCILE}),
+    DOSIMETRIST: frozenset({READ, STORE, COMPUTE, MEASURE}),
     VIEWER: frozenset({READ}),
+    WORKER: frozenset({READ, STORE, DELETE_INSTANCE}),
 }
 
 

@@ -137,6 +137,8 @@ def render_orthanc_config(cfg: StackConfig) -> dict[str, Any]:
             roles[name] = role
     if cfg.worker_username:
         registered[cfg.worker_username] = cfg.worker_password
+        if config.get("AuthenticationEnabled"):  # Roles without authentication make the plugin refuse all
+            roles[cfg.worker_username] = "worker"  # read inputs, store results (plugin/roles.py)
     if not registered:
         config.pop("RegisteredUsers")
     if not roles:

@@ -41,6 +41,9 @@ RECONCILE = "reconcile.run"
 MEASUREMENT_CREATED = "measurement.created"
 MEASUREMENT_EDITED = "measurement.edited"
 MEASUREMENT_DELETED = "measurement.deleted"
+# A request to Orthanc's own API that changes the archive or its configuration, let through by the role
+# table: "orthanc." + the permission it needed (orthanc.delete, orthanc.send, ...; plugin/orthanc_access.py).
+ORTHANC_PREFIX = "orthanc."
 
 
 def record(session_or_url: Session | str, actor: str, action: str, subject: str = "",

@@ -4,13 +4,18 @@ from __future__ import annotations
 from functools import partial
 
 from orthanc_rt.errors import NotFound
+from orthanc_rt.pacs.resources import exists
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobQuery
+from orthanc_rt.records.tables import Job
 from orthanc_rt.scheduling import kinds
 from plugin import roles
 from plugin.context import Context
 from plugin.rest import Request, Response, choice_param, text_param
 from plugin.router import Route, page, page_params
+
+# Outputs naming instances a job stored in Orthanc (the others name its inputs).
+RESULT_OUTPUTS = ("rtdose", "rtplan")
 
 
 def routes(ctx: Context) -> list[Route]:
@@ -35,7 +40,16 @@ def _get(ctx: Context, request: Request, job_id: str) -> Response:
     job = ctx.store.get(job_id, with_events=True)
     if job is None:
         raise NotFound(f"no job {job_id}")
-    return Response(200, jobs.to_dict(job, events=True))
+    return Response(200, {**jobs.to_dict(job, events=True), "results_deleted": _deleted_results(ctx, job)})
+
+
+def _deleted_results(ctx: Context, job: Job) -> list[str]:
+    """The outputs whose instance is no longer in Orthanc: someone deleted a job's result (the archive's
+    audit trail says who). Asked of Orthanc on each read of one job, so it holds however it was deleted."""
+    outputs = job.outputs or {}
+    return [name for name in RESULT_OUTPUTS
+            if isinstance(outputs.get(name), dict) and outputs[name].get("orthanc_id")
+            and not exists(ctx.orthanc, f"/instances/{outputs[name]['orthanc_id']}")]
 
 
 def _cancel(ctx: Context, request: Request, job_id: str) -> Response:

@@ -23,6 +23,7 @@ from tests.support.stack import (
     TEST_PRIMARIES,
     WORKER_USER,
     Client,
+    dicom_modalities,
 )
 
 
@@ -79,6 +80,7 @@ def auth_stack(tmp_path_factory) -> Iterator[StackConfig]:
             worker_password=WORKER_USER[1],
             client_auth=("ada", AUTH_USERS["ada"][0]),
             viewer_port=free_port(),  # the OHIF viewer must not open a way around the login
+            orthanc_overrides={"DicomModalities": dicom_modalities(free_port())},
         )
         try:
             stack.start(cfg)

@@ -6,13 +6,10 @@ import pytest
 import sqlalchemy as sa
 
 from orthanc_rt.records import db
-from tests.support import cases as util
 from tests.support.routes import PERMISSION, SAMPLES, STATE_CHANGING
-from tests.support.senders import rest_upload
-from tests.support.stack import AUTH_USERS, WORKER_USER, as_user
+from tests.support.stack import AUTH_USERS, WORKER_USER, as_user, succeeded_dose_job
 
 pytestmark = pytest.mark.integration
-
 
 
 def _call(client, method: str, path: str):
@@ -49,12 +46,8 @@ def test_every_route_401_403_by_role(auth_stack, route):
 
 
 def test_worker_uses_its_own_credentials_and_no_secret_is_logged(auth_stack):
-    case = util.small_phantom_case("auth-dose")
-    rest_upload(auth_stack.orthanc_url, [*case.ct, case.rtstruct, case.plan], auth=("dora", AUTH_USERS["dora"][0]))
+    job = succeeded_dose_job(auth_stack, "auth-dose", "phil")
     phil = as_user(auth_stack, "phil")
-    job = phil.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=case.study.study_instance_uid,
-                        kind="dose")
-    assert job["state"] == "succeeded", job["message"]
 
     entries = phil.get("/rt/audit", params={"subject": job["id"]}).json()["items"]
     actions = [e["action"] for e in reversed(entries)]

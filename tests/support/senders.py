@@ -21,7 +21,16 @@ def rest_upload(base: str, datasets: Sequence[Dataset], auth: tuple[str, str] | 
     return ids
 
 
-def c_store(port: int, datasets: Sequence[Dataset], folder: Path, *, aet: str = "ORTHANC_RT") -> None:
+def c_store(port: int, datasets: Sequence[Dataset], folder: Path, *, aet: str = "ORTHANC_RT",
+            calling: str = "STORESCU") -> None:
+    result = c_store_result(port, datasets, folder, aet=aet, calling=calling)
+    if result.returncode != 0:
+        raise AssertionError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
+
+
+def c_store_result(port: int, datasets: Sequence[Dataset], folder: Path, *, aet: str = "ORTHANC_RT",
+                   calling: str = "STORESCU") -> subprocess.CompletedProcess[str]:
+    """storescu's run (not checked): `calling` is the AE title it claims."""
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for ds in datasets:
@@ -29,10 +38,14 @@ def c_store(port: int, datasets: Sequence[Dataset], folder: Path, *, aet: str = 
         path.write_bytes(to_bytes(ds))
         files.append(str(path))
     # -R: propose exactly the SOP classes of the files (storescu's default list lacks RT Ion Plan).
-    result = subprocess.run(["storescu", "-R", "-aec", aet, "-xs", "127.0.0.1", str(port), *files],
-                            capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        raise AssertionError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
+    return dcmtk("storescu", port, ["-R", "-xs"], files, aet=aet, calling=calling)
+
+
+def dcmtk(tool: str, port: int, options: Sequence[str] = (), operands: Sequence[str] = (), *, aet: str = "ORTHANC_RT",
+          calling: str = "STORESCU", timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a dcmtk network tool (echoscu, findscu, movescu, storescu) against 127.0.0.1:port as AE `calling`."""
+    return subprocess.run([tool, "-aet", calling, "-aec", aet, *options, "127.0.0.1", str(port), *operands],
+                          capture_output=True, text=True, timeout=timeout_s)
 
 
 def stow_rs(base: str, datasets: Sequence[Dataset]) -> dict:

@@ -10,6 +10,8 @@ import requests
 
 from orthanc_rt.ops.stack import StackConfig
 from orthanc_rt.pacs.client import orthanc_session
+from tests.support.cases import small_phantom_case
+from tests.support.senders import rest_upload
 
 STACK_REDIS_URL = os.environ.get("ORTHANC_RT_TEST_STACK_REDIS", "redis://127.0.0.1:6379/14")
 
@@ -34,6 +36,16 @@ AUTH_USERS = {"ada": ("ada-pw-1", "admin"), "phil": ("phil-pw-2", "physicist"),
 
 
 WORKER_USER = ("rt-worker", "worker-secret-6f1c")
+
+
+# DICOM nodes the production stack knows: the TPS on this host, and a scanner elsewhere whose AE title an
+# attacker on this host can claim (DicomCheckModalityHost must refuse it). 192.0.2.0/24 is TEST-NET-1.
+KNOWN_AET, SPOOFED_AET, UNKNOWN_AET = "RT_TPS", "RT_SCANNER", "INTRUDER"
+
+
+def dicom_modalities(tps_port: int) -> dict[str, dict[str, object]]:
+    return {"tps": {"AET": KNOWN_AET, "Host": "127.0.0.1", "Port": tps_port},
+            "scanner": {"AET": SPOOFED_AET, "Host": "192.0.2.10", "Port": 104}}
 
 
 FAULT_JOB_TIMEOUT_S = 60
@@ -108,3 +120,14 @@ def mcsquare_running(data_dir: Path) -> bool:
         except OSError:
             continue
     return False
+
+
+def succeeded_dose_job(cfg: StackConfig, name: str, reader: str) -> dict[str, Any]:
+    """A small phantom case uploaded by the dosimetrist of AUTH_USERS; its dose job once it succeeded,
+    waited for as `reader`."""
+    case = small_phantom_case(name)
+    rest_upload(cfg.orthanc_url, [*case.ct, case.rtstruct, case.plan], auth=("dora", AUTH_USERS["dora"][0]))
+    job = as_user(cfg, reader).wait_job(lambda j: j["state"] in ("succeeded", "failed"),
+                                        study=case.study.study_instance_uid, kind="dose")
+    assert job["state"] == "succeeded", job["message"]
+    return job

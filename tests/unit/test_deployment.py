@@ -118,3 +118,17 @@ def _variables_read_by_code() -> set[str]:
         names.update(re.findall(r'"(ORTHANC_RT_[A-Z_]+)"', text))
         names.update(f"ORTHANC_RT_{n}" for n in re.findall(r'get\("([A-Z_]+)"', text))
     return names
+
+
+def test_production_template_locks_the_dicom_port_and_gives_the_workers_their_role(tmp_path):
+    production = render_orthanc_config(StackConfig(
+        data_dir=tmp_path, template=PROJECT_DIR / "orthanc_config" / "production.json",
+        users={"ada": ("pw", "admin")}, worker_username="rt-worker", worker_password="secret"))
+    assert production["OrthancRT"]["Roles"] == {"ada": "admin", "rt-worker": "worker"}
+    assert not any(production[f"DicomAlwaysAllow{what}"]
+                   for what in ("Echo", "Store", "Find", "FindWorklist", "Get", "Move"))
+    assert production["DicomCheckModalityHost"] is True
+    # Without authentication, a role would make the plugin refuse everything (an unchecked header).
+    development = render_orthanc_config(StackConfig(data_dir=tmp_path, worker_username="rt-worker",
+                                                    worker_password="secret"))
+    assert "Roles" not in development["OrthancRT"]
