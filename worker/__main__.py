@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     worker = ResilientWorker(queues, connection=redis_for(settings.redis_url),
                              name=args.name, job_monitoring_interval=settings.worker_heartbeat_seconds,
                              maintenance_interval=settings.worker_maintenance_seconds,
-                             worker_ttl=settings.worker_maintenance_seconds + 15)
+                             worker_ttl=settings.worker_maintenance_seconds + 15,
+                             published=settings.for_workers())
     worker.work(with_scheduler=True, burst=args.burst)
 
 

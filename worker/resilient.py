@@ -10,10 +10,11 @@ listens.
 `ResilientWorker` keeps the process: while a job runs it keeps waiting for the work-horse when a heartbeat
 cannot be sent; when the loop ends on an outage it waits for Redis with back-off and listens again; after
 Redis came back empty it registers again. Faults other than outages still end the worker (a bug should not
-spin in a loop).
+spin in a loop). With every registration it publishes the settings it runs with, which `/rt/health` shows.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker
 from rq.worker import StopRequested
 
+from orthanc_rt.scheduling.queue import WORKER_SETTINGS_FIELD
 from worker.jobs.frame import TRANSIENT
 
 log = logging.getLogger("orthanc_rt.worker")
@@ -63,9 +65,20 @@ def wait_for_redis(redis: Redis, *, stopped: Callable[[], bool] = lambda: False,
 
 
 class ResilientWorker(Worker):
-    """`rq.Worker` that waits out outages instead of exiting (module docstring)."""
+    """`rq.Worker` that waits out outages instead of exiting (module docstring).
+
+    `published`: the settings shown for this worker in /rt/health (`Settings.for_workers`)."""
 
     _outage: BaseException | None = None
+
+    def __init__(self, *args: Any, published: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.published = published or {}
+
+    def register_birth(self) -> None:
+        super().register_birth()
+        if self.published:
+            self.connection.hset(self.key, WORKER_SETTINGS_FIELD, json.dumps(self.published))
 
     def work(self, burst: bool = False, **options: Any) -> bool:  # type: ignore[override]
         worked = False

@@ -4,7 +4,10 @@ Stages: fetch the plan and its CT from Orthanc, compute with MCsquare in a
 folder of the job's own, build the RTDOSE (UIDs derived from the job id, so
 a retry replaces rather than duplicates) and store it through Orthanc's REST
 API. Input problems end the job as failed with a readable reason; a CT that
-has not (completely) arrived puts it in waiting-for-input.
+has not (completely) arrived puts it in waiting-for-input. A beam whose
+isocentre lies outside the CT is a warning (in the job's message, the
+RTDOSE's series description and DoseComment); a plan whose beams leave no
+dose in the CT fails instead of storing an empty RTDOSE.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import numpy as np
 from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.dose import build_rtdose
 from orthanc_rt.dicom.ion_plan import read_ion_plan
-from orthanc_rt.dicom.models import DoseGrid
+from orthanc_rt.dicom.models import CtVolume, DoseGrid, IonPlan
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError, DoseEngineError
@@ -58,6 +61,7 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
                             structure_set_uid=plan.referenced_structure_set_uid)
     ct_datasets = fetch_series(api, ct_ref)
     ct = read_ct_series(ct_datasets)
+    warnings = beams_outside(plan, ct)
 
     progress.enter("preparing MCsquare")
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -68,6 +72,10 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
     grid = compute_dose(ct, plan, primaries=int(params["primaries"]), work_dir=work_dir,
                         scoring_spacing_mm=params.get("scoring_spacing_mm"), threads=settings.mcsquare_threads,
                         on_progress=lambda fraction, detail: progress.within(fraction, detail))
+    if not np.max(grid.dose_gy) > 0:
+        raise DicomInputError("MCsquare left no dose in the CT: the plan's beams miss it"
+                              + (f" ({'; '.join(warnings)})" if warnings else "")
+                              + "; is the plan on this CT's frame of reference and coordinates?")
 
     progress.enter("exporting RTDOSE")
     study = study_of(ct_datasets[0])
@@ -76,7 +84,9 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
     dose_ds = build_rtdose(
         grid, study, sop_instance_uid=sop_uid, series_instance_uid=series_uid,
         referenced_plan_uid=plan.sop_instance_uid,
-        series_description=f"MCsquare dose {int(params['primaries']):.0e} primaries (Orthanc-RT)",
+        series_description=f"MCsquare dose {int(params['primaries']):.0e} primaries (Orthanc-RT)"
+                           + (" WARNING" if warnings else ""),
+        content_description=warnings[0][:64] if warnings else "",
     )
     dose_bytes = to_bytes(dose_ds)
 
@@ -104,7 +114,18 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         "dose_at_isocenter_gy": _dose_at(grid, plan.beams[0].isocenter_mm),
         "dose_summation": "PLAN (all fractions)",
         "primaries": int(params["primaries"]),
+        "warnings": warnings,
     }
+
+
+def beams_outside(plan: IonPlan, ct: CtVolume) -> list[str]:
+    """One warning per beam whose isocentre lies outside the CT (its dose is partial, or none)."""
+    warnings = []
+    for beam in plan.beams:
+        outside = ct.distance_outside_mm(beam.isocenter_mm)
+        if outside > 0:
+            warnings.append(f"isocentre of beam {beam.name or beam.number} is {outside:.0f} mm outside the CT")
+    return warnings
 
 
 def _dose_at(grid: DoseGrid, point_mm: tuple[float, float, float]) -> float | None:
