@@ -76,6 +76,9 @@ def test_worker_survives_a_redis_restart_and_runs_the_next_job(tmp_path, busy):
         _watch(cfg, "worker-1", OUTAGE_S)
         assert stack.ensure_redis(cfg) == "started"  # empty, as after a restart without persistence
         _wait_registered(redis, cfg, timeout_s=90)  # /rt/health counts registered workers
+        # ... and shows what each one runs with (rq_workers' one MCsquare thread, not the default 0).
+        [shown] = Dispatcher(redis_url, job_timeout_s=60).stats()["workers"]
+        assert shown["settings"]["mcsquare_threads"] == 1, shown
 
         job_id = "dose-after-the-restart"  # not in the database: run_job says so and finishes
         Dispatcher(redis_url, job_timeout_s=60).enqueue(job_id, "dose")

@@ -1,7 +1,6 @@
 """Real RQ worker processes (`python -m worker`, as the launcher starts them) for fan-out tests and bench/."""
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -23,10 +22,9 @@ def rq_workers(redis_url: str, count: int, data_dir: Path, *, threads: int = 1, 
 
     With `fail_part`, the first attempt of that beamlet part (1-based) raises in whichever worker takes it
     (tests.support.beamlet_faults). `settings`: more ORTHANC_RT_* variables for the workers."""
-    # This checkout's code, whatever the caller's PYTHONPATH (the workers run in `data_dir`).
-    python_path = os.pathsep.join(filter(None, [str(stack.PROJECT_DIR), os.environ.get("PYTHONPATH", "")]))
+    # The launcher's worker environment runs this checkout's code (stack.worker_env).
     cfg = StackConfig(data_dir=Path(data_dir), redis_url=redis_url, mcsquare_threads=threads,
-                      worker_settings={"PYTHONPATH": python_path, **(settings or {})})
+                      worker_settings=dict(settings or {}))
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     redis = Redis.from_url(redis_url)
