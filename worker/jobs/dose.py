@@ -6,8 +6,10 @@ a retry replaces rather than duplicates) and store it through Orthanc's REST
 API. Input problems end the job as failed with a readable reason; a CT that
 has not (completely) arrived puts it in waiting-for-input. A beam whose
 isocentre lies outside the CT is a warning (in the job's message, the
-RTDOSE's series description and DoseComment); a plan whose beams leave no
-dose in the CT fails instead of storing an empty RTDOSE.
+RTDOSE's series description and DoseComment); one farther out than
+`MAX_ISOCENTRE_OUTSIDE_MM` fails the job before the Monte Carlo (the plan is
+not in this CT's coordinates), and a dose MCsquare left empty fails it after
+(worker.engines.mcsquare).
 """
 from __future__ import annotations
 
@@ -39,6 +41,10 @@ from worker.jobs.frame import Cancelled
 from worker.jobs.progress import Progress
 
 log = logging.getLogger("orthanc_rt.worker")
+# A plan's isocentre lies in or near its target, inside the patient the CT shows. Half a metre outside the
+# scanned volume it is in other coordinates (or the plan is on another CT): MCsquare would score next to nothing,
+# and with the beam pointing away from the CT a stray voxel (measured: 0.02 Gy at 1 km) rather than no dose.
+MAX_ISOCENTRE_OUTSIDE_MM = 500.0
 
 
 def run(job_id: str, settings: Settings, store: JobStore) -> dict[str, Any]:
@@ -72,10 +78,6 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
     grid = compute_dose(ct, plan, primaries=int(params["primaries"]), work_dir=work_dir,
                         scoring_spacing_mm=params.get("scoring_spacing_mm"), threads=settings.mcsquare_threads,
                         on_progress=lambda fraction, detail: progress.within(fraction, detail))
-    if not np.max(grid.dose_gy) > 0:
-        raise DicomInputError("MCsquare left no dose in the CT: the plan's beams miss it"
-                              + (f" ({'; '.join(warnings)})" if warnings else "")
-                              + "; is the plan on this CT's frame of reference and coordinates?")
 
     progress.enter("exporting RTDOSE")
     study = study_of(ct_datasets[0])
@@ -119,12 +121,20 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
 
 
 def beams_outside(plan: IonPlan, ct: CtVolume) -> list[str]:
-    """One warning per beam whose isocentre lies outside the CT (its dose is partial, or none)."""
+    """One warning per beam whose isocentre lies outside the CT (its dose may be partial);
+    DicomInputError when one lies more than MAX_ISOCENTRE_OUTSIDE_MM outside."""
     warnings = []
     for beam in plan.beams:
         outside = ct.distance_outside_mm(beam.isocenter_mm)
+        where = f"isocentre of beam {beam.name or beam.number} is {outside:.0f} mm outside the CT"
+        if outside > MAX_ISOCENTRE_OUTSIDE_MM:
+            (x0, x1), (y0, y1), (z0, z1) = ct.bounds_mm()
+            raise DicomInputError(
+                f"the plan's beams miss the CT: the {where} (IsocenterPosition (300A,012C) "
+                f"{tuple(round(v, 1) for v in beam.isocenter_mm)} mm; the CT spans x {x0:.0f}..{x1:.0f}, "
+                f"y {y0:.0f}..{y1:.0f}, z {z0:.0f}..{z1:.0f} mm): is the plan on this CT's coordinates?")
         if outside > 0:
-            warnings.append(f"isocentre of beam {beam.name or beam.number} is {outside:.0f} mm outside the CT")
+            warnings.append(where)
     return warnings
 
 
