@@ -9,6 +9,7 @@ names against a structure set's ({name: has contours}).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
@@ -271,9 +272,10 @@ def validate_rois(request: PlanRequest, contoured: Mapping[str, bool]) -> None:
 
 
 def _is_number(value: object) -> bool:
-    # math.isfinite raises OverflowError on an int beyond a float's range: every int is finite.
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and (isinstance(value, int) or math.isfinite(value))
+    """A finite int or float that converts to a float (math.isfinite raises OverflowError on an int beyond)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= sys.float_info.max if isinstance(value, int) else math.isfinite(value)
 
 
 def json_ready(value: object) -> object:
