@@ -216,3 +216,16 @@ def test_decoded_query_values_are_checked_like_any_other(orthanc, path):
     r = orthanc.get(path)
     assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
     _still_serving(orthanc)
+
+
+@pytest.mark.parametrize("structure_set", ["../../system", "a b", "%00", "x" * 5000, "00000000-0000"])
+def test_an_analysis_names_its_structure_set_by_orthanc_id_only(orthanc, plan_id, structure_set):
+    r = orthanc.post(f"/rt/instances/{plan_id}/analysis", json={"structure_set": structure_set})
+    assert r.status_code == 400 and r.json()["field"] == "structure_set", (r.status_code, r.text[:300])
+    _still_serving(orthanc)
+
+
+def test_measurement_details_must_be_finite(orthanc):
+    body = b'{"type": "distance", "value": 1, "study_instance_uid": "1.2.3", "details": {"x": Infinity}}'
+    r = orthanc.post("/rt/measurements", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["field"] == "details", (r.status_code, r.text[:300])
