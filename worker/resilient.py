@@ -118,7 +118,9 @@ class ResilientWorker(Worker):
 
     def dequeue_job_and_maintain_ttl(self, *args: Any, **kwargs: Any) -> Any:
         with self._noting_outages():
-            return super().dequeue_job_and_maintain_ttl(*args, **kwargs)
+            result = super().dequeue_job_and_maintain_ttl(*args, **kwargs)
+        self._outage = None  # RQ waited out the lost connections it met in there (its maintenance's too)
+        return result
 
     def execute_job(self, *args: Any, **kwargs: Any) -> None:
         with self._noting_outages():
