@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,6 +36,7 @@ log = logging.getLogger("orthanc_rt.worker")
 OUTAGES = (RedisConnectionError, RedisTimeoutError, *TRANSIENT)
 FIRST_WAIT_S = 1.0
 MAX_WAIT_S = 30.0
+T = TypeVar("T")
 
 
 def backoff_delays(first_s: float = FIRST_WAIT_S, max_s: float = MAX_WAIT_S) -> Iterator[float]:
@@ -62,6 +63,18 @@ def wait_for_redis(redis: Redis, *, stopped: Callable[[], bool] = lambda: False,
                 log.warning("Redis unreachable (%s: %s); trying again in %.0f s", type(exc).__name__, exc, delay)
             sleep(delay)
     return False  # pragma: no cover  (backoff_delays never ends)
+
+
+def once_redis_answers(redis: Redis, call: Callable[[], T]) -> T:
+    """`call()` once Redis answers, and again after waiting while it fails on a lost connection (start-up:
+    RQ's Worker() already talks to Redis)."""
+    while True:
+        wait_for_redis(redis)
+        try:
+            return call()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("Redis went away again (%s); waiting for it", type(exc).__name__)
+            time.sleep(FIRST_WAIT_S)
 
 
 class ResilientWorker(Worker):

@@ -86,3 +86,22 @@ def test_worker_survives_a_redis_restart_and_runs_the_next_job(tmp_path, busy):
         _wait_status(rq_job, cfg, JobStatus.FINISHED, timeout_s=90)
         assert rq_job.return_value() == {"skipped": f"no job {job_id} in the database"}
         _watch(cfg, "worker-1", 2)
+
+
+def test_a_worker_started_before_redis_waits_for_it(tmp_path):
+    """RQ's Worker() already talks to Redis: a worker (re)started while Redis is down, as after a reboot or in
+    the middle of a Redis restart, must wait rather than exit."""
+    cfg = StackConfig(data_dir=tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    db.upgrade(cfg.db_url)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        stack.start_worker(cfg, 1)
+        _watch(cfg, "worker-1", OUTAGE_S)  # start-up (OpenTPS' import included) and then waiting
+        assert stack.ensure_redis(cfg) == "started"
+        redis = Redis.from_url(cfg.redis_url, socket_connect_timeout=2)
+        _wait_registered(redis, cfg, timeout_s=90)
+        Dispatcher(cfg.redis_url, job_timeout_s=60).enqueue("dose-after-the-start", "dose")
+        _wait_status(RqJob.fetch("dose-after-the-start", connection=redis), cfg, JobStatus.FINISHED, timeout_s=90)
+    finally:
+        stack.stop(cfg)
