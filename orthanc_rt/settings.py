@@ -111,9 +111,14 @@ def default_of(key: str) -> Any:
     return from_environment(key, {})
 
 
-def local_orthanc_url(http_port: int) -> str:
+def local_orthanc_url(http_port: int, *, ssl: bool = False) -> str:
     """Orthanc's REST API on this host."""
-    return f"http://127.0.0.1:{http_port}"
+    return f"{'https' if ssl else 'http'}://127.0.0.1:{http_port}"
+
+
+# Settings only workers use: the plugin's values of these are defaults it never reads, so /rt/health shows each
+# worker's own (published in Redis, `Settings.for_workers`) instead.
+WORKER_ONLY = ("mcsquare_threads", "distributed_beamlets", "beamlet_split_spots")
 
 
 def default_data_dir() -> Path:
@@ -221,6 +226,9 @@ class Settings:
         )
         return replace(
             base,
+            # Orthanc itself, as a worker on this host reaches it (the plugin calls it in-process).
+            orthanc_url=local_orthanc_url(int(config.get("HttpPort", default_of("http_port"))),
+                                          ssl=_as_bool(config.get("SslEnabled", False))),
             database_url=section.get("DatabaseUrl", base.database_url),
             redis_url=section.get("RedisUrl", base.redis_url),
             work_dir=section.get("WorkDir", base.work_dir),
@@ -253,6 +261,12 @@ class Settings:
                               for name in AutoAnalysis.__dataclass_fields__},
             "plan_job_timeout_seconds": self.plan_job_timeout_seconds,
         }
+
+    def for_workers(self) -> dict[str, Any]:
+        """What a worker runs with, as it publishes it for /rt/health (no credentials)."""
+        shown = self.redacted()
+        return {"orthanc_url": shown["orthanc_url"], "database": shown["database"], "work_dir": self.work_dir,
+                **{key: shown[key] for key in WORKER_ONLY}}
 
 
 def _auto_analysis(cfg: Mapping[str, Any]) -> AutoAnalysis:

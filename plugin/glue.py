@@ -23,7 +23,7 @@ from plugin.context import Context
 from plugin.events import EventDispatcher, trigger_table
 from plugin.maintenance import Maintenance
 from plugin.orthanc_access import OrthancAccess
-from plugin.rest import Request, Response
+from plugin.rest import Request, Response, decode_query
 from plugin.roles import Access
 from plugin.router import Router, error_response_for
 from plugin.routes import all_routes
@@ -103,7 +103,7 @@ def install(orthanc: Any) -> None:
 
     def rest(output: Any, uri: str, **request: Any) -> None:
         try:
-            req = Request(method=request.get("method", "GET"), path=uri, query=dict(request.get("get") or {}),
+            req = Request(method=request.get("method", "GET"), path=uri, query=decode_query(request.get("get")),
                           body=request.get("body") or b"", headers=dict(request.get("headers") or {}))
             response = router.handle(req)
         except Exception as exc:  # a request the SDK handed over in a shape we did not expect

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from orthanc_rt.planning import request as plan_request
+from orthanc_rt.scheduling.params import PRIMARIES_RANGE
 from plugin.router import MAX_OFFSET, MAX_PAGE, PARAM_PATTERNS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -78,21 +80,26 @@ _REASONS = {400: "invalid request", 401: "no or wrong credentials", 403: "the us
             413: "request body too large", 503: "Redis, the database or Orthanc unavailable"}
 
 _OBJECTIVE = {"type": "object", "required": ["roi", "type", "dose_gy"], "properties": {
-    "roi": {"type": "string"}, "type": {"type": "string", "enum": ["DMin", "DMax", "DMean", "DUniform", "DVHMin",
-                                                                    "DVHMax"]},
+    "roi": {"type": "string", "maxLength": plan_request.MAX_ROI_NAME},
+    "type": {"type": "string", "enum": ["DMin", "DMax", "DMean", "DUniform", "DVHMin", "DVHMax"]},
     "dose_gy": {"type": "number", "minimum": 0}, "weight": {"type": "number"},
     "volume_pct": {"type": "number", "minimum": 0, "maximum": 100}, "robust": {"type": "boolean"}}}
 _PLAN_FIELDS = {
     "workflow": {"type": "string", "enum": ["proton-impt", "proton-robust", "photon-ccc"]},
-    "target_roi": {"type": "string"}, "prescription_gy": {"type": "number", "minimum": 0.1, "maximum": 100},
+    "target_roi": {"type": "string", "maxLength": plan_request.MAX_ROI_NAME},
+    "prescription_gy": {"type": "number", "minimum": 0.1, "maximum": 100},
     "fractions": {"type": "integer", "minimum": 1, "maximum": 60},
     "beam_count": {"type": "integer", "minimum": 1, "maximum": 9},
     "gantry_angles_deg": {"type": "array", "items": {"type": "number"}, "maxItems": 9},
     "couch_angles_deg": {"type": "array", "items": {"type": "number"}, "maxItems": 9},
     "spot_spacing_mm": {"type": "number"}, "layer_spacing_mm": {"type": "number"},
-    "target_margin_mm": {"type": "number"}, "objectives": {"type": "array", "items": _OBJECTIVE},
+    "target_margin_mm": {"type": "number"},
+    "objectives": {"type": "array", "items": _OBJECTIVE, "maxItems": plan_request.MAX_OBJECTIVES},
     "robustness": {"type": "object", "properties": {"setup_mm": {"type": "number"}, "range_pct": {"type": "number"}}},
-    "beamlet_primaries": {"type": "integer", "minimum": 100}, "final_primaries": {"type": "integer", "minimum": 100},
+    "beamlet_primaries": {"type": "integer", "minimum": plan_request.MIN_PRIMARIES,
+                          "maximum": plan_request.MAX_BEAMLET_PRIMARIES},
+    "final_primaries": {"type": "integer", "minimum": plan_request.MIN_PRIMARIES,
+                        "maximum": plan_request.MAX_FINAL_PRIMARIES},
     "optimizer": {"type": "string"}, "max_iterations": {"type": "integer", "minimum": 1, "maximum": 10000},
     "scoring_spacing_mm": {"type": ["number", "null"]}, "beamlet_spacing_mm": {"type": "number"},
 }
@@ -108,7 +115,7 @@ _DOSE_BODY = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "primaries": {"type": "integer", "minimum": 1000, "maximum": 1_000_000_000},
+        "primaries": {"type": "integer", "minimum": PRIMARIES_RANGE[0], "maximum": PRIMARIES_RANGE[1]},
         "scoring_spacing_mm": {"type": ["number", "null"], "minimum": 0.5, "maximum": 10},
         "wait_for_ct_seconds": {"type": "integer", "minimum": 0, "maximum": 604800},
     },

@@ -1,7 +1,8 @@
 """`python -m worker`: an RQ worker for Orthanc-RT's queues.
 
-It runs with RQ's scheduler (retries with back-off need it) and removes
-job folders left behind by a worker that was killed.
+It runs with RQ's scheduler (retries with back-off need it), removes
+job folders left behind by a worker that was killed, and waits out Redis,
+database and Orthanc outages instead of exiting (`worker.resilient`).
 """
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import shutil
 from pathlib import Path
 
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue
 
 from orthanc_rt.scheduling import kinds
 from orthanc_rt.scheduling.queue import QUEUE_NAMES, RUN_PART, redis_for
 from orthanc_rt.settings import Settings
+from worker.resilient import ResilientWorker, once_redis_answers
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     _configure_logging()
     settings = Settings.from_env()
     _remove_stale_job_folders(Path(settings.work_dir))
-    _drop_stranded_parts(redis_for(settings.redis_url))
+    redis = redis_for(settings.redis_url)
+    once_redis_answers(redis, lambda: _drop_stranded_parts(redis))  # a worker started before Redis waits
     _preload()
     # In QUEUE_NAMES' order (its priority), whatever order --queues gave; several kinds share a queue
     # (analysis, sr): listen to each queue once.
@@ -38,10 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     # A killed worker's job is found by RQ's registry cleanup once its heartbeat (interval + 60 s)
     # has lapsed; the cleanup runs every `maintenance` seconds in some worker and hands the job to
     # tasks.on_failure (AbandonedJobError) and to RQ's Retry. docs/reliability-security.md gives the timing.
-    worker = Worker(queues, connection=redis_for(settings.redis_url),
-                    name=args.name, job_monitoring_interval=settings.worker_heartbeat_seconds,
-                    maintenance_interval=settings.worker_maintenance_seconds,
-                    worker_ttl=settings.worker_maintenance_seconds + 15)
+    worker = once_redis_answers(redis, lambda: ResilientWorker(  # Worker() already names its Redis connection
+        queues, connection=redis, name=args.name, job_monitoring_interval=settings.worker_heartbeat_seconds,
+        maintenance_interval=settings.worker_maintenance_seconds, worker_ttl=settings.worker_maintenance_seconds + 15,
+        published=settings.for_workers()))
     worker.work(with_scheduler=True, burst=args.burst)
 
 

@@ -6,6 +6,7 @@ is the centre of voxel [0, 0, 0] as (x, y, z) and `spacing_mm` is (x, y, z).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,16 @@ class CtVolume:
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.hu.shape)  # type: ignore[return-value]
+
+    def bounds_mm(self) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
+        """(low, high) along x, y and z: the outer faces of the edge voxels."""
+        nz, ny, nx = self.shape_zyx
+        return tuple((o - s / 2, o + (n - 0.5) * s)  # type: ignore[return-value]
+                     for o, s, n in zip(self.origin_mm, self.spacing_mm, (nx, ny, nz)))
+
+    def distance_outside_mm(self, point_mm: tuple[float, float, float]) -> float:
+        """How far `point_mm` (x, y, z) lies outside the volume; 0 inside."""
+        return math.hypot(*(max(low - p, 0.0, p - high) for p, (low, high) in zip(point_mm, self.bounds_mm())))
 
 
 @dataclass

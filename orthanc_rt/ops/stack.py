@@ -190,6 +190,9 @@ def worker_env(cfg: StackConfig) -> dict[str, str]:
         "ORTHANC_RT_ORTHANC_PASSWORD": cfg.worker_password,
         "MPLBACKEND": "Agg",
         "PYTHONUNBUFFERED": "1",
+        # This installation's code: workers run in the data folder, where `-m worker` would otherwise find
+        # whichever checkout the virtualenv was installed from.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH", "")])),
     })
     env.update(cfg.worker_settings)
     return env

@@ -3,7 +3,8 @@
 A plan's CT is found through explicit references first (plan → RTSTRUCT →
 CT series), then by FrameOfReferenceUID within the plan's study; never by
 guessing from the study alone. A CT that is absent or still arriving is
-`InputNotReady`: the job waits instead of failing.
+`InputNotReady`: the job waits instead of failing; a plan that names neither
+(no CT can ever match it) is a `DicomInputError` at once.
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def read_instance(api: OrthancApi, instance_id: str) -> Dataset:
 def locate_plan_ct(api: OrthancApi, *, orthanc_study_id: str, frame_of_reference_uid: str,
                    structure_set_uid: str | None) -> SeriesRef:
     """The CT series a plan was made on, complete (stable) in Orthanc."""
+    if not structure_set_uid and not frame_of_reference_uid:
+        raise DicomInputError("the plan names neither a structure set (ReferencedStructureSetSequence, 300C,0060) "
+                              "nor a FrameOfReferenceUID (0020,0052): no CT can be matched to it")
     series_uid = None
     if structure_set_uid:
         ss_id = find_instance(api, structure_set_uid)
@@ -65,7 +69,7 @@ def locate_plan_ct(api: OrthancApi, *, orthanc_study_id: str, frame_of_reference
     series = max(chosen, key=lambda s: len(s["Instances"]))  # the fullest if several were sent
     ref = complete_series(api, series["ID"])
     found_for = instance_tag(api, ref.instance_ids[0], _FRAME_OF_REFERENCE)
-    if found_for != frame_of_reference_uid:
+    if frame_of_reference_uid and found_for != frame_of_reference_uid:  # a plan may omit its frame of reference
         raise DicomInputError(f"the CT series {ref.series_instance_uid} referenced by the "
                               f"structure set has FrameOfReferenceUID {found_for}, the plan {frame_of_reference_uid}")
     return ref

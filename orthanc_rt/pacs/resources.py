@@ -1,11 +1,16 @@
 """Lookups of DICOM resources in Orthanc, shared by the plugin and the workers."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from orthanc_rt.errors import NotFound, OrthancError
 from orthanc_rt.pacs.client import OrthancApi, get_json, post_json
+
+# Orthanc's resource ids: a SHA-1 in five dashed groups. A value used in a REST path must be one: a request's
+# "x-/../../system" would otherwise reach another route of Orthanc's API.
+ORTHANC_ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ def instance_uid(api: OrthancApi, instance: str) -> str:
 def _uid_of(api: OrthancApi, value: str, level: str, noun: str, tag: str) -> str:
     if "-" not in value:  # DICOM UIDs are digits and dots; Orthanc ids are dashed hex
         return value
+    if not ORTHANC_ID.fullmatch(value):
+        raise NotFound(f"no {noun} {value[:80]!r} in Orthanc (neither a DICOM UID nor an Orthanc id)")
     try:
         return get_json(api, f"/{level}/{value}")["MainDicomTags"][tag]
     except OrthancError as exc:

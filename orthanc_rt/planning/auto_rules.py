@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning import request as pr
-from orthanc_rt.settings import Settings
+from orthanc_rt.settings import WORKER_ONLY, Settings
 
 _PLANNING_WORKFLOWS = ("proton-impt", "proton-robust")
 
@@ -106,5 +106,7 @@ class AutoPlanning:
 
 
 def shown_settings(settings: Settings) -> dict[str, Any]:
-    """What /rt/health and the audit trail show of `settings`: `Settings.redacted()` and the planning rules."""
-    return {**settings.redacted(), "auto_planning": AutoPlanning.of(settings).summary()}
+    """What /rt/health and the audit trail show of the plugin's `settings`: `Settings.redacted()` without what only
+    workers use (each worker's own values are in /rt/health's workers check), and the planning rules."""
+    shown = {key: value for key, value in settings.redacted().items() if key not in WORKER_ONLY}
+    return {**shown, "auto_planning": AutoPlanning.of(settings).summary()}

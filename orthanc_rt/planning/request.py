@@ -9,10 +9,12 @@ names against a structure set's ({name: has contours}).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
 from orthanc_rt.errors import PlanRequestError
+from orthanc_rt.settings import default_of
 
 OBJECTIVE_TYPES = ("DMin", "DMax", "DMean", "DUniform", "DVHMin", "DVHMax")
 OPTIMIZERS = ("Scipy_L-BFGS-B", "Scipy_BFGS", "Scipy_SLSQP", "Scipy_trust-constr", "Gradient", "BFGS", "LBFGS",
@@ -26,6 +28,33 @@ MARGIN_RANGE_MM = (0.0, 30.0)
 SCORING_RANGE_MM = (1.0, 10.0)
 MAX_SETUP_ERROR_MM = 10.0
 MAX_RANGE_ERROR_PCT = 10.0
+MAX_ROI_NAME = 64  # DICOM's ROIName is an LO: 64 characters
+MAX_OBJECTIVES = 50  # a clinical plan has a few per ROI and a few dozen ROIs at most
+MIN_PRIMARIES = 100
+
+
+def _round_down(value: float) -> int:
+    """`value` rounded down to one significant digit (1.19e9 -> 1e9)."""
+    scale = 10 ** (len(str(int(value))) - 1)
+    return int(value // scale * scale)
+
+
+# Monte Carlo primaries: bounded so that one request cannot hold a worker for a whole job time limit, derived
+# from the default time limits and what MCsquare does here on two cores (docs/planning.md#monte-carlo-primaries):
+# a dose at about 1.1e5 primaries/s; beamlets at about 2e4 primaries/s on a clinical grid (a 2-field prostate
+# plan, 7,300 spots at 5,000 primaries each, took about half an hour).
+# - a dose job is one Monte Carlo run: 3 h x 1.1e5/s = 1.19e9 -> 1e9;
+# - a plan job runs beamlets, optimisation and a final dose: each Monte Carlo stage alone fits in half of its
+#   6 h, final dose 10,800 s x 1.1e5/s = 1.19e9 -> 1e9, beamlets 10,800 s x 2e4/s / 7,300 spots = 29,600
+#   -> 2e4 per spot.
+DOSE_PRIMARIES_PER_S = 1.1e5
+BEAMLET_PRIMARIES_PER_S = 2.0e4
+REFERENCE_SPOTS = 7_300
+STAGE_SHARE_OF_PLAN_TIME_LIMIT = 0.5
+_STAGE_S = STAGE_SHARE_OF_PLAN_TIME_LIMIT * default_of("plan_job_timeout_seconds")
+MAX_DOSE_JOB_PRIMARIES = _round_down(default_of("dose_job_timeout_seconds") * DOSE_PRIMARIES_PER_S)
+MAX_FINAL_PRIMARIES = _round_down(_STAGE_S * DOSE_PRIMARIES_PER_S)
+MAX_BEAMLET_PRIMARIES = _round_down(_STAGE_S * BEAMLET_PRIMARIES_PER_S / REFERENCE_SPOTS)
 
 
 @dataclass(frozen=True)
@@ -97,6 +126,7 @@ class PlanRequest:
         if values.get("robustness") is not None and not isinstance(values["robustness"], dict):
             raise PlanRequestError("robustness must be an object {setup_mm, range_pct}")
         if values.get("objectives") is not None:
+            _at_most_objectives(len(values["objectives"]))
             values["objectives"] = tuple(_objective(item, index)
                                          for index, item in enumerate(values["objectives"], start=1))
         if values.get("robustness") is not None:
@@ -135,6 +165,11 @@ class PlanRequest:
         return tuple(self.objectives) if self.objectives else self.default_objectives()
 
 
+def _at_most_objectives(count: int) -> None:
+    if count > MAX_OBJECTIVES:
+        raise PlanRequestError(f"objectives: at most {MAX_OBJECTIVES}, not {count}")
+
+
 def _objective(item: dict, index: int) -> Objective:
     if not isinstance(item, dict):
         raise PlanRequestError(f"objective {index}: expected an object with roi, type, dose_gy, weight, volume_pct")
@@ -146,8 +181,10 @@ def _objective(item: dict, index: int) -> Objective:
 
 def validate_parameters(request: PlanRequest) -> None:
     """Raise PlanRequestError naming the first parameter out of its range (ROIs are `validate_rois`' job)."""
-    if not isinstance(request.target_roi, str) or not request.target_roi.strip():
-        raise PlanRequestError(f"target_roi must be an ROI name, not {request.target_roi!r}")
+    if not isinstance(request.target_roi, str) or not request.target_roi.strip() \
+            or len(request.target_roi) > MAX_ROI_NAME:
+        raise PlanRequestError(f"target_roi must be an ROI name (at most {MAX_ROI_NAME} characters), "
+                               f"not {request.target_roi!r:.80}")
     for name in ("prescription_gy", "spot_spacing_mm", "layer_spacing_mm", "target_margin_mm", "beamlet_spacing_mm"):
         if not _is_number(getattr(request, name)):
             raise PlanRequestError(f"{name} must be a number, not {getattr(request, name)!r}")
@@ -180,9 +217,13 @@ def validate_parameters(request: PlanRequest) -> None:
             <= SCORING_RANGE_MM[1]:
         raise PlanRequestError(f"scoring_spacing_mm must be between {SCORING_RANGE_MM[0]:g} and "
                                f"{SCORING_RANGE_MM[1]:g} mm, not {request.scoring_spacing_mm!r}")
-    for name, value in (("beamlet_primaries", request.beamlet_primaries), ("final_primaries", request.final_primaries)):
-        if not (isinstance(value, int) and value >= 100):
-            raise PlanRequestError(f"{name} must be a whole number of at least 100, not {value!r}")
+    for name, value, most in (("beamlet_primaries", request.beamlet_primaries, MAX_BEAMLET_PRIMARIES),
+                              ("final_primaries", request.final_primaries, MAX_FINAL_PRIMARIES)):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= MIN_PRIMARIES):
+            raise PlanRequestError(f"{name} must be a whole number of at least {MIN_PRIMARIES}, not {value!r}")
+        if value > most:
+            raise PlanRequestError(f"{name} must be at most {most:.0e} (the Monte Carlo has to fit in the plan "
+                                   f"job's time limit), not {value:.3g}")
     if request.optimizer not in OPTIMIZERS:
         raise PlanRequestError(f"optimizer {request.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
     if not (isinstance(request.max_iterations, int) and 1 <= request.max_iterations <= 10_000):
@@ -192,13 +233,18 @@ def validate_parameters(request: PlanRequest) -> None:
             value = getattr(request.robustness, name)
             if not (_is_number(value) and 0.0 <= value <= limit):
                 raise PlanRequestError(f"robustness {name} must be between 0 and {limit:g}, not {value!r}")
+    if request.objectives is not None:
+        _at_most_objectives(len(request.objectives))
     for index, objective in enumerate(request.effective_objectives, start=1):
-        where = f"objective {index} ({objective.type} on {objective.roi})"
-        if not isinstance(objective.roi, str) or not objective.roi:
-            raise PlanRequestError(f"objective {index}: roi must be an ROI name, not {objective.roi!r}")
+        if not isinstance(objective.roi, str) or not objective.roi or len(objective.roi) > MAX_ROI_NAME:
+            raise PlanRequestError(f"objective {index}: roi must be an ROI name (at most {MAX_ROI_NAME} "
+                                   f"characters), not {objective.roi!r:.80}")
+        where = f"objective {index} ({objective.type!s:.40} on {objective.roi})"
         if objective.type not in OBJECTIVE_TYPES:
-            raise PlanRequestError(f"objective {index}: type {objective.type!r} is not one of "
+            raise PlanRequestError(f"objective {index}: type {objective.type!r:.40} is not one of "
                                    f"{', '.join(OBJECTIVE_TYPES)}")
+        if objective.robust is not None and not isinstance(objective.robust, bool):
+            raise PlanRequestError(f"{where}: robust must be true, false or null, not {objective.robust!r:.40}")
         for name in ("dose_gy", "weight") + (("volume_pct",) if objective.volume_pct is not None else ()):
             if not _is_number(getattr(objective, name)):
                 raise PlanRequestError(f"{where}: {name} must be a number, not {getattr(objective, name)!r}")
@@ -226,7 +272,10 @@ def validate_rois(request: PlanRequest, contoured: Mapping[str, bool]) -> None:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float that converts to a float (math.isfinite raises OverflowError on an int beyond)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= sys.float_info.max if isinstance(value, int) else math.isfinite(value)
 
 
 def json_ready(value: object) -> object:

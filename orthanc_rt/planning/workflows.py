@@ -25,11 +25,12 @@ class Parameter:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     required: bool = False
+    max_items: int | None = None  # arrays
 
     def as_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "type": self.type, "description": self.description, "required": self.required,
                "default": pr.json_ready(self.default)}
-        for key in ("unit", "minimum", "maximum", "choices"):
+        for key in ("unit", "minimum", "maximum", "choices", "max_items"):
             value = getattr(self, key)
             if value not in ("", None, ()):
                 out[key] = list(value) if isinstance(value, tuple) else value
@@ -76,7 +77,7 @@ def _beams(default_count: int) -> tuple[Parameter, ...]:
     return (Parameter("beam_count", "integer", "beams evenly spaced from gantry 0 (ignored when gantry_angles_deg "
                       "is given)", default_count, minimum=1, maximum=pr.MAX_BEAMS),
             Parameter("gantry_angles_deg", "array", "explicit IEC gantry angle of each beam", unit="deg",
-                      minimum=-360, maximum=360))
+                      minimum=-360, maximum=360, max_items=pr.MAX_BEAMS))
 
 
 _OPTIMISATION = (
@@ -84,7 +85,8 @@ _OPTIMISATION = (
               _DEFAULT.target_margin_mm, "mm", *pr.MARGIN_RANGE_MM),
     Parameter("objectives", "array", "[{roi, type, dose_gy, weight, volume_pct}] with type one of "
               f"{', '.join(pr.OBJECTIVE_TYPES)} (volume_pct for DVH types); default: uniform prescription dose "
-              "on the target with DMin and DMax (103 %) penalties", choices=pr.OBJECTIVE_TYPES),
+              "on the target with DMin and DMax (103 %) penalties", choices=pr.OBJECTIVE_TYPES,
+              max_items=pr.MAX_OBJECTIVES),
     Parameter("optimizer", "string", "OpenTPS optimiser", _DEFAULT.optimizer, choices=pr.OPTIMIZERS),
     Parameter("max_iterations", "integer", "optimiser iteration limit", _DEFAULT.max_iterations, minimum=1,
               maximum=10_000),
@@ -93,15 +95,17 @@ _OPTIMISATION = (
 )
 _PROTON = (
     Parameter("couch_angles_deg", "array", "couch angle of each beam (default 0)", unit="deg", minimum=-360,
-              maximum=360),
+              maximum=360, max_items=pr.MAX_BEAMS),
     Parameter("spot_spacing_mm", "number", "lateral spot spacing", _DEFAULT.spot_spacing_mm, "mm",
               *pr.SPACING_RANGE_MM),
     Parameter("layer_spacing_mm", "number", "energy layer spacing (water-equivalent)", _DEFAULT.layer_spacing_mm,
               "mm", *pr.SPACING_RANGE_MM),
-    Parameter("beamlet_primaries", "integer", "Monte Carlo protons per spot for the beamlets",
-              _DEFAULT.beamlet_primaries, minimum=100),
-    Parameter("final_primaries", "integer", "Monte Carlo protons for the final dose", _DEFAULT.final_primaries,
-              minimum=100),
+    Parameter("beamlet_primaries", "integer", "Monte Carlo protons per spot for the beamlets (the most: half "
+              "the plan time limit for 7,300 spots on two cores)", _DEFAULT.beamlet_primaries,
+              minimum=pr.MIN_PRIMARIES, maximum=pr.MAX_BEAMLET_PRIMARIES),
+    Parameter("final_primaries", "integer", "Monte Carlo protons for the final dose (the most: half the plan "
+              "time limit on two cores)", _DEFAULT.final_primaries, minimum=pr.MIN_PRIMARIES,
+              maximum=pr.MAX_FINAL_PRIMARIES),
 )
 _PHOTON = (
     Parameter("beamlet_spacing_mm", "number", "bixel size on the beam's-eye view at the isocentre",
@@ -114,7 +118,8 @@ _ROBUSTNESS = Parameter("robustness", "object", "systematic errors the plan must
 WORKFLOWS: dict[str, Workflow] = {w.id: w for w in (
     Workflow("proton-dose", "Proton dose of a stored plan",
              "MCsquare dose of an RT Ion Plan already in Orthanc (also runs automatically when one arrives).",
-             (Parameter("primaries", "integer", "Monte Carlo protons", 1_000_000, minimum=1000, maximum=10**9),
+             (Parameter("primaries", "integer", "Monte Carlo protons (the most: the dose time limit on two cores)",
+                        1_000_000, minimum=1000, maximum=pr.MAX_DOSE_JOB_PRIMARIES),
               Parameter("scoring_spacing_mm", "number", "dose grid spacing (default: the CT's)", None, "mm", 1, 10)),
              _available, submit_to="POST /rt/instances/{rtplan}/dose"),
     Workflow("proton-impt", "Proton IMPT",

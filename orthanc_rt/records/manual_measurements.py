@@ -5,6 +5,7 @@ with 400.
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Mapping
 
@@ -73,6 +74,10 @@ def manual_fields(body: Mapping[str, Any], *, existing: Mapping[str, Any] | None
     details = {} if details is None else details
     if not isinstance(details, dict) or len(str(details)) > 10_000 or "\\x00" in repr(details):
         raise ValidationError("details", "must be a JSON object of at most 10 kB, without NUL characters")
+    try:
+        json.dumps(details, allow_nan=False)  # PostgreSQL's JSON has no NaN or Infinity
+    except ValueError:
+        raise ValidationError("details", "numbers must be finite (no NaN or Infinity)") from None
     fields["details"] = details
     return fields
 

@@ -6,10 +6,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 from orthanc_rt.errors import ValidationError
+from orthanc_rt.planning.request import MAX_DOSE_JOB_PRIMARIES
 from orthanc_rt.settings import AutoAnalysis, AutoDose
 
-# Few primaries give noisy but fast doses (tests, previews); 1e9 is hours on a workstation.
-PRIMARIES_RANGE = (1_000, 1_000_000_000)
+# Few primaries give noisy but fast doses (tests, previews); the most is what MCsquare does within the dose job
+# time limit here (1e9, orthanc_rt.planning.request says how it is derived).
+PRIMARIES_RANGE = (1_000, MAX_DOSE_JOB_PRIMARIES)
 SPACING_RANGE_MM = (0.5, 10.0)
 WAIT_RANGE_S = (0, 7 * 24 * 3600)
 
@@ -47,7 +49,7 @@ def _number(body: Mapping[str, Any], name: str, default: Any, *, integer: bool, 
     value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(name, f"must be a number, got {type(value).__name__} {value!r:.40}")
-    if not math.isfinite(value):  # JSON parsers accept NaN/Infinity; int() of them would raise
+    if isinstance(value, float) and not math.isfinite(value):  # JSON parsers accept NaN/Infinity; int() would raise
         raise ValidationError(name, f"must be a finite number, got {value}")
     if integer and int(value) != value:
         raise ValidationError(name, f"must be a whole number, got {value}")

@@ -6,6 +6,7 @@ imports the worker's OpenTPS code.
 """
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -28,6 +29,9 @@ QUEUE_NAMES = kinds.queue_names()
 RUN_JOB = "worker.tasks.run_job"
 ON_FAILURE = "worker.tasks.on_failure"
 RUN_PART = "worker.tasks.run_part"
+# The field of an RQ worker's Redis hash where an Orthanc-RT worker publishes the settings it runs with
+# (`Settings.for_workers`); it lives and dies with the worker's registration.
+WORKER_SETTINGS_FIELD = "orthanc_rt_settings"
 # Back-off for transient faults (Orthanc or the database briefly unreachable).
 RETRY_INTERVALS_S = [10, 30, 90]
 
@@ -92,8 +96,16 @@ class Dispatcher:
             "queues": {kind: len(Queue(name, connection=self.redis)) for kind, name in QUEUE_NAMES.items()},
             "workers": [
                 {"name": w.name, "state": w.get_state(), "queues": w.queue_names(),
-                 "current_job": w.get_current_job_id()}
+                 "current_job": w.get_current_job_id(), "settings": self._worker_settings(w)}
                 for w in workers
             ],
             "redis_version": self.redis.info("server").get("redis_version"),
         }
+
+    def _worker_settings(self, worker: Worker) -> dict[str, Any] | None:
+        """What the worker published of its settings; None for a worker that publishes nothing (plain `rq`)."""
+        raw = self.redis.hget(worker.key, WORKER_SETTINGS_FIELD)
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None

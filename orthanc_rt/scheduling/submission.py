@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from orthanc_rt.errors import PlanRequestError
-from orthanc_rt.pacs.resources import instance_ref
+from orthanc_rt.pacs.resources import ORTHANC_ID, instance_ref
 from orthanc_rt.pacs.structure_sets import StructureSetIndex, StructureSetSummary
 from orthanc_rt.planning import workflows
 from orthanc_rt.planning.request import PlanRequest, validate_parameters, validate_rois
@@ -24,14 +24,13 @@ from orthanc_rt.scheduling.scheduler import Scheduler
 
 INPUT_FIELDS = ("study", "ct_series", "structure_set")
 MAX_BATCH = 100
-# How a request names a study, series or instance: Orthanc's id (SHA-1 in five dashed groups) or a DICOM UID.
-_ORTHANC_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}")
+# How a request names a study, series or instance: Orthanc's id (pacs.resources.ORTHANC_ID) or a DICOM UID.
 _DICOM_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def is_resource_key(value: Any) -> bool:
     """Whether `value` can name an Orthanc resource: an Orthanc id or a DICOM UID (at most 64 characters)."""
-    return isinstance(value, str) and len(value) <= 64 and bool(_ORTHANC_ID.fullmatch(value)
+    return isinstance(value, str) and len(value) <= 64 and bool(ORTHANC_ID.fullmatch(value)
                                                                 or _DICOM_UID.fullmatch(value))
 
 

@@ -14,8 +14,9 @@
   target pattern matches an ROI plans the structure set once (the plan id
   is derived from structure set, rule and protocol);
 - a new TID 1500 SR (OHIF's measurement report) becomes an import job;
-- a series becoming stable wakes the dose, analysis and plan jobs of its study
-  that wait for input (a CT still arriving).
+- a CT or RTSTRUCT series becoming stable wakes the dose, analysis and plan
+  jobs of its study that wait for input (what they wait for is one of those);
+  other series (doses, plans, reports) wake nothing.
 
 Each rule costs a few REST calls on Orthanc's index (tags, /tools/find); the
 only file read is a structure set's, for its ROI names, when planning rules
@@ -53,6 +54,8 @@ Trigger = Callable[[str], None]  # called with the Orthanc id of the instance or
 
 _PATIENT_ID = "0010,0020"
 _SR_TEMPLATE = "0040,a504/0/0040,db00"  # ContentTemplateSequence / TemplateIdentifier
+# What waiting jobs wait for (orthanc_rt.pacs.inputs, worker.jobs.analysis): a CT, or a structure set.
+_AWAITED_MODALITIES = ("CT", "RTSTRUCT")
 
 
 class Triggers:
@@ -155,11 +158,13 @@ class Triggers:
 
     def series_stable(self, series_id: str) -> None:
         series = get_json(self.orthanc, f"/series/{series_id}")
+        modality = series["MainDicomTags"].get("Modality")
         resumed = [job for kind in ("dose", "analysis", "plan")
-                   for job in self.scheduler.resume_waiting(series["ParentStudy"], kind)]
+                   for job in self.scheduler.resume_waiting(series["ParentStudy"], kind)] \
+            if modality in _AWAITED_MODALITIES else []
         if resumed:
             log.info("Orthanc-RT: series %s complete, resumed jobs %s", series_id, resumed)
-        if series["MainDicomTags"].get("Modality") == "CT" and AutoPlanning.of(self.settings).active_rules() \
+        if modality == "CT" and AutoPlanning.of(self.settings).active_rules() \
                 and self.planner is not None:
             for summary in self.planner.index.of_study(series["ParentStudy"]):
                 self.plan_structure_set(summary.orthanc_id)

@@ -15,6 +15,7 @@ from plugin.rest import HttpError, Request, Response, int_param
 from plugin.router import Route
 
 _SCENES_KEPT = 4
+MAX_REFERENCE_GY = 1000.0  # isodose reference: ten times the highest prescription a plan request accepts
 
 
 def routes(ctx: Context) -> list[Route]:
@@ -56,8 +57,10 @@ def _overlay_png(ctx: Context, scenes: OrderedDict[str, Any], request: Request, 
         reference = float(q["reference_gy"]) if q.get("reference_gy") else None
     except ValueError:
         raise HttpError(400, "levels and reference_gy: numbers, e.g. levels=50,95,107&reference_gy=2") from None
-    if any(not 0 < v <= 200 for v in levels) or len(levels) > 10 or (reference is not None and not reference > 0):
-        raise HttpError(400, "levels: up to 10 percentages in (0, 200]; reference_gy: > 0")
+    if any(not 0 < v <= 200 for v in levels) or len(levels) > 10:
+        raise HttpError(400, "levels: up to 10 percentages in (0, 200]", field="levels")
+    if reference is not None and not 0 < reference <= MAX_REFERENCE_GY:  # also refuses nan and inf
+        raise HttpError(400, f"reference_gy: a dose in (0, {MAX_REFERENCE_GY:g}] Gy", field="reference_gy")
     scene = _dose_scene(ctx, scenes, dose)
     index = int_param(q, "slice", -1, -1, 100_000)
     try:

@@ -5,7 +5,7 @@ from functools import partial
 
 from orthanc_rt.dicom import sop
 from orthanc_rt.errors import ValidationError
-from orthanc_rt.pacs.resources import frame_of_reference_of, instance_ref, known_sop_class
+from orthanc_rt.pacs.resources import ORTHANC_ID, frame_of_reference_of, instance_ref, known_sop_class
 from orthanc_rt.records import jobs
 from orthanc_rt.scheduling.params import AnalysisParams, dose_params
 from plugin import roles
@@ -40,8 +40,9 @@ def _request_analysis(ctx: Context, request: Request, instance_id: str) -> Respo
     if unknown:
         raise ValidationError(unknown[0], "unknown field; expected structure_set")
     structure_set_id = body.get("structure_set")
-    if not isinstance(structure_set_id, str) or not structure_set_id:
-        raise ValidationError("structure_set", "the Orthanc id of an RTSTRUCT is required")
+    if not isinstance(structure_set_id, str) or not ORTHANC_ID.fullmatch(structure_set_id):
+        raise ValidationError("structure_set", "the Orthanc id of an RTSTRUCT is required "
+                                               "(xxxxxxxx-xxxxxxxx-xxxxxxxx-xxxxxxxx-xxxxxxxx)")
     frames = {}
     for role, orthanc_id, wanted, modality in (("instance", instance_id, sop.RT_DOSE, "RTDOSE"),
                                                ("structure_set", structure_set_id, sop.RT_STRUCTURE_SET,

@@ -12,7 +12,7 @@ from orthanc_rt.records.measurements import MeasurementQuery
 from orthanc_rt.records.tables import Measurement
 from plugin import roles
 from plugin.context import Context
-from plugin.rest import HttpError, Request, Response
+from plugin.rest import HttpError, Request, Response, text_param
 from plugin.router import MAX_PAGE, Route, page, page_params
 
 _MAX_EXPORT = 100_000  # rows of one CSV export
@@ -41,11 +41,11 @@ def _list(ctx: Context, request: Request) -> Response:
         raise HttpError(400, f"sort: must be one of {list(records.SORTABLE)} (prefix - for descending)",
                         field="sort")
     limit, offset = page_params(q, 100, _MAX_EXPORT if export == "csv" else MAX_PAGE)
-    study = q.get("study") or None
+    study, dose = text_param(q, "study"), text_param(q, "dose")
     query = MeasurementQuery(
-        study=study_uid(ctx.orthanc, study) if study else None, series=q.get("series") or None,
-        roi=q.get("roi") or None, type=q.get("type") or None, metric=q.get("metric") or None, source=source,
-        dose=instance_uid(ctx.orthanc, q["dose"]) if q.get("dose") else None, job=q.get("job") or None,
+        study=study_uid(ctx.orthanc, study) if study else None, series=text_param(q, "series"),
+        roi=text_param(q, "roi"), type=text_param(q, "type"), metric=text_param(q, "metric"), source=source,
+        dose=instance_uid(ctx.orthanc, dose) if dose else None, job=text_param(q, "job"),
         sort=sort, limit=limit, offset=offset)
     rows, total = ctx.measurements.query(query)
     headers = {"X-Total-Count": str(total)}

@@ -68,6 +68,43 @@ def test_plan_whose_ct_never_arrives_fails_after_its_wait(orthanc):
     assert "gave up waiting" in done["message"] and "CT" in done["message"]
 
 
+def test_plan_that_names_no_ct_fails_at_once(orthanc):
+    """No FrameOfReferenceUID and no structure set: no CT can ever match, so no hour-long wait (the stack
+    waits 600 s for a CT; this must end well within that)."""
+    case = util.small_phantom_case("no-ct-references")
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct, util.plan_without_ct_references(case)])
+    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed", "cancelled"), kind="dose",
+                           study=case.study.study_instance_uid, timeout_s=120)
+    assert job["state"] == "failed", job
+    assert "neither a structure set" in job["message"] and "FrameOfReferenceUID" in job["message"], job["message"]
+    assert "gave up waiting" not in job["message"]
+
+
+def test_plan_whose_beams_miss_the_ct_fails_instead_of_storing_an_empty_dose(orthanc):
+    case = util.small_phantom_case("isocentre-1km")
+    # Along the beam, downstream: MCsquare alone would score a stray 0.02 Gy voxel and "succeed".
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct, util.plan_with_isocentre_shifted(case, (0.0, 1e6, 0.0))])
+    job = _final_auto_job(orthanc, case.study.study_instance_uid)
+    assert job["state"] == "failed", job
+    assert "the plan's beams miss the CT" in job["message"], job["message"]
+    assert "999897 mm outside the CT" in job["message"] and "IsocenterPosition" in job["message"], job["message"]
+    assert orthanc.study_instances(case.study.study_instance_uid, "RTDOSE") == []
+    _still_serving(orthanc)
+
+
+def test_isocentre_outside_the_ct_is_a_warning_in_the_job_and_the_rtdose(orthanc):
+    """Moved 125 mm downstream (the beam points along +y), the isocentre is 22 mm behind the CT; the beam still
+    crosses the water and leaves its dose: the job succeeds and says what to check."""
+    case = util.small_phantom_case("isocentre-behind")
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct, util.plan_with_isocentre_shifted(case, (0.0, 125.0, 0.0))])
+    job = _final_auto_job(orthanc, case.study.study_instance_uid)
+    assert job["state"] == "succeeded", job
+    assert "is 22 mm outside the CT" in job["message"], job["message"]
+    assert job["outputs"]["warnings"] == [job["message"]] and job["outputs"]["dose_max_gy"] > 0
+    tags = orthanc.get(f"/instances/{job['outputs']['rtdose']['orthanc_id']}/simplified-tags").json()
+    assert tags["SeriesDescription"].endswith("WARNING") and "outside the CT" in tags["DoseComment"], tags
+
+
 def test_cancelling_a_running_job_stops_mcsquare(orthanc, rt_stack):
     case = util.small_phantom_case("cancel")
     ids = rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])

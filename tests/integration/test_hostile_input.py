@@ -65,8 +65,8 @@ def test_bad_job_filters_get_400(orthanc, params):
 
 
 def test_nul_in_a_filter_is_harmless(orthanc):
-    # Orthanc cuts GET arguments at NUL before the plugin sees them; the plugin also refuses
-    # control characters (PostgreSQL would fail on NUL): either way no server error.
+    # Orthanc hands the plugin "a%00b" as sent; decoded, the NUL is refused as a control character
+    # (PostgreSQL would fail on it): no server error.
     r = orthanc.get("/rt/jobs", params={"study": "a\x00b"})
     assert r.status_code in (200, 400) and (r.status_code == 400 or r.json()["total"] == 0)
 
@@ -139,3 +139,93 @@ def test_non_plan_instances_are_refused_for_dose(orthanc):
         r = orthanc.post(f"/rt/instances/{instance_id}/dose", json={})
         assert r.status_code == 400 and "RT Ion Plan" in r.json()["error"]
     assert orthanc.post("/rt/instances/0000-ffff/dose", json={}).status_code == 404
+
+
+HUGE = b"9" * 5000  # beyond Python's 4,300-digit limit for int(str)
+
+
+@pytest.mark.parametrize("body,field", [
+    (b'{"primaries": ' + HUGE + b"}", "primaries"), (b'{"primaries": -' + HUGE + b"}", "primaries"),
+    (b'{"scoring_spacing_mm": ' + HUGE + b"}", "scoring_spacing_mm"),
+    (b'{"wait_for_ct_seconds": 1' + b"0" * 400 + b"}", "wait_for_ct_seconds"),
+    (b'{"primaries": 1000000000001}', "primaries"),
+], ids=["huge", "huge-negative", "huge-spacing", "400-digits", "1e12"])
+def test_huge_integers_get_400_naming_the_field(orthanc, plan_id, body, field):
+    r = orthanc.post(f"/rt/instances/{plan_id}/dose", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["field"] == field, (r.status_code, r.text[:300])
+    plan = b'{"study": "1.2.3", "target_roi": "PTV", "prescription_gy": 2, "final_primaries": ' + HUGE + b"}"
+    r = orthanc.post("/rt/plans", data=plan, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "final_primaries" in r.json()["error"], (r.status_code, r.text[:300])
+
+
+SURROGATE = "\ud800"  # JSON "\ud800": a lone surrogate, which no database or DICOM file can store
+
+
+@pytest.mark.parametrize("field", ["label", "roi_name", "metric"])
+def test_lone_surrogates_in_measurements_get_400_naming_the_field(orthanc, field):
+    body = {"type": "distance", "value": 1.0, "study_instance_uid": "1.2.826.0.1.3680043.8.498.1",
+            field: f"a{SURROGATE}b"}
+    r = orthanc.post("/rt/measurements", json=body)
+    assert r.status_code == 400 and r.json()["field"] == field, (r.status_code, r.text[:300])
+    created = orthanc.post("/rt/measurements", json={**body, field: "fine"})
+    if created.status_code == 201:  # and an edit is refused the same way
+        r = orthanc.put(f"/rt/measurements/{created.json()['id']}", json={field: SURROGATE})
+        assert r.status_code == 400 and r.json()["field"] == field, r.text[:300]
+
+
+@pytest.mark.parametrize("fields,expected", [
+    ({"target_roi": SURROGATE}, "target_roi"),
+    ({"objectives": [{"roi": f"PTV{SURROGATE}", "type": "DMin", "dose_gy": 2}]}, "objectives[0].roi"),
+    ({"beamlet_primaries": 10**12}, "beamlet_primaries must be at most 2e+04"),
+    ({"final_primaries": 10**12}, "final_primaries must be at most 1e+09"),
+    ({"final_primaries": 1e300}, "final_primaries must be a whole number"),
+    ({"objectives": [{"roi": "PTV", "type": "DMin", "dose_gy": 2}] * 10_000}, "objectives: at most 50"),
+    ({"target_roi": "P" * 65}, "target_roi must be an ROI name (at most 64 characters)"),
+    ({"objectives": [{"roi": "PTV", "type": "DMin", "dose_gy": 2, "robust": "yes"}]}, "robust must be true"),
+], ids=["surrogate-target", "surrogate-objective", "beamlet-1e12", "final-1e12", "final-1e300",
+        "10000-objectives", "long-roi", "robust-string"])
+def test_plan_requests_out_of_bounds_get_400_naming_the_field(orthanc, fields, expected):
+    body = {"study": "1.2.826.0.1.3680043.8.498.2", "target_roi": "PTV", "prescription_gy": 2.0, **fields}
+    r = orthanc.post("/rt/plans", json=body)
+    assert r.status_code == 400, (r.status_code, r.text[:300])
+    assert expected in r.json().get("field", "") or expected in r.json()["error"], r.text[:300]
+
+
+def test_workflows_publish_the_bounds_they_enforce(orthanc):
+    from orthanc_rt.planning import request as plan_request
+
+    parameters = {p["name"]: p for p in orthanc.get("/rt/workflows/proton-impt").json()["parameters"]}
+    assert parameters["beamlet_primaries"]["maximum"] == plan_request.MAX_BEAMLET_PRIMARIES == 20_000
+    assert parameters["final_primaries"]["maximum"] == plan_request.MAX_FINAL_PRIMARIES == 10**9
+    assert parameters["objectives"]["max_items"] == plan_request.MAX_OBJECTIVES
+    dose = {p["name"]: p for p in orthanc.get("/rt/workflows/proton-dose").json()["parameters"]}
+    assert dose["primaries"]["maximum"] == 10**9
+    over = {"study": "1.2.3", "target_roi": "PTV", "prescription_gy": 2.0,
+            "final_primaries": parameters["final_primaries"]["maximum"] + 1}
+    assert orthanc.post("/rt/plans", json=over).status_code == 400
+
+
+@pytest.mark.parametrize("path", [
+    "/rt/measurements?study=x-%2F..%2F..%2Fsystem", "/rt/measurements?dose=a-%2F..%2F..%2Ftools%2Fnow",
+    "/rt/measurements?roi=a%00b", "/rt/measurements?job=" + "j" * 200,
+    "/rt/doses/1.2.3/overlay.png?reference_gy=inf", "/rt/doses/1.2.3/overlay.png?reference_gy=nan",
+    "/rt/doses/1.2.3/overlay.png?levels=50%2Cnan",
+])
+def test_decoded_query_values_are_checked_like_any_other(orthanc, path):
+    # Decoding turns %2F into "/": an Orthanc id that is not one never reaches Orthanc's REST API.
+    r = orthanc.get(path)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
+    _still_serving(orthanc)
+
+
+@pytest.mark.parametrize("structure_set", ["../../system", "a b", "%00", "x" * 5000, "00000000-0000"])
+def test_an_analysis_names_its_structure_set_by_orthanc_id_only(orthanc, plan_id, structure_set):
+    r = orthanc.post(f"/rt/instances/{plan_id}/analysis", json={"structure_set": structure_set})
+    assert r.status_code == 400 and r.json()["field"] == "structure_set", (r.status_code, r.text[:300])
+    _still_serving(orthanc)
+
+
+def test_measurement_details_must_be_finite(orthanc):
+    body = b'{"type": "distance", "value": 1, "study_instance_uid": "1.2.3", "details": {"x": Infinity}}'
+    r = orthanc.post("/rt/measurements", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["field"] == "details", (r.status_code, r.text[:300])

@@ -188,6 +188,24 @@ def plan_with_negative_mu(case: PhantomCase | Dataset) -> Dataset:
     return plan
 
 
+def plan_without_ct_references(case: PhantomCase | Dataset) -> Dataset:
+    """The case's plan without FrameOfReferenceUID and ReferencedStructureSetSequence: no CT can match it."""
+    plan = instance_variant(_plan(case), "no-ct-references")
+    del plan.FrameOfReferenceUID
+    del plan.ReferencedStructureSetSequence
+    return plan
+
+
+def plan_with_isocentre_shifted(case: PhantomCase | Dataset, shift_mm: tuple[float, float, float]) -> Dataset:
+    """The case's plan with every beam's IsocenterPosition moved by `shift_mm` (x, y, z)."""
+    plan = instance_variant(_plan(case), f"isocentre-{shift_mm}")
+    for beam in plan.IonBeamSequence:
+        for cp in beam.IonControlPointSequence:
+            if "IsocenterPosition" in cp:
+                cp.IsocenterPosition = [float(v) + d for v, d in zip(cp.IsocenterPosition, shift_mm)]
+    return plan
+
+
 def plan_with_many_beams(case: PhantomCase | Dataset, count: int = 2000) -> Dataset:
     """The case's plan with its first beam repeated `count` times (numbers 1..count)."""
     plan = instance_variant(_plan(case), f"beams-{count}")

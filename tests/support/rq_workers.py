@@ -1,7 +1,6 @@
 """Real RQ worker processes (`python -m worker`, as the launcher starts them) for fan-out tests and bench/."""
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -18,15 +17,14 @@ from tests.support import beamlet_faults
 
 @contextmanager
 def rq_workers(redis_url: str, count: int, data_dir: Path, *, threads: int = 1, fail_part: int | None = None,
-               timeout_s: float = 90.0) -> Iterator[StackConfig]:
+               timeout_s: float = 90.0, settings: dict[str, str] | None = None) -> Iterator[StackConfig]:
     """`count` workers on every queue, each letting MCsquare use `threads` threads; stopped afterwards.
 
     With `fail_part`, the first attempt of that beamlet part (1-based) raises in whichever worker takes it
-    (tests.support.beamlet_faults)."""
-    # This checkout's code, whatever the caller's PYTHONPATH (the workers run in `data_dir`).
-    python_path = os.pathsep.join(filter(None, [str(stack.PROJECT_DIR), os.environ.get("PYTHONPATH", "")]))
+    (tests.support.beamlet_faults). `settings`: more ORTHANC_RT_* variables for the workers."""
+    # The launcher's worker environment runs this checkout's code (stack.worker_env).
     cfg = StackConfig(data_dir=Path(data_dir), redis_url=redis_url, mcsquare_threads=threads,
-                      worker_settings={"PYTHONPATH": python_path})
+                      worker_settings=dict(settings or {}))
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     redis = Redis.from_url(redis_url)
@@ -58,3 +56,9 @@ def _faulty_entry_point(fail_part: int) -> ContextManager[Any]:
         return [*cmd[:at], beamlet_faults.MODULE, "--fail-part", str(fail_part), *cmd[at + 1:]], env
 
     return mock.patch.object(stack, "worker_command", command)
+
+
+def pause(seconds: float) -> str:
+    """An RQ job that only takes time: it keeps a real worker busy while a test breaks Redis."""
+    time.sleep(seconds)
+    return "paused"

@@ -96,6 +96,7 @@ def test_manual_rows_round_trip(database_url):
     ({"type": "area", "value": 1, "study_instance_uid": STUDY, "frame_number": 2}, "sop_instance_uid"),
     ({"type": "area", "value": 1, "study_instance_uid": STUDY, "label": 5}, "label"),
     ({"type": "area", "value": 1, "study_instance_uid": STUDY, "details": []}, "details"),
+    ({"type": "area", "value": 1, "study_instance_uid": STUDY, "details": {"x": float("inf")}}, "details"),
 ])
 def test_manual_bodies_are_validated_by_field(body, field):
     with pytest.raises(ValidationError) as info:

@@ -180,3 +180,45 @@ def test_plan_records_are_idempotent_filterable_and_deletions_are_kept(database_
     assert public["status"] == "deleted" and public["deleted_by"] == "phil" and public["job"]["state"] == "queued"
     revived, created = _plan(database_url, "a", "1.9.1", state=None)
     assert not created and revived.deleted_at is None
+
+
+def test_primaries_bounds_follow_from_the_time_limits_and_the_measured_throughput():
+    half_plan_s = 0.5 * 6 * 3600
+    assert pr.DOSE_PRIMARIES_PER_S == 1.1e5 and pr.BEAMLET_PRIMARIES_PER_S == 2e4
+    assert pr.MAX_FINAL_PRIMARIES == 10**9 <= half_plan_s * pr.DOSE_PRIMARIES_PER_S  # 1.19e9 rounded down
+    assert pr.MAX_BEAMLET_PRIMARIES == 20_000 <= half_plan_s * pr.BEAMLET_PRIMARIES_PER_S / 7_300  # 29,600
+    assert pr.MAX_DOSE_JOB_PRIMARIES == 10**9 <= 3 * 3600 * pr.DOSE_PRIMARIES_PER_S  # 1.19e9
+    impt = {p["name"]: p for p in workflows.WORKFLOWS["proton-impt"].as_dict()["parameters"]}
+    assert impt["beamlet_primaries"]["maximum"] == pr.MAX_BEAMLET_PRIMARIES
+    assert impt["final_primaries"]["maximum"] == pr.MAX_FINAL_PRIMARIES
+    assert impt["objectives"]["max_items"] == pr.MAX_OBJECTIVES and impt["gantry_angles_deg"]["max_items"] == 9
+    dose = {p["name"]: p for p in workflows.WORKFLOWS["proton-dose"].as_dict()["parameters"]}
+    assert dose["primaries"]["maximum"] == pr.MAX_DOSE_JOB_PRIMARIES
+
+
+BASE = {"target_roi": "PTV", "prescription_gy": 2}
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"beamlet_primaries": 10**12}, r"beamlet_primaries must be at most 2e\+04"),
+    ({"beamlet_primaries": 20_001}, r"beamlet_primaries must be at most 2e\+04"),
+    ({"final_primaries": 10**9 + 1}, r"final_primaries must be at most 1e\+09"),
+    ({"final_primaries": float("inf")}, "final_primaries must be a whole number"),
+    ({"final_primaries": True}, "final_primaries must be a whole number"),
+    ({"objectives": [{"roi": "PTV", "type": "DMin", "dose_gy": 2}] * 51}, "objectives: at most 50, not 51"),
+    ({"objectives": [{"roi": "PTV", "type": "DMin", "dose_gy": 2}] * 10_000}, "objectives: at most 50, not 10000"),
+    ({"target_roi": "P" * 65}, "target_roi must be an ROI name"),
+    ({"objectives": [{"roi": "R" * 65, "type": "DMin", "dose_gy": 2}]}, "objective 1: roi must be an ROI name"),
+    ({"objectives": [{"roi": "PTV", "type": "DMin", "dose_gy": 2, "robust": "yes"}]}, "robust must be true"),
+    ({"gantry_angles_deg": [10**400]}, "gantry_angles_deg must be a list of numbers"),
+    ({"gantry_angles_deg": [1e300]}, "beam angles must be finite degrees within"),
+])
+def test_bounded_fields_are_refused_by_name(fields, match):
+    refused({**BASE, **fields}, match)
+
+
+def test_the_bounds_themselves_are_accepted():
+    objectives = [{"roi": "PTV", "type": "DMin", "dose_gy": 2, "robust": False}] * pr.MAX_OBJECTIVES
+    _, request = parse({**BASE, "beamlet_primaries": pr.MAX_BEAMLET_PRIMARIES, "objectives": objectives,
+                        "final_primaries": pr.MAX_FINAL_PRIMARIES, "target_roi": "P" * pr.MAX_ROI_NAME})
+    assert len(request.objectives) == pr.MAX_OBJECTIVES

@@ -53,3 +53,19 @@ def test_beamlet_fan_out_settings_come_from_the_environment():
     s = Settings.from_env({"ORTHANC_RT_DISTRIBUTED_BEAMLETS": "no", "ORTHANC_RT_BEAMLET_SPLIT_SPOTS": "120"})
     assert s.distributed_beamlets is False and s.beamlet_split_spots == 120
     assert s.redacted()["beamlet_split_spots"] == 120 and s.redacted()["distributed_beamlets"] is False
+
+
+def test_the_plugin_shows_its_own_orthanc_and_leaves_worker_settings_to_the_workers():
+    from orthanc_rt.planning.auto_rules import shown_settings
+    from orthanc_rt.settings import WORKER_ONLY
+
+    plugin = Settings.from_orthanc_config({"HttpPort": 8999, "OrthancRT": {}})
+    assert plugin.orthanc_url == "http://127.0.0.1:8999"
+    assert Settings.from_orthanc_config({"HttpPort": 8443, "SslEnabled": True}).orthanc_url == "https://127.0.0.1:8443"
+    shown = shown_settings(plugin)
+    assert shown["orthanc_url"] == "http://127.0.0.1:8999" and not set(WORKER_ONLY) & set(shown)
+    worker = Settings.from_env({"ORTHANC_RT_ORTHANC_URL": "http://rt:pw@pacs:8042", "ORTHANC_RT_MCSQUARE_THREADS": "3",
+                                "ORTHANC_RT_WORK_DIR": "/srv/jobs"})
+    published = worker.for_workers()
+    assert published["mcsquare_threads"] == 3 and published["work_dir"] == "/srv/jobs"
+    assert published["orthanc_url"] == "http://***@pacs:8042" and set(WORKER_ONLY) <= set(published)

@@ -197,3 +197,16 @@ def test_the_change_table_names_every_rule():
     assert names[(NEW_INSTANCE, str(CASE.dvh.rtstruct.SOPClassUID))] == ["structure_set_arrived",
                                                                         "plan_structure_set"]
     assert (NEW_INSTANCE, str(CASE.dvh.ct[0].SOPClassUID)) not in table
+
+
+def test_only_ct_and_structure_set_series_wake_waiting_jobs(world):
+    w = world()
+    dose, plan = w.arrive(on_other_frame(CASE.dvh.rtdose), instance_variant(CASE.ion_plan, "same-study"))
+    [job] = w.jobs("analysis")
+    assert job.state == jobs.WAITING  # for a structure set of its own frame
+    for unrelated in (dose, plan):  # an RTDOSE and an RTPLAN series: nothing a job waits for
+        w.events.on_change(STABLE_SERIES, unrelated["ParentSeries"])
+        assert w.ctx.store.get(job.id).state == jobs.WAITING
+    [ct] = w.arrive(CASE.dvh.ct[0])
+    w.events.on_change(STABLE_SERIES, ct["ParentSeries"])
+    assert w.ctx.store.get(job.id).state == jobs.QUEUED

@@ -63,6 +63,7 @@ def run(job_id: str, settings: Settings, store: JobStore, compute: Compute, *,
     finally:
         if cleanup is not None:
             cleanup()
-    store.transition(job_id, jobs.SUCCEEDED, from_states=[jobs.RUNNING], stage="done", message="",
-                     actor=actor, progress=1.0, outputs=outputs)
+    # A result to look at twice (a dose job's beam outside the CT) says so in the job's message.
+    store.transition(job_id, jobs.SUCCEEDED, from_states=[jobs.RUNNING], stage="done",
+                     message="; ".join(outputs.get("warnings") or ()), actor=actor, progress=1.0, outputs=outputs)
     return outputs
