@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from orthanc_rt.records import db
+from orthanc_rt.records.tables import AuditEntry
 from tests.support.routes import PERMISSION, SAMPLES, STATE_CHANGING
 from tests.support.stack import AUTH_USERS, WORKER_USER, as_user, succeeded_dose_job
 
@@ -66,12 +67,22 @@ def test_audit_verify_detects_tampering_over_http(auth_stack):
     ada.post("/rt/reconcile")
     assert ada.get("/rt/audit/verify").json()["ok"]
     engine = db.engine_for(auth_stack.database_url)
+    table = AuditEntry.__table__
     with engine.begin() as conn:
         seq = conn.execute(sa.text("SELECT min(seq) FROM audit_log")).scalar()
-        conn.execute(sa.text("UPDATE audit_log SET actor = 'mallory' WHERE seq = :s"), {"s": seq})
-    report = ada.get("/rt/audit/verify").json()
-    assert not report["ok"] and report["problems"][0]["seq"] == seq
-    with engine.begin() as conn:  # and a deleted row
-        conn.execute(sa.text("DELETE FROM audit_log WHERE seq = :s"), {"s": seq + 1})
-    problems = ada.get("/rt/audit/verify").json()["problems"]
-    assert any("missing" in p["problem"] for p in problems)
+        original = [dict(row) for row in conn.execute(
+            sa.select(table).where(table.c.seq.in_([seq, seq + 1])).order_by(table.c.seq)).mappings()]
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE audit_log SET actor = 'mallory' WHERE seq = :s"), {"s": seq})
+        report = ada.get("/rt/audit/verify").json()
+        assert not report["ok"] and report["problems"][0]["seq"] == seq
+        with engine.begin() as conn:  # and a deleted row
+            conn.execute(sa.text("DELETE FROM audit_log WHERE seq = :s"), {"s": seq + 1})
+        problems = ada.get("/rt/audit/verify").json()["problems"]
+        assert any("missing" in p["problem"] for p in problems)
+    finally:  # the stack is shared: later tests audit into this chain and verify it
+        with engine.begin() as conn:
+            conn.execute(table.delete().where(table.c.seq.in_([seq, seq + 1])))
+            conn.execute(table.insert(), original)
+    assert ada.get("/rt/audit/verify").json()["ok"]
