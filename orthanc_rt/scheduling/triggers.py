@@ -64,6 +64,8 @@ class Triggers:
         self.orthanc = orthanc
         self.scheduler = scheduler
         self.settings = settings
+        # Parsed once: the settings are frozen, and the rules are consulted on every structure set and CT series.
+        self.auto_planning = AutoPlanning.of(settings)
         self.planner = planner
 
     def for_new_instance(self) -> dict[str, list[Trigger]]:
@@ -126,7 +128,7 @@ class Triggers:
 
     def plan_structure_set(self, instance_id: str) -> None:
         """Apply the automatic planning rules to a structure set (idempotent: one plan per set and rule)."""
-        rules = AutoPlanning.of(self.settings).active_rules()
+        rules = self.auto_planning.active_rules()
         if not rules or self.planner is None:
             return
         index = self.planner.index
@@ -147,7 +149,7 @@ class Triggers:
                          summary.sop_instance_uid)
                 continue
             try:
-                request = AutoPlanning.of(self.settings).request_for(rule, target)
+                request = self.auto_planning.request_for(rule, target)
                 done = self.planner.record(rule.workflow, request, summary, ct_series=ct, source=f"rule:{rule.name}",
                                            requested_by="auto-planning", rule=rule.name)
             except PlanRequestError as exc:
@@ -164,7 +166,7 @@ class Triggers:
             if modality in _AWAITED_MODALITIES else []
         if resumed:
             log.info("Orthanc-RT: series %s complete, resumed jobs %s", series_id, resumed)
-        if modality == "CT" and AutoPlanning.of(self.settings).active_rules() \
+        if modality == "CT" and self.auto_planning.active_rules() \
                 and self.planner is not None:
             for summary in self.planner.index.of_study(series["ParentStudy"]):
                 self.plan_structure_set(summary.orthanc_id)
