@@ -170,6 +170,8 @@ class Settings:
     auto_analysis: AutoAnalysis = field(default_factory=AutoAnalysis)
     # OrthancRT.AutoPlanning as configured; orthanc_rt.planning.auto_rules.AutoPlanning.from_config reads it.
     auto_planning: Mapping[str, Any] = field(default_factory=dict)
+    # OrthancRT.DoseCheck as configured; orthanc_rt.scheduling.params.CheckConfig.from_settings reads it.
+    dose_check: Mapping[str, Any] = field(default_factory=dict)
     plan_job_timeout_seconds: int = default_of("plan_job_timeout_seconds")  # beamlets + optimisation + final dose
 
     def __post_init__(self) -> None:
@@ -238,6 +240,7 @@ class Settings:
             auto_dose=auto,
             auto_analysis=_auto_analysis(dict(section.get("AutoAnalysis", {}))),
             auto_planning=dict(section.get("AutoPlanning", {})),
+            dose_check=dict(section.get("DoseCheck", {})),
         )
 
     def redacted(self) -> dict[str, Any]:

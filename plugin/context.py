@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from orthanc_rt.pacs.client import OrthancApi
 from orthanc_rt.pacs.structure_sets import StructureSetIndex
+from orthanc_rt.records.checks import CheckStore
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.measurements import MeasurementStore
 from orthanc_rt.records.plans import PlanStore
+from orthanc_rt.scheduling.params import CheckConfig
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.scheduling.submission import PlanSubmitter
@@ -29,6 +31,8 @@ class Context:
     plans: PlanStore
     index: StructureSetIndex  # structure sets of a study, cached: shared by the plan routes and the triggers
     submitter: PlanSubmitter
+    checks: CheckStore
+    check_config: CheckConfig  # OrthancRT.DoseCheck, parsed once (the settings are frozen)
 
     @classmethod
     def create(cls, orthanc: OrthancApi, settings: Settings, store: JobStore, dispatcher: Dispatcher) -> "Context":
@@ -37,4 +41,5 @@ class Context:
         index = StructureSetIndex(orthanc)
         return cls(orthanc=orthanc, settings=settings, store=store, dispatcher=dispatcher, scheduler=scheduler,
                    measurements=MeasurementStore(store.url), plans=plans, index=index,
-                   submitter=PlanSubmitter(index, plans, scheduler))
+                   submitter=PlanSubmitter(index, plans, scheduler), checks=CheckStore(store.url),
+                   check_config=CheckConfig.of(settings))

@@ -96,9 +96,12 @@ def install(orthanc: Any) -> None:
     dispatcher = Dispatcher(settings.redis_url, job_timeout_s=settings.dose_job_timeout_seconds,
                             plan_timeout_s=settings.plan_job_timeout_seconds)
     ctx = Context.create(api_client, settings, JobStore(settings.database_url), dispatcher)
+    if ctx.check_config.problem:
+        logger.error("Orthanc-RT: dose checks are off: %s", ctx.check_config.problem)
     router = Router(all_routes(ctx), access)
     events = EventDispatcher(api_client, trigger_table(Triggers(api_client, ctx.scheduler, settings,
-                                                                planner=ctx.submitter)))
+                                                                planner=ctx.submitter,
+                                                                check_config=ctx.check_config)))
     maintenance = Maintenance(api_client, ctx.scheduler, settings)
 
     def rest(output: Any, uri: str, **request: Any) -> None:

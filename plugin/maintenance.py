@@ -35,6 +35,7 @@ class Maintenance(threading.Thread):
                 self.scheduler.flush_pending()
                 self.scheduler.repush_lost()
                 self.scheduler.expire_waiting()
+                self.scheduler.resume_checks_of_finished_recomputes()
             except Exception as exc:  # Redis/DB down: try again next period
                 log.warning("Orthanc-RT maintenance: %s: %s", type(exc).__name__, exc)
 

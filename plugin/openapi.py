@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from orthanc_rt.planning import request as plan_request
-from orthanc_rt.scheduling.params import PRIMARIES_RANGE
+from orthanc_rt.records.checks import VERDICTS
+from orthanc_rt.scheduling import kinds
+from orthanc_rt.scheduling.params import (
+    DISTANCE_MM_RANGE,
+    DOSE_PERCENT_RANGE,
+    LIMIT_PERCENT_RANGE,
+    PRIMARIES_RANGE,
+    RBE_CONVENTIONS,
+    THRESHOLD_PERCENT_RANGE,
+)
 from plugin.router import MAX_OFFSET, MAX_PAGE, PARAM_PATTERNS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -28,6 +37,7 @@ _STUDY = _path("study", "StudyInstanceUID or Orthanc study id")
 _DOSE = _path("dose", "RTDOSE Orthanc id (or SOPInstanceUID)")
 _WORKFLOW = _path("workflow")
 _PLAN_ID = _path("plan_id")
+_CHECK_ID = _path("check_id")
 
 
 def _q(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
@@ -122,6 +132,28 @@ _DOSE_BODY = {
 }
 
 
+def _range(low_high: tuple[float, float], **extra: Any) -> dict[str, Any]:
+    return {"type": "number", "minimum": low_high[0], "maximum": low_high[1], **extra}
+
+
+_CHECK_BODY = {
+    "type": "object",
+    "properties": {
+        "with": {"type": "string", "description": "another RTDOSE (Orthanc id or SOPInstanceUID): compare the two; "
+                                                  "without it, the dose's plan is recomputed and checked"},
+        "dose_percent": _range(DOSE_PERCENT_RANGE), "distance_mm": _range(DISTANCE_MM_RANGE),
+        "low_dose_threshold_percent": _range(THRESHOLD_PERCENT_RANGE), "local": {"type": "boolean"},
+        "also_report": {"type": "array", "maxItems": 4,
+                        "items": {"description": "\"2%/2mm\" or [2, 2]"}},
+        "pass_percent": _range(LIMIT_PERCENT_RANGE), "action_percent": _range(LIMIT_PERCENT_RANGE),
+        "rbe_convention": {"type": "string", "enum": list(RBE_CONVENTIONS)},
+        "rbe_by_manufacturer": {"type": "object", "additionalProperties": {"type": "string",
+                                                                           "enum": list(RBE_CONVENTIONS)}},
+        "primaries": {"type": "integer", "minimum": PRIMARIES_RANGE[0], "maximum": PRIMARIES_RANGE[1]},
+    },
+}
+
+
 def spec(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
@@ -141,7 +173,7 @@ def spec(version: str) -> dict[str, Any]:
             "/rt/jobs": {"get": _op("List jobs, newest first", "read", "a page of jobs", params=[
                 _q("state", {"type": "string", "enum": ["queued", "waiting-for-input", "running", "succeeded",
                                                          "failed", "cancelled"]}),
-                _q("kind", {"type": "string", "enum": ["dose", "analysis", "sr", "plan"]}),
+                _q("kind", {"type": "string", "enum": list(kinds.NAMES)}),
                 _q("study", {"type": "string", "maxLength": 128}, "StudyInstanceUID or Orthanc study id"), *_PAGE],
                 errors=(503,))},
             "/rt/jobs/{job_id}": {
@@ -188,6 +220,23 @@ def spec(version: str) -> dict[str, Any]:
                     _q("levels", {"type": "string", "maxLength": 64}, "comma-separated percentages"),
                     _q("reference_gy", {"type": "number", "minimum": 0, "exclusiveMinimum": True})],
                     errors=(404, 409, 422, 503))},
+            "/rt/doses/{dose}/compare": {
+                "post": _op("Check a dose: against a recompute of its plan, or against another dose ('with'); "
+                            "idempotent per inputs and parameters", "compute", "the check job (created: 201)",
+                            params=[_DOSE], body=_CHECK_BODY, errors=(404, 413, 422, 503))},
+            "/rt/checks": {"get": _op("Dose checks with their verdicts, newest first; CSV/JSON export", "read",
+                                      "a page of checks", params=[
+                _q("study", {"type": "string", "maxLength": 128}, "StudyInstanceUID or Orthanc study id"),
+                _q("plan", {"type": "string", "maxLength": 64}, "the plan's SOPInstanceUID"),
+                _q("verdict", {"type": "string", "enum": list(VERDICTS)}),
+                _q("since", {"type": "string", "format": "date-time"}),
+                _q("until", {"type": "string", "format": "date-time"}),
+                _q("format", {"type": "string", "enum": ["json", "csv"]}), *_PAGE], errors=(404, 503))},
+            "/rt/checks/{check_id}": {"get": _op("A check: verdict, pass rates, per-ROI table, provenance, its job",
+                                                 "read", "the check", params=[_CHECK_ID], errors=(404, 503))},
+            "/rt/checks/{check_id}/report.pdf": {"get": _op("A check's PDF report (also in the study as an "
+                                                            "Encapsulated PDF)", "read", "the PDF",
+                                                            params=[_CHECK_ID], errors=(404, 503))},
             "/rt/kinds": {"get": _op("The job kinds with their queues (in the order workers take them), time limits "
                                      "and queue lengths", "read", "the kinds and queues", errors=(503,))},
             "/rt/workflows": {"get": _op("The planning workflows with parameters, defaults, units, limits and "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 from urllib.parse import unquote_plus
 
@@ -182,3 +183,15 @@ def choice_param(query: dict[str, str], name: str, allowed: Sequence[str], noun:
     if raw and raw not in allowed:
         raise HttpError(400, f"{name}: unknown {noun} {raw[:40]!r}; {listing} {list(allowed)}", field=name)
     return raw
+
+
+def time_param(query: dict[str, str], name: str) -> datetime | None:
+    """An ISO 8601 date-time query parameter (UTC when it names no zone), None when absent."""
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise HttpError(400, f"{name}: expected an ISO 8601 date-time, got {raw[:40]!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -25,7 +25,7 @@ log = logging.getLogger("orthanc_rt.plugin")
 PARAM_PATTERNS = {"job_id": r"[A-Za-z0-9_.-]{1,64}", "instance_id": r"[0-9a-f-]{1,64}",
                   "measurement_id": r"[0-9]{1,9}", "study": r"[0-9A-Za-z.-]{1,64}",
                   "dose": r"[0-9A-Za-z.-]{1,64}", "workflow": r"[a-z0-9-]{1,32}",
-                  "plan_id": r"[A-Za-z0-9_.-]{1,64}"}
+                  "plan_id": r"[A-Za-z0-9_.-]{1,64}", "check_id": r"[A-Za-z0-9_.-]{1,64}"}
 MAX_PAGE = 500  # rows of one JSON page
 MAX_OFFSET = 10**9
 INTERNAL_ERROR = "internal error in Orthanc-RT; see Orthanc's log"

@@ -1,20 +1,35 @@
-"""The comparison of two doses on one grid: gamma, dose differences, per-ROI metrics, a verdict.
+"""The comparison of two doses: gamma, dose differences, per-ROI metrics and DVHs, a verdict.
 
-INTERFACE ONLY on this commit (issue #12): the model that the check job
-fills and the report renders. Doses are [z, y, x] Gy arrays on one grid
-(the evaluated dose resampled onto the reference's grid first).
+`compare` takes two `DoseGrid`s of one frame of reference and the check's
+parameters. The evaluated dose (the recompute) is resampled onto the
+reference's grid (the TPS dose, the one being checked) by trilinear
+interpolation at the reference's voxel centres, zero outside its own grid:
+the TPS grid is the one the clinic reviewed, and gamma searches around its
+points. ROI masks are made on that grid with the DVH module's rules.
+
+Verdict (AAPM TG-218, Miften et al. 2018): the primary criteria's pass rate
+at or above `pass_percent` passes, below `action_percent` fails, in between
+warns. The median ratio of the doses where the reference is at least 90 %
+of its maximum is reported beside it: a ratio near 1.10 or 0.91 is the
+signature of an RBE 1.1 convention mismatch, not of a wrong plan.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
-from orthanc_rt.analysis.gamma import GammaMap
+from orthanc_rt.analysis.dvh_metrics import roi_dose_metrics
+from orthanc_rt.analysis.gamma import GammaCriteria, GammaMap, gamma_3d
+from orthanc_rt.analysis.roi_masks import roi_mask
+from orthanc_rt.dicom.models import CtVolume, DoseGrid
+from orthanc_rt.dicom.rtstruct import StructureSet
+from orthanc_rt.errors import DicomInputError
+from orthanc_rt.records.checks import FAIL, PASS, WARN
+from orthanc_rt.scheduling.params import CheckParams
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
-VERDICTS = (PASS, WARN, FAIL)
 
 
 @dataclass(frozen=True)
@@ -79,3 +94,165 @@ class DoseComparison:
     @property
     def primary(self) -> GammaMap:
         return self.gamma[0]
+
+
+HIGH_DOSE_FRACTION = 0.90  # "high-dose region" of the median ratio: reference >= 90 % of its maximum
+# A median ratio this far from 1 is called out: more than MC noise or a grid effect, as much as a convention.
+RATIO_HINT = 0.05
+METRICS = ("D98", "D95", "D50", "D2", "Dmean", "Dmax")
+_DVH_BINS = 400
+
+
+def criteria_of(params: CheckParams) -> list[GammaCriteria]:
+    """The primary criteria first, then those reported beside them (same threshold and normalisation)."""
+    primary = GammaCriteria(params.dose_percent, params.distance_mm, params.low_dose_threshold_percent,
+                            params.local)
+    others = [GammaCriteria(dose, mm, params.low_dose_threshold_percent, params.local)
+              for dose, mm in params.also_report if (dose, mm) != (params.dose_percent, params.distance_mm)]
+    return [primary, *others]
+
+
+def resample_onto(grid: DoseGrid, target: DoseGrid) -> np.ndarray:
+    """`grid`'s dose at `target`'s voxel centres ([z, y, x], trilinear; 0 outside `grid`)."""
+    nz, ny, nx = target.dose_gy.shape
+    axes = [(t_origin + t_spacing * np.arange(n) - origin) / spacing
+            for t_origin, t_spacing, n, origin, spacing
+            in zip(target.origin_mm, target.spacing_mm, (nx, ny, nz), grid.origin_mm, grid.spacing_mm)]
+    if all(np.allclose(a, np.round(a), atol=1e-4) for a in axes) and grid.dose_gy.shape == target.dose_gy.shape \
+            and all(abs(a[0]) < 1e-4 for a in axes):
+        return np.asarray(grid.dose_gy, dtype=np.float32)  # the same grid: no interpolation
+    zi, yi, xi = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+    return ndimage.map_coordinates(np.asarray(grid.dose_gy, dtype=np.float32), [zi, yi, xi], order=1,
+                                   mode="constant", cval=0.0).astype(np.float32)
+
+
+def grid_volume(grid: DoseGrid) -> CtVolume:
+    """A dose grid as an (empty) image volume, for the ROI mask functions that take one."""
+    return CtVolume(hu=np.zeros(grid.dose_gy.shape, dtype=np.int16), origin_mm=grid.origin_mm,
+                    spacing_mm=grid.spacing_mm, frame_of_reference_uid=grid.frame_of_reference_uid)
+
+
+def roi_masks_on(grid: DoseGrid, structures: StructureSet | None) -> dict[str, np.ndarray]:
+    """The masks of the structure set's contoured ROIs on the dose grid (ROIs sharing a name united)."""
+    if structures is None:
+        return {}
+    if structures.frame_of_reference_uid and grid.frame_of_reference_uid \
+            and structures.frame_of_reference_uid != grid.frame_of_reference_uid:
+        raise DicomInputError(f"the structure set is on FrameOfReferenceUID {structures.frame_of_reference_uid}, "
+                              f"the dose on {grid.frame_of_reference_uid}")
+    volume = grid_volume(grid)
+    masks: dict[str, np.ndarray] = {}
+    for roi in structures.rois:
+        mask = roi_mask(roi, volume)
+        if mask.any():
+            masks[roi.name] = masks[roi.name] | mask if roi.name in masks else mask
+    return masks
+
+
+def compare(reference: DoseGrid, evaluated: DoseGrid, params: CheckParams, *, reference_label: DoseDescription,
+            evaluated_label: DoseDescription, rois: dict[str, np.ndarray] | None = None,
+            target: str | None = None, notes: list[str] | None = None,
+            provenance: dict[str, Any] | None = None) -> DoseComparison:
+    """Compare `evaluated` with `reference` (both Gy, the same frame of reference); `rois` on the reference grid.
+
+    `target` names the ROI the reference must cover (a dose grid that misses
+    part of it cannot be checked there: DicomInputError).
+    """
+    if reference.frame_of_reference_uid and evaluated.frame_of_reference_uid \
+            and reference.frame_of_reference_uid != evaluated.frame_of_reference_uid:
+        raise DicomInputError(f"the doses are on different frames of reference ({reference.frame_of_reference_uid} "
+                              f"and {evaluated.frame_of_reference_uid}): they cannot be compared")
+    ref = np.asarray(reference.dose_gy, dtype=np.float32)
+    peak = float(ref.max()) if ref.size else 0.0
+    if not peak > 0:
+        raise DicomInputError("the reference dose is zero everywhere: nothing to compare")
+    notes = list(notes or [])
+    rois = dict(rois or {})
+    if target and target in rois:
+        _require_covered(reference, rois[target], target)
+    ev = resample_onto(evaluated, reference)
+    if ev is not evaluated.dose_gy:
+        notes.append("the evaluated dose was resampled onto the reference's grid (trilinear, at its voxel centres)")
+    gammas = [gamma_3d(ref, ev, reference.spacing_mm, criteria) for criteria in criteria_of(params)]
+    primary = gammas[0]
+    evaluated_points = ref >= peak * params.low_dose_threshold_percent / 100.0
+    difference = _difference_stats(ref, ev, evaluated_points, peak)
+    high = ref >= HIGH_DOSE_FRACTION * peak
+    ratio = float(np.median(ev[high] / ref[high])) if np.any(high) else None
+    table = [_roi_row(name, mask, ref, ev, primary, reference.spacing_mm) for name, mask in rois.items()]
+    limits = VerdictLimits(params.pass_percent, params.action_percent)
+    verdict, reason = judge(primary, limits, ratio)
+    focus_mask = rois.get(target) if target else None
+    return DoseComparison(
+        reference=replace(reference_label, max_gy=peak), evaluated=replace(evaluated_label, max_gy=float(ev.max())),
+        gamma=gammas, rois=table, difference=difference,
+        high_dose_ratio=None if ratio is None else round(ratio, 4), limits=limits, verdict=verdict,
+        verdict_reason=reason, notes=notes, provenance=dict(provenance or {}), reference_gy=ref, evaluated_gy=ev,
+        origin_mm=reference.origin_mm, spacing_mm=reference.spacing_mm,
+        focus_zyx=_focus(focus_mask if focus_mask is not None and focus_mask.any() else high))
+
+
+def judge(primary: GammaMap, limits: VerdictLimits, ratio: float | None) -> tuple[str, str]:
+    """Pass / warn / fail from the primary pass rate (TG-218 limits), with the reason in words."""
+    rate = primary.pass_rate_percent
+    stated = f"gamma {primary.criteria.name} pass rate {rate:.1f} % over {primary.evaluated_points} points"
+    if rate >= limits.pass_percent:
+        verdict, reason = PASS, f"{stated} (>= {limits.pass_percent:g} %)"
+    elif rate < limits.action_percent:
+        verdict, reason = FAIL, f"{stated} (below the action limit {limits.action_percent:g} %)"
+    else:
+        verdict, reason = WARN, (f"{stated} (below {limits.pass_percent:g} %, at or above the action limit "
+                                 f"{limits.action_percent:g} %)")
+    if ratio is not None and abs(ratio - 1.0) > RATIO_HINT:
+        reason += (f"; the median dose ratio in the high-dose region is {ratio:.3f}"
+                   + (": an RBE 1.1 convention mismatch?" if abs(ratio - 1.1) < 0.03 or abs(ratio - 1 / 1.1) < 0.03
+                      else ""))
+    return verdict, reason
+
+
+def _require_covered(reference: DoseGrid, mask: np.ndarray, name: str) -> None:
+    """The reference grid must hold dose over the target: a grid cut through it cannot be checked."""
+    ref = np.asarray(reference.dose_gy)
+    edges = np.zeros_like(mask)
+    edges[[0, -1], :, :] = edges[:, [0, -1], :] = edges[:, :, [0, -1]] = True
+    touching = np.count_nonzero(mask & edges)
+    low = np.count_nonzero(mask & (ref < 0.05 * ref.max()))
+    if touching or low > 0.05 * np.count_nonzero(mask):
+        raise DicomInputError(f"the reference dose grid does not cover the target {name}: "
+                              f"{touching} of its voxels lie on the grid's edge and {low} receive almost no dose")
+
+
+def _difference_stats(ref: np.ndarray, ev: np.ndarray, where: np.ndarray, peak: float) -> dict[str, float]:
+    """Evaluated - reference over the points above the threshold, in % of the reference maximum."""
+    diff = (ev[where] - ref[where]) / peak * 100.0
+    if not diff.size:
+        return {}
+    return {"mean_percent": round(float(diff.mean()), 3), "sd_percent": round(float(diff.std()), 3),
+            "p5_percent": round(float(np.percentile(diff, 5)), 3),
+            "p95_percent": round(float(np.percentile(diff, 95)), 3),
+            "max_abs_percent": round(float(np.abs(diff).max()), 3),
+            "within_3_percent": round(float(100.0 * np.count_nonzero(np.abs(diff) <= 3.0) / diff.size), 2),
+            "points": int(diff.size)}
+
+
+def _roi_row(name: str, mask: np.ndarray, ref: np.ndarray, ev: np.ndarray, primary: GammaMap,
+             spacing_mm: tuple[float, float, float]) -> RoiComparison:
+    reference, evaluated = roi_dose_metrics(ref, mask), roi_dose_metrics(ev, mask)
+    metrics = {key: (round(reference[key], 4), round(evaluated[key], 4)) for key in METRICS if key in reference}
+    top = max(float(ref[mask].max()), float(ev[mask].max()), 1e-6)
+    bins = np.linspace(0.0, top * 1.02, _DVH_BINS)
+    return RoiComparison(name=name, volume_cc=round(float(mask.sum()) * float(np.prod(spacing_mm)) / 1000.0, 3),
+                         gamma_pass_rate_percent=primary.pass_rate_in(mask), metrics=metrics,
+                         dvh=DvhPair(bins, _cumulative(ref[mask], bins), _cumulative(ev[mask], bins)))
+
+
+def _cumulative(doses: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """% of the voxels receiving at least each bin's dose."""
+    ordered = np.sort(doses)
+    return 100.0 * (ordered.size - np.searchsorted(ordered, bins, side="left")) / max(ordered.size, 1)
+
+
+def _focus(mask: np.ndarray) -> tuple[int, int, int] | None:
+    if mask is None or not np.any(mask):
+        return None
+    return tuple(int(round(v)) for v in ndimage.center_of_mass(mask))  # type: ignore[return-value]

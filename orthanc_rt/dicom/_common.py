@@ -22,10 +22,9 @@ from pydicom.valuerep import DSfloat
 import orthanc_rt
 from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.models import PatientStudy
-from orthanc_rt.dicom.uids import derive_uid, is_valid_uid
+from orthanc_rt.dicom.uids import MANUFACTURER, derive_uid, is_valid_uid
 from orthanc_rt.errors import DicomInputError
 
-MANUFACTURER = "Orthanc-RT"
 PATIENT_POSITION = "HFS"
 IDENTITY_ORIENTATION = [1, 0, 0, 0, 1, 0]
 _IMPLEMENTATION_CLASS_UID = derive_uid("orthanc-rt", "implementation-class")

@@ -44,6 +44,7 @@ from orthanc_rt.errors import DicomInputError
 # the quantization error is at most max dose / 8e9 (1.25e-10 of the maximum).
 _DOSE_LEVELS = 4.0e9
 _DOSE_TYPES = ("PHYSICAL", "EFFECTIVE", "ERROR")
+_DOSE_UNITS = ("GY", "RELATIVE")
 _SUMMATION_TYPES = ("PLAN", "MULTI_PLAN", "PLAN_OVERVIEW", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION",
                     "BEAM_SESSION", "BRACHY_SESSION", "CONTROL_POINT", "RECORD")
 
@@ -107,7 +108,7 @@ def _pixels(ds: Dataset, frames: int, where: str) -> np.ndarray:
         raise DicomInputError(f"{where}: pixel data holds {pixels.size} values, expected {shape} "
                               "(frames, rows, columns)")
     pixels = pixels.reshape(shape)
-    if np.issubdtype(pixels.dtype, np.signedinteger) and pixels.min() < 0:
+    if np.issubdtype(pixels.dtype, np.signedinteger) and pixels.min() < 0 and ds.get("DoseType") != "ERROR":
         raise DicomInputError(f"{where}: negative pixel values; a dose cannot be negative")
     return pixels.astype(np.float64)
 
@@ -125,13 +126,16 @@ def _single_frame_thickness(ds: Dataset, where: str) -> float:
 def build_rtdose(grid: DoseGrid, study: PatientStudy, *, sop_instance_uid: str, series_instance_uid: str,
                  referenced_plan_uid: str, series_description: str,
                  referenced_plan_sop_class: str = sop.RT_ION_PLAN, content_description: str = "",
-                 series_number: int = 4, created: datetime | None = None) -> Dataset:
+                 series_number: int = 4, created: datetime | None = None, units: str = "GY") -> Dataset:
     """An RT Dose of `grid` (Gy), referencing the plan it is the dose of.
 
     DoseType and DoseSummationType come from the grid (PHYSICAL and PLAN by
     default: the dose of all fractions). Pixels are unsigned 32 bit with
     DoseGridScaling = max / 4e9 (see _DOSE_LEVELS). GridFrameOffsetVector is
     relative (starts at 0). `content_description` goes to DoseComment.
+    A dose of type ERROR (a difference of two doses) may be negative: its
+    pixels are signed 32 bit, DoseGridScaling = max |value| / 2e9. `units`
+    RELATIVE stores a unitless map (a gamma index) that dose viewers can show.
     """
     check_study(study)
     for value, what in ((sop_instance_uid, "sop_instance_uid"), (series_instance_uid, "series_instance_uid"),
@@ -142,8 +146,11 @@ def build_rtdose(grid: DoseGrid, study: PatientStudy, *, sop_instance_uid: str, 
     check_text(content_description, "content_description", 64)
     dose = np.asarray(grid.dose_gy)
     check_grid(dose, grid.origin_mm, grid.spacing_mm, grid.frame_of_reference_uid, study, "dose grid")
-    if dose.min() < 0:
-        raise DicomInputError(f"dose grid: negative dose ({float(dose.min()):g} Gy)")
+    signed = grid.dose_type == "ERROR"
+    if dose.min() < 0 and not signed:
+        raise DicomInputError(f"dose grid: negative dose ({float(dose.min()):g} Gy); only an ERROR dose may be")
+    if units not in _DOSE_UNITS:
+        raise DicomInputError(f"dose grid: units {units!r} are not one of {', '.join(_DOSE_UNITS)}")
     if grid.dose_type not in _DOSE_TYPES:
         raise DicomInputError(f"dose grid: dose_type {grid.dose_type!r} is not one of {', '.join(_DOSE_TYPES)}")
     if grid.summation_type not in _SUMMATION_TYPES:
@@ -162,11 +169,15 @@ def build_rtdose(grid: DoseGrid, study: PatientStudy, *, sop_instance_uid: str, 
     ds.NumberOfFrames = frames
     ds.FrameIncrementPointer = 0x3004000C  # GridFrameOffsetVector
     ds.GridFrameOffsetVector = ds_values(k * sz for k in range(frames))
-    peak = float(dose.max())
-    scaling = float(ds_value(peak / _DOSE_LEVELS)) if peak > 0 else 1.0
-    pixels = np.clip(np.rint(dose.astype(np.float64) / scaling), 0, 2**32 - 1).astype("<u4")
-    set_monochrome_pixels(ds, pixels, bits=32, signed=False)
-    ds.DoseUnits = "GY"
+    peak = float(np.abs(dose).max())
+    levels = _DOSE_LEVELS / 2 if signed else _DOSE_LEVELS
+    scaling = float(ds_value(peak / levels)) if peak > 0 else 1.0
+    if signed:
+        pixels = np.clip(np.rint(dose.astype(np.float64) / scaling), -(2**31), 2**31 - 1).astype("<i4")
+    else:
+        pixels = np.clip(np.rint(dose.astype(np.float64) / scaling), 0, 2**32 - 1).astype("<u4")
+    set_monochrome_pixels(ds, pixels, bits=32, signed=signed)
+    ds.DoseUnits = units
     ds.DoseType = grid.dose_type
     ds.DoseSummationType = grid.summation_type
     ds.DoseGridScaling = ds_value(scaling)

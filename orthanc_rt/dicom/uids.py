@@ -14,6 +14,9 @@ import json
 import re
 import uuid
 
+# What Orthanc-RT writes as Manufacturer (0008,0070) of every object it builds. It marks the builder, not the
+# maker: test phantoms and the demo build with it too; orthanc_rt.scheduling.origin tells results of jobs apart.
+MANUFACTURER = "Orthanc-RT"
 _ROOT = "2.25."
 _VALID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _MAX_LENGTH = 64

@@ -126,14 +126,3 @@ def exists(api: OrthancApi, path: str) -> bool:
             return False
         raise
 
-
-_REFERENCED_DOSE = "300c,0080/0/0008,1155"  # ReferencedDoseSequence / ReferencedSOPInstanceUID
-
-
-def dose_stored_with(api: OrthancApi, plan_instance_id: str) -> str | None:
-    """The SOPInstanceUID of the RTDOSE a plan names (ReferencedDoseSequence) when that dose is in Orthanc.
-
-    Plans made by Orthanc-RT arrive with their dose: they need no dose job.
-    """
-    dose_uid = instance_tag(api, plan_instance_id, _REFERENCED_DOSE)
-    return dose_uid if dose_uid and find_instance(api, dose_uid) else None

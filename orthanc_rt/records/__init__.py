@@ -1,9 +1,9 @@
 """The records: the database engine, its tables and migrations, and one store per record family.
 
-Jobs, plans, measurements and the audit trail live in PostgreSQL (SQLite when nothing is configured);
+Jobs, plans, dose checks, measurements and the audit trail live in PostgreSQL (SQLite when nothing is configured);
 `tables` defines them, `migrations/` creates them (Alembic), `db` opens sessions, and each store module
-(`jobs`, `plans`, `measurements`, `audit`) reads and writes one family.
+(`jobs`, `plans`, `checks`, `measurements`, `audit`) reads and writes one family.
 """
 
 # The modules other packages may import; a module whose name starts with _ is private.
-__all__ = ["audit", "db", "jobs", "manual_measurements", "measurements", "plans", "tables"]
+__all__ = ["audit", "checks", "db", "jobs", "manual_measurements", "measurements", "plans", "tables"]

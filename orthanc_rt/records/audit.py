@@ -41,6 +41,7 @@ RECONCILE = "reconcile.run"
 MEASUREMENT_CREATED = "measurement.created"
 MEASUREMENT_EDITED = "measurement.edited"
 MEASUREMENT_DELETED = "measurement.deleted"
+CHECK_RECORDED = "check.recorded"  # a dose check's verdict written (before: the verdict it replaced)
 # A request to Orthanc's own API that changes the archive or its configuration, let through by the role
 # table: "orthanc." + the permission it needed (orthanc.delete, orthanc.send, ...; plugin/orthanc_access.py).
 ORTHANC_PREFIX = "orthanc."

@@ -209,6 +209,12 @@ class JobStore:
                                                   message="an input series became complete", enqueued_at=None,
                                                   actor="scheduler")]
 
+    def ids_of_study(self, study_instance_uid: str, kinds: Sequence[str]) -> list[str]:
+        """Ids of the jobs of `kinds` that ran on a study (by StudyInstanceUID)."""
+        with read_scope(self.url) as s:
+            return list(s.scalars(select(Job.id).where(Job.study_instance_uid == study_instance_uid,
+                                                       Job.kind.in_(list(kinds)))))
+
     def expired_waiting(self, now: datetime | None = None) -> list[str]:
         now = now or utcnow()
         with session_scope(self.url) as s:

@@ -171,3 +171,33 @@ class AuditEntry(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Check(Base):
+    """The verdict of one dose check (recompute vs TPS dose, or any two doses), with its provenance.
+
+    The id is the check job's: a check run again replaces its row. `results`
+    holds every pass rate, the per-ROI table and the dose-difference
+    statistics; `provenance` the engine, versions, checksums, primaries and
+    who or what asked (orthanc_rt/records/checks.py).
+    """
+
+    __tablename__ = "checks"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))  # recompute | pair
+    study_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    orthanc_study_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    plan_sop_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    reference_sop_instance_uids: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"uids": [...]}
+    evaluated_sop_instance_uids: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    criteria: Mapped[str] = mapped_column(String(64), default="")
+    pass_rate_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    verdict: Mapped[str] = mapped_column(String(8), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    results: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    report_orthanc_id: Mapped[str] = mapped_column(String(64), default="")
+    source: Mapped[str] = mapped_column(String(16), default="api")
+    requested_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -68,6 +68,8 @@ KINDS = (
     JobKind("analysis", ANALYSIS_QUEUE, "worker.jobs.analysis", 900, preload=True),  # takes seconds
     JobKind("sr", ANALYSIS_QUEUE, "worker.jobs.sr", 300),
     JobKind("plan", PLAN_QUEUE, "worker.jobs.plan", "plan_job_timeout_seconds"),
+    # Compares doses (gamma, DVHs, report): minutes at most. Its recompute is a dose job, on the dose queue.
+    JobKind("check", ANALYSIS_QUEUE, "worker.jobs.check", 1800),
 )
 SUB_JOBS = (SubJobs("beamlets", BEAMLETS_QUEUE, "worker.engines.beamlet_fanout", preload=True),)
 

@@ -87,3 +87,161 @@ class AnalysisParams:
                    v_at_dose_gy=tuple(float(v) for v in data.get("v_at_dose_gy", cls.v_at_dose_gy)),
                    v_at_dose_pct=tuple(float(v) for v in data.get("v_at_dose_pct", cls.v_at_dose_pct)),
                    reference_dose_gy=data.get("reference_dose_gy"))
+
+
+# --- dose checks ---------------------------------------------------------------------------------------------
+
+# How a TPS dose's DoseType is read. Our recompute is physical dose; a TPS proton dose labelled PHYSICAL may in
+# fact be RBE 1.1-weighted (RayStation exports it so), hence a convention per manufacturer.
+RBE_AS_LABELLED, RBE_WEIGHTED, RBE_PHYSICAL = "as-labelled", "rbe-1.1", "physical"
+RBE_CONVENTIONS = (RBE_AS_LABELLED, RBE_WEIGHTED, RBE_PHYSICAL)
+PROTON_RBE = 1.1  # ICRU Report 78: the generic clinical RBE of protons
+# Gamma criteria a check may ask for: tighter than 0.5 %/0.5 mm is below any dose grid's resolution and MC noise;
+# looser than 10 %/10 mm checks nothing. The threshold is in % of the reference maximum (TG-218 uses 10 %).
+DOSE_PERCENT_RANGE = (0.5, 10.0)
+DISTANCE_MM_RANGE = (0.5, 10.0)
+THRESHOLD_PERCENT_RANGE = (0.0, 50.0)
+LIMIT_PERCENT_RANGE = (0.0, 100.0)
+MAX_EXTRA_CRITERIA = 4
+# TG-218 (Miften et al. 2018, Med. Phys. 45:e53): 3 %/2 mm global, 10 % threshold, pass >= 95 %, action < 90 %.
+DEFAULT_ALSO_REPORT = ((2.0, 2.0), (3.0, 3.0))
+
+
+@dataclass(frozen=True)
+class CheckParams:
+    """What a dose check computes and how it judges (all of it is part of the check's identity)."""
+
+    dose_percent: float = 3.0
+    distance_mm: float = 2.0
+    low_dose_threshold_percent: float = 10.0
+    local: bool = False
+    also_report: tuple[tuple[float, float], ...] = DEFAULT_ALSO_REPORT  # (dose %, mm) reported beside
+    pass_percent: float = 95.0
+    action_percent: float = 90.0
+    rbe_convention: str = RBE_AS_LABELLED
+    rbe_by_manufacturer: tuple[tuple[str, str], ...] = ()  # (Manufacturer as stored, convention)
+    primaries: int | None = None  # the recompute's; None: the automatic dose's (one recompute serves both)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["also_report"] = [list(pair) for pair in self.also_report]
+        data["rbe_by_manufacturer"] = dict(self.rbe_by_manufacturer)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CheckParams":
+        values = dict(data)
+        values["also_report"] = tuple((float(d), float(mm)) for d, mm in values.get("also_report", ()))
+        values["rbe_by_manufacturer"] = tuple(sorted(dict(values.get("rbe_by_manufacturer", {})).items()))
+        return cls(**values)
+
+    def convention_for(self, manufacturer: str) -> str:
+        """The RBE convention of a dose made by `manufacturer` (case-insensitive match, else the default)."""
+        for name, convention in self.rbe_by_manufacturer:
+            if name.strip().lower() == manufacturer.strip().lower():
+                return convention
+        return self.rbe_convention
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """OrthancRT.DoseCheck: automatic checks of other systems' doses, and the defaults of requested ones."""
+
+    enabled: bool = True
+    defaults: CheckParams = CheckParams()
+    wait_seconds: int = 3600  # how long a check waits for missing BEAM doses or its recompute
+    problem: str = ""  # why the configuration was refused: no automatic checks, requested ones refused
+
+    @classmethod
+    def of(cls, settings: Any) -> "CheckConfig":
+        """`from_settings`, or a disabled configuration naming the problem (Orthanc must start anyway)."""
+        try:
+            return cls.from_settings(settings)
+        except ValidationError as exc:
+            return cls(enabled=False, problem=str(exc))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "CheckConfig":
+        """Parse `settings.dose_check`; a bad value is a ValidationError naming OrthancRT.DoseCheck.<Key>."""
+        cfg = dict(getattr(settings, "dose_check", {}) or {})
+        keys = {"Enabled": "enabled", "WaitSeconds": "wait_seconds", "DosePercent": "dose_percent",
+                "DistanceMm": "distance_mm", "LowDoseThresholdPercent": "low_dose_threshold_percent",
+                "Local": "local", "AlsoReport": "also_report", "PassPercent": "pass_percent",
+                "ActionPercent": "action_percent", "RbeConvention": "rbe_convention",
+                "RbeByManufacturer": "rbe_by_manufacturer", "Primaries": "primaries"}
+        unknown = sorted(set(cfg) - set(keys))
+        if unknown:
+            raise ValidationError(f"OrthancRT.DoseCheck.{unknown[0]}", f"unknown key; expected one of {sorted(keys)}")
+        body = {keys[k]: v for k, v in cfg.items() if k not in ("Enabled", "WaitSeconds")}
+        try:
+            defaults = check_params(body, CheckParams())
+            wait = _number(cfg, "WaitSeconds", cls.wait_seconds, integer=True, limits=WAIT_RANGE_S)
+        except ValidationError as exc:
+            field = next((k for k, v in keys.items() if v == exc.field), exc.field)
+            raise ValidationError(f"OrthancRT.DoseCheck.{field}", str(exc)[len(exc.field) + 2:]) from None
+        enabled = cfg.get("Enabled", cls.enabled)
+        if not isinstance(enabled, bool):
+            raise ValidationError("OrthancRT.DoseCheck.Enabled", f"must be true or false, got {enabled!r:.40}")
+        return cls(enabled=enabled, defaults=defaults, wait_seconds=int(wait))
+
+
+def check_params(body: Mapping[str, Any] | None, defaults: CheckParams) -> CheckParams:
+    """Validate a check request (JSON object) against the limits, filling `defaults`."""
+    body = dict(body or {})
+    known = set(CheckParams.__dataclass_fields__)
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown field; expected one of {sorted(known)}")
+    merged = {**defaults.as_dict(), **body}
+    dose = _number(merged, "dose_percent", None, integer=False, limits=DOSE_PERCENT_RANGE)
+    distance = _number(merged, "distance_mm", None, integer=False, limits=DISTANCE_MM_RANGE)
+    threshold = _number(merged, "low_dose_threshold_percent", None, integer=False, limits=THRESHOLD_PERCENT_RANGE)
+    passing = _number(merged, "pass_percent", None, integer=False, limits=LIMIT_PERCENT_RANGE)
+    action = _number(merged, "action_percent", None, integer=False, limits=LIMIT_PERCENT_RANGE)
+    if action > passing:
+        raise ValidationError("action_percent", f"must not exceed pass_percent ({passing:g}), got {action:g}")
+    local = merged["local"]
+    if not isinstance(local, bool):
+        raise ValidationError("local", f"must be true or false, got {local!r:.40}")
+    also = _criteria_list(merged["also_report"])
+    convention = _convention(merged["rbe_convention"], "rbe_convention")
+    by_manufacturer = merged["rbe_by_manufacturer"]
+    if not isinstance(by_manufacturer, Mapping) or len(by_manufacturer) > 50:
+        raise ValidationError("rbe_by_manufacturer", "must be an object of at most 50 {manufacturer: convention}")
+    pairs = tuple(sorted((str(name)[:64], _convention(value, f"rbe_by_manufacturer.{name}"))
+                         for name, value in by_manufacturer.items()))
+    primaries = merged["primaries"]
+    if primaries is not None:
+        primaries = int(_number(merged, "primaries", None, integer=True, limits=PRIMARIES_RANGE))
+    return CheckParams(dose_percent=float(dose), distance_mm=float(distance),
+                       low_dose_threshold_percent=float(threshold), local=local, also_report=also,
+                       pass_percent=float(passing), action_percent=float(action), rbe_convention=convention,
+                       rbe_by_manufacturer=pairs, primaries=primaries)
+
+
+def _criteria_list(value: Any) -> tuple[tuple[float, float], ...]:
+    """[[2, 2], "3%/3mm", ...] -> ((2.0, 2.0), (3.0, 3.0))."""
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_EXTRA_CRITERIA:
+        raise ValidationError("also_report", f"must be a list of at most {MAX_EXTRA_CRITERIA} criteria "
+                                             "such as \"2%/2mm\" or [2, 2]")
+    result = []
+    for item in value:
+        if isinstance(item, str):
+            parts = item.lower().replace(" ", "").removesuffix("mm").split("%/")
+            try:
+                item = [float(parts[0]), float(parts[1])] if len(parts) == 2 else None
+            except ValueError:
+                item = None
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise ValidationError("also_report", f"{item!r:.40} is not a criterion such as \"2%/2mm\" or [2, 2]")
+        pair = {"dose_percent": item[0], "distance_mm": item[1]}
+        dose = _number(pair, "dose_percent", None, integer=False, limits=DOSE_PERCENT_RANGE)
+        distance = _number(pair, "distance_mm", None, integer=False, limits=DISTANCE_MM_RANGE)
+        result.append((float(dose), float(distance)))
+    return tuple(result)
+
+
+def _convention(value: Any, name: str) -> str:
+    if value not in RBE_CONVENTIONS:
+        raise ValidationError(name, f"must be one of {', '.join(RBE_CONVENTIONS)}, got {value!r:.40}")
+    return str(value)

@@ -1,6 +1,6 @@
 """Reconcile: find RT Ion Plans already in Orthanc that have no dose job and queue them, once.
 
-Plans stored with their dose (Orthanc-RT's own optimised plans) are left alone.
+Plans an Orthanc-RT job made (its optimised plans; `origin`) are left alone.
 
 For plans stored while Orthanc-RT was not running (downtime, plugin installed
 on an existing PACS). Jobs are requested exactly as the automatic trigger
@@ -15,8 +15,9 @@ from typing import Any
 from orthanc_rt.dicom import sop
 from orthanc_rt.errors import OrthancError
 from orthanc_rt.pacs.client import OrthancApi, get_json, post_json
-from orthanc_rt.pacs.resources import dose_stored_with, instance_ref, sop_class_of
+from orthanc_rt.pacs.resources import instance_ref, sop_class_of
 from orthanc_rt.records import audit
+from orthanc_rt.scheduling.origin import made_by_job
 from orthanc_rt.scheduling.params import DoseParams
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.settings import AutoDose
@@ -33,7 +34,8 @@ def reconcile(api: OrthancApi, scheduler: Scheduler, auto: AutoDose, *, actor: s
         try:
             instances = get_json(api, f"/series/{series_id}").get("Instances", [])
             for instance_id in instances:
-                if sop_class_of(api, instance_id) != sop.RT_ION_PLAN or dose_stored_with(api, instance_id):
+                if sop_class_of(api, instance_id) != sop.RT_ION_PLAN \
+                        or made_by_job(api, scheduler.store, instance_id):
                     continue
                 plans += 1
                 job, created = scheduler.request_dose(instance_ref(api, instance_id), params, source="reconcile",

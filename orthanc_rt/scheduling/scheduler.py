@@ -17,7 +17,7 @@ from orthanc_rt.pacs.resources import InstanceRef
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import Job, utcnow
-from orthanc_rt.scheduling.params import AnalysisParams, DoseParams
+from orthanc_rt.scheduling.params import AnalysisParams, CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import Dispatcher
 
 log = logging.getLogger("orthanc_rt.scheduling.scheduler")
@@ -82,6 +82,42 @@ class Scheduler:
             requested_by=requested_by, rerun_finished=True,
             waiting_for=None if structure_set else
             f"waiting for an RTSTRUCT with FrameOfReferenceUID {frame_of_reference_uid}")
+
+    def request_check(self, plan: InstanceRef, params: CheckParams, recompute: DoseParams, *, source: str,
+                      requested_by: str = "", wait_seconds: float = 3600) -> tuple[Job, bool]:
+        """Recompute a plan (its dose job, shared with the automatic dose when the parameters agree) and
+        compare the recompute with the other system's doses of the plan: one check per (plan, parameters).
+
+        The check waits while its recompute runs; the recompute's RTDOSE arriving wakes it (triggers).
+        """
+        dose_job, _ = self.request_dose(plan, recompute, source=source, requested_by=requested_by)
+        waiting = None if dose_job.state == jobs.SUCCEEDED else f"waiting for the recompute (job {dose_job.id})"
+        return self.request(
+            "check", identity=[plan.sop_instance_uid, "recompute"],
+            identity_params={**params.as_dict(), "recompute": recompute.identity()}, params=params.as_dict(),
+            inputs={"plan": _input(plan), "recompute_job": dose_job.id}, study=plan, source=source,
+            requested_by=requested_by, waiting_for=waiting, wait_seconds=wait_seconds)
+
+    def request_comparison(self, reference: InstanceRef, evaluated: InstanceRef, params: CheckParams, *,
+                           source: str, requested_by: str = "") -> tuple[Job, bool]:
+        """Compare two stored RTDOSEs (a recompute, two versions of a plan, a scenario and the nominal)."""
+        return self.request(
+            "check", identity=[reference.sop_instance_uid, evaluated.sop_instance_uid],
+            identity_params=params.as_dict(), params=params.as_dict(),
+            inputs={"reference": _input(reference), "evaluated": _input(evaluated)}, study=reference,
+            source=source, requested_by=requested_by)
+
+    def resume_checks_of_finished_recomputes(self) -> list[str]:
+        """Waiting checks whose recompute failed or was cancelled run now, to fail with its reason."""
+        resumed = []
+        for jid in self.store.ids_in_states([jobs.WAITING], kind="check"):
+            check = self.store.get(jid)
+            recompute = self.store.get(check.inputs.get("recompute_job", "")) if check is not None else None
+            if recompute is not None and recompute.state in (jobs.FAILED, jobs.CANCELLED):
+                for moved in self.store.requeue_waiting(job_ids=[jid], kind="check"):
+                    self.push(moved, "check")
+                    resumed.append(moved)
+        return resumed
 
     def request_sr_import(self, sr: InstanceRef, *, source: str, requested_by: str = "") -> tuple[Job, bool]:
         return self.request("sr", identity=[sr.sop_instance_uid], identity_params={}, params={},

@@ -1,9 +1,15 @@
 """The trigger rules: which arriving DICOM becomes which job.
 
-- a new RTPLAN (ion or photon) becomes a dose job, unless it arrives with its
-  own dose already stored (ReferencedDoseSequence; Orthanc-RT's own plans do);
-  photon plans get a job too, which fails with a readable reason rather than
-  being silently ignored;
+- a new RTPLAN (ion or photon) becomes a dose job, unless an Orthanc-RT job
+  made it (`orthanc_rt.scheduling.origin`); photon plans get a job too, which
+  fails with a readable reason rather than being silently ignored;
+- an RT Ion Plan of another system and an RTDOSE of another system that
+  references it (ReferencedRTPlanSequence), both in Orthanc, in either
+  order, become a dose check: the plan's recompute (its dose job) and a
+  check job comparing it with that system's doses, once per plan and
+  check parameters (`OrthancRT.DoseCheck`);
+- a new RTDOSE wakes the checks of its study that wait (for their
+  recompute, which is such a dose, or for the rest of a plan's BEAM doses);
 - a new RTDOSE is paired with the RTSTRUCTs of its frame of reference (same
   study first, then same patient): one analysis job per pair, or one job
   waiting for a structure set when there is none;
@@ -35,7 +41,7 @@ from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.pacs.client import OrthancApi, get_json
 from orthanc_rt.pacs.resources import (
     InstanceRef,
-    dose_stored_with,
+    find_instance,
     find_instances,
     frame_of_reference_of,
     instance_ref,
@@ -43,7 +49,8 @@ from orthanc_rt.pacs.resources import (
 )
 from orthanc_rt.planning.auto_rules import AutoPlanning
 from orthanc_rt.records.tables import Job
-from orthanc_rt.scheduling.params import AnalysisParams, DoseParams
+from orthanc_rt.scheduling.origin import made_by_job
+from orthanc_rt.scheduling.params import AnalysisParams, CheckConfig, DoseParams
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.scheduling.submission import PlanSubmitter
 from orthanc_rt.settings import Settings
@@ -53,6 +60,7 @@ log = logging.getLogger("orthanc_rt.plugin")
 Trigger = Callable[[str], None]  # called with the Orthanc id of the instance or series
 
 _PATIENT_ID = "0010,0020"
+_REFERENCED_PLAN = "300c,0002/0/0008,1155"  # ReferencedRTPlanSequence / ReferencedSOPInstanceUID
 _SR_TEMPLATE = "0040,a504/0/0040,db00"  # ContentTemplateSequence / TemplateIdentifier
 # What waiting jobs wait for (orthanc_rt.pacs.inputs, worker.jobs.analysis): a CT, or a structure set.
 _AWAITED_MODALITIES = ("CT", "RTSTRUCT")
@@ -60,13 +68,14 @@ _AWAITED_MODALITIES = ("CT", "RTSTRUCT")
 
 class Triggers:
     def __init__(self, orthanc: OrthancApi, scheduler: Scheduler, settings: Settings,
-                 planner: PlanSubmitter | None = None):
+                 planner: PlanSubmitter | None = None, check_config: CheckConfig | None = None):
         self.orthanc = orthanc
         self.scheduler = scheduler
         self.settings = settings
         # Parsed once: the settings are frozen, and the rules are consulted on every structure set and CT series.
         self.auto_planning = AutoPlanning.of(settings)
         self.planner = planner
+        self.check_config = check_config if check_config is not None else CheckConfig.of(settings)
 
     def for_new_instance(self) -> dict[str, list[Trigger]]:
         """The triggers of an arriving instance, by SOP class, in the order they run."""
@@ -81,20 +90,24 @@ class Triggers:
 
     def plan_arrived(self, instance_id: str) -> None:
         auto = self.settings.auto_dose
-        if not auto.enabled:
+        checking = self.check_config.enabled
+        if not (auto.enabled or checking):
             return
         plan = instance_ref(self.orthanc, instance_id)
-        dose_uid = dose_stored_with(self.orthanc, instance_id)
-        if dose_uid:
-            log.info("Orthanc-RT: plan %s arrived with its dose %s; no dose job", plan.sop_instance_uid, dose_uid)
+        maker = made_by_job(self.orthanc, self.scheduler.store, instance_id)
+        if maker:
+            log.info("Orthanc-RT: plan %s was made by job %s; no dose job", plan.sop_instance_uid, maker)
             return
-        params = DoseParams(primaries=auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
-                            wait_for_ct_seconds=auto.wait_for_ct_seconds)
-        job, created = self.scheduler.request_dose(plan, params, source="auto", requested_by="auto-dose")
-        log.info("Orthanc-RT: plan %s -> job %s (%s)", plan.sop_instance_uid, job.id,
-                 "new" if created else "existing")
+        if auto.enabled:
+            job, created = self.scheduler.request_dose(plan, self.recompute_params(), source="auto",
+                                                       requested_by="auto-dose")
+            log.info("Orthanc-RT: plan %s -> job %s (%s)", plan.sop_instance_uid, job.id,
+                     "new" if created else "existing")
+        if checking and plan.sop_class_uid == sop.RT_ION_PLAN and self._foreign_doses_of(plan):
+            self._check(plan)
 
     def dose_arrived(self, instance_id: str) -> None:
+        self._dose_for_checks(instance_id)
         if not self.settings.auto_analysis.enabled:
             return
         arrived = self._with_frame(instance_id, "RTDOSE")
@@ -104,6 +117,55 @@ class Triggers:
         for structure_set in self.same_frame(dose, "RTSTRUCT", frame) or [None]:
             job = self._analyse(dose, structure_set, frame)
             log.info("Orthanc-RT: RTDOSE %s -> analysis job %s (%s)", dose.sop_instance_uid, job.id, job.state)
+
+    def recompute_params(self, primaries: int | None = None) -> DoseParams:
+        """The automatic dose's parameters (a check's own primaries, when it sets them)."""
+        auto = self.settings.auto_dose
+        return DoseParams(primaries=primaries or auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
+                          wait_for_ct_seconds=auto.wait_for_ct_seconds)
+
+    def _dose_for_checks(self, instance_id: str) -> None:
+        """A dose wakes waiting checks (ours: a recompute; another system's: a BEAM dose of a set), and
+        another system's dose of a stored RT Ion Plan of another system asks for that plan's check."""
+        if not self.check_config.enabled:
+            return
+        dose = instance_ref(self.orthanc, instance_id)
+        resumed = self.scheduler.resume_waiting(dose.orthanc_study_id, "check")
+        if resumed:
+            log.info("Orthanc-RT: RTDOSE %s woke checks %s", dose.sop_instance_uid, resumed)
+        if made_by_job(self.orthanc, self.scheduler.store, instance_id):
+            return
+        plan_uid = instance_tag(self.orthanc, instance_id, _REFERENCED_PLAN)
+        plan_id = find_instance(self.orthanc, plan_uid) if plan_uid else None
+        if plan_id is None:
+            log.info("Orthanc-RT: RTDOSE %s references plan %s, which is not in Orthanc (yet): no check",
+                     dose.sop_instance_uid, plan_uid or "(none)")
+            return
+        plan = instance_ref(self.orthanc, plan_id)
+        if plan.sop_class_uid != sop.RT_ION_PLAN:
+            log.info("Orthanc-RT: RTDOSE %s is of a %s: only ion plans are recomputed", dose.sop_instance_uid,
+                     sop.describe(plan.sop_class_uid))
+            return
+        if not made_by_job(self.orthanc, self.scheduler.store, plan_id):
+            self._check(plan)
+
+    def _check(self, plan: InstanceRef) -> Job:
+        config = self.check_config
+        job, created = self.scheduler.request_check(
+            plan, config.defaults, self.recompute_params(config.defaults.primaries), source="auto",
+            requested_by="auto-check", wait_seconds=config.wait_seconds)
+        log.info("Orthanc-RT: plan %s with another system's dose -> check %s (%s)", plan.sop_instance_uid, job.id,
+                 "new" if created else "existing")
+        return job
+
+    def _foreign_doses_of(self, plan: InstanceRef) -> list[str]:
+        """Orthanc ids of the RTDOSEs of the plan's study that reference it and no Orthanc-RT job made."""
+        found = []
+        for dose_id in find_instances(self.orthanc, "RTDOSE", StudyInstanceUID=plan.study_instance_uid):
+            if instance_tag(self.orthanc, dose_id, _REFERENCED_PLAN) == plan.sop_instance_uid \
+                    and not made_by_job(self.orthanc, self.scheduler.store, dose_id):
+                found.append(dose_id)
+        return found
 
     def structure_set_arrived(self, instance_id: str) -> None:
         if not self.settings.auto_analysis.enabled:

@@ -1,13 +1,12 @@
 """/rt/audit: read the audit trail and verify its hash chain."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from functools import partial
 
 from orthanc_rt.records import audit
 from plugin import roles
 from plugin.context import Context
-from plugin.rest import HttpError, Request, Response, text_param
+from plugin.rest import Request, Response, text_param, time_param
 from plugin.router import Route, page, page_params
 
 
@@ -23,20 +22,10 @@ def _list(ctx: Context, request: Request) -> Response:
     limit, offset = page_params(q, 100)
     rows, total = audit.query(ctx.store.url, audit.AuditQuery(
         actor=text_param(q, "actor"), action=text_param(q, "action"), subject=text_param(q, "subject"),
-        since=_time_param(q, "since"), until=_time_param(q, "until"), limit=limit, offset=offset))
+        since=time_param(q, "since"), until=time_param(q, "until"), limit=limit, offset=offset))
     return Response(200, page(rows, total, limit, offset))
 
 
 def _verify(ctx: Context, request: Request) -> Response:
     return Response(200, audit.verify(ctx.store.url))
 
-
-def _time_param(query: dict[str, str], name: str) -> datetime | None:
-    raw = query.get(name)
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise HttpError(400, f"{name}: expected an ISO 8601 date-time, got {raw[:40]!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

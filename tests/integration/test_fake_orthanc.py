@@ -11,7 +11,6 @@ import pytest
 
 from orthanc_rt.pacs.client import HttpOrthanc, get_json
 from orthanc_rt.pacs.resources import (
-    dose_stored_with,
     find_instance,
     find_instances,
     find_study,
@@ -91,7 +90,9 @@ def test_find_and_the_plan_dose_lookup_answer_the_same(both):
     assert find_study(fake, study) == find_study(real, study)
     assert find_instance(fake, "1.2.3.4.5.404") is None and find_instance(real, "1.2.3.4.5.404") is None
     plan_id = find_instance(real, str(CASE.plan_with_dose.SOPInstanceUID))
-    assert dose_stored_with(fake, plan_id) == dose_stored_with(real, plan_id) == str(CASE.dvh.rtdose.SOPInstanceUID)
+    referenced_dose = "300c,0080/0/0008,1155"  # a nested tag, as the triggers read ReferencedRTPlanSequence
+    assert instance_tag(fake, plan_id, referenced_dose) == instance_tag(real, plan_id, referenced_dose) \
+        == str(CASE.dvh.rtdose.SOPInstanceUID)
 
 
 def test_structure_set_lookups_for_planning_agree(both):

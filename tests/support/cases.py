@@ -494,6 +494,27 @@ def with_referenced_dose(plan: Dataset, dose: Dataset) -> Dataset:
     return variant
 
 
+def tps_dose_of(plan: Dataset, dose: Dataset, *, manufacturer: str = "RaySearch Laboratories",
+                summation: str = "PLAN", beam_number: int | None = None, name: str = "tps") -> Dataset:
+    """A copy of `dose` (own SOPInstanceUID) as another system exports it with `plan`: the plan's patient, study
+    and frame of reference, ReferencedRTPlanSequence naming the plan (and the beam, for a BEAM dose)."""
+    variant = instance_variant(dose, f"{name}-{plan.SOPInstanceUID}-{summation}-{beam_number}")
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID"):
+        setattr(variant, keyword, getattr(plan, keyword))
+    variant.SeriesInstanceUID = derive_uid("tests", "tps-dose-series", str(variant.SOPInstanceUID))
+    variant.Manufacturer, variant.DoseSummationType = manufacturer, summation
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = plan.SOPClassUID, plan.SOPInstanceUID
+    if beam_number is not None:
+        beam, group = Dataset(), Dataset()
+        beam.ReferencedBeamNumber = beam_number
+        group.ReferencedFractionGroupNumber = 1
+        group.ReferencedBeamSequence = DicomSequence([beam])
+        item.ReferencedFractionGroupSequence = DicomSequence([group])
+    variant.ReferencedRTPlanSequence = DicomSequence([item])
+    return variant
+
+
 def with_sr_template(report: Dataset, template: str) -> Dataset:
     """A copy (own SOPInstanceUID) of an SR whose ContentTemplateSequence names another TID."""
     variant = instance_variant(report, f"tid-{template}")

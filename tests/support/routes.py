@@ -33,6 +33,10 @@ SAMPLES = {
     ("GET", "/rt/plans/{plan_id}"): "/rt/plans/plan-1",
     ("DELETE", "/rt/plans/{plan_id}"): "/rt/plans/plan-1",
     ("GET", "/rt/studies/{study}/structure-sets"): "/rt/studies/1.2.3/structure-sets",
+    ("POST", "/rt/doses/{dose}/compare"): "/rt/doses/0a-1b/compare",
+    ("GET", "/rt/checks"): "/rt/checks",
+    ("GET", "/rt/checks/{check_id}"): "/rt/checks/check-1",
+    ("GET", "/rt/checks/{check_id}/report.pdf"): "/rt/checks/check-1/report.pdf",
 }
 
 # The permission each route needs, stated independently of plugin/roles.py (tests/unit/test_roles.py and
@@ -52,7 +56,9 @@ PERMISSION = {("GET", "/rt/health"): "read", ("GET", "/rt/openapi.json"): "read"
               ("GET", "/rt/workflows/{workflow}"): "read",
               ("POST", "/rt/plans"): "compute", ("GET", "/rt/plans"): "read", ("POST", "/rt/plans/batch"): "compute",
               ("GET", "/rt/plans/{plan_id}"): "read", ("DELETE", "/rt/plans/{plan_id}"): "plan-approve",
-              ("GET", "/rt/studies/{study}/structure-sets"): "read"}
+              ("GET", "/rt/studies/{study}/structure-sets"): "read",
+              ("POST", "/rt/doses/{dose}/compare"): "compute", ("GET", "/rt/checks"): "read",
+              ("GET", "/rt/checks/{check_id}"): "read", ("GET", "/rt/checks/{check_id}/report.pdf"): "read"}
 
 STATE_CHANGING = {"compute": {"admin", "physicist", "dosimetrist"}, "reconcile": {"admin", "physicist"},
                   "plan-approve": {"admin", "physicist"},

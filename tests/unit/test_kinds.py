@@ -21,16 +21,17 @@ from worker import tasks
 
 
 def test_kinds_and_queues_in_their_order():
-    assert kinds.NAMES == ("dose", "analysis", "sr", "plan")  # as the REST API lists them
+    assert kinds.NAMES == ("dose", "analysis", "sr", "plan", "check")  # as the REST API lists them
     # Workers take from the queues in this order: quick work, then beamlet parts of a plan under way, then new work.
     assert list(QUEUE_NAMES.items()) == [
-        ("analysis", "orthanc-rt-analysis"), ("sr", "orthanc-rt-analysis"), ("beamlets", "orthanc-rt-beamlets"),
+        ("analysis", "orthanc-rt-analysis"), ("sr", "orthanc-rt-analysis"), ("check", "orthanc-rt-analysis"),
+        ("beamlets", "orthanc-rt-beamlets"),
         ("dose", "orthanc-rt-dose"), ("plan", "orthanc-rt-plan")]
 
 
 def test_time_limits_are_fixed_or_settings():
     assert Dispatcher("redis://127.0.0.1:1/0", job_timeout_s=60).timeouts == {
-        "dose": 60, "analysis": 900, "sr": 300, "plan": 6 * 3600}
+        "dose": 60, "analysis": 900, "sr": 300, "plan": 6 * 3600, "check": 1800}
     assert Dispatcher("redis://127.0.0.1:1/0", job_timeout_s=60, plan_timeout_s=7).timeouts["plan"] == 7
     fields = {field.name for field in dataclasses.fields(Settings)}
     assert all(kind.time_limit in fields for kind in kinds.KINDS if isinstance(kind.time_limit, str))
@@ -124,4 +125,4 @@ def test_kinds_route_shows_the_limits_jobs_are_enqueued_with_and_queue_lengths(t
     assert [q["name"] for q in body["queues"]] == list(kinds.QUEUE_PRIORITY)
     waiting = {q["name"]: q["waiting"] for q in body["queues"]}
     assert waiting == {kinds.ANALYSIS_QUEUE: 0, kinds.BEAMLETS_QUEUE: 0, kinds.DOSE_QUEUE: 1, kinds.PLAN_QUEUE: 0}
-    assert {q["name"]: q["serves"] for q in body["queues"]}[kinds.ANALYSIS_QUEUE] == ["analysis", "sr"]
+    assert {q["name"]: q["serves"] for q in body["queues"]}[kinds.ANALYSIS_QUEUE] == ["analysis", "sr", "check"]

@@ -15,4 +15,4 @@ def test_migrations_match_models(database_url):
 def test_upgrade_is_idempotent(database_url):
     db.upgrade(database_url)  # second run: nothing to do, no error
     with db.engine_for(database_url).connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0005"
+        assert MigrationContext.configure(conn).get_current_revision() == "0006"

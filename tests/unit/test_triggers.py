@@ -8,15 +8,24 @@ from typing import Any
 
 import pytest
 
+from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.records import db, jobs
 from orthanc_rt.records.jobs import JobQuery, JobStore
 from orthanc_rt.records.plans import PlanQuery
+from orthanc_rt.records.tables import Job
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.scheduling.triggers import Triggers
 from orthanc_rt.settings import AutoAnalysis, AutoDose, Settings
 from plugin.context import Context
 from plugin.events import NEW_INSTANCE, STABLE_SERIES, EventDispatcher, trigger_table
-from tests.support.cases import instance_variant, on_other_frame, trigger_case, with_roi_renamed, with_sr_template
+from tests.support.cases import (
+    instance_variant,
+    on_other_frame,
+    tps_dose_of,
+    trigger_case,
+    with_roi_renamed,
+    with_sr_template,
+)
 from tests.support.fake_orthanc import FakeOrthanc
 
 CASE = trigger_case()
@@ -81,13 +90,63 @@ def test_a_photon_plan_gets_a_dose_job_too(world):
     assert [(j.kind, j.inputs["plan"]["sop_instance_uid"]) for j in w.jobs()] == [("dose", _uid(CASE.photon_plan))]
 
 
-def test_a_plan_stored_with_its_dose_gets_no_dose_job(world):
+def test_a_plan_stored_with_its_dose_is_still_computed(world):
+    """A TPS exports every plan with its dose: the dose names no maker, so the plan gets its dose job."""
     w = world()
     w.arrive(CASE.dvh.rtdose, CASE.plan_with_dose)
-    assert w.jobs("dose") == []
-    later = world()  # the dose it names is not in Orthanc (yet): the plan is computed
-    later.arrive(CASE.plan_with_dose)
-    assert [j.inputs["plan"]["sop_instance_uid"] for j in later.jobs("dose")] == [_uid(CASE.plan_with_dose)]
+    assert [j.inputs["plan"]["sop_instance_uid"] for j in w.jobs("dose")] == [_uid(CASE.plan_with_dose)]
+
+
+def test_a_plan_an_orthanc_rt_job_made_gets_no_dose_job_nor_check(world):
+    w = world()
+    maker = w.ctx.store.create(Job(id="plan-made-here", kind="plan", state=jobs.SUCCEEDED,
+                                   study_instance_uid=str(CASE.ion_plan.StudyInstanceUID)))[0]
+    ours = instance_variant(CASE.ion_plan, "ours")
+    ours.SOPInstanceUID = derive_uid("orthanc-rt", maker.id, "rtplan")
+    w.arrive(ours, tps_dose_of(ours, CASE.dvh.rtdose))
+    assert w.jobs("dose") == [] and w.jobs("check") == []
+
+
+@pytest.mark.parametrize("order", ["plan first", "dose first"])
+def test_a_tps_plan_and_its_dose_become_one_recompute_and_one_check(world, order):
+    w = world()
+    plan, dose = CASE.ion_plan, tps_dose_of(CASE.ion_plan, CASE.dvh.rtdose)
+    arrivals = (plan, dose) if order == "plan first" else (dose, plan)
+    w.arrive(*arrivals)
+    [recompute], [check] = w.jobs("dose"), w.jobs("check")
+    assert check.state == jobs.WAITING and recompute.id in check.message
+    w.arrive(*arrivals)  # the same export sent again: one recompute, one check
+    assert [j.id for j in w.jobs("dose")] == [recompute.id] and [j.id for j in w.jobs("check")] == [check.id]
+    assert recompute.inputs["plan"]["sop_instance_uid"] == check.inputs["plan"]["sop_instance_uid"] == _uid(plan)
+    assert check.inputs["recompute_job"] == recompute.id
+    assert recompute.params["primaries"] == Settings().auto_dose.primaries  # the automatic dose serves the check
+
+
+def test_a_dose_wakes_the_waiting_checks_of_its_study(world):
+    w = world()
+    plan = CASE.ion_plan
+    w.arrive(plan, tps_dose_of(plan, CASE.dvh.rtdose))
+    [check] = w.jobs("check")
+    assert check.state == jobs.WAITING
+    w.arrive(tps_dose_of(plan, CASE.dvh.rtdose, summation="BEAM", beam_number=1))  # e.g. a BEAM dose of the set
+    assert w.ctx.store.get(check.id).state == jobs.QUEUED
+
+
+def test_no_check_for_a_photon_plan_an_absent_plan_or_when_checks_are_off(world):
+    w = world()
+    w.arrive(CASE.photon_plan, tps_dose_of(CASE.photon_plan, CASE.dvh.rtdose),
+             tps_dose_of(CASE.plan_with_dose, CASE.dvh.rtdose))  # the second names a plan not in Orthanc
+    assert w.jobs("check") == []
+    off = world(dose_check={"Enabled": False})
+    off.arrive(CASE.ion_plan, tps_dose_of(CASE.ion_plan, CASE.dvh.rtdose))
+    assert len(off.jobs("dose")) == 1 and off.jobs("check") == []
+
+
+def test_a_refused_check_configuration_turns_automatic_checks_off_and_says_why(world):
+    w = world(dose_check={"DosePercent": 50})
+    assert "OrthancRT.DoseCheck.DosePercent" in w.ctx.check_config.problem
+    w.arrive(CASE.ion_plan, tps_dose_of(CASE.ion_plan, CASE.dvh.rtdose))
+    assert w.jobs("check") == [] and len(w.jobs("dose")) == 1
 
 
 def test_no_dose_job_when_automatic_dose_is_off(world):
