@@ -264,7 +264,7 @@ def _roi_pages(c: DoseComparison) -> list[Any]:
                         color="0.35")
             pages.append(figure)
             continue
-        axes = figure.add_axes((0.04, 0.08, 0.92, 0.83))
+        axes = figure.add_axes((0.04, 0.05, 0.92, 0.83))
         axes.axis("off")
         columns = ["ROI", "Volume\n[cc]", "γ pass\n[%]", "Metric", "Reference\n[Gy]", "Evaluated\n[Gy]",
                    "Δ\n[Gy]", "Δ\n[%]", ""]
@@ -292,8 +292,9 @@ def _roi_pages(c: DoseComparison) -> list[Any]:
                 cell.set_facecolor(_OUT_COLOUR)
                 if column == 8:
                     cell.set_text_props(color=_VERDICT_COLOURS[FAIL], fontweight="bold", ha="center")
-        figure.text(0.06, 0.045, f"OUT: |Δ| > {_METRIC_TOLERANCE_PERCENT:g} % of {norm_text}, or the ROI's "
-                    f"gamma pass rate below the action limit {c.limits.action_percent:g} %.", fontsize=8)
+        figure.text(0.06, 0.905, f"OUT: |Δ| > {_METRIC_TOLERANCE_PERCENT:g} % of {norm_text}, or the ROI's "
+                    f"gamma pass rate below the action limit {c.limits.action_percent:g} %.", fontsize=8,
+                    va="top", color=_VERDICT_COLOURS[FAIL])
         pages.append(figure)
     return pages
 
