@@ -9,7 +9,8 @@ venv="${ORTHANC_RT_VENV:-$here/.venv}"
 dev="${1:-}"
 
 apt_packages=(orthanc orthanc-python orthanc-dicomweb orthanc-postgresql dcmtk
-              redis-server python3-venv python3-dev curl)
+              redis-server python3-venv python3-dev curl
+              poppler-utils dicom3tools)  # pdftotext/pdftoppm and dciodvfy: the dose-check report's tests
 sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -9,6 +9,7 @@ RT_ION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
 RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 # Retired, but still what RTReferencedStudySequence items name by convention.
 DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
 
@@ -21,6 +22,7 @@ NAMES: dict[str, str] = {
     RT_DOSE: "RT Dose Storage",
     COMPREHENSIVE_SR: "Comprehensive SR Storage",
     ENHANCED_SR: "Enhanced SR Storage",
+    ENCAPSULATED_PDF: "Encapsulated PDF Storage",
     DETACHED_STUDY_MANAGEMENT: "Detached Study Management",
 }
 
