@@ -18,6 +18,7 @@ from tests.support.services import REDIS_TEST_URL, free_port, postgres_database
 from tests.support.stack import (
     AUTH_USERS,
     AUTO_PLANNING,
+    DOSE_CHECK,
     FAULT_JOB_TIMEOUT_S,
     STACK_REDIS_URL,
     TEST_PRIMARIES,
@@ -46,7 +47,7 @@ def rt_stack(tmp_path_factory, stack_database) -> Iterator[StackConfig]:
         stable_age_s=2,
         workers=1,
         auto_dose={"Primaries": TEST_PRIMARIES, "WaitForCtSeconds": 600},
-        orthanc_overrides={"OrthancRT": {"AutoPlanning": AUTO_PLANNING}},
+        orthanc_overrides={"OrthancRT": {"AutoPlanning": AUTO_PLANNING, "DoseCheck": DOSE_CHECK}},
         viewer_port=free_port(),
     )
     stack.ensure_redis(cfg)

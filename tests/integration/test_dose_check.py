@@ -1,0 +1,140 @@
+"""The independent dose check end to end: a TPS export stored in a real Orthanc gets a recompute, a verdict, a
+record, an ERROR dose, a gamma map and a PDF report in its study.
+
+The 'TPS dose' is computed here by MCsquare through OpenTPS at 1e6 primaries on a 2 mm grid of its own
+(tests/support/tps_exports.py); the check recomputes at 2e5 primaries on the CT grid (DOSE_CHECK): two
+independent Monte Carlo runs on different grids, as a TPS dose and a recompute are. Deliberate errors (5 % MU,
+a 3 mm shift) must fail.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from orthanc_rt.dicom import sop
+from orthanc_rt.dicom.serialize import from_bytes
+from tests.support import cases as util
+from tests.support.senders import c_store, rest_upload, stow_rs
+from tests.support.tps_exports import tps_dose_grid, tps_rtdose, with_mu_scaled
+
+pytestmark = pytest.mark.integration
+
+TPS_PRIMARIES = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    case = util.small_phantom_case("dose-check")
+    fine = tps_dose_grid(case, tmp_path_factory.mktemp("tps"), primaries=TPS_PRIMARIES, spacing_mm=2.0)
+    on_ct = tps_dose_grid(case, tmp_path_factory.mktemp("tps-ct"), primaries=TPS_PRIMARIES, spacing_mm=None)
+    return case, fine, on_ct
+
+
+def _check_of(orthanc, study_uid: str, plan_uid: str) -> dict:
+    job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed")
+                           and j["inputs"].get("plan", {}).get("sop_instance_uid") == plan_uid,
+                           study=study_uid, kind="check", timeout_s=600)
+    assert job["state"] == "succeeded", job["message"]
+    return orthanc.get(f"/rt/checks/{job['id']}").json()
+
+
+def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, export, tmp_path):
+    case, grid, _ = export
+    dose = tps_rtdose(case, grid, case.plan, name="plan")
+    study_uid = case.study.study_instance_uid
+    # Plan and dose first (STOW-RS), the CT and structure set later (C-STORE): the check waits for them.
+    stow_rs(orthanc.base, [case.plan, dose])
+    c_store(rt_stack.dicom_port, [*case.ct, case.rtstruct], tmp_path / "ct")
+    check = _check_of(orthanc, study_uid, str(case.plan.SOPInstanceUID))
+    assert check["verdict"] == "pass", check["reason"]
+    assert check["mode"] == "recompute" and check["criteria"].startswith("3%/2mm")
+    assert check["pass_rate_percent"] >= 95.0
+    rates = {g["criteria"]: g["pass_rate_percent"] for g in check["results"]["gamma"]}
+    assert set(rates) == {"3%/2mm", "2%/2mm", "3%/3mm"} and rates["3%/3mm"] >= rates["2%/2mm"]
+    assert check["reference_sop_instance_uids"] == [str(dose.SOPInstanceUID)]
+    assert 0.95 < check["results"]["high_dose_ratio"] < 1.05
+    rois = {r["name"]: r for r in check["results"]["rois"]}
+    # 2 mm against the 3 mm CT grid: the coarser recompute, interpolated, rounds off the 15 mm target's edges.
+    assert "TargetVolume" in rois and abs(rois["TargetVolume"]["metrics"]["Dmean"]["difference_percent"]) < 5.0
+    assert any("resampled" in note for note in check["results"]["notes"])
+    provenance = check["provenance"]
+    assert provenance["primaries"] == 200_000 and len(provenance["beam_model_sha256"]) == 64
+    assert provenance["requested_by"] == "auto-check"
+
+    # In the study: the report (Encapsulated PDF), the difference (ERROR) and the gamma map (RELATIVE).
+    report = from_bytes(orthanc.get(f"/instances/{check['report_orthanc_id']}/file").content)
+    assert report.SOPClassUID == sop.ENCAPSULATED_PDF and report.StudyInstanceUID == study_uid
+    assert "PASS" in report.DocumentTitle
+    pdf = orthanc.get(f"/rt/checks/{check['id']}/report.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    (tmp_path / "report.pdf").write_bytes(pdf.content)
+    text = subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "PASS" in text and "TargetVolume" in text and "3%/2mm" in text
+    job = orthanc.get(f"/rt/jobs/{check['id']}").json()
+    for name, dose_type in (("difference", "ERROR"), ("gamma", "ERROR")):
+        stored = from_bytes(orthanc.get(f"/instances/{job['outputs'][name]['orthanc_id']}/file").content)
+        assert stored.DoseType == dose_type and stored.StudyInstanceUID == study_uid
+    assert from_bytes(orthanc.get(f"/instances/{job['outputs']['gamma']['orthanc_id']}/file").content
+                      ).DoseUnits == "RELATIVE"
+
+    # The same export sent again is the same check; the list finds it; the write is audited.
+    rest_upload(orthanc.base, [case.plan, dose])
+    time.sleep(2)
+    listed = orthanc.get("/rt/checks", params={"study": study_uid}).json()
+    assert [c["id"] for c in listed["items"]] == [check["id"]]
+    csv = orthanc.get("/rt/checks", params={"study": study_uid, "format": "csv"}).text.splitlines()
+    assert csv[0].startswith("id,created_at,verdict") and check["id"] in csv[1] and ",pass," in csv[1]
+    audited = orthanc.get("/rt/audit", params={"action": "check.recorded", "subject": check["id"]}).json()
+    assert audited["total"] == 1 and audited["items"][0]["after"]["verdict"] == "pass"
+
+
+def test_a_plan_that_delivers_5_percent_more_than_its_dose_fails(orthanc, rt_stack, export):
+    case, _, grid = export  # on the CT grid, so that the table shows the MU error alone
+    plan = with_mu_scaled(case.plan, 1.05, name="mu+5%")
+    dose = tps_rtdose(case, grid, plan, name="mu-error")
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct, plan, dose])
+    check = _check_of(orthanc, case.study.study_instance_uid, str(plan.SOPInstanceUID))
+    assert check["verdict"] == "fail", check["reason"]
+    assert check["pass_rate_percent"] < 90.0
+    target = {r["name"]: r for r in check["results"]["rois"]}["TargetVolume"]
+    assert 3.0 < target["metrics"]["Dmean"]["difference_percent"] < 7.0  # the table points at the MU error
+    assert 1.03 < check["results"]["high_dose_ratio"] < 1.07
+
+
+def test_a_dose_shifted_3_mm_fails_against_the_recompute(orthanc, rt_stack, export):
+    case, _, grid = export
+    plan_uid = str(case.plan.SOPInstanceUID)
+    rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
+    recompute = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed")
+                                 and j["params"]["primaries"] == 200_000, study=case.study.study_instance_uid,
+                                 kind="dose", timeout_s=600)
+    assert recompute["state"] == "succeeded", recompute["message"]
+    shifted = tps_rtdose(case, grid, case.plan, name="shifted", shift_mm=(3.0, 0.0, 0.0))
+    shifted_id = rest_upload(orthanc.base, [shifted])[0]
+    answer = orthanc.post(f"/rt/doses/{shifted_id}/compare",
+                          json={"with": recompute["outputs"]["rtdose"]["orthanc_id"]})
+    assert answer.status_code in (200, 201), answer.text
+    job = orthanc.wait_final(answer.json()["check_id"], timeout_s=300)
+    assert job["state"] == "succeeded", job["message"]
+    check = orthanc.get(f"/rt/checks/{job['id']}").json()
+    assert check["mode"] == "pair" and check["plan_sop_instance_uid"] == plan_uid
+    assert check["verdict"] == "fail", check["reason"]
+
+
+def test_bad_check_requests_are_refused_naming_the_problem(orthanc, export):
+    case, grid, _ = export
+    lone = tps_rtdose(case, grid, util.photon_plan(case), name="photon")
+    dose_id = rest_upload(orthanc.base, [lone])[0]
+    refused = orthanc.post(f"/rt/doses/{dose_id}/compare", json={})
+    assert refused.status_code == 422 and "not in Orthanc" in refused.json()["error"]
+    assert orthanc.post(f"/rt/doses/{dose_id}/compare", json={"dose_percent": 50}).status_code == 400
+    assert orthanc.post(f"/rt/doses/{dose_id}/compare", json={"with": dose_id}).status_code == 400
+    plan_id = rest_upload(orthanc.base, [util.photon_plan(case)])[0]
+    photon = orthanc.post(f"/rt/doses/{dose_id}/compare", json={})
+    assert photon.status_code == 422 and "only ion plans" in photon.json()["error"], photon.text
+    not_a_dose = orthanc.post(f"/rt/doses/{plan_id}/compare", json={})
+    assert not_a_dose.status_code == 400 and "not an RT Dose" in not_a_dose.json()["error"]
+    assert orthanc.get("/rt/checks/check-nothing").status_code == 404
