@@ -219,8 +219,8 @@ def test_patient_like_spots_lie_in_the_ptv_projection(pelvis):
     from scipy import ndimage
     volume = pelvis.ct_volume
     plan = read_ion_plan(pelvis.plan)
-    # The PTV grown by the lateral margin (3 mm) and one voxel for the sampling: every spot's ray crosses it.
-    grown = ndimage.binary_dilation(pelvis.target_mask, iterations=2)
+    # The PTV grown by the lateral margin (8 mm) and a voxel for the sampling: every spot's ray crosses it.
+    grown = ndimage.binary_dilation(pelvis.target_mask, iterations=4)
     distances = np.arange(-250.0, 250.0, 0.5)
     origin, spacing = np.asarray(volume.origin_mm), np.asarray(volume.spacing_mm)
     for beam in plan.beams:
