@@ -21,7 +21,7 @@ every time it is built.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Sequence
 
@@ -75,6 +75,8 @@ class PhantomCase:
     target_mask: np.ndarray  # [z, y, x] on the CT grid: the PTV "TargetVolume"
     external_mask: np.ndarray  # [z, y, x]: the water box, ROI "External"
     target_center_mm: tuple[float, float, float]  # also every beam's isocentre
+    # Every ROI of the RTSTRUCT by name, [z, y, x] on the CT grid (the water phantom: its two ROIs).
+    roi_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def case_uid(name: str, *what: str) -> str:
@@ -154,7 +156,8 @@ def water_phantom_case(name: str = "demo", *, size_mm: Sequence[float] = (100.0,
                           plan_name=f"Water phantom PBS ({name})"[:64], fractions_planned=fractions,
                           referenced_structure_set_uid=str(rtstruct.SOPInstanceUID), created=CASE_DATETIME)
     return PhantomCase(name=name, study=study, ct_volume=read_ct_series(ct), ct=ct, rtstruct=rtstruct, plan=plan,
-                       beams=beams, target_mask=target, external_mask=water, target_center_mm=isocenter)
+                       beams=beams, target_mask=target, external_mask=water, target_center_mm=isocenter,
+                       roi_masks={"TargetVolume": target, "External": water})
 
 
 def single_energy_beam(energy_mev: float, *, spots_xy_mm: Sequence[tuple[float, float]] = ((0.0, 0.0),),
@@ -225,3 +228,170 @@ def _spot_grid(half_extents: tuple[float, float], spacing_mm: float) -> np.ndarr
         axes.append((np.arange(count) - (count - 1) / 2.0) * spacing_mm)
     gx, gy = np.meshgrid(axes[0], axes[1])
     return np.column_stack([gx.ravel(), gy.ravel()])
+
+
+# The patient-like case: HU of its tissues (typical CT numbers, e.g. Schneider et al. 1996, PMB 41:111).
+HU_SOFT_TISSUE, HU_FAT, HU_BONE, HU_GAS = 40.0, -100.0, 700.0, -900.0
+# A rough HU -> relative stopping power curve (piecewise linear, water = 1): air-to-water follows density,
+# bone rises more slowly than density (cortical bone near HU 1000-1500 has an RSP of about 1.5-1.7).
+# Only used to place the energy layers: the recompute uses MCsquare's own calibration.
+_HU_RSP = ((-1000.0, 0.0), (0.0, 1.0), (1000.0, 1.5), (3000.0, 2.5))
+# Spots are placed on rays passing through the PTV grown by this much, so the lateral penumbra covers its edge.
+_LATERAL_MARGIN_MM = 8.0
+_RAY_STEP_MM = 0.5
+
+
+def patient_like_case(name: str = "pelvis", *, spacing_mm: Sequence[float] = (2.5, 2.5, 3.0),
+                      fov_mm: Sequence[float] = (400.0, 300.0, 150.0), body_mm: Sequence[float] = (300.0, 200.0),
+                      fat_thickness_mm: float = 15.0, ptv_size_mm: Sequence[float] = (60.0, 50.0, 60.0),
+                      gantry_angles_deg: Sequence[float] = (90.0, 270.0), spot_spacing_mm: float = 6.0,
+                      layer_spacing_mm: float = 6.0, mu_per_spot: float = 0.72, fractions: int = 1,
+                      treatment_machine: str = "Generic", patient_name: str = "ORTHANC-RT^PELVIS") -> PhantomCase:
+    """A pelvis-like patient in air with a prostate-like PTV, organs at risk and a two-field lateral PBS plan.
+
+    The body is an elliptic cylinder (`body_mm` wide and deep, over the whole
+    `fov_mm` length in z) of soft tissue under `fat_thickness_mm` of fat,
+    centred in a field of view `fov_mm` of air. Inside: pelvic bone (an
+    acetabular shell around each femoral head, iliac blades further up, the
+    pubic symphysis in front), two femoral heads, the PTV (an ellipsoid
+    `ptv_size_mm`, centred 10 mm posterior of the origin), the bladder
+    anterior-superior and the rectum posterior of it, both touching it, with a
+    gas pocket in the rectum. ROIs: External (EXTERNAL), PTV (PTV), Rectum,
+    Bladder, FemoralHead_L, FemoralHead_R (ORGAN).
+
+    The plan has one field per gantry angle (isocentre at the PTV centre).
+    Each spot's ray is traced through the CT with a rough HU -> stopping power
+    curve (`_HU_RSP`), so the layers follow the water-equivalent depth of the
+    PTV behind bone and fat; spots sit where a layer's range falls inside the
+    PTV on that ray (the distal one on each ray weighted most, a crude SOBP).
+    The stopping powers are not MCsquare's and the SOBP weights are crude, so
+    coverage is approximate: with the beam model OpenTPS ships, the default
+    `mu_per_spot` gives a mean PTV dose of about 2 Gy per fraction (measured
+    2.0 Gy, 2 Gy near the centre) with D98 near 70 % of it at the PTV's
+    edges. Good enough for a dose check test case, not a clinical plan.
+    """
+    spacing = np.asarray(spacing_mm, dtype=float)
+    fov = np.asarray(fov_mm, dtype=float)
+    shape_xyz = np.rint(fov / spacing).astype(int)
+    origin = -shape_xyz * spacing / 2.0 + spacing / 2.0
+    x, y, z = (origin[i] + spacing[i] * np.arange(shape_xyz[i]) for i in range(3))
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    half_x, half_y = float(body_mm[0]) / 2.0, float(body_mm[1]) / 2.0
+
+    def ellipsoid(center: Sequence[float], semi: Sequence[float]) -> np.ndarray:
+        return ((xx - center[0]) / semi[0]) ** 2 + ((yy - center[1]) / semi[1]) ** 2 \
+            + ((zz - center[2]) / semi[2]) ** 2 <= 1.0
+
+    body = (xx / half_x) ** 2 + (yy / half_y) ** 2 <= 1.0
+    inner = (xx / (half_x - fat_thickness_mm)) ** 2 + (yy / (half_y - fat_thickness_mm)) ** 2 <= 1.0
+    ptv_center = (0.0, 10.0, 0.0)
+    ptv_half = np.asarray(ptv_size_mm, dtype=float) / 2.0
+    ptv = ellipsoid(ptv_center, ptv_half)
+    # Bladder and rectum overlap the PTV's ellipsoid and give it up: they touch it without overlapping.
+    bladder = ellipsoid((0.0, ptv_center[1] - ptv_half[1] - 10.0, 25.0), (40.0, 30.0, 35.0)) & ~ptv & inner
+    rectum_center = (0.0, ptv_center[1] + ptv_half[1] + 12.0)
+    rectum = ((xx - rectum_center[0]) ** 2 + (yy - rectum_center[1]) ** 2 <= 17.0**2) & (np.abs(zz) <= 55.0) & ~ptv
+    gas = ellipsoid((rectum_center[0], rectum_center[1] + 3.0, -10.0), (9.0, 8.0, 15.0)) & rectum
+    heads = {side: ellipsoid((sign * 95.0, 10.0, -5.0), (22.0, 22.0, 22.0)) for side, sign in (("L", 1.0), ("R", -1.0))}
+    bone = np.zeros_like(body)
+    for sign in (1.0, -1.0):
+        # The acetabulum cups the head from the medial side; the iliac blade rises above it.
+        shell = ellipsoid((sign * 95.0, 10.0, -5.0), (32.0, 32.0, 32.0)) & (sign * xx < 95.0)
+        blade = ellipsoid((sign * 105.0, 20.0, 55.0), (14.0, 45.0, 30.0))
+        bone |= shell | blade
+    bone |= ellipsoid((0.0, -75.0, -20.0), (15.0, 8.0, 20.0))  # pubic symphysis
+    for head in heads.values():
+        bone &= ~head
+    bone &= inner & ~ptv & ~bladder & ~rectum
+    hu = np.full(body.shape, HU_AIR, dtype=np.float32)
+    hu[body] = HU_FAT
+    hu[inner] = HU_SOFT_TISSUE
+    hu[bone] = HU_BONE
+    for head in heads.values():
+        hu[head] = HU_BONE
+    hu[gas] = HU_GAS
+    study = PatientStudy(
+        patient_id=f"ORT-{name}"[:64], patient_name=patient_name,
+        study_instance_uid=case_uid(name, "study"), frame_of_reference_uid=case_uid(name, "frame"),
+        study_id="1", study_description=f"Orthanc-RT pelvis phantom ({name})"[:64],
+        study_date=CASE_DATETIME.strftime("%Y%m%d"), study_time=CASE_DATETIME.strftime("%H%M%S"))
+    volume = CtVolume(hu=hu, origin_mm=tuple(float(v) for v in origin), spacing_mm=tuple(float(v) for v in spacing),
+                      frame_of_reference_uid=study.frame_of_reference_uid)
+    ct = build_ct_series(volume, study, series_instance_uid=case_uid(name, "ct-series"),
+                         series_description="Pelvis phantom CT", created=CASE_DATETIME)
+    masks = {"External": body, "PTV": ptv, "Rectum": rectum, "Bladder": bladder,
+             "FemoralHead_L": heads["L"], "FemoralHead_R": heads["R"]}
+    kinds = {"External": "EXTERNAL", "PTV": "PTV"}
+    rtstruct = build_rtstruct(ct, study, [RoiSpec(roi, mask, kinds.get(roi, "ORGAN")) for roi, mask in masks.items()],
+                              series_instance_uid=case_uid(name, "rtstruct-series"),
+                              sop_instance_uid=case_uid(name, "rtstruct"), label="Pelvis ROIs",
+                              created=CASE_DATETIME)
+    isocenter = tuple(float(v) for v in ptv_center)
+    grown = ellipsoid(ptv_center, ptv_half + _LATERAL_MARGIN_MM)
+    rsp = np.interp(hu, *zip(*_HU_RSP)).astype(np.float32)
+    beams = [_field_through(number, gantry, isocenter, ptv, grown, rsp, origin, spacing, spot_spacing_mm,
+                            layer_spacing_mm, mu_per_spot, treatment_machine)
+             for number, gantry in enumerate(gantry_angles_deg, start=1)]
+    plan = build_ion_plan(study, beams, sop_instance_uid=case_uid(name, "plan"),
+                          series_instance_uid=case_uid(name, "plan-series"), label=f"PBS {name}"[:16],
+                          plan_name=f"Pelvis phantom PBS ({name})"[:64], fractions_planned=fractions,
+                          referenced_structure_set_uid=str(rtstruct.SOPInstanceUID), created=CASE_DATETIME)
+    return PhantomCase(name=name, study=study, ct_volume=read_ct_series(ct), ct=ct, rtstruct=rtstruct, plan=plan,
+                       beams=beams, target_mask=ptv, external_mask=body, target_center_mm=isocenter, roi_masks=masks)
+
+
+def spot_ray_points(beam: IonBeam, spot_xy_mm: tuple[float, float], distances_mm: np.ndarray) -> np.ndarray:
+    """Points (n, 3) x, y, z at `distances_mm` along a spot's ray, measured from its isocentre plane (couch 0)."""
+    direction = beam_direction(beam.gantry_angle_deg)
+    across = np.array([direction[1], -direction[0], 0.0])  # IEC X in the x-y plane; IEC Y is patient z
+    start = np.asarray(beam.isocenter_mm) + spot_xy_mm[0] * across + np.array([0.0, 0.0, spot_xy_mm[1]])
+    return start[None, :] + np.asarray(distances_mm, dtype=float)[:, None] * direction[None, :]
+
+
+def _field_through(number: int, gantry: float, isocenter: tuple[float, float, float], ptv: np.ndarray,
+                   grown: np.ndarray, rsp: np.ndarray, origin: np.ndarray, spacing: np.ndarray,
+                   spot_spacing_mm: float, layer_spacing_mm: float, mu_per_spot: float,
+                   treatment_machine: str) -> IonBeam:
+    """One field: spots on rays through the grown PTV, layers stepping through its water-equivalent depth."""
+    probe = IonBeam(number=number, name=f"G{gantry:g}", gantry_angle_deg=float(gantry), couch_angle_deg=0.0,
+                    isocenter_mm=isocenter, layers=[], meterset_mu=0.0, treatment_machine=treatment_machine)
+    extent = float(np.linalg.norm(spacing * np.asarray(ptv.shape[::-1])))  # longer than any path in the CT
+    distances = np.arange(-extent / 2.0, extent / 2.0, _RAY_STEP_MM)
+    reach = float(np.max(np.abs(spacing * np.asarray(ptv.shape[::-1]))))
+    candidates = _spot_grid((reach / 2.0, reach / 2.0), spot_spacing_mm)
+    rays: list[tuple[np.ndarray, float, float]] = []  # (spot, WET to the PTV's proximal and distal edges)
+    for spot in candidates:
+        points = spot_ray_points(probe, (float(spot[0]), float(spot[1])), distances)
+        index = np.rint((points - origin) / spacing).astype(int)[:, ::-1]  # z, y, x
+        inside = np.all((index >= 0) & (index < np.asarray(ptv.shape)), axis=1)
+        if not inside.any():
+            continue
+        index = index[inside]
+        if not grown[tuple(index.T)].any():
+            continue
+        wet = np.cumsum(rsp[tuple(index.T)]) * _RAY_STEP_MM
+        hits = np.nonzero(ptv[tuple(index.T)])[0]
+        if hits.size:
+            rays.append((spot, float(wet[hits[0]]), float(wet[hits[-1]])))
+        else:  # in the margin only: aim at the depth of the closest ray's target, here the grown PTV
+            grown_hits = np.nonzero(grown[tuple(index.T)])[0]
+            rays.append((spot, float(wet[grown_hits[0]]), float(wet[grown_hits[-1]])))
+    deepest = max(distal for _, _, distal in rays)
+    shallowest = min(proximal for _, proximal, _ in rays)
+    ranges = deepest - layer_spacing_mm * np.arange(int(math.floor((deepest - shallowest) / layer_spacing_mm)) + 1)
+    layers = []
+    for r in ranges:
+        # A ray gets this layer when the range falls in its PTV span (half a layer spacing of tolerance).
+        chosen = [(spot, distal) for spot, proximal, distal in rays
+                  if proximal - layer_spacing_mm / 2.0 <= r <= distal + layer_spacing_mm / 2.0]
+        if not chosen:
+            continue
+        spots = np.array([spot for spot, _ in chosen])
+        weights = np.array([_DISTAL_WEIGHT if r > distal - layer_spacing_mm / 2.0 else _PROXIMAL_WEIGHT
+                            for _, distal in chosen])
+        layers.append(EnergyLayer(nominal_energy_mev=round(energy_for_range_mm(float(r)), 2),
+                                  spot_x_mm=spots[:, 0].copy(), spot_y_mm=spots[:, 1].copy(),
+                                  spot_mu=weights * mu_per_spot, spot_tune_id="Spot1"))
+    probe.layers = layers
+    probe.meterset_mu = float(sum(layer.mu for layer in layers))
+    return probe

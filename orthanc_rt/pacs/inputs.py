@@ -2,14 +2,17 @@
 
 A plan's CT is found through explicit references first (plan → RTSTRUCT →
 CT series), then by FrameOfReferenceUID within the plan's study; never by
-guessing from the study alone. A CT that is absent or still arriving is
-`InputNotReady`: the job waits instead of failing; a plan that names neither
-(no CT can ever match it) is a `DicomInputError` at once.
+guessing from the study alone. When the RTSTRUCT the plan names is not in
+Orthanc (UIDs often change on export or anonymisation) but a CT on the
+plan's frame of reference is, that CT is used and `SeriesRef.found_by` says
+so. A CT that is absent or still arriving is `InputNotReady`: the job waits
+instead of failing; a plan that names neither (no CT can ever match it) is a
+`DicomInputError` at once.
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydicom.dataset import Dataset
 
@@ -28,6 +31,10 @@ class SeriesRef:
     orthanc_id: str
     series_instance_uid: str
     instance_ids: tuple[str, ...]
+    # How locate_plan_ct found a plan's CT ("" for series found otherwise), and whether it had to fall back
+    # on the frame of reference because the structure set the plan names is not in Orthanc.
+    found_by: str = ""
+    structure_set_missing: bool = False
 
 
 def read_instance(api: OrthancApi, instance_id: str) -> Dataset:
@@ -50,24 +57,39 @@ def locate_plan_ct(api: OrthancApi, *, orthanc_study_id: str, frame_of_reference
         raise DicomInputError("the plan names neither a structure set (ReferencedStructureSetSequence, 300C,0060) "
                               "nor a FrameOfReferenceUID (0020,0052): no CT can be matched to it")
     series_uid = None
+    missing_structure_set = False
     if structure_set_uid:
         ss_id = find_instance(api, structure_set_uid)
         if ss_id is None:
-            raise InputNotReady(f"waiting for the plan's CT: the RTSTRUCT {structure_set_uid} it references "
-                                "is not in Orthanc yet")
-        series_uid = referenced_ct_series(read_instance(api, ss_id))
+            missing_structure_set = True
+        else:
+            series_uid = referenced_ct_series(read_instance(api, ss_id))
     candidates = [s for s in study_series(api, orthanc_study_id) if s["MainDicomTags"].get("Modality") == "CT"]
     if series_uid:
         chosen = [s for s in candidates if s["MainDicomTags"].get("SeriesInstanceUID") == series_uid]
-    else:
+    elif frame_of_reference_uid:
         chosen = [s for s in candidates if s["Instances"]
                   and instance_tag(api, s["Instances"][0], _FRAME_OF_REFERENCE) == frame_of_reference_uid]
+    else:
+        chosen = []
     if not chosen:
+        if missing_structure_set:
+            also = (f" nor a CT series with FrameOfReferenceUID {frame_of_reference_uid}"
+                    if frame_of_reference_uid else "")
+            raise InputNotReady(f"waiting for the plan's CT: the RTSTRUCT {structure_set_uid} it references is "
+                                f"not in Orthanc{also} in the plan's study")
         wanted = (f"CT series {series_uid}" if series_uid
                   else f"a CT series with FrameOfReferenceUID {frame_of_reference_uid}")
         raise InputNotReady(f"waiting for {wanted} in the plan's study")
     series = max(chosen, key=lambda s: len(s["Instances"]))  # the fullest if several were sent
     ref = complete_series(api, series["ID"])
+    if missing_structure_set:
+        found_by = f"frame of reference (the RTSTRUCT {structure_set_uid} the plan names is not in Orthanc)"
+    elif series_uid:
+        found_by = f"the plan's RTSTRUCT {structure_set_uid}"
+    else:
+        found_by = "frame of reference"
+    ref = replace(ref, found_by=found_by, structure_set_missing=missing_structure_set)
     found_for = instance_tag(api, ref.instance_ids[0], _FRAME_OF_REFERENCE)
     if frame_of_reference_uid and found_for != frame_of_reference_uid:  # a plan may omit its frame of reference
         raise DicomInputError(f"the CT series {ref.series_instance_uid} referenced by the "

@@ -21,19 +21,31 @@ class DoseParams:
     primaries: int
     scoring_spacing_mm: float | None
     wait_for_ct_seconds: int
+    # Report dose inside the body only, on a grid cropped to the dose region (orthanc_rt.analysis.body).
+    restrict_to_body: bool = True
+    crop_grid: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """What the dose depends on (the wait does not change the result)."""
-        return {"primaries": self.primaries, "scoring_spacing_mm": self.scoring_spacing_mm}
+        """What the dose depends on (the wait does not change the result).
+
+        The body restriction and cropping appear only when turned off, so a job
+        requested with the defaults keeps the id it had before they existed.
+        """
+        identity: dict[str, Any] = {"primaries": self.primaries, "scoring_spacing_mm": self.scoring_spacing_mm}
+        identity.update({name: False for name in _SWITCHES if not getattr(self, name)})
+        return identity
+
+
+_SWITCHES = ("restrict_to_body", "crop_grid")
 
 
 def dose_params(body: Mapping[str, Any] | None, defaults: AutoDose) -> DoseParams:
     """Validate a request body (JSON object) against the limits, filling defaults."""
     body = dict(body or {})
-    known = {"primaries", "scoring_spacing_mm", "wait_for_ct_seconds"}
+    known = {"primaries", "scoring_spacing_mm", "wait_for_ct_seconds", *_SWITCHES}
     unknown = sorted(set(body) - known)
     if unknown:
         raise ValidationError(unknown[0], f"unknown field; expected one of {sorted(known)}")
@@ -42,7 +54,16 @@ def dose_params(body: Mapping[str, Any] | None, defaults: AutoDose) -> DoseParam
     if spacing is not None:
         spacing = _number(body, "scoring_spacing_mm", spacing, integer=False, limits=SPACING_RANGE_MM)
     wait = _number(body, "wait_for_ct_seconds", defaults.wait_for_ct_seconds, integer=True, limits=WAIT_RANGE_S)
-    return DoseParams(primaries=int(primaries), scoring_spacing_mm=spacing, wait_for_ct_seconds=int(wait))
+    switches = {name: _switch(body, name) for name in _SWITCHES}
+    return DoseParams(primaries=int(primaries), scoring_spacing_mm=spacing, wait_for_ct_seconds=int(wait),
+                      **switches)
+
+
+def _switch(body: Mapping[str, Any], name: str) -> bool:
+    value = body.get(name, True)
+    if not isinstance(value, bool):
+        raise ValidationError(name, f"must be true or false, got {type(value).__name__} {value!r:.40}")
+    return value
 
 
 def _number(body: Mapping[str, Any], name: str, default: Any, *, integer: bool, limits: tuple) -> float | int:

@@ -59,6 +59,7 @@ class FakeOrthanc:
     def __init__(self, datasets: Iterable[Dataset] = ()):
         self.resources: dict[str, _Resource] = {}
         self.files: dict[str, bytes] = {}
+        self.arriving: set[str] = set()  # Orthanc ids of series still arriving (IsStable false)
         for ds in datasets:
             self.store(ds)
 
@@ -146,6 +147,10 @@ class FakeOrthanc:
             answer[_CHILDREN_KEY[resource.level]] = list(resource.children)
         if resource.level == "studies":
             answer["PatientMainDicomTags"] = _main_tags(resource.dataset, "patients")
+        if resource.level == "series" and resource.id in self.arriving:
+            # Only then: whether a real series is stable yet depends on timing, which the comparison with the
+            # real Orthanc (tests/integration/test_fake_orthanc.py) cannot pin down.
+            answer["IsStable"] = False
         return answer
 
     def _content(self, ds: Dataset, steps: list[str], path: str) -> bytes:

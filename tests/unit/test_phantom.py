@@ -7,12 +7,15 @@ import pytest
 from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dicom.models import RangeShifter
+from orthanc_rt.dicom.rtstruct import read_structure_set
 from orthanc_rt.dicom.serialize import from_bytes, to_bytes
 from orthanc_rt.ops.phantom import (
     beam_direction,
     energy_for_range_mm,
+    patient_like_case,
     range_mm_for_energy,
     single_energy_plan,
+    spot_ray_points,
     water_phantom_case,
 )
 from tests.support import cases as util
@@ -133,3 +136,108 @@ def test_single_energy_plan_for_physics_checks():
 def test_a_target_outside_the_water_is_refused():
     with pytest.raises(ValueError, match="does not fit"):
         water_phantom_case("bad", size_mm=(60.0, 60.0, 60.0), target_depth_mm=55.0, target_size_mm=20.0)
+
+
+@pytest.fixture(scope="module")
+def pelvis():
+    return patient_like_case("pelvis-unit")
+
+
+def _voxel_centres_mm(volume):
+    nz, ny, nx = volume.shape_zyx
+    return [volume.origin_mm[i] + volume.spacing_mm[i] * np.arange(n) for i, n in enumerate((nx, ny, nz))]
+
+
+def test_patient_like_case_is_a_body_in_air(pelvis):
+    volume = pelvis.ct_volume
+    assert volume.shape_zyx == (50, 120, 160) and volume.spacing_mm == (2.5, 2.5, 3.0)
+    body = pelvis.roi_masks["External"]
+    assert np.all(volume.hu[~body] == -1000.0)
+    air_fraction = float((~body).mean())
+    # A 300 x 200 mm ellipse fills pi/4 * 300 * 200 / (400 * 300) of the 400 x 300 mm field of view.
+    assert air_fraction == pytest.approx(1.0 - np.pi / 4 * 300 * 200 / (400 * 300), abs=0.01)
+    x, y, _ = _voxel_centres_mm(volume)
+    assert volume.hu[25, 60, 0] == -1000.0 and volume.hu[25, 0, 80] == -1000.0
+    assert (-150.0 <= x[body.any(axis=(0, 1))]).all() and (x[body.any(axis=(0, 1))] <= 150.0).all()
+    assert np.abs(y[body.any(axis=(0, 2))]).max() <= 100.0
+
+
+def test_patient_like_case_hu_per_structure(pelvis):
+    hu, masks = pelvis.ct_volume.hu, pelvis.roi_masks
+    assert set(np.unique(hu[masks["PTV"]])) == {40.0}
+    assert set(np.unique(hu[masks["Bladder"]])) == {40.0}
+    for side in ("L", "R"):
+        assert set(np.unique(hu[masks[f"FemoralHead_{side}"]])) == {700.0}
+    rectum = np.unique(hu[masks["Rectum"]])
+    assert -900.0 in rectum and 40.0 in rectum and (hu[masks["Rectum"]] == -900.0).sum() > 50
+    # Pelvic bone outside the femoral heads, fat under the skin, gas only in the rectum.
+    heads = masks["FemoralHead_L"] | masks["FemoralHead_R"]
+    assert ((hu == 700.0) & ~heads).sum() > 1000
+    assert (hu == -100.0).sum() > 10000
+    assert np.all(masks["Rectum"][hu == -900.0])
+
+
+def test_patient_like_rois_touch_but_do_not_overlap(pelvis):
+    from scipy import ndimage
+    masks = pelvis.roi_masks
+    ptv = masks["PTV"]
+    grown = ndimage.binary_dilation(ptv)  # one voxel (face neighbours)
+    for organ in ("Rectum", "Bladder"):
+        assert not (masks[organ] & ptv).any()
+        assert (masks[organ] & grown).sum() > 10, organ
+    for roi, mask in masks.items():
+        assert mask.any() and (roi == "External" or not (mask & ~masks["External"]).any()), roi
+    z, y, x = np.nonzero(ptv)
+    xs, ys, zs = _voxel_centres_mm(pelvis.ct_volume)
+    # Prostate-like: 50-70 mm wide, roughly central; bladder anterior-superior, rectum posterior of it.
+    assert 50.0 <= xs[x].max() - xs[x].min() + 2.5 <= 70.0 and abs(xs[x].mean()) < 5.0
+    bz, by, _ = np.nonzero(masks["Bladder"])
+    rz, ry, _ = np.nonzero(masks["Rectum"])
+    assert ys[by].mean() < ys[y].mean() < ys[ry].mean() and zs[bz].mean() > zs[z].mean()
+
+
+def test_patient_like_rois_and_plan_read_back(pelvis):
+    structure_set = read_structure_set(pelvis.rtstruct)
+    kinds = {roi.name: roi.interpreted_type for roi in structure_set.rois}
+    assert kinds == {"External": "EXTERNAL", "PTV": "PTV", "Rectum": "ORGAN", "Bladder": "ORGAN",
+                     "FemoralHead_L": "ORGAN", "FemoralHead_R": "ORGAN"}
+    assert structure_set.frame_of_reference_uid == pelvis.ct_volume.frame_of_reference_uid
+    plan = read_ion_plan(pelvis.plan)
+    assert [b.gantry_angle_deg for b in plan.beams] == [90.0, 270.0] and plan.fractions_planned == 1
+    assert 200 <= plan.spot_count <= 2000
+    assert plan.referenced_structure_set_uid == pelvis.rtstruct.SOPInstanceUID
+    for beam in plan.beams:
+        assert beam.isocenter_mm == pelvis.target_center_mm
+        # Layers about 6 mm apart in water-equivalent range, the deepest reaching past the PTV's far edge
+        # (beyond its 60 mm geometric width plus the bone and fat on the way: more than 150 mm of water).
+        ranges = sorted(range_mm_for_energy(e) for e in {layer.nominal_energy_mev for layer in beam.layers})
+        assert np.diff(ranges) == pytest.approx([6.0] * (len(ranges) - 1), abs=0.1)
+        assert ranges[-1] > 150.0 and ranges[-1] - ranges[0] >= 50.0
+
+
+def test_patient_like_spots_lie_in_the_ptv_projection(pelvis):
+    from scipy import ndimage
+    volume = pelvis.ct_volume
+    plan = read_ion_plan(pelvis.plan)
+    # The PTV grown by the lateral margin (8 mm) and a voxel for the sampling: every spot's ray crosses it.
+    grown = ndimage.binary_dilation(pelvis.target_mask, iterations=4)
+    distances = np.arange(-250.0, 250.0, 0.5)
+    origin, spacing = np.asarray(volume.origin_mm), np.asarray(volume.spacing_mm)
+    for beam in plan.beams:
+        spots = {(float(x), float(y)) for layer in beam.layers for x, y in zip(layer.spot_x_mm, layer.spot_y_mm)}
+        for spot in spots:
+            index = np.rint((spot_ray_points(beam, spot, distances) - origin) / spacing).astype(int)[:, ::-1]
+            index = index[np.all((index >= 0) & (index < np.asarray(volume.shape_zyx)), axis=1)]
+            assert grown[tuple(index.T)].any(), (beam.gantry_angle_deg, spot)
+        # And the spots fill the projection: the central ray and rays near the PTV's edges are there.
+        assert (0.0, 0.0) in spots and len(spots) > 50
+
+
+def test_patient_like_case_is_deterministic_and_builds_valid_dicom(pelvis):
+    again = patient_like_case("pelvis-unit")
+    assert [to_bytes(ds) for ds in [again.rtstruct, again.plan]] == [to_bytes(ds) for ds in
+                                                                     [pelvis.rtstruct, pelvis.plan]]
+    volume = read_ct_series([from_bytes(to_bytes(ds)) for ds in pelvis.ct])
+    np.testing.assert_array_equal(volume.hu, pelvis.ct_volume.hu)
+    assert patient_like_case("other", fractions=3).plan.SOPInstanceUID != pelvis.plan.SOPInstanceUID
+    assert read_ion_plan(patient_like_case("other", fractions=3).plan).fractions_planned == 3

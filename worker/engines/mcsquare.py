@@ -62,6 +62,12 @@ ProgressCallback = Callable[[float, str], None]
 _POLL_SECONDS = 0.5
 # MCsquare prints " 40.0 % " and " 50.0 % (stat uncertainty: 3.63 %) " per batch.
 _PROGRESS_LINE = re.compile(r"^\s*(\d+(?:\.\d+)?) %", re.MULTILINE)
+# The uncertainty it reached, from the 5th of its 10 batches on (Compute_stat_uncertainty, on by default).
+_UNCERTAINTY_LINE = re.compile(r"\(stat uncertainty: (\d+(?:\.\d+)?) %\)")
+# What that number is, from MCsquare's Process_batch (MCsquare 1.x, as opentps-core 2.0.0 ships it).
+STAT_UNCERTAINTY_DEFINITION = (
+    "MCsquare's batch estimate: the relative standard deviation of the mean dose over its 10 batches, "
+    "averaged over the voxels above 50 % of the maximum dose (voxels below 0.1 g/cm3 ignored)")
 # In beamlet mode it prints "Simulation of beamlet 3/1564" as each spot starts (in any order when parallel).
 _BEAMLET_LINE = re.compile(r"^Simulation of beamlet \d+/(\d+)", re.MULTILINE)
 
@@ -249,6 +255,15 @@ def progress_from_log(text: str) -> float | None:
     return min(float(found[-1]) / 100.0, 1.0) if found else None
 
 
+def stat_uncertainty_percent(folder: JobFolder) -> float | None:
+    """The statistical uncertainty (%) MCsquare reported at the end of the run in `folder`
+    (STAT_UNCERTAINTY_DEFINITION); None when its log has none (no log, or a run of beamlets)."""
+    if not folder.log.is_file():
+        return None
+    found = _UNCERTAINTY_LINE.findall(folder.log.read_text(errors="replace"))
+    return float(found[-1]) if found else None
+
+
 def _config(folder: JobFolder, *, primaries: int, threads: int, scoring: ScoringGrid | None) -> MCsquareConfig:
     # Paths relative to the job folder (MCsquare's cwd): its config parser splits on whitespace.
     config = MCsquareConfig()
@@ -263,6 +278,9 @@ def _config(folder: JobFolder, *, primaries: int, threads: int, scoring: Scoring
     config["Output_Directory"] = folder.outputs.name
     config["Dose_MHD_Output"] = True
     config["Dose_to_Water_conversion"] = "OnlineSPR"  # what OpenTPS uses for final doses: dose to water
+    # MCsquare's default, stated: 10 batches instead of one run, so its log reports the uncertainty reached
+    # (stat_uncertainty_percent); costs nothing measurable.
+    config["Compute_stat_uncertainty"] = True
     if scoring is not None:
         config["Independent_scoring_grid"] = True
         config["Scoring_voxel_spacing"] = [s / 10.0 for s in scoring.spacing_mm]  # cm

@@ -10,6 +10,13 @@ RTDOSE's series description and DoseComment); one farther out than
 `MAX_ISOCENTRE_OUTSIDE_MM` fails the job before the Monte Carlo (the plan is
 not in this CT's coordinates), and a dose MCsquare left empty fails it after
 (worker.engines.mcsquare).
+
+The stored dose is the dose in the patient (orthanc_rt.analysis.body): zero
+outside the body (the structure set's EXTERNAL ROI, else a body mask from the
+CT), on a grid cropped to the dose region, unless the request's
+`restrict_to_body` / `crop_grid` turn that off. The outputs say which body
+was used, the maximum inside it and the one outside it before restriction,
+and MCsquare's statistical uncertainty.
 """
 from __future__ import annotations
 
@@ -20,8 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from orthanc_rt.analysis.body import body_on_grid, body_structure_set, restrict_to_body
 from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.dose import build_rtdose
 from orthanc_rt.dicom.ion_plan import read_ion_plan
@@ -35,6 +41,7 @@ from orthanc_rt.pacs.resources import exists, find_instance
 from orthanc_rt.records import audit, jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.settings import Settings
+from worker.engines import mcsquare
 from worker.engines.proton_dose import compute_dose
 from worker.jobs import frame as job_frame
 from worker.jobs.frame import Cancelled
@@ -68,6 +75,8 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
     ct_datasets = fetch_series(api, ct_ref)
     ct = read_ct_series(ct_datasets)
     warnings = beams_outside(plan, ct)
+    if ct_ref.structure_set_missing:  # worth a look: matched by frame of reference, not by the plan's reference
+        warnings.append(f"CT found by {ct_ref.found_by}")
 
     progress.enter("preparing MCsquare")
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -80,6 +89,15 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
                         on_progress=lambda fraction, detail: progress.within(fraction, detail))
 
     progress.enter("exporting RTDOSE")
+    restrict, crop = bool(params.get("restrict_to_body", True)), bool(params.get("crop_grid", True))
+    body = None
+    if restrict:
+        structure_set = body_structure_set(api, job.orthanc_study_id, ct.frame_of_reference_uid,
+                                           preferred_uid=plan.referenced_structure_set_uid)
+        body = body_on_grid(ct, grid, structure_set)
+    reported = restrict_to_body(grid, body, crop=crop)
+    uncertainty = mcsquare.stat_uncertainty_percent(mcsquare.JobFolder.at(work_dir))
+    grid = reported.grid
     study = study_of(ct_datasets[0])
     sop_uid = derive_uid("orthanc-rt", job.id, "rtdose")
     series_uid = derive_uid("orthanc-rt", job.id, "rtdose-series")
@@ -88,7 +106,7 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         referenced_plan_uid=plan.sop_instance_uid,
         series_description=f"MCsquare dose {int(params['primaries']):.0e} primaries (Orthanc-RT)"
                            + (" WARNING" if warnings else ""),
-        content_description=warnings[0][:64] if warnings else "",
+        content_description=(warnings[0] if warnings else reported.comment)[:64],
     )
     dose_bytes = to_bytes(dose_ds)
 
@@ -110,9 +128,16 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         "rtdose": {"orthanc_id": dose_id, "sop_instance_uid": sop_uid, "series_instance_uid": series_uid},
         "ct": {"orthanc_series_id": ct_ref.orthanc_id, "series_instance_uid": ct_ref.series_instance_uid,
                "slices": len(ct_ref.instance_ids)},
+        "ct_found_by": ct_ref.found_by,
         "plan": {"beams": len(plan.beams), "spots": plan.spot_count, "fractions": plan.fractions_planned,
                  "energies_mev": plan.energies_mev},
-        "dose_max_gy": round(float(np.max(grid.dose_gy)), 4),
+        "dose_max_gy": round(reported.dose_max_gy, 4),  # inside the body when restricted (= the stored maximum)
+        "dose_max_outside_body_gy": (None if reported.dose_max_outside_body_gy is None
+                                     else round(reported.dose_max_outside_body_gy, 4)),
+        "restricted_to": reported.restricted_to,
+        "grid_shape_zyx": {"computed": list(reported.shape_before), "stored": list(reported.shape_after)},
+        "stat_uncertainty_percent": uncertainty,
+        "stat_uncertainty_definition": mcsquare.STAT_UNCERTAINTY_DEFINITION,
         "dose_at_isocenter_gy": _dose_at(grid, plan.beams[0].isocenter_mm),
         "dose_summation": "PLAN (all fractions)",
         "primaries": int(params["primaries"]),
