@@ -128,6 +128,8 @@ _DOSE_BODY = {
         "primaries": {"type": "integer", "minimum": PRIMARIES_RANGE[0], "maximum": PRIMARIES_RANGE[1]},
         "scoring_spacing_mm": {"type": ["number", "null"], "minimum": 0.5, "maximum": 10},
         "wait_for_ct_seconds": {"type": "integer", "minimum": 0, "maximum": 604800},
+        "restrict_to_body": {"type": "boolean", "description": "zero dose outside the patient (default true)"},
+        "crop_grid": {"type": "boolean", "description": "store only the dose region (default true)"},
     },
 }
 

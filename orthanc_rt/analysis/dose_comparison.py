@@ -31,7 +31,6 @@ from orthanc_rt.records.checks import FAIL, PASS, WARN
 from orthanc_rt.scheduling.params import CheckParams
 
 
-
 @dataclass(frozen=True)
 class DoseDescription:
     """One of the two doses, as the report and the record name it."""
