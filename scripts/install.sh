@@ -80,12 +80,12 @@ if [ "$dev" = "--dev" ] && ! command -v chromium >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium
 fi
 
-# The DVH oracle of the tests (dicompyler-core needs pydicom < 3): a virtualenv of its own.
+# The test oracles (dicompyler-core needs pydicom < 3; pymedphys for gamma): a virtualenv of their own.
 if [ "$dev" = "--dev" ]; then
   oracle="${ORTHANC_RT_ORACLE_VENV:-$here/.venv-oracle}"
   hash="$(sha256sum "$here/requirements-oracle.txt" | cut -c1-16)"
   if ! grep -qxF "$hash" "$oracle/.orthanc-rt-requirements" 2>/dev/null; then
-    echo "[install] DVH oracle virtualenv at $oracle"
+    echo "[install] test oracle virtualenv at $oracle"
     [ -x "$oracle/bin/python" ] || /usr/bin/python3.11 -m venv "$oracle"
     log="$(mktemp)"
     if ! "$oracle/bin/pip" install -r "$here/requirements-oracle.txt" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; exit 1; fi

@@ -54,12 +54,12 @@ from functools import lru_cache
 import numpy as np
 
 # Doses of the padding around the evaluated grid: an interpolation that touches it with a weight > 0 is
-# off the grid and can never be the minimum (pymedphys gives such points an infinite dose). The lower
-# corner's weight is kept >= _LOWER_WEIGHT: an offset of -1e-17 mm has a fraction that rounds to 1, yet
-# leaves the grid at its first slice for pymedphys, which compares positions in mm; _OFF_GRID * _LOWER_WEIGHT
-# still dwarfs any dose, _LOWER_WEIGHT * a dose is nothing.
+# off the grid and can never be the minimum (pymedphys gives such points an infinite dose).
 _OFF_GRID = 1e250
-_LOWER_WEIGHT = 1e-200
+# Offsets within this many voxels of a grid plane are on it: cos(pi / 2) * r is 1e-16 mm, not 0, and would
+# otherwise take a point on the grid's last slice off the grid (pymedphys, adding it to a coordinate in mm,
+# loses it in the rounding).
+_SNAP_VOXELS = 1e-9
 _FAR = 1e100  # |difference| / tolerance beyond which a value is off the grid (squared, it still fits a float)
 # Points x offsets in one matrix product: a few MB, so the product and the reductions stay in cache.
 _CHUNK_ELEMENTS = 1 << 18
@@ -184,6 +184,7 @@ def _search(ref_points: np.ndarray, inv_tolerance: np.ndarray | float, mask: np.
             r = ref_points[active]
             gap = np.maximum(np.maximum(block_lo[base] - r, r - block_hi[base]), 0.0)
             gap *= inv_tolerance[active] if local else inv_tolerance
+            np.minimum(gap, _FAR, out=gap)
             keep = gap * gap < gamma2[active] - distance2
             _lower(gamma2, active[keep], base[keep], padded, corner_steps, weights, ref_points, inv_tolerance,
                    distance2)
@@ -217,11 +218,12 @@ def _shells(spacing_zyx: tuple[float, float, float], dta: float, max_gamma: floa
     while k * step < dta * max_gamma * (1 - 1e-12):  # gamma on the last shell is already >= max_gamma
         radius = k * step
         voxels = _sphere_points(radius, step) / spacing
+        nearest = np.round(voxels)
+        voxels = np.where(np.abs(voxels - nearest) < _SNAP_VOXELS, nearest, voxels)
         cells = np.floor(voxels).astype(np.int64)
         frac = voxels - cells
         # weight of corner b = prod over axes of (frac if b else 1 - frac)
-        weights = np.prod(np.where(_CORNERS[:, None, :] == 1, frac[None], np.maximum(1.0 - frac[None], _LOWER_WEIGHT)),
-                          axis=2)
+        weights = np.prod(np.where(_CORNERS[:, None, :] == 1, frac[None], 1.0 - frac[None]), axis=2)
         unique, inverse = np.unique(cells, axis=0, return_inverse=True)
         inverse = inverse.ravel()
         groups = tuple((tuple(int(c) for c in cell), np.ascontiguousarray(weights[:, inverse == i]))
@@ -237,7 +239,7 @@ def _sphere_points(radius: float, step: float) -> np.ndarray:
     per_ring = np.ceil(2 * np.pi * radius * np.sin(polar) / step).astype(int) + 1
     ring = np.repeat(np.arange(polar.size), per_ring)
     within = np.arange(ring.size) - np.repeat(np.cumsum(per_ring) - per_ring, per_ring)
-    azimuth = 2 * np.pi * within / per_ring[ring]
+    azimuth = within * (2 * np.pi / per_ring[ring])
     theta = polar[ring]
     return radius * np.column_stack((np.sin(theta) * np.cos(azimuth), np.sin(theta) * np.sin(azimuth),
                                      np.cos(theta)))

@@ -26,7 +26,9 @@ def main(input_path: str, output_path: str | None) -> None:
     data = np.load(input_path)
     reference, evaluated = data["reference"].astype(np.float64), data["evaluated"].astype(np.float64)
     sx, sy, sz = (float(s) for s in data["spacing_xyz"])
-    axes = tuple(np.arange(n) * s for n, s in zip(reference.shape, (sz, sy, sx)))
+    # Centred, like patient coordinates: pymedphys compares positions in mm, and with an axis starting at 0
+    # an offset of -1e-16 mm (cos(pi / 2) * r) would take a point on the first slice off the grid.
+    axes = tuple((np.arange(n) - (n - 1) / 2) * s for n, s in zip(reference.shape, (sz, sy, sx)))
     out = {"oracle": f"pymedphys {pymedphys.__version__}", "numpy": np.__version__, "results": []}
     maps = {}
     for i, (dose, dta, threshold, local, max_gamma, interp_fraction) in enumerate(data["criteria"]):
