@@ -1,7 +1,9 @@
 /*
  * Orthanc-RT panels in Orthanc Explorer (injected with orthanc.ExtendOrthancExplorer).
- * Study page: the study's Orthanc-RT jobs with live progress, its plans and a form to request one.
- * Instance page of an RT Ion Plan: a button to compute its dose with MCsquare.
+ * Study page: the study's Orthanc-RT jobs with live progress, its dose checks (verdict, report), its plans and
+ * a form to request one.
+ * Instance page of an RT Ion Plan: its dose checks and a button to compute its dose with MCsquare.
+ * Instance page of an RTDOSE: overlay, DVH, metrics, and a button to check it against a recompute of its plan.
  * Everything goes through the plugin's own REST routes (../rt/...).
  */
 (function () {
@@ -134,15 +136,44 @@
     });
   }
 
+  // Dose checks (GET /rt/checks): the verdict coloured, the pass rate, the median ratio and the PDF report.
+  var VERDICT_COLOURS = { pass: '#1a7f37', warn: '#b35900', fail: '#c62828' };
+
+  function checkLine(check) {
+    var colour = VERDICT_COLOURS[check.verdict] || '#555';
+    var ratio = check.high_dose_ratio ? ' · median ratio ' + esc(Number(check.high_dose_ratio).toFixed(3)) : '';
+    var report = check.report_orthanc_id ? ' · <a href="../rt/checks/' + esc(check.id) + '/report.pdf" ' +
+      'target="_blank" data-rt-report="' + esc(check.id) + '">report (PDF)</a>' : '';
+    return '<li data-rt-check="' + esc(check.id) + '"><a href="../rt/checks/' + esc(check.id) + '" target="_blank">' +
+      '<b style="color:' + colour + '" data-rt-verdict="' + esc(check.verdict) + '">' +
+      esc(String(check.verdict).toUpperCase()) + '</b> gamma ' + esc(check.criteria) + ': ' +
+      esc(Number(check.pass_rate_percent).toFixed(1)) + ' %</a><p>' + esc(check.mode) + ratio + report +
+      '<br><small>' + esc(check.reason) + '</small></p></li>';
+  }
+
+  function renderChecks(list, query, title) {
+    $.ajax({ url: '../rt/checks', data: $.extend({ limit: 20 }, query), dataType: 'json', cache: false })
+      .done(function (answer) {
+        list.empty().append('<li data-role="list-divider">' + esc(title) + ' (' + answer.total + ')</li>');
+        if (answer.items.length === 0) { list.append('<li>No dose check yet.</li>'); }
+        $.each(answer.items, function (_, check) { list.append(checkLine(check)); });
+        list.listview('refresh');
+      });
+  }
+
   $('#study').live('pagebeforeshow', function () {
     var studyId = $.mobile.pageData && $.mobile.pageData.uuid;
-    $('#orthanc-rt-study, #orthanc-rt-ohif, #orthanc-rt-plans, #orthanc-rt-plan-form').remove();
+    $('#orthanc-rt-study, #orthanc-rt-ohif, #orthanc-rt-plans, #orthanc-rt-plan-form, #orthanc-rt-checks').remove();
     if (!studyId) { return; }
     var list = $('<ul id="orthanc-rt-study" data-role="listview" data-inset="true"></ul>');
     list.insertAfter($('#study-info'));
     list.listview();
     renderJobs(list, studyId);
-    showMeasurementSummary(studyId, list);
+    var checksList = $('<ul id="orthanc-rt-checks" data-role="listview" data-inset="true"></ul>');
+    checksList.insertAfter(list);
+    checksList.listview();
+    renderChecks(checksList, { study: studyId }, 'Orthanc-RT dose checks');
+    showMeasurementSummary(studyId, checksList);
     var plansList = $('<ul id="orthanc-rt-plans" data-role="listview" data-inset="true"></ul>');
     plansList.insertAfter($('#orthanc-rt-measurements'));
     plansList.listview();
@@ -216,7 +247,7 @@
 
   $('#instance').live('pagebeforeshow', function () {
     var instanceId = $.mobile.pageData && $.mobile.pageData.uuid;
-    $('#orthanc-rt-instance').remove();
+    $('#orthanc-rt-instance, #orthanc-rt-plan-checks').remove();
     if (!instanceId) { return; }
     $.ajax({ url: '../instances/' + instanceId + '/metadata/SopClassUid', dataType: 'text', cache: false })
       .done(function (sopClass) {
@@ -230,6 +261,12 @@
           '<p id="orthanc-rt-result"></p></div>');
         box.insertAfter($('#instance-info'));
         box.trigger('create');
+        $.getJSON('../instances/' + instanceId, function (instance) {
+          var checks = $('<ul id="orthanc-rt-plan-checks" data-role="listview" data-inset="true"></ul>');
+          checks.insertAfter(box);
+          checks.listview();
+          renderChecks(checks, { plan: instance.MainDicomTags.SOPInstanceUID }, 'Dose checks of this plan');
+        });
         $('#orthanc-rt-dose').click(function (e) {
           e.preventDefault();
           var body = { primaries: parseInt($('#orthanc-rt-primaries').val(), 10) };
@@ -260,9 +297,22 @@
       '<input id="orthanc-rt-slice" type="number" min="0" placeholder="slice (default: through the maximum)">' +
       '<img id="orthanc-rt-overlay" style="width:100%" alt="dose overlay">' +
       '<img id="orthanc-rt-dvh" style="width:100%" alt="DVH">' +
-      '<table id="orthanc-rt-metrics" style="width:100%;font-size:small"></table></div>');
+      '<table id="orthanc-rt-metrics" style="width:100%;font-size:small"></table>' +
+      '<a href="#" data-role="button" data-icon="check" id="orthanc-rt-check">Check against a recompute of its ' +
+      'plan (MCsquare, gamma 3 %/2 mm)</a><p id="orthanc-rt-check-result"></p></div>');
     box.insertAfter($('#instance-info'));
     box.trigger('create');
+    $('#orthanc-rt-check').click(function (e) {
+      e.preventDefault();
+      $.ajax({ url: base + '/compare', type: 'POST', data: '{}', contentType: 'application/json', dataType: 'json' })
+        .done(function (answer) {
+          $('#orthanc-rt-check-result').html('Check ' + esc(answer.job.state) + ': <a href="../rt/checks/' +
+            esc(answer.check_id) + '" target="_blank">' + esc(answer.check_id) + '</a>');
+        })
+        .fail(function (xhr) {
+          $('#orthanc-rt-check-result').text('Refused: ' + (xhr.responseJSON ? xhr.responseJSON.error : xhr.statusText));
+        });
+    });
     function refresh() {
       var params = { plane: $('#orthanc-rt-plane').val(), window: $('#orthanc-rt-window').val() };
       if ($('#orthanc-rt-slice').val() !== '') { params.slice = $('#orthanc-rt-slice').val(); }

@@ -17,6 +17,7 @@ from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.serialize import from_bytes
 from orthanc_rt.ops.phantom import patient_like_case
 from tests.support import cases as util
+from tests.support.browser import ARTIFACTS
 from tests.support.senders import c_store, rest_upload, stow_rs
 from tests.support.tps_exports import tps_dose_grid, tps_rtdose, with_mu_scaled
 
@@ -41,7 +42,8 @@ def _check_of(orthanc, study_uid: str, plan_uid: str) -> dict:
     return orthanc.get(f"/rt/checks/{job['id']}").json()
 
 
-def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, export, tmp_path):
+@pytest.mark.browser
+def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, export, tmp_path, browser):
     case, grid, _ = export
     dose = tps_rtdose(case, grid, case.plan, name="plan")
     study_uid = case.study.study_instance_uid
@@ -74,6 +76,10 @@ def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, expor
     text = subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], capture_output=True, text=True,
                           check=True).stdout
     assert "PASS" in text and "TargetVolume" in text and "3%/2mm" in text
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(tmp_path / "report.pdf"), str(ARTIFACTS / "dose-check")],
+                   check=True)
+    pages = sorted(ARTIFACTS.glob("dose-check-*.png"))
+    assert len(pages) >= 4, pages  # verdict, ROI table, DVHs, slices
     job = orthanc.get(f"/rt/jobs/{check['id']}").json()
     for name, dose_type in (("difference", "ERROR"), ("gamma", "ERROR")):
         stored = from_bytes(orthanc.get(f"/instances/{job['outputs'][name]['orthanc_id']}/file").content)
@@ -90,6 +96,21 @@ def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, expor
     assert csv[0].startswith("id,created_at,verdict") and check["id"] in csv[1] and ",pass," in csv[1]
     audited = orthanc.get("/rt/audit", params={"action": "check.recorded", "subject": check["id"]}).json()
     assert audited["total"] == 1 and audited["items"][0]["after"]["verdict"] == "pass"
+
+    # Orthanc Explorer: the verdict and the report on the study page and on the plan's page.
+    page = browser.new_page(viewport={"width": 1200, "height": 1400})
+    study_id = orthanc.post("/tools/lookup", data=study_uid).json()[0]["ID"]
+    page.goto(f"{orthanc.base}/app/explorer.html#study?uuid={study_id}")
+    row = page.locator(f"#orthanc-rt-checks [data-rt-check='{check['id']}']")
+    row.wait_for(timeout=30_000)
+    assert row.locator("[data-rt-verdict]").inner_text() == "PASS"
+    assert row.locator("a[data-rt-report]").get_attribute("href") == f"../rt/checks/{check['id']}/report.pdf"
+    page.screenshot(path=str(ARTIFACTS / "explorer-dose-check.png"), full_page=True)
+    plan_id = orthanc.post("/tools/lookup", data=str(case.plan.SOPInstanceUID)).json()[0]["ID"]
+    page.goto(f"{orthanc.base}/app/explorer.html#instance?uuid={plan_id}")
+    page.locator(f"#orthanc-rt-plan-checks [data-rt-check='{check['id']}'] [data-rt-verdict='pass']").wait_for(
+        timeout=30_000)
+    page.close()
 
 
 def test_a_plan_that_delivers_5_percent_more_than_its_dose_fails(orthanc, rt_stack, tmp_path):
