@@ -111,9 +111,10 @@ def test_anisotropic_spacing_is_read_as_x_y_z():
     steep = np.abs(evaluated - reference) > 0.1
     assert steep.any()
     assert gamma_3d(reference, evaluated, spacing, GammaCriteria(3, 2)).pass_rate_in(steep) == 0.0
-    passing = gamma_3d(reference, evaluated, spacing, GammaCriteria(3, 5))  # 3 mm is its sixth 0.5 mm shell
+    passing = gamma_3d(reference, evaluated, spacing, GammaCriteria(3, 5))
     assert passing.pass_rate_percent == 100.0
-    assert np.nanmax(passing.gamma) == pytest.approx(3 / 5, abs=1e-6)
+    # The match is 3 mm away: gamma 3/5, a little more where the sampled sphere misses the exact direction.
+    assert 3 / 5 - 1e-6 <= np.nanmax(passing.gamma) <= 3 / 5 + 0.1
     # Read as (z, y, x) the shift would be 1 mm, and 2 mm would pass: it must not.
     across = gamma_3d(reference, evaluated, (3.0, 1.0, 1.0), GammaCriteria(3, 2))
     assert across.pass_rate_percent == 100.0
