@@ -2,8 +2,8 @@
 
 The reference is an SOBP with lateral penumbrae (60 x 60 x 40 voxels at
 2.5 / 2.5 / 3 mm, anisotropic on purpose); the evaluated doses are that dose
-with 1 % and 2 % Poisson-like noise, scaled by +3 %, and shifted 1.5 mm
-laterally (computed analytically, not resampled). pymedphys is configured as
+with 1 % and 2 % Poisson-like noise, scaled by +3 %, shifted 1.5 mm
+laterally (computed analytically, not resampled), and all of these at once. pymedphys is configured as
 orthanc_rt.analysis.gamma says: normalised to the reference maximum, lower
 cutoff = the threshold, interp_fraction 10, max_gamma 2. Pass rates must agree
 within 0.1 percentage point (the issue's requirement), and since the search is
@@ -27,6 +27,9 @@ EVALUATED = {
     "noise 2 %": with_noise(REFERENCE, 2.0, seed=2),
     "scaled +3 %": REFERENCE * 1.03,
     "shifted 1.5 mm": sobp_dose(SHAPE, SPACING, shift_mm=(1.5, 0.0, 0.0)),
+    # A recompute that misses by a little of everything: the pass rates land between 80 and 95 %.
+    "noise 2 %, +2 %, shifted (1.5, 0, 3) mm": with_noise(1.02 * sobp_dose(SHAPE, SPACING, shift_mm=(1.5, 0.0, 3.0)),
+                                                           2.0, seed=3),
 }
 CRITERIA = [GammaCriteria(3, 2), GammaCriteria(2, 2), GammaCriteria(3, 3), GammaCriteria(3, 2, local=True),
             GammaCriteria(2, 2, local=True)]
@@ -67,5 +70,4 @@ def test_pass_rate_and_map_match_pymedphys(oracle, name, criteria):
 def test_the_cases_span_passing_and_failing(oracle):
     """The comparison means something only if pymedphys' pass rates are not all 100 %."""
     rates = [row["pass_rate_percent"] for by_criteria in oracle.values() for row, _ in by_criteria.values()]
-    print(sorted(rates))
-    assert min(rates) < 90 and max(rates) == 100 and sum(50 < r < 99.5 for r in rates) >= 2, rates
+    assert min(rates) < 70 and max(rates) == 100 and sum(50 < r < 99.5 for r in rates) >= 5, rates

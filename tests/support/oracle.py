@@ -46,6 +46,8 @@ def pymedphys_gamma(python: str, reference: np.ndarray, evaluated: np.ndarray,
              spacing_xyz=np.asarray(spacing_mm, dtype=float), criteria=np.asarray(rows, dtype=float))
     run = subprocess.run([python, str(GAMMA_ORACLE_SCRIPT), str(work_dir / "gamma-in.npz"),
                           str(work_dir / "gamma-out.npz")], capture_output=True, text=True, timeout=timeout_s)
+    if "No module named 'pymedphys'" in run.stderr:
+        raise RuntimeError(f"{python} has no pymedphys: run scripts/install.sh --dev (requirements-oracle.txt)")
     if run.returncode != 0:
         raise RuntimeError(f"pymedphys gamma oracle failed: {run.stderr[-2000:]}")
     with np.load(work_dir / "gamma-out.npz") as maps:
