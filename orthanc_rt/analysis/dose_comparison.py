@@ -102,6 +102,16 @@ HIGH_DOSE_FRACTION = 0.50
 # A median ratio this far from 1 is called out: more than MC noise or a grid effect, as much as a convention.
 RATIO_HINT = 0.05
 METRICS = ("D98", "D95", "D50", "D2", "Dmean", "Dmax")
+# The dose-difference statistics (`DoseComparison.difference`): key -> (what it is, its unit).
+DIFFERENCE_STATISTICS = {
+    "mean_percent": ("mean difference", "% of the reference maximum"),
+    "sd_percent": ("standard deviation", "% of the reference maximum"),
+    "p5_percent": ("5th percentile", "% of the reference maximum"),
+    "p95_percent": ("95th percentile", "% of the reference maximum"),
+    "max_abs_percent": ("largest absolute difference", "% of the reference maximum"),
+    "within_3_percent": ("points within 3 % of the reference maximum", "% of the points"),
+    "points": ("points compared (reference above the low-dose threshold)", ""),
+}
 _DVH_BINS = 400
 
 
@@ -114,8 +124,8 @@ def criteria_of(params: CheckParams) -> list[GammaCriteria]:
     return [primary, *others]
 
 
-def resample_onto(grid: DoseGrid, target: DoseGrid) -> np.ndarray:
-    """`grid`'s dose at `target`'s voxel centres ([z, y, x], trilinear; 0 outside `grid`)."""
+def resample_onto(grid: DoseGrid, target: DoseGrid, *, outside: float = 0.0) -> np.ndarray:
+    """`grid`'s dose at `target`'s voxel centres ([z, y, x], trilinear; `outside` beyond `grid`)."""
     nz, ny, nx = target.dose_gy.shape
     axes = [(t_origin + t_spacing * np.arange(n) - origin) / spacing
             for t_origin, t_spacing, n, origin, spacing
@@ -125,7 +135,14 @@ def resample_onto(grid: DoseGrid, target: DoseGrid) -> np.ndarray:
         return np.asarray(grid.dose_gy, dtype=np.float32)  # the same grid: no interpolation
     zi, yi, xi = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
     return ndimage.map_coordinates(np.asarray(grid.dose_gy, dtype=np.float32), [zi, yi, xi], order=1,
-                                   mode="constant", cval=0.0).astype(np.float32)
+                                   mode="constant", cval=outside).astype(np.float32)
+
+
+def ct_on(ct: CtVolume, grid: DoseGrid) -> np.ndarray:
+    """The CT's Hounsfield units at the dose grid's voxel centres (air beyond the CT), for pictures."""
+    as_grid = DoseGrid(dose_gy=np.asarray(ct.hu, dtype=np.float32), origin_mm=ct.origin_mm,
+                       spacing_mm=ct.spacing_mm, frame_of_reference_uid=ct.frame_of_reference_uid)
+    return resample_onto(as_grid, grid, outside=-1000.0)
 
 
 def grid_volume(grid: DoseGrid) -> CtVolume:

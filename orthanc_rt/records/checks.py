@@ -44,6 +44,9 @@ class CheckStore:
 
     def record(self, check: Check, *, actor: str) -> Check:
         """Write `check`, replacing an earlier row of the same id (a check run again)."""
+        for field in ("reference_sop_instance_uids", "evaluated_sop_instance_uids", "results", "provenance"):
+            if getattr(check, field) is None:  # column defaults apply only at the insert, after the audit
+                setattr(check, field, {})
         with session_scope(self.url) as s:
             previous = s.get(Check, check.id)
             before = None if previous is None else {"verdict": previous.verdict,

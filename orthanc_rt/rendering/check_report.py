@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 
 import orthanc_rt
-from orthanc_rt.analysis.dose_comparison import FAIL, PASS, WARN, DoseComparison, DoseDescription
+from orthanc_rt.analysis.dose_comparison import (
+    DIFFERENCE_STATISTICS,
+    FAIL,
+    HIGH_DOSE_FRACTION,
+    PASS,
+    WARN,
+    DoseComparison,
+    DoseDescription,
+)
 from orthanc_rt.analysis.gamma import GammaMap
 
 _PORTRAIT = (8.27, 11.69)  # A4, inches
@@ -146,8 +154,8 @@ def _summary_pages(c: DoseComparison) -> list[Any]:
 
     flow.section("Dose differences (evaluated - reference)")
     if c.high_dose_ratio is not None and math.isfinite(c.high_dose_ratio):
-        flow.line(f"High-dose median ratio evaluated / reference (reference >= 90 % of its maximum): "
-                  f"{c.high_dose_ratio:.4f}", indent=0.01)
+        flow.line(f"High-dose median ratio evaluated / reference (reference >= {100 * HIGH_DOSE_FRACTION:.0f} % "
+                  f"of its maximum): {c.high_dose_ratio:.4f}", indent=0.01)
         hint = _rbe_hint(c.high_dose_ratio)
         if hint:
             flow.line(hint, indent=0.01, colour=_VERDICT_COLOURS[WARN], weight="bold")
@@ -155,7 +163,8 @@ def _summary_pages(c: DoseComparison) -> list[Any]:
         flow.line("High-dose median ratio: not available.", indent=0.01, colour="0.35")
     if c.difference:
         for key, value in c.difference.items():
-            flow.line(f"{_label(key)}: {_number(value)} % of the reference maximum", indent=0.01)
+            what, unit = DIFFERENCE_STATISTICS.get(key, (_label(key), ""))
+            flow.line(f"{what[:1].upper() + what[1:]}: {_number(value)} {unit}".rstrip(), indent=0.01)
     else:
         flow.line("No dose-difference statistics recorded.", indent=0.01, colour="0.35")
 

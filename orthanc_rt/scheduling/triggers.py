@@ -48,6 +48,8 @@ from orthanc_rt.pacs.resources import (
     instance_tag,
 )
 from orthanc_rt.planning.auto_rules import AutoPlanning
+from orthanc_rt.records import jobs
+from orthanc_rt.records.checks import CheckStore
 from orthanc_rt.records.tables import Job
 from orthanc_rt.scheduling.origin import made_by_job
 from orthanc_rt.scheduling.params import AnalysisParams, CheckConfig, DoseParams
@@ -147,15 +149,22 @@ class Triggers:
                      sop.describe(plan.sop_class_uid))
             return
         if not made_by_job(self.orthanc, self.scheduler.store, plan_id):
-            self._check(plan)
+            self._check(plan, dose.sop_instance_uid)
 
-    def _check(self, plan: InstanceRef) -> Job:
+    def _check(self, plan: InstanceRef, dose_uid: str | None = None) -> Job:
+        """The plan's check (one per plan and parameters). A finished check runs again when a dose of the plan
+        arrives that it did not compare (a new export of the dose); the same dose sent again changes nothing."""
         config = self.check_config
         job, created = self.scheduler.request_check(
             plan, config.defaults, self.recompute_params(config.defaults.primaries), source="auto",
             requested_by="auto-check", wait_seconds=config.wait_seconds)
-        log.info("Orthanc-RT: plan %s with another system's dose -> check %s (%s)", plan.sop_instance_uid, job.id,
-                 "new" if created else "existing")
+        if not created and dose_uid and job.state in jobs.FINAL_STATES:
+            record = CheckStore(self.scheduler.store.url).get(job.id)
+            if record is None or dose_uid not in record.reference_sop_instance_uids.get("uids", []):
+                job = self.scheduler.rerun(job, actor="auto-check",
+                                           message=f"RTDOSE {dose_uid} of the plan arrived: checking again")
+        log.info("Orthanc-RT: plan %s with another system's dose -> check %s (%s, %s)", plan.sop_instance_uid,
+                 job.id, "new" if created else "existing", job.state)
         return job
 
     def _foreign_doses_of(self, plan: InstanceRef) -> list[str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 from functools import partial
+from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -52,9 +53,16 @@ def _health(ctx: Context, request: Request) -> Response:
         "version": orthanc_rt.__version__,
         "python": platform.python_version(),
         "checks": checks,
-        "settings": shown_settings(ctx.settings),
+        "settings": {**shown_settings(ctx.settings), "dose_check": _dose_check(ctx)},
     }
     return Response(200 if ok else 503, body)
+
+
+def _dose_check(ctx: Context) -> dict[str, Any]:
+    """OrthancRT.DoseCheck as in use: the values, or why the configuration was refused (checks are then off)."""
+    config = ctx.check_config
+    return {"enabled": config.enabled, "problem": config.problem or None, "wait_seconds": config.wait_seconds,
+            **config.defaults.as_dict()}
 
 
 def _openapi(request: Request) -> Response:

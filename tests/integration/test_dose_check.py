@@ -76,6 +76,7 @@ def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, expor
     text = subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], capture_output=True, text=True,
                           check=True).stdout
     assert "PASS" in text and "TargetVolume" in text and "3%/2mm" in text
+    assert "no CT" not in text  # the slices show the anatomy
     subprocess.run(["pdftoppm", "-r", "40", "-png", str(tmp_path / "report.pdf"), str(ARTIFACTS / "dose-check")],
                    check=True)
     pages = sorted(ARTIFACTS.glob("dose-check-*.png"))
@@ -165,3 +166,5 @@ def test_bad_check_requests_are_refused_naming_the_problem(orthanc, export):
     not_a_dose = orthanc.post(f"/rt/doses/{plan_id}/compare", json={})
     assert not_a_dose.status_code == 400 and "not an RT Dose" in not_a_dose.json()["error"]
     assert orthanc.get("/rt/checks/check-nothing").status_code == 404
+    shown = orthanc.get("/rt/health").json()["settings"]["dose_check"]
+    assert shown["enabled"] and shown["problem"] is None and shown["primaries"] == 200_000

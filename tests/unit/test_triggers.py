@@ -12,7 +12,7 @@ from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.records import db, jobs
 from orthanc_rt.records.jobs import JobQuery, JobStore
 from orthanc_rt.records.plans import PlanQuery
-from orthanc_rt.records.tables import Job
+from orthanc_rt.records.tables import Check, Job
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.scheduling.triggers import Triggers
 from orthanc_rt.settings import AutoAnalysis, AutoDose, Settings
@@ -120,6 +120,22 @@ def test_a_tps_plan_and_its_dose_become_one_recompute_and_one_check(world, order
     assert recompute.inputs["plan"]["sop_instance_uid"] == check.inputs["plan"]["sop_instance_uid"] == _uid(plan)
     assert check.inputs["recompute_job"] == recompute.id
     assert recompute.params["primaries"] == Settings().auto_dose.primaries  # the automatic dose serves the check
+
+
+def test_a_finished_check_runs_again_for_a_new_dose_of_its_plan_not_for_the_same_one(world):
+    w = world()
+    plan, dose = CASE.ion_plan, tps_dose_of(CASE.ion_plan, CASE.dvh.rtdose)
+    w.arrive(plan, dose)
+    [check] = w.jobs("check")
+    w.ctx.store.transition(check.id, jobs.SUCCEEDED, from_states=[jobs.WAITING], actor="unit")
+    w.ctx.checks.record(Check(id=check.id, mode="recompute", verdict="pass", plan_sop_instance_uid=_uid(plan),
+                              reference_sop_instance_uids={"uids": [_uid(dose)]}), actor="unit")
+    w.arrive(dose)  # the same export again
+    assert w.ctx.store.get(check.id).state == jobs.SUCCEEDED
+    w.arrive(tps_dose_of(plan, CASE.dvh.rtdose, name="re-export"))  # the TPS recomputed and sent a new dose
+    again = w.ctx.store.get(check.id)
+    assert again.state == jobs.QUEUED and "checking again" in again.message
+    assert [j.id for j in w.jobs("check")] == [check.id]
 
 
 def test_a_dose_wakes_the_waiting_checks_of_its_study(world):

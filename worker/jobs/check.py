@@ -37,19 +37,21 @@ from orthanc_rt.analysis.dose_comparison import (
     DoseComparison,
     DoseDescription,
     compare,
+    ct_on,
     resample_onto,
     roi_masks_on,
 )
 from orthanc_rt.dicom import sop
+from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.dose import build_rtdose, read_rtdose
 from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dicom.models import DoseGrid, IonPlan, PatientStudy
 from orthanc_rt.dicom.rtstruct import StructureSet, read_structure_set
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.dicom.uids import derive_uid
-from orthanc_rt.errors import DicomInputError, InputNotReady
+from orthanc_rt.errors import DicomInputError, InputNotReady, OrthancError
 from orthanc_rt.pacs.client import OrthancApi
-from orthanc_rt.pacs.inputs import read_instance, study_of
+from orthanc_rt.pacs.inputs import complete_series, fetch_series, read_instance, study_of
 from orthanc_rt.pacs.resources import find_instance, find_instances, frame_of_reference_of, instance_tag
 from orthanc_rt.records import audit, jobs
 from orthanc_rt.records.checks import CheckStore
@@ -133,6 +135,8 @@ def compute(job: Job, api: OrthancApi, settings: Settings, store: JobStore) -> d
     if comparison.evaluated.max_gy < _MIN_REPORT_GY:
         raise DicomInputError("the evaluated dose is zero on the reference's grid: the grids do not overlap")
     study = study_of(reference_ds)
+    if mode == "recompute":
+        comparison.ct_hu = _ct_for_pictures(api, recompute, reference.grid)
     progress.enter("writing the report")
     comparison.provenance.update(_identification(reference_ds, plan_uid))
     pdf = _report(comparison)
@@ -264,6 +268,18 @@ def _in_reference_convention(evaluated: DoseGrid, reference_type: str, conventio
     return (replace(evaluated, dose_gy=evaluated.dose_gy * PROTON_RBE, dose_type="EFFECTIVE"),
             f"RBE convention {convention}: the TPS dose ({reference_type}) is taken as RBE-weighted; the recompute "
             f"(physical) is multiplied by {PROTON_RBE}")
+
+
+def _ct_for_pictures(api: OrthancApi, recompute: Job, grid: DoseGrid) -> np.ndarray | None:
+    """The recompute's CT on the reference grid: the report's slices show the anatomy under the doses."""
+    series = (recompute.outputs or {}).get("ct", {}).get("orthanc_series_id")
+    if not series:
+        return None
+    try:
+        return ct_on(read_ct_series(fetch_series(api, complete_series(api, series))), grid)
+    except (DicomInputError, InputNotReady, OrthancError) as exc:  # deleted or changed since: pictures without it
+        log.warning("check: CT %s not shown in the report: %s", series, exc)
+        return None
 
 
 def _label_of(ds: Dataset, role: str) -> DoseDescription:
