@@ -40,6 +40,8 @@ class AnalysisResult:
 def analyse(dose_ds: Dataset, struct_ds: Dataset, ct_datasets: Sequence[Dataset] | None, params: AnalysisParams,
             *, job_id: str) -> AnalysisResult:
     grid = read_rtdose(dose_ds)
+    if grid.dose_type == "ERROR":
+        raise DicomInputError("the RTDOSE is of DoseType ERROR (a difference of two doses): it has no DVH")
     structures = read_structure_set(struct_ds)
     if grid.frame_of_reference_uid != structures.frame_of_reference_uid:
         raise DicomInputError(f"the RTDOSE is on FrameOfReferenceUID {grid.frame_of_reference_uid}, the RTSTRUCT "

@@ -12,7 +12,8 @@
   recompute, which is such a dose, or for the rest of a plan's BEAM doses);
 - a new RTDOSE is paired with the RTSTRUCTs of its frame of reference (same
   study first, then same patient): one analysis job per pair, or one job
-  waiting for a structure set when there is none;
+  waiting for a structure set when there is none; a dose of type ERROR (a
+  check's difference or gamma map) has no DVH and is not analysed;
 - a new RTSTRUCT is paired the same way with the RTDOSEs of its frame, and
   closes the waits of those doses;
 - a new RTSTRUCT, or a CT series becoming complete, is checked against the
@@ -63,6 +64,7 @@ Trigger = Callable[[str], None]  # called with the Orthanc id of the instance or
 
 _PATIENT_ID = "0010,0020"
 _REFERENCED_PLAN = "300c,0002/0/0008,1155"  # ReferencedRTPlanSequence / ReferencedSOPInstanceUID
+_DOSE_TYPE = "3004,0004"
 _SR_TEMPLATE = "0040,a504/0/0040,db00"  # ContentTemplateSequence / TemplateIdentifier
 # What waiting jobs wait for (orthanc_rt.pacs.inputs, worker.jobs.analysis): a CT, or a structure set.
 _AWAITED_MODALITIES = ("CT", "RTSTRUCT")
@@ -111,6 +113,10 @@ class Triggers:
     def dose_arrived(self, instance_id: str) -> None:
         self._dose_for_checks(instance_id)
         if not self.settings.auto_analysis.enabled:
+            return
+        if instance_tag(self.orthanc, instance_id, _DOSE_TYPE) == "ERROR":
+            log.info("Orthanc-RT: RTDOSE %s is a difference or gamma map (DoseType ERROR): no DVH analysis",
+                     instance_id)
             return
         arrived = self._with_frame(instance_id, "RTDOSE")
         if arrived is None:
@@ -184,6 +190,8 @@ class Triggers:
             return
         structure_set, frame = arrived
         for dose in self.same_frame(structure_set, "RTDOSE", frame):
+            if instance_tag(self.orthanc, dose.orthanc_id, _DOSE_TYPE) == "ERROR":
+                continue  # a check's difference or gamma map: no DVH
             job = self._analyse(dose, structure_set, frame)
             self.scheduler.close_waiting_analysis(dose.sop_instance_uid, [job.id])
             log.info("Orthanc-RT: RTSTRUCT %s + RTDOSE %s -> analysis job %s", structure_set.sop_instance_uid,

@@ -138,6 +138,14 @@ def test_a_finished_check_runs_again_for_a_new_dose_of_its_plan_not_for_the_same
     assert [j.id for j in w.jobs("check")] == [check.id]
 
 
+def test_a_difference_or_gamma_dose_is_never_analysed(world):
+    w = world()
+    difference = instance_variant(CASE.dvh.rtdose, "difference")
+    difference.DoseType = "ERROR"
+    w.arrive(difference, CASE.dvh.rtstruct)
+    assert [j.inputs["dose"]["sop_instance_uid"] for j in w.jobs("analysis")] == []
+
+
 def test_a_dose_wakes_the_waiting_checks_of_its_study(world):
     w = world()
     plan = CASE.ion_plan
