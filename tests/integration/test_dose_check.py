@@ -47,7 +47,7 @@ def _check_of(orthanc, study_uid: str, plan_uid: str) -> dict:
 
 @pytest.mark.browser
 def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, export, tmp_path, browser):
-    case, grid, _ = export
+    case, _, grid = export
     dose = tps_rtdose(case, grid, case.plan, name="plan")
     study_uid = case.study.study_instance_uid
     # Plan and dose first (STOW-RS), the CT and structure set later (C-STORE): the check waits for them.
@@ -62,9 +62,7 @@ def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, expor
     assert check["reference_sop_instance_uids"] == [str(dose.SOPInstanceUID)]
     assert 0.95 < check["results"]["high_dose_ratio"] < 1.05
     rois = {r["name"]: r for r in check["results"]["rois"]}
-    # 2 mm against the 3 mm CT grid: the coarser recompute, interpolated, rounds off the 15 mm target's edges.
-    assert "TargetVolume" in rois and abs(rois["TargetVolume"]["metrics"]["Dmean"]["difference_percent"]) < 5.0
-    assert any("resampled" in note for note in check["results"]["notes"])
+    assert "TargetVolume" in rois and abs(rois["TargetVolume"]["metrics"]["Dmean"]["difference_percent"]) < 3.0
     provenance = check["provenance"]
     assert provenance["primaries"] == CHECK_PRIMARIES and len(provenance["beam_model_sha256"]) == 64
     assert provenance["requested_by"] == "auto-check"
@@ -135,24 +133,36 @@ def test_a_plan_that_delivers_5_percent_more_than_its_dose_fails(orthanc, rt_sta
     assert check["provenance"]["recompute_restricted_to"]  # the recompute is the patient's dose only
 
 
-def test_a_dose_shifted_3_mm_fails_against_the_recompute(orthanc, rt_stack, export):
-    case, _, grid = export
-    plan_uid = str(case.plan.SOPInstanceUID)
+def test_two_stored_doses_compared_a_finer_grid_resampled_a_3_mm_shift_failing(orthanc, rt_stack, export):
+    case, fine, grid = export
     rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
     recompute = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed")
                                  and j["params"]["primaries"] == CHECK_PRIMARIES, study=case.study.study_instance_uid,
                                  kind="dose", timeout_s=600)
     assert recompute["state"] == "succeeded", recompute["message"]
-    shifted = tps_rtdose(case, grid, case.plan, name="shifted", shift_mm=(3.0, 0.0, 0.0))
-    shifted_id = rest_upload(orthanc.base, [shifted])[0]
-    answer = orthanc.post(f"/rt/doses/{shifted_id}/compare",
-                          json={"with": recompute["outputs"]["rtdose"]["orthanc_id"]})
-    assert answer.status_code in (200, 201), answer.text
-    job = orthanc.wait_final(answer.json()["check_id"], timeout_s=300)
-    assert job["state"] == "succeeded", job["message"]
-    check = orthanc.get(f"/rt/checks/{job['id']}").json()
-    assert check["mode"] == "pair" and check["plan_sop_instance_uid"] == plan_uid
-    assert check["verdict"] == "fail", check["reason"]
+    # Doses of a plan version that is not stored: compared on request only, no automatic check.
+    version = with_mu_scaled(case.plan, 1.0, name="version-2")
+
+    def compared(dose) -> dict:
+        dose_id = rest_upload(orthanc.base, [dose])[0]
+        answer = orthanc.post(f"/rt/doses/{dose_id}/compare",
+                              json={"with": recompute["outputs"]["rtdose"]["orthanc_id"]})
+        assert answer.status_code == 201, answer.text
+        job = orthanc.wait_final(answer.json()["check_id"], timeout_s=300)
+        assert job["state"] == "succeeded", job["message"]
+        check = orthanc.get(f"/rt/checks/{job['id']}").json()
+        assert check["mode"] == "pair" and check["plan_sop_instance_uid"] == str(version.SOPInstanceUID)
+        return check
+
+    # A 2 mm TPS grid against the 3 mm recompute: resampled, and said so. The coarser recompute cannot hold the
+    # sharp layer peaks the 2 mm grid resolves (docs/dose-check.md): a few per cent of the points fail.
+    finer = compared(tps_rtdose(case, fine, version, name="fine"))
+    assert any("resampled" in note for note in finer["results"]["notes"])
+    assert finer["verdict"] != "fail" and finer["pass_rate_percent"] >= 90.0, finer["reason"]
+    shifted = compared(tps_rtdose(case, grid, version, name="shifted", shift_mm=(3.0, 0.0, 0.0)))
+    assert shifted["verdict"] == "fail", shifted["reason"]
+    listed = orthanc.get("/rt/checks", params={"plan": str(version.SOPInstanceUID)}).json()["items"]
+    assert sorted(c["id"] for c in listed) == sorted([finer["id"], shifted["id"]])  # no automatic check of them
 
 
 def test_bad_check_requests_are_refused_naming_the_problem(orthanc, export):
