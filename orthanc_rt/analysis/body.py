@@ -98,14 +98,17 @@ def body_mask_from_ct(ct: CtVolume, threshold_hu: float = BODY_HU_THRESHOLD) -> 
     return body
 
 
-def body_on_grid(ct: CtVolume, grid: DoseGrid, structure_set: StructureSet | None = None) -> BodyMask:
-    """The body on `grid`: the structure set's body ROI when it has one with a non-empty mask, else the CT's."""
+def body_on_grid(ct: CtVolume | None, grid: DoseGrid, structure_set: StructureSet | None = None) -> BodyMask | None:
+    """The body on `grid`: the structure set's body ROI when it has one with a non-empty mask, else the CT's
+    (None without either)."""
     roi = body_roi(structure_set) if structure_set is not None else None
     if roi is not None:
-        mask = roi_mask(roi, _grid_as_volume(grid))
+        mask = roi_mask(roi, grid_as_volume(grid))
         if mask.any():
             return BodyMask(mask=mask, label=f"ROI {roi.name}"[:40],
                             source=f"ROI '{roi.name}' of RTSTRUCT {structure_set.sop_instance_uid}")
+    if ct is None:
+        return None
     return BodyMask(mask=resample_nearest(body_mask_from_ct(ct), ct, grid), source=CT_BODY_SOURCE,
                     label="CT body mask")
 
@@ -165,7 +168,7 @@ def _has_body(summary: StructureSetSummary) -> bool:
                                  or roi.name.strip().lower() in BODY_ROI_NAMES) for roi in summary.rois)
 
 
-def _grid_as_volume(grid: DoseGrid) -> CtVolume:
+def grid_as_volume(grid: DoseGrid) -> CtVolume:
     """The grid's geometry in the form the ROI mask code takes (it reads only shape, origin and spacing)."""
     return CtVolume(hu=np.zeros(grid.dose_gy.shape, dtype=np.int8), origin_mm=grid.origin_mm,
                     spacing_mm=grid.spacing_mm, frame_of_reference_uid=grid.frame_of_reference_uid)

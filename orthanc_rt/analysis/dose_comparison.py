@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from orthanc_rt.analysis.body import BodyMask, grid_as_volume
 from orthanc_rt.analysis.dvh_metrics import roi_dose_metrics
 from orthanc_rt.analysis.gamma import GammaCriteria, GammaMap, gamma_3d
 from orthanc_rt.analysis.roi_masks import roi_mask
@@ -130,8 +131,7 @@ def resample_onto(grid: DoseGrid, target: DoseGrid, *, outside: float = 0.0) -> 
     axes = [(t_origin + t_spacing * np.arange(n) - origin) / spacing
             for t_origin, t_spacing, n, origin, spacing
             in zip(target.origin_mm, target.spacing_mm, (nx, ny, nz), grid.origin_mm, grid.spacing_mm)]
-    if all(np.allclose(a, np.round(a), atol=1e-4) for a in axes) and grid.dose_gy.shape == target.dose_gy.shape \
-            and all(abs(a[0]) < 1e-4 for a in axes):
+    if _same_geometry(grid, target):
         return np.asarray(grid.dose_gy, dtype=np.float32)  # the same grid: no interpolation
     zi, yi, xi = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
     return ndimage.map_coordinates(np.asarray(grid.dose_gy, dtype=np.float32), [zi, yi, xi], order=1,
@@ -145,12 +145,6 @@ def ct_on(ct: CtVolume, grid: DoseGrid) -> np.ndarray:
     return resample_onto(as_grid, grid, outside=-1000.0)
 
 
-def grid_volume(grid: DoseGrid) -> CtVolume:
-    """A dose grid as an (empty) image volume, for the ROI mask functions that take one."""
-    return CtVolume(hu=np.zeros(grid.dose_gy.shape, dtype=np.int16), origin_mm=grid.origin_mm,
-                    spacing_mm=grid.spacing_mm, frame_of_reference_uid=grid.frame_of_reference_uid)
-
-
 def roi_masks_on(grid: DoseGrid, structures: StructureSet | None) -> dict[str, np.ndarray]:
     """The masks of the structure set's contoured ROIs on the dose grid (ROIs sharing a name united)."""
     if structures is None:
@@ -159,7 +153,7 @@ def roi_masks_on(grid: DoseGrid, structures: StructureSet | None) -> dict[str, n
             and structures.frame_of_reference_uid != grid.frame_of_reference_uid:
         raise DicomInputError(f"the structure set is on FrameOfReferenceUID {structures.frame_of_reference_uid}, "
                               f"the dose on {grid.frame_of_reference_uid}")
-    volume = grid_volume(grid)
+    volume = grid_as_volume(grid)
     masks: dict[str, np.ndarray] = {}
     for roi in structures.rois:
         mask = roi_mask(roi, volume)
@@ -170,28 +164,38 @@ def roi_masks_on(grid: DoseGrid, structures: StructureSet | None) -> dict[str, n
 
 def compare(reference: DoseGrid, evaluated: DoseGrid, params: CheckParams, *, reference_label: DoseDescription,
             evaluated_label: DoseDescription, rois: dict[str, np.ndarray] | None = None,
-            target: str | None = None, notes: list[str] | None = None,
+            target: str | None = None, body: BodyMask | None = None, notes: list[str] | None = None,
             provenance: dict[str, Any] | None = None) -> DoseComparison:
     """Compare `evaluated` with `reference` (both Gy, the same frame of reference); `rois` on the reference grid.
 
     `target` names the ROI the reference must cover (a dose grid that misses
-    part of it cannot be checked there: DicomInputError).
+    part of it cannot be checked there: DicomInputError). With `body` (on the
+    reference grid) both doses count only inside the patient: Monte Carlo
+    noise in air (hundreds of Gy in a near-vacuum voxel) is no dose, and must
+    not set the global normalisation.
     """
     if reference.frame_of_reference_uid and evaluated.frame_of_reference_uid \
             and reference.frame_of_reference_uid != evaluated.frame_of_reference_uid:
         raise DicomInputError(f"the doses are on different frames of reference ({reference.frame_of_reference_uid} "
                               f"and {evaluated.frame_of_reference_uid}): they cannot be compared")
+    notes = list(notes or [])
     ref = np.asarray(reference.dose_gy, dtype=np.float32)
+    ev = resample_onto(evaluated, reference)
+    if not _same_geometry(evaluated, reference):
+        notes.append("the evaluated dose was resampled onto the reference's grid (trilinear, at its voxel centres)")
+    if body is not None:
+        outside = float(ref[~body.mask].max()) if np.any(~body.mask) else 0.0
+        ref, ev = np.where(body.mask, ref, 0.0).astype(np.float32), np.where(body.mask, ev, 0.0).astype(np.float32)
+        notes.append(f"compared inside the patient ({body.source}); the reference's maximum outside it, "
+                     f"{outside:.3g} Gy, is not dose")
+    else:
+        notes.append("no body outline or CT: the doses are compared over the whole grid, air included")
     peak = float(ref.max()) if ref.size else 0.0
     if not peak > 0:
-        raise DicomInputError("the reference dose is zero everywhere: nothing to compare")
-    notes = list(notes or [])
+        raise DicomInputError("the reference dose is zero everywhere (in the patient): nothing to compare")
     rois = dict(rois or {})
     if target and target in rois:
-        _require_covered(reference, rois[target], target)
-    ev = resample_onto(evaluated, reference)
-    if ev is not evaluated.dose_gy:
-        notes.append("the evaluated dose was resampled onto the reference's grid (trilinear, at its voxel centres)")
+        _require_covered(ref, rois[target], target)
     gammas = [gamma_3d(ref, ev, reference.spacing_mm, criteria) for criteria in criteria_of(params)]
     primary = gammas[0]
     evaluated_points = ref >= peak * params.low_dose_threshold_percent / 100.0
@@ -229,9 +233,13 @@ def judge(primary: GammaMap, limits: VerdictLimits, ratio: float | None) -> tupl
     return verdict, reason
 
 
-def _require_covered(reference: DoseGrid, mask: np.ndarray, name: str) -> None:
+def _same_geometry(a: DoseGrid, b: DoseGrid) -> bool:
+    return a.dose_gy.shape == b.dose_gy.shape and np.allclose(a.origin_mm, b.origin_mm, atol=1e-3) \
+        and np.allclose(a.spacing_mm, b.spacing_mm, atol=1e-4)
+
+
+def _require_covered(ref: np.ndarray, mask: np.ndarray, name: str) -> None:
     """The reference grid must hold dose over the target: a grid cut through it cannot be checked."""
-    ref = np.asarray(reference.dose_gy)
     edges = np.zeros_like(mask)
     edges[[0, -1], :, :] = edges[:, [0, -1], :] = edges[:, :, [0, -1]] = True
     touching = np.count_nonzero(mask & edges)

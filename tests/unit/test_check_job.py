@@ -97,6 +97,21 @@ def test_a_plan_dose_equal_to_the_recompute_passes_and_everything_is_stored(tmp_
     assert difference.DoseType == "ERROR" and difference.PixelRepresentation == 1
 
 
+def test_dose_in_the_air_is_not_compared_nor_sets_the_normalisation(tmp_path):
+    """A TPS dose with Monte Carlo noise in the air (as an unrestricted MC dose has: 8.7 Gy in air for a 2.9 Gy
+    maximum in the pelvis phantom) must not fail a correct dose nor set the global 3 %."""
+    w = World(tmp_path)
+    noisy = np.array(w.grid.dose_gy)
+    assert not w.case.external_mask[0, 0, 0]  # a corner of the field of view, in air
+    noisy[0, 0, 0] = 300.0
+    w.tps(tps_rtdose(w.case, replace(w.grid, dose_gy=noisy), w.case.plan, name="air"))
+    out = w.run()
+    assert out["verdict"] == "pass" and out["pass_rate_percent"] == 100.0
+    assert any("compared inside the patient (ROI 'External'" in note and "300 Gy" in note for note in out["notes"])
+    record = CheckStore(w.url).get("check-unit")
+    assert record.results["reference"]["max_gy"] < 2.01  # the maximum in the patient, not the air's 300 Gy
+
+
 def test_a_fraction_dose_is_scaled_by_the_fractions_planned(tmp_path):
     w = World(tmp_path, fractions=5)
     one = replace(w.grid, dose_gy=w.grid.dose_gy / 5)

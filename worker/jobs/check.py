@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from orthanc_rt.analysis.body import body_on_grid
 from orthanc_rt.analysis.dose_comparison import (
     DoseComparison,
     DoseDescription,
@@ -45,12 +46,12 @@ from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.dose import build_rtdose, read_rtdose
 from orthanc_rt.dicom.ion_plan import read_ion_plan
-from orthanc_rt.dicom.models import DoseGrid, IonPlan, PatientStudy
+from orthanc_rt.dicom.models import CtVolume, DoseGrid, IonPlan, PatientStudy
 from orthanc_rt.dicom.rtstruct import StructureSet, read_structure_set
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError, InputNotReady, OrthancError
-from orthanc_rt.pacs.client import OrthancApi
+from orthanc_rt.pacs.client import OrthancApi, post_json
 from orthanc_rt.pacs.inputs import complete_series, fetch_series, read_instance, study_of
 from orthanc_rt.pacs.resources import find_instance, find_instances, frame_of_reference_of, instance_tag
 from orthanc_rt.records import audit, jobs
@@ -107,6 +108,7 @@ def compute(job: Job, api: OrthancApi, settings: Settings, store: JobStore) -> d
         structure_hint = plan.referenced_structure_set_uid
     else:
         mode = "pair"
+        recompute = None
         reference_ds = read_instance(api, job.inputs["reference"]["orthanc_id"])
         evaluated_ds = read_instance(api, job.inputs["evaluated"]["orthanc_id"])
         reference = _Reference(read_rtdose(reference_ds), [])
@@ -127,16 +129,18 @@ def compute(job: Job, api: OrthancApi, settings: Settings, store: JobStore) -> d
     progress.enter("comparing")
     masks = roi_masks_on(reference.grid, structures)
     target = _target_of(structures, masks)
+    ct = _ct_of(api, recompute if mode == "recompute" else None, structures)
+    body = body_on_grid(ct, reference.grid, structures)
     provenance.update(engine_provenance() if mode == "recompute" else {})
     provenance["params"] = params.as_dict()
     comparison = compare(reference.grid, evaluated, params, reference_label=reference_label,
-                         evaluated_label=evaluated_label, rois=masks, target=target, notes=notes,
+                         evaluated_label=evaluated_label, rois=masks, target=target, body=body, notes=notes,
                          provenance=provenance)
     if comparison.evaluated.max_gy < _MIN_REPORT_GY:
         raise DicomInputError("the evaluated dose is zero on the reference's grid: the grids do not overlap")
     study = study_of(reference_ds)
-    if mode == "recompute":
-        comparison.ct_hu = _ct_for_pictures(api, recompute, reference.grid)
+    if ct is not None:
+        comparison.ct_hu = ct_on(ct, reference.grid)
     progress.enter("writing the report")
     comparison.provenance.update(_identification(reference_ds, plan_uid))
     pdf = _report(comparison)
@@ -270,15 +274,19 @@ def _in_reference_convention(evaluated: DoseGrid, reference_type: str, conventio
             f"(physical) is multiplied by {PROTON_RBE}")
 
 
-def _ct_for_pictures(api: OrthancApi, recompute: Job, grid: DoseGrid) -> np.ndarray | None:
-    """The recompute's CT on the reference grid: the report's slices show the anatomy under the doses."""
-    series = (recompute.outputs or {}).get("ct", {}).get("orthanc_series_id")
+def _ct_of(api: OrthancApi, recompute: Job | None, structures: StructureSet | None) -> CtVolume | None:
+    """The CT under the doses (the body mask, the report's slices): the recompute's, else the structure set's."""
+    series = ((recompute.outputs or {}).get("ct", {}).get("orthanc_series_id") if recompute is not None else None)
+    if not series and structures is not None and structures.ct_series_instance_uid:
+        found = post_json(api, "/tools/find", {"Level": "Series",
+                                               "Query": {"SeriesInstanceUID": structures.ct_series_instance_uid}})
+        series = found[0] if found else None
     if not series:
         return None
     try:
-        return ct_on(read_ct_series(fetch_series(api, complete_series(api, series))), grid)
-    except (DicomInputError, InputNotReady, OrthancError) as exc:  # deleted or changed since: pictures without it
-        log.warning("check: CT %s not shown in the report: %s", series, exc)
+        return read_ct_series(fetch_series(api, complete_series(api, series)))
+    except (DicomInputError, InputNotReady, OrthancError) as exc:  # deleted or changed since: go on without it
+        log.warning("check: CT %s not used: %s", series, exc)
         return None
 
 
