@@ -99,10 +99,9 @@ def install(orthanc: Any) -> None:
     if ctx.check_config.problem:
         logger.error("Orthanc-RT: dose checks are off: %s", ctx.check_config.problem)
     router = Router(all_routes(ctx), access)
-    events = EventDispatcher(api_client, trigger_table(Triggers(api_client, ctx.scheduler, settings,
-                                                                planner=ctx.submitter,
-                                                                check_config=ctx.check_config)))
-    maintenance = Maintenance(api_client, ctx.scheduler, settings)
+    triggers = Triggers(api_client, ctx.scheduler, settings, planner=ctx.submitter, check_config=ctx.check_config)
+    events = EventDispatcher(api_client, trigger_table(triggers))
+    maintenance = Maintenance(api_client, ctx.scheduler, settings, triggers)
 
     def rest(output: Any, uri: str, **request: Any) -> None:
         try:

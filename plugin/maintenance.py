@@ -7,6 +7,7 @@ import threading
 from orthanc_rt.pacs.client import OrthancApi
 from orthanc_rt.scheduling.reconcile import reconcile
 from orthanc_rt.scheduling.scheduler import Scheduler
+from orthanc_rt.scheduling.triggers import Triggers
 from orthanc_rt.settings import Settings
 
 log = logging.getLogger("orthanc_rt.plugin")
@@ -18,11 +19,13 @@ class Maintenance(threading.Thread):
     """Reconciles once at start-up, then pushes triggers recorded while Redis was down and fails
     waits that ran out. Started on ORTHANC_STARTED: the start-up reconcile needs Orthanc's REST API."""
 
-    def __init__(self, orthanc: OrthancApi, scheduler: Scheduler, settings: Settings):
+    def __init__(self, orthanc: OrthancApi, scheduler: Scheduler, settings: Settings,
+                 triggers: Triggers | None = None):
         super().__init__(name="orthanc-rt-maintenance", daemon=True)
         self.orthanc = orthanc
         self.scheduler = scheduler
         self.settings = settings
+        self.triggers = triggers
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -43,3 +46,5 @@ class Maintenance(threading.Thread):
         # Plans stored while Orthanc-RT was not running get their job (idempotent: see reconcile.py).
         if self.settings.auto_dose.enabled:
             reconcile(self.orthanc, self.scheduler, self.settings.auto_dose, actor="startup-reconcile")
+        if self.triggers is not None:  # TPS exports stored while it was down get their dose check
+            self.triggers.check_stored_plans()

@@ -157,6 +157,19 @@ class Triggers:
         if not made_by_job(self.orthanc, self.scheduler.store, plan_id):
             self._check(plan, dose.sop_instance_uid)
 
+    def check_stored_plans(self) -> list[str]:
+        """The checks of RT Ion Plans stored with another system's doses while Orthanc-RT was not running
+        (idempotent: a plan's check is found, not made again); returns the check ids."""
+        if not self.check_config.enabled:
+            return []
+        checked = []
+        for plan_id in find_instances(self.orthanc, "RTPLAN"):
+            plan = instance_ref(self.orthanc, plan_id)
+            if plan.sop_class_uid == sop.RT_ION_PLAN and self._foreign_doses_of(plan) \
+                    and not made_by_job(self.orthanc, self.scheduler.store, plan_id):
+                checked.append(self._check(plan).id)
+        return checked
+
     def _check(self, plan: InstanceRef, dose_uid: str | None = None) -> Job:
         """The plan's check (one per plan and parameters). A finished check runs again when a dose of the plan
         arrives that it did not compare (a new export of the dose); the same dose sent again changes nothing."""

@@ -146,6 +146,16 @@ def test_a_difference_or_gamma_dose_is_never_analysed(world):
     assert [j.inputs["dose"]["sop_instance_uid"] for j in w.jobs("analysis")] == []
 
 
+def test_exports_stored_while_the_plugin_was_down_get_their_check_at_start_up(world):
+    w = world()
+    plan, dose = CASE.ion_plan, tps_dose_of(CASE.ion_plan, CASE.dvh.rtdose)
+    w.orthanc.store(plan), w.orthanc.store(dose), w.orthanc.store(CASE.photon_plan)  # no change events
+    triggers = Triggers(w.orthanc, w.ctx.scheduler, w.ctx.settings)
+    [check_id] = triggers.check_stored_plans()
+    assert [j.id for j in w.jobs("check")] == [check_id]
+    assert triggers.check_stored_plans() == [check_id]  # found, not made again
+
+
 def test_a_dose_wakes_the_waiting_checks_of_its_study(world):
     w = world()
     plan = CASE.ion_plan
