@@ -117,6 +117,28 @@ def instance_tag(api: OrthancApi, instance_id: str, tag: str) -> str | None:
     return raw.decode(errors="replace").strip("\x00 ")
 
 
+def stored_by(api: OrthancApi, instance_id: str) -> str:
+    """Who stored an instance, from the metadata Orthanc records on arrival: "REST upload by <user>",
+    "C-STORE from <AE title>", "STOW-RS or another plugin", ... ("" when Orthanc recorded nothing)."""
+    def metadata(name: str) -> str:
+        try:
+            return api.get_bytes(f"/instances/{instance_id}/metadata/{name}").decode(errors="replace").strip()
+        except OrthancError as exc:
+            if exc.status == 404:
+                return ""
+            raise
+
+    origin = metadata("Origin")
+    if origin == "RestApi":
+        user = metadata("HttpUsername")
+        return f"REST upload by {user}" if user else "REST upload (no user: authentication off)"
+    if origin == "DicomProtocol":
+        return f"C-STORE from {metadata('RemoteAET') or '?'} ({metadata('RemoteIP') or '?'})"
+    if origin == "Plugins":
+        return "STOW-RS or another plugin"
+    return origin.lower() if origin else ""
+
+
 def exists(api: OrthancApi, path: str) -> bool:
     try:
         api.get_bytes(path)

@@ -47,6 +47,7 @@ from orthanc_rt.pacs.resources import (
     frame_of_reference_of,
     instance_ref,
     instance_tag,
+    stored_by,
 )
 from orthanc_rt.planning.auto_rules import AutoPlanning
 from orthanc_rt.records import jobs
@@ -104,11 +105,11 @@ class Triggers:
             return
         if auto.enabled:
             job, created = self.scheduler.request_dose(plan, self.recompute_params(), source="auto",
-                                                       requested_by="auto-dose")
+                                                       requested_by=self._caused_by("auto-dose", instance_id))
             log.info("Orthanc-RT: plan %s -> job %s (%s)", plan.sop_instance_uid, job.id,
                      "new" if created else "existing")
         if checking and plan.sop_class_uid == sop.RT_ION_PLAN and self._foreign_doses_of(plan):
-            self._check(plan)
+            self._check(plan, caused_by=self._caused_by("auto-check", instance_id))
 
     def dose_arrived(self, instance_id: str) -> None:
         self._dose_for_checks(instance_id)
@@ -155,7 +156,7 @@ class Triggers:
                      sop.describe(plan.sop_class_uid))
             return
         if not made_by_job(self.orthanc, self.scheduler.store, plan_id):
-            self._check(plan, dose.sop_instance_uid)
+            self._check(plan, dose.sop_instance_uid, caused_by=self._caused_by("auto-check", instance_id))
 
     def check_stored_plans(self) -> list[str]:
         """The checks of RT Ion Plans stored with another system's doses while Orthanc-RT was not running
@@ -170,17 +171,22 @@ class Triggers:
                 checked.append(self._check(plan).id)
         return checked
 
-    def _check(self, plan: InstanceRef, dose_uid: str | None = None) -> Job:
+    def _caused_by(self, rule: str, instance_id: str) -> str:
+        """The job's requested_by: the rule, and who stored the instance that set it off (the audit names both)."""
+        who = stored_by(self.orthanc, instance_id)
+        return f"{rule}; {who}"[:128] if who else rule
+
+    def _check(self, plan: InstanceRef, dose_uid: str | None = None, caused_by: str = "auto-check") -> Job:
         """The plan's check (one per plan and parameters). A finished check runs again when a dose of the plan
         arrives that it did not compare (a new export of the dose); the same dose sent again changes nothing."""
         config = self.check_config
         job, created = self.scheduler.request_check(
             plan, config.defaults, self.recompute_params(config.defaults.primaries), source="auto",
-            requested_by="auto-check", wait_seconds=config.wait_seconds)
+            requested_by=caused_by, wait_seconds=config.wait_seconds)
         if not created and dose_uid and job.state in jobs.FINAL_STATES:
             record = CheckStore(self.scheduler.store.url).get(job.id)
             if record is None or dose_uid not in record.reference_sop_instance_uids.get("uids", []):
-                job = self.scheduler.rerun(job, actor="auto-check",
+                job = self.scheduler.rerun(job, actor=caused_by,
                                            message=f"RTDOSE {dose_uid} of the plan arrived: checking again")
         log.info("Orthanc-RT: plan %s with another system's dose -> check %s (%s, %s)", plan.sop_instance_uid,
                  job.id, "new" if created else "existing", job.state)

@@ -65,7 +65,7 @@ def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, expor
     assert "TargetVolume" in rois and abs(rois["TargetVolume"]["metrics"]["Dmean"]["difference_percent"]) < 3.0
     provenance = check["provenance"]
     assert provenance["primaries"] == CHECK_PRIMARIES and len(provenance["beam_model_sha256"]) == 64
-    assert provenance["requested_by"] == "auto-check"
+    assert provenance["requested_by"] == "auto-check; STOW-RS or another plugin"  # the dose set it off
 
     # In the study: the report (Encapsulated PDF), the difference (ERROR) and the gamma map (RELATIVE).
     report = from_bytes(orthanc.get(f"/instances/{check['report_orthanc_id']}/file").content)

@@ -203,6 +203,14 @@ def test_dicom_port_serves_a_configured_modality_from_its_host(auth_stack, tmp_p
     assert len(list(received.iterdir())) == 2
 
 
+def test_an_automatic_job_names_the_user_whose_upload_set_it_off(auth_stack):
+    case = util.small_phantom_case("uploader")
+    rest_upload(auth_stack.orthanc_url, [case.plan], auth=("dora", AUTH_USERS["dora"][0]))
+    job = as_user(auth_stack, "ada").wait_job(lambda j: True, study=case.study.study_instance_uid, kind="dose",
+                                              timeout_s=60)
+    assert job["requested_by"] == "auto-dose; REST upload by dora" and job["source"] == "auto"
+
+
 def test_a_job_whose_result_was_deleted_says_so(auth_stack):
     job = succeeded_dose_job(auth_stack, "result-deleted", "vic")
     vic = as_user(auth_stack, "vic")

@@ -60,6 +60,7 @@ class FakeOrthanc:
         self.resources: dict[str, _Resource] = {}
         self.files: dict[str, bytes] = {}
         self.arriving: set[str] = set()  # Orthanc ids of series still arriving (IsStable false)
+        self.metadata: dict[str, dict[str, str]] = {}  # instance id -> what Orthanc records on arrival
         for ds in datasets:
             self.store(ds)
 
@@ -74,6 +75,10 @@ class FakeOrthanc:
             return self.files[rid]
         if level == "instances" and rest == ["metadata", "SopClassUid"]:
             return str(resource.dataset.SOPClassUID).encode()
+        if level == "instances" and len(rest) == 2 and rest[0] == "metadata":
+            if rest[1] not in self.metadata.get(rid, {}):
+                raise OrthancError(f"Orthanc GET {path} -> HTTP 404: Unknown resource", status=404)
+            return self.metadata[rid][rest[1]].encode()
         if level == "instances" and rest[0] == "content" and len(rest) > 1:
             return self._content(resource.dataset, rest[1:], path)
         if level == "instances" and rest == ["study"]:
@@ -97,8 +102,9 @@ class FakeOrthanc:
         self._remove(resource)
 
     # -- storing ----------------------------------------------------------
-    def store(self, ds: Dataset) -> dict[str, Any]:
-        """Store a dataset as Orthanc does (parsed back from its Part 10 bytes); Orthanc's answer."""
+    def store(self, ds: Dataset, *, origin: dict[str, str] | None = None) -> dict[str, Any]:
+        """Store a dataset as Orthanc does (parsed back from its Part 10 bytes); Orthanc's answer. `origin`: the
+        metadata Orthanc records about the sender (default: a REST upload with authentication off)."""
         data = to_bytes(ds)
         ds = pydicom.dcmread(io.BytesIO(data))
         keys = [str(ds.PatientID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)]
@@ -111,6 +117,7 @@ class FakeOrthanc:
                     self.resources[parent].children.append(rid)
             parent = rid
         self.files[parent] = data
+        self.metadata[parent] = dict(origin if origin is not None else {"Origin": "RestApi"})
         instance = self.resources[parent]
         series = self.resources[instance.parent]
         study = self.resources[series.parent]

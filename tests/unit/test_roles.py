@@ -48,6 +48,14 @@ def test_grants_follow_the_issue():
     assert roles.GRANTS["admin"] == set(roles.PERMISSIONS)
 
 
+def test_whoever_may_store_may_compute_so_an_upload_never_starts_work_its_sender_may_not_ask_for():
+    """An arriving plan starts Monte Carlo: only roles that may ask for it may store one. The workers' account
+    stores results only, which the triggers recognise by the job that made them (orthanc_rt.scheduling.origin)."""
+    for role, granted in roles.GRANTS.items():
+        if roles.STORE in granted and role != roles.WORKER:
+            assert roles.COMPUTE in granted, role
+
+
 def test_basic_user_reads_only_well_formed_headers():
     assert basic_user(auth("ada")) == "ada"
     assert basic_user({"Authorization": auth("o'brien", "p:w")["authorization"]}) == "o'brien"

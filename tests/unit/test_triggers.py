@@ -77,7 +77,8 @@ def test_an_ion_plan_becomes_one_dose_job(world):
     w = world()
     w.arrive(*CASE.dvh.ct[:2], CASE.ion_plan)
     [job] = w.jobs()
-    assert (job.kind, job.source, job.requested_by) == ("dose", "auto", "auto-dose")
+    assert (job.kind, job.source, job.requested_by) == ("dose", "auto",
+                                                        "auto-dose; REST upload (no user: authentication off)")
     assert job.inputs["plan"]["sop_instance_uid"] == _uid(CASE.ion_plan)
     assert job.params["primaries"] == AutoDose().primaries
     w.arrive(CASE.ion_plan)  # stored again: the same job
@@ -154,6 +155,19 @@ def test_exports_stored_while_the_plugin_was_down_get_their_check_at_start_up(wo
     [check_id] = triggers.check_stored_plans()
     assert [j.id for j in w.jobs("check")] == [check_id]
     assert triggers.check_stored_plans() == [check_id]  # found, not made again
+
+
+def test_automatic_jobs_name_who_stored_what_set_them_off(world):
+    w = world()
+    plan = w.orthanc.store(CASE.ion_plan, origin={"Origin": "DicomProtocol", "RemoteAET": "RT_TPS",
+                                                  "RemoteIP": "10.1.2.3"})
+    w.events.on_change(NEW_INSTANCE, plan["ID"])
+    dose = w.orthanc.store(tps_dose_of(CASE.ion_plan, CASE.dvh.rtdose),
+                           origin={"Origin": "RestApi", "HttpUsername": "dora"})
+    w.events.on_change(NEW_INSTANCE, dose["ID"])
+    [recompute], [check] = w.jobs("dose"), w.jobs("check")
+    assert recompute.requested_by == "auto-dose; C-STORE from RT_TPS (10.1.2.3)"
+    assert check.requested_by == "auto-check; REST upload by dora"
 
 
 def test_a_dose_wakes_the_waiting_checks_of_its_study(world):
