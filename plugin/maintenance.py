@@ -39,6 +39,7 @@ class Maintenance(threading.Thread):
                 self.scheduler.repush_lost()
                 self.scheduler.expire_waiting()
                 self.scheduler.resume_checks_of_finished_recomputes()
+                self.scheduler.rerun_after_outages()
             except Exception as exc:  # Redis/DB down: try again next period
                 log.warning("Orthanc-RT maintenance: %s: %s", type(exc).__name__, exc)
 

@@ -60,8 +60,11 @@ def on_failure(rq_job: Any, connection: Any, exc_type: type, exc_value: BaseExce
                          message=f"{reason}; retrying ({rq_job.retries_left} attempts left)",
                          actor=jobs.actor_name())
     else:
+        # An outage outlasting RQ's retries (Orthanc restarted for maintenance, the database down) or workers that
+        # keep dying: the inputs are fine, so the plugin runs the job again when it is back (Scheduler).
+        marked = {"stage": jobs.TRANSIENT_FAILURE} if _worth_retrying(exc_type) else {}
         store.transition(job_id, jobs.FAILED, from_states=jobs.ACTIVE_STATES, message=reason,
-                         actor=jobs.actor_name())
+                         actor=jobs.actor_name(), **marked)
 
 
 def _worth_retrying(exc_type: type) -> bool:

@@ -30,6 +30,9 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 STATES = (QUEUED, WAITING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+# The stage of a job that failed for want of Orthanc, the database or a living worker, not for its inputs:
+# the scheduler runs it again (a bounded number of times) once Orthanc-RT is running again.
+TRANSIENT_FAILURE = "failed: outage"
 ACTIVE_STATES = (QUEUED, WAITING, RUNNING)
 
 
@@ -208,6 +211,12 @@ class JobStore:
         return [i for i in ids if self.transition(i, QUEUED, from_states=[WAITING], stage="input arrived",
                                                   message="an input series became complete", enqueued_at=None,
                                                   actor="scheduler")]
+
+    def failed_by_outages(self, max_attempts: int) -> list[str]:
+        """Jobs failed by an outage (stage TRANSIENT_FAILURE) that started fewer than `max_attempts` times."""
+        with read_scope(self.url) as s:
+            return list(s.scalars(select(Job.id).where(Job.state == FAILED, Job.stage == TRANSIENT_FAILURE,
+                                                       Job.attempts < max_attempts).order_by(Job.created_at)))
 
     def ids_of_study(self, study_instance_uid: str, kinds: Sequence[str]) -> list[str]:
         """Ids of the jobs of `kinds` that ran on a study (by StudyInstanceUID)."""

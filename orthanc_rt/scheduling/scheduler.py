@@ -21,6 +21,9 @@ from orthanc_rt.scheduling.params import AnalysisParams, CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import Dispatcher
 
 log = logging.getLogger("orthanc_rt.scheduling.scheduler")
+# Starts of one job (RQ's retries included) after which an outage no longer runs it again: a job whose worker
+# dies every time (out of memory) must stop somewhere. RQ retries 3 times per enqueue, so this is two rounds.
+MAX_ATTEMPTS_AFTER_OUTAGES = 8
 
 
 class Scheduler:
@@ -106,6 +109,20 @@ class Scheduler:
             identity_params=params.as_dict(), params=params.as_dict(),
             inputs={"reference": _input(reference), "evaluated": _input(evaluated)}, study=reference,
             source=source, requested_by=requested_by)
+
+    def rerun_after_outages(self, max_attempts: int = MAX_ATTEMPTS_AFTER_OUTAGES) -> list[str]:
+        """Jobs that failed because Orthanc, the database or their worker was gone run again (the plugin calls
+        this while it runs, so Orthanc is back); after `max_attempts` starts a job stays failed."""
+        rerun = []
+        for jid in self.store.failed_by_outages(max_attempts):
+            job = self.store.get(jid)
+            if job is None:
+                continue
+            again = self.rerun(job, actor="scheduler", from_states=[jobs.FAILED],
+                               message=f"running again after an outage ({job.message})"[:500])
+            if again.state == jobs.QUEUED:
+                rerun.append(jid)
+        return rerun
 
     def resume_checks_of_finished_recomputes(self) -> list[str]:
         """Waiting checks whose recompute failed or was cancelled run now, to fail with its reason."""

@@ -138,3 +138,24 @@ def jobs_row(job_id: str, study: str = "1.2"):
 def _fresh_redis_clients():
     redis_for.cache_clear()
     yield
+
+
+def test_jobs_failed_by_an_outage_run_again_a_bounded_number_of_times(database_url, redis_url):
+    """An Orthanc restart longer than RQ's retries failed every dose in flight; once the plugin runs again
+    (its maintenance thread calls this), they run again; a job that keeps failing stops after the bound."""
+    store = JobStore(database_url)
+    scheduler = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))
+    job, _ = scheduler.request_dose(PLAN, PARAMS, source="auto")
+    other, _ = scheduler.request_dose(PLAN, DoseParams(200_000, None, 60), source="auto")
+    for jid, stage in ((job.id, jobs.TRANSIENT_FAILURE), (other.id, "Monte Carlo")):
+        assert store.start(jid, actor="w1")
+        store.transition(jid, jobs.FAILED, from_states=[jobs.RUNNING], stage=stage, message="OrthancUnavailable",
+                         actor="w1")
+    assert scheduler.rerun_after_outages(max_attempts=2) == [job.id]  # the other failed for its inputs
+    again = store.get(job.id)
+    assert again.state == jobs.QUEUED and "after an outage" in again.message
+    assert job.id in Queue(QUEUE_NAMES["dose"], connection=redis_for(redis_url)).job_ids
+    assert store.start(job.id, actor="w1")  # attempt 2 fails the same way: the bound is reached
+    store.transition(job.id, jobs.FAILED, from_states=[jobs.RUNNING], stage=jobs.TRANSIENT_FAILURE, actor="w1")
+    assert scheduler.rerun_after_outages(max_attempts=2) == []
+    assert store.get(job.id).state == jobs.FAILED

@@ -48,7 +48,12 @@ def test_the_time_limit_fails_the_job_without_retry(running):
     assert job.state == jobs.FAILED and job.message == "time limit of 45 s exceeded; MCsquare was stopped"
 
 
-def test_retries_exhausted_fail_with_the_reason(running):
+def test_retries_exhausted_fail_with_the_reason_marked_as_an_outage(running):
     _fail(OrthancUnavailable("Orthanc at http://x is unreachable"), retries_left=0)
     job = running.get("dose-x")
-    assert job.state == jobs.FAILED and "unreachable" in job.message
+    assert job.state == jobs.FAILED and "unreachable" in job.message and job.stage == jobs.TRANSIENT_FAILURE
+
+
+def test_the_time_limit_is_no_outage(running):
+    _fail(JobTimeoutException("too long"), retries_left=3)
+    assert running.get("dose-x").stage != jobs.TRANSIENT_FAILURE
