@@ -95,6 +95,8 @@ ENVIRONMENT: dict[str, Variable] = {
     "client_password": Variable("ORTHANC_RT_CLIENT_PASSWORD", ""),
     "orthanc_index_url": Variable("ORTHANC_RT_ORTHANC_INDEX_URL", ""),
     "orthanc_storage": Variable("ORTHANC_RT_ORTHANC_STORAGE", "files"),
+    # The launcher's supervisor restarts what dies (Orthanc, workers, viewer, a local Redis); off: nothing does.
+    "supervise": Variable("ORTHANC_RT_SUPERVISE", True, _as_bool),
 }
 
 

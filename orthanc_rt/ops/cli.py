@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
@@ -18,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("start", help="start Orthanc with the plugin, Redis if needed and the workers")
     sub.add_parser("stop", help="stop what this installation started")
     sub.add_parser("status", help="processes and /rt/health")
+    sub.add_parser("supervise", help="restart what of this installation dies, in the foreground (`start` runs it "
+                                     "in the background unless ORTHANC_RT_SUPERVISE=false)")
     run = sub.add_parser("run", help="run one service in the foreground (containers, systemd)")
     run.add_argument("service", choices=["orthanc", "worker"])
     demo = sub.add_parser("demo", help="start everything, store the demo case, plan it (IMPT) and wait for the "
@@ -40,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     elif args.command == "status":
         print(json.dumps({"processes": stack.status(cfg), "health": _health(cfg)}, indent=2))
+    elif args.command == "supervise":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        stack.supervise(cfg)
     elif args.command == "run":
         stack.exec_foreground(cfg, args.service)
     elif args.command == "demo":

@@ -3,7 +3,12 @@
 Used by the launcher (`./orthanc-rt start|demo|stop`), by the integration
 tests (on free ports, in a temporary folder) and by the container entry
 points, so the configuration Orthanc runs with is produced in one place.
-Processes are detached (own session) and recorded in <data_dir>/run/*.pid.
+Processes are detached (own session) and recorded in <data_dir>/run/*.pid;
+each carries ORTHANC_RT_SERVICE=<data_dir>/run/<name> in its environment, and
+so do its children (a worker's RQ scheduler, its MCsquare), which is how
+`stop` and the supervisor find what a process that died left behind. With
+`supervise` (the launcher's default), `start` also starts a supervisor that
+restarts whatever of the installation is not running.
 """
 from __future__ import annotations
 
@@ -61,6 +66,7 @@ class StackConfig:
     # Where Orthanc keeps the DICOM files: "files" (data_dir/orthanc-storage) or "postgresql" (the index's
     # database: Orthanc instances on several hosts then need no shared file system).
     orthanc_storage: str = default_of("orthanc_storage")
+    supervise: bool = False  # start a supervisor with the stack (the launcher: ORTHANC_RT_SUPERVISE, default on)
 
     @property
     def orthanc_url(self) -> str:
@@ -100,6 +106,7 @@ class StackConfig:
             client_auth=_pair(get("client_user"), get("client_password")),
             orthanc_index_url=get("orthanc_index_url"),
             orthanc_storage=get("orthanc_storage"),
+            supervise=get("supervise"),
         )
 
 
@@ -300,15 +307,59 @@ def wait_for_health(cfg: StackConfig, timeout_s: float = 60, *, need_workers: bo
 
 def start(cfg: StackConfig) -> dict[str, Any]:
     """Start everything that is not running yet; returns the health answer."""
-    ensure_redis(cfg)
-    if not is_running(cfg, "orthanc"):
-        start_orthanc(cfg)
-    for i in range(1, cfg.workers + 1):
-        if not is_running(cfg, f"worker-{i}"):
-            start_worker(cfg, i)
-    if not is_running(cfg, "viewer"):
-        start_viewer(cfg)
-    return wait_for_health(cfg)
+    restart_missing(cfg)
+    health = wait_for_health(cfg)
+    if cfg.supervise and not is_running(cfg, SUPERVISOR):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH", "")]))
+        _spawn(SUPERVISOR, [sys.executable, "-m", "orthanc_rt.ops.cli", "supervise"], env, cfg)
+    return health
+
+
+SUPERVISOR = "supervisor"
+SUPERVISE_PERIOD_S = 5.0  # a dead worker is replaced within this (its lost job is taken up by RQ's own clean-up)
+
+
+def restart_missing(cfg: StackConfig) -> list[str]:
+    """Start what of the installation is not running (what a dead process left behind is stopped first);
+    returns the names started."""
+    started = []
+    if ensure_redis(cfg) == "started":
+        started.append("redis")
+    wanted = ["orthanc", *(f"worker-{i}" for i in range(1, cfg.workers + 1))] + (["viewer"] if cfg.viewer_port
+                                                                                  else [])
+    for name in wanted:
+        if is_running(cfg, name):
+            continue
+        _stop_left_behind(cfg, name, timeout_s=10)
+        if name == "orthanc":
+            start_orthanc(cfg)
+        elif name == "viewer":
+            if start_viewer(cfg) is None:
+                continue
+        else:
+            start_worker(cfg, int(name.split("-")[1]))
+        started.append(name)
+    return started
+
+
+def supervise(cfg: StackConfig, *, period_s: float = SUPERVISE_PERIOD_S, stop_when: Any = None) -> None:
+    """Restart what dies, every `period_s`, until `stop_when` (a threading.Event) is set or SIGTERM."""
+    import logging
+    import threading
+
+    log = logging.getLogger("orthanc_rt.supervisor")
+    stopping = stop_when or threading.Event()
+    if stop_when is None:
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    while not stopping.wait(period_s):
+        try:
+            started = restart_missing(cfg)
+        except Exception as exc:  # a start that fails now may work next period (a port still held, Redis down)
+            log.warning("supervisor: %s: %s", type(exc).__name__, exc)
+            continue
+        if started:
+            log.warning("supervisor: restarted %s", ", ".join(started))
 
 
 def stop(cfg: StackConfig, timeout_s: float = 20) -> list[str]:
@@ -316,9 +367,11 @@ def stop(cfg: StackConfig, timeout_s: float = 20) -> list[str]:
     stopped = []
     names = sorted((p.stem for p in cfg.run_dir.glob("*.pid")), key=lambda n: (n == "redis", n == "orthanc", n))
     for name in names:
-        pid = _read_pid(cfg, name)
-        if pid is not None and _alive(pid):
+        pid = read_pid(cfg, name)
+        if pid is not None and process_alive(pid):
             _terminate(pid, timeout_s)
+            stopped.append(name)
+        if _stop_left_behind(cfg, name, timeout_s) and name not in stopped:
             stopped.append(name)
         (cfg.run_dir / f"{name}.pid").unlink(missing_ok=True)
     return stopped
@@ -326,17 +379,18 @@ def stop(cfg: StackConfig, timeout_s: float = 20) -> list[str]:
 
 def stop_service(cfg: StackConfig, name: str, timeout_s: float = 20) -> bool:
     """Stop one process of the installation ("orthanc", "worker-2", "redis"); True if it was running."""
-    pid = _read_pid(cfg, name)
-    running = pid is not None and _alive(pid)
+    pid = read_pid(cfg, name)
+    running = pid is not None and process_alive(pid)
     if running:
         _terminate(pid, timeout_s)
+    _stop_left_behind(cfg, name, timeout_s)
     (cfg.run_dir / f"{name}.pid").unlink(missing_ok=True)
     return running
 
 
 def is_running(cfg: StackConfig, name: str) -> bool:
-    pid = _read_pid(cfg, name)
-    return pid is not None and _alive(pid)
+    pid = read_pid(cfg, name)
+    return pid is not None and process_alive(pid)
 
 
 def status(cfg: StackConfig) -> dict[str, bool]:
@@ -345,11 +399,55 @@ def status(cfg: StackConfig) -> dict[str, bool]:
 
 def _spawn(name: str, cmd: list[str], env: dict[str, str], cfg: StackConfig) -> int:
     log = open(cfg.log_dir / f"{name}.log", "ab")
+    env = {**env, SERVICE_MARK: _service_mark(cfg, name)}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             cwd=str(cfg.data_dir), start_new_session=True)
     log.close()
     (cfg.run_dir / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
+
+
+SERVICE_MARK = "ORTHANC_RT_SERVICE"
+
+
+def _service_mark(cfg: StackConfig, name: str) -> str:
+    return str(cfg.run_dir / name)
+
+
+def left_behind(cfg: StackConfig, name: str) -> list[int]:
+    """Living processes of service `name` other than the one its pid file names: what a killed worker leaves
+    (its RQ scheduler, an MCsquare). Found by the mark in their environment, which a reused pid cannot have."""
+    mark = f"{SERVICE_MARK}={_service_mark(cfg, name)}".encode()
+    leader = read_pid(cfg, name)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == leader:
+            continue
+        try:
+            if mark in (entry / "environ").read_bytes().split(b"\0") and process_alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def _stop_left_behind(cfg: StackConfig, name: str, timeout_s: float) -> bool:
+    """SIGTERM, then SIGKILL, what `left_behind` finds; True if there was anything."""
+    pids = left_behind(cfg, name)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (timeout_s if sig == signal.SIGTERM else 5)
+        while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in pids:
+            _reap(pid)
+        if not any(process_alive(pid) for pid in pids):
+            break
+    return bool(pids)
 
 
 def _raise_if_dead(cfg: StackConfig, name: str) -> None:
@@ -359,14 +457,14 @@ def _raise_if_dead(cfg: StackConfig, name: str) -> None:
         raise RuntimeError(f"{name} exited; last lines of {log}:\n{tail}")
 
 
-def _read_pid(cfg: StackConfig, name: str) -> int | None:
+def read_pid(cfg: StackConfig, name: str) -> int | None:
     try:
         return int((cfg.run_dir / f"{name}.pid").read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -387,7 +485,7 @@ def _terminate(pid: int, timeout_s: float) -> None:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not process_alive(pid):
             _reap(pid)
             return
         time.sleep(0.1)

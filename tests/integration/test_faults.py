@@ -55,7 +55,7 @@ def test_worker_killed_mid_monte_carlo_is_taken_up_again(client, fault_stack):
     _wait_monte_carlo(client, job_id, fault_stack.data_dir)
     horse = int(job_id and client.get(f"/rt/jobs/{job_id}").json()["events"][-1]["actor"].rsplit(":", 1)[1])
     worker = int(open(f"/proc/{horse}/stat").read().rsplit(") ", 1)[1].split()[1])  # the horse's parent
-    names = [n for n in ("worker-1", "worker-2") if stack._read_pid(fault_stack, n) == worker]
+    names = [n for n in ("worker-1", "worker-2") if stack.read_pid(fault_stack, n) == worker]
     assert names, "the job does not run in one of this stack's workers"
     os.killpg(horse, signal.SIGKILL)  # the work horse and its MCsquare (RQ gives the horse its own group)
     os.kill(worker, signal.SIGKILL)

@@ -36,6 +36,7 @@ from orthanc_rt.dicom.models import (
     RangeShifter,
 )
 from orthanc_rt.errors import DicomInputError
+from orthanc_rt.ops.stack import process_alive
 
 pytest.importorskip("opentps.core")
 
@@ -321,15 +322,15 @@ def test_mcsquare_shares_the_worker_process_group_and_dies_with_it(tmp_path):
         os.kill(worker.pid, signal.SIGKILL)  # only the worker: MCsquare must follow by PR_SET_PDEATHSIG
         worker.wait(timeout=10)
         deadline = time.monotonic() + 10.0
-        while _alive(engine) and time.monotonic() < deadline:
+        while process_alive(engine) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(engine), "MCsquare outlived its worker"
+        assert not process_alive(engine), "MCsquare outlived its worker"
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
         if engine is not None:
-            if _alive(engine):  # only when the test failed: do not leave it running
+            if process_alive(engine):  # only when the test failed: do not leave it running
                 os.kill(engine, signal.SIGKILL)
             try:
                 os.waitpid(engine, 0)
@@ -352,14 +353,6 @@ def _wait_for_process_in(folder: Path, timeout: float) -> int | None:
                 continue
         time.sleep(0.2)
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")  # a zombie has stopped running; only its exit status waits to be reaped
 
 
 # Validation: refused before anything is written or run (needs OpenTPS' beam model, not MCsquare).

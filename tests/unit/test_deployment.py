@@ -132,3 +132,33 @@ def test_production_template_locks_the_dicom_port_and_gives_the_workers_their_ro
     development = render_orthanc_config(StackConfig(data_dir=tmp_path, worker_username="rt-worker",
                                                     worker_password="secret"))
     assert "Roles" not in development["OrthancRT"]
+
+
+def test_every_compose_service_comes_back_by_itself():
+    assert {name: service.get("restart") for name, service in SERVICES.items()} == \
+        {name: "unless-stopped" for name in SERVICES}
+
+
+@pytest.mark.parametrize("unit, service", [("orthanc-rt.service", "orthanc"),
+                                           ("orthanc-rt-worker@.service", "worker")])
+def test_systemd_units_restart_their_service_through_the_launcher(unit, service):
+    import configparser
+
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string((PROJECT_DIR / "packaging" / "systemd" / unit).read_text())
+    section = parser["Service"]
+    assert section["Restart"] == "always" and int(section["RestartSec"]) > 0
+    launcher, *command = section["ExecStart"].split()
+    assert launcher.endswith("/orthanc-rt")
+    args = cli.build_parser().parse_args(command)
+    assert (args.command, args.service) == ("run", service)
+    if service == "worker":  # its RQ scheduler and MCsquare go with it
+        assert section["KillMode"] == "control-group"
+
+
+def test_the_launcher_supervises_by_default_and_the_tests_stacks_do_not():
+    assert StackConfig.from_env({}).supervise is True
+    assert StackConfig.from_env({"ORTHANC_RT_SUPERVISE": "false"}).supervise is False
+    assert StackConfig(data_dir=Path("/tmp/x")).supervise is False
+    assert cli.build_parser().parse_args(["supervise"]).command == "supervise"
