@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         stopped = stack.stop(cfg)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     elif args.command == "status":
-        print(json.dumps({"processes": stack.status(cfg), "health": _health(cfg)}, indent=2))
+        print(json.dumps({"processes": stack.status(cfg), "restarted_by_supervisor": stack.supervisor_record(cfg),
+                          "health": _health(cfg)}, indent=2))
     elif args.command == "supervise":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         stack.supervise(cfg)

@@ -320,16 +320,16 @@ SUPERVISOR = "supervisor"
 SUPERVISE_PERIOD_S = 5.0  # a dead worker is replaced within this (its lost job is taken up by RQ's own clean-up)
 
 
-def restart_missing(cfg: StackConfig) -> list[str]:
+def restart_missing(cfg: StackConfig, *, only: Any = None) -> list[str]:
     """Start what of the installation is not running (what a dead process left behind is stopped first);
-    returns the names started."""
+    `only(name)` may hold a service back (the supervisor's back-off). Returns the names started."""
     started = []
-    if ensure_redis(cfg) == "started":
+    if (only is None or only("redis")) and ensure_redis(cfg) == "started":
         started.append("redis")
     wanted = ["orthanc", *(f"worker-{i}" for i in range(1, cfg.workers + 1))] + (["viewer"] if cfg.viewer_port
                                                                                   else [])
     for name in wanted:
-        if is_running(cfg, name):
+        if is_running(cfg, name) or (only is not None and not only(name)):
             continue
         _stop_left_behind(cfg, name, timeout_s=10)
         if name == "orthanc":
@@ -343,8 +343,19 @@ def restart_missing(cfg: StackConfig) -> list[str]:
     return started
 
 
+# A service that keeps dying is restarted later each time: 5 s, 10 s, 20 s ... at most 5 minutes between
+# attempts, counting the restarts of the last 10 minutes (a crash loop must not spin).
+BACKOFF_FIRST_S, BACKOFF_MAX_S, BACKOFF_WINDOW_S = 5.0, 300.0, 600.0
+
+
+def restart_delay_s(recent_restarts: int) -> float:
+    """How long after its last restart a service that died again is restarted, given its recent restarts."""
+    return 0.0 if recent_restarts < 1 else min(BACKOFF_FIRST_S * 2 ** (recent_restarts - 1), BACKOFF_MAX_S)
+
+
 def supervise(cfg: StackConfig, *, period_s: float = SUPERVISE_PERIOD_S, stop_when: Any = None) -> None:
-    """Restart what dies, every `period_s`, until `stop_when` (a threading.Event) is set or SIGTERM."""
+    """Restart what dies, every `period_s` (with back-off per service), until `stop_when` (a threading.Event)
+    is set or SIGTERM. Restarts are logged and kept in <run dir>/supervisor.json, which `status` shows."""
     import logging
     import threading
 
@@ -352,14 +363,34 @@ def supervise(cfg: StackConfig, *, period_s: float = SUPERVISE_PERIOD_S, stop_wh
     stopping = stop_when or threading.Event()
     if stop_when is None:
         signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    history: dict[str, list[float]] = {}
+
+    def due(name: str) -> bool:
+        recent = [t for t in history.get(name, []) if time.time() - t < BACKOFF_WINDOW_S]
+        return not recent or time.time() - recent[-1] >= restart_delay_s(len(recent))
+
     while not stopping.wait(period_s):
         try:
-            started = restart_missing(cfg)
+            started = restart_missing(cfg, only=due)
         except Exception as exc:  # a start that fails now may work next period (a port still held, Redis down)
             log.warning("supervisor: %s: %s", type(exc).__name__, exc)
             continue
+        for name in started:
+            history.setdefault(name, []).append(time.time())
+            log.warning("supervisor: %s was not running: restarted (%d restarts in all)", name, len(history[name]))
         if started:
-            log.warning("supervisor: restarted %s", ", ".join(started))
+            restarts = {name: {"restarts": len(times), "last": time.strftime("%Y-%m-%dT%H:%M:%S%z",
+                                                                               time.localtime(times[-1]))}
+                        for name, times in history.items()}
+            (cfg.run_dir / "supervisor.json").write_text(json.dumps(restarts, indent=2))
+
+
+def supervisor_record(cfg: StackConfig) -> dict[str, Any]:
+    """What the supervisor restarted, by service (empty when nothing was or no supervisor runs)."""
+    try:
+        return json.loads((cfg.run_dir / "supervisor.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def stop(cfg: StackConfig, timeout_s: float = 20) -> list[str]:

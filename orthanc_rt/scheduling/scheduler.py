@@ -34,13 +34,15 @@ class Scheduler:
     def request(self, kind: str, *, identity: Sequence[str], identity_params: dict[str, Any],
                 params: dict[str, Any], inputs: dict[str, Any], study: InstanceRef, source: str,
                 requested_by: str = "", waiting_for: str | None = None, wait_seconds: float | None = None,
-                rerun_finished: bool = False) -> tuple[Job, bool]:
+                rerun_finished: bool = False, rerun_failed: bool = False) -> tuple[Job, bool]:
         """Record a job (its id derived from `identity` + `identity_params`), then enqueue it.
 
         A second request for the same work returns the first job; with
         `rerun_finished` a finished one runs again (its results are replaced,
-        e.g. when a dose is re-sent). With `waiting_for` the job is recorded
-        waiting for that input instead of being enqueued.
+        e.g. when a dose is re-sent), with `rerun_failed` a failed or
+        cancelled one does (a person asking again: the identity of a job must
+        not make its failure permanent). With `waiting_for` the job is
+        recorded waiting for that input instead of being enqueued.
         """
         jid = jobs.job_id(kind, *identity, params=identity_params)
         state = jobs.WAITING if waiting_for else jobs.QUEUED
@@ -56,6 +58,9 @@ class Scheduler:
             self.push(job.id, job.kind)
         elif not created and rerun_finished and job.state in jobs.FINAL_STATES and not waiting_for:
             job = self.rerun(job, actor=requested_by or source, message="input sent again: running again")
+        elif not created and rerun_failed and job.state in (jobs.FAILED, jobs.CANCELLED):
+            job = self.rerun(job, actor=requested_by or source, message=f"asked again after it {job.state}: "
+                                                                        "running again")
         return job, created
 
     def rerun(self, job: Job, *, actor: str, message: str, from_states: Sequence[str] = jobs.FINAL_STATES) -> Job:
@@ -65,13 +70,14 @@ class Scheduler:
             self.push(job.id, job.kind)
         return self.store.get(job.id) or job
 
-    def request_dose(self, plan: InstanceRef, params: DoseParams, *, source: str,
-                     requested_by: str = "") -> tuple[Job, bool]:
-        """One job per (plan, parameters): a second request returns the first job."""
+    def request_dose(self, plan: InstanceRef, params: DoseParams, *, source: str, requested_by: str = "",
+                     rerun_failed: bool = False) -> tuple[Job, bool]:
+        """One job per (plan, parameters): a second request returns the first job (runs it again when it failed
+        or was cancelled, with `rerun_failed`)."""
         return self.request(
             "dose", identity=[plan.sop_instance_uid], identity_params=params.identity(), params=params.as_dict(),
             inputs={"plan": _input(plan)}, study=plan, source=source, requested_by=requested_by,
-            wait_seconds=params.wait_for_ct_seconds)
+            wait_seconds=params.wait_for_ct_seconds, rerun_failed=rerun_failed)
 
     def request_analysis(self, dose: InstanceRef, structure_set: InstanceRef | None, params: AnalysisParams, *,
                          frame_of_reference_uid: str, source: str, requested_by: str = "") -> tuple[Job, bool]:
@@ -87,28 +93,41 @@ class Scheduler:
             f"waiting for an RTSTRUCT with FrameOfReferenceUID {frame_of_reference_uid}")
 
     def request_check(self, plan: InstanceRef, params: CheckParams, recompute: DoseParams, *, source: str,
-                      requested_by: str = "", wait_seconds: float = 3600) -> tuple[Job, bool]:
+                      requested_by: str = "", wait_seconds: float = 3600,
+                      rerun_failed: bool = False) -> tuple[Job, bool]:
         """Recompute a plan (its dose job, shared with the automatic dose when the parameters agree) and
         compare the recompute with the other system's doses of the plan: one check per (plan, parameters).
 
         The check waits while its recompute runs; the recompute's RTDOSE arriving wakes it (triggers).
         """
-        dose_job, _ = self.request_dose(plan, recompute, source=source, requested_by=requested_by)
+        dose_job, _ = self.request_dose(plan, recompute, source=source, requested_by=requested_by,
+                                        rerun_failed=rerun_failed)
         waiting = None if dose_job.state == jobs.SUCCEEDED else f"waiting for the recompute (job {dose_job.id})"
-        return self.request(
+        job, created = self.request(
             "check", identity=[plan.sop_instance_uid, "recompute"],
             identity_params={**params.as_dict(), "recompute": recompute.identity()}, params=params.as_dict(),
             inputs={"plan": _input(plan), "recompute_job": dose_job.id}, study=plan, source=source,
             requested_by=requested_by, waiting_for=waiting, wait_seconds=wait_seconds)
+        if not created and rerun_failed and job.state in (jobs.FAILED, jobs.CANCELLED):
+            # Asked again: it waits for its recompute again (running again itself, if that had failed).
+            moved = self.store.transition(job.id, jobs.WAITING if waiting else jobs.QUEUED, from_states=[job.state],
+                                          stage="waiting for input" if waiting else "queued",
+                                          message=waiting or "asked again: checking again", actor=requested_by,
+                                          enqueued_at=None, finished_at=None, progress=0.0,
+                                          wait_deadline=jobs.deadline_after(wait_seconds))
+            if moved and not waiting:
+                self.push(job.id, "check")
+            job = self.store.get(job.id) or job
+        return job, created
 
     def request_comparison(self, reference: InstanceRef, evaluated: InstanceRef, params: CheckParams, *,
-                           source: str, requested_by: str = "") -> tuple[Job, bool]:
+                           source: str, requested_by: str = "", rerun_failed: bool = False) -> tuple[Job, bool]:
         """Compare two stored RTDOSEs (a recompute, two versions of a plan, a scenario and the nominal)."""
         return self.request(
             "check", identity=[reference.sop_instance_uid, evaluated.sop_instance_uid],
             identity_params=params.as_dict(), params=params.as_dict(),
             inputs={"reference": _input(reference), "evaluated": _input(evaluated)}, study=reference,
-            source=source, requested_by=requested_by)
+            source=source, requested_by=requested_by, rerun_failed=rerun_failed)
 
     def rerun_after_outages(self, max_attempts: int = MAX_ATTEMPTS_AFTER_OUTAGES) -> list[str]:
         """Jobs that failed because Orthanc, the database or their worker was gone run again (the plugin calls

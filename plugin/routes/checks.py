@@ -72,7 +72,8 @@ def _compare(ctx: Context, request: Request, dose: str) -> Response:
             raise HttpError(422, f"the doses are on different frames of reference (dose: {frames['dose']}, with: "
                                  f"{frames['with']}): they cannot be compared voxel by voxel")
         job, created = scheduler.request_comparison(instance_ref(ctx.orthanc, dose), instance_ref(ctx.orthanc, other),
-                                                    params, source="api", requested_by=request.user)
+                                                    params, source="api", requested_by=request.user,
+                                                    rerun_failed=True)
     else:
         plan_id = _plan_of(ctx, dose)
         auto = ctx.settings.auto_dose
@@ -81,10 +82,7 @@ def _compare(ctx: Context, request: Request, dose: str) -> Response:
                                wait_for_ct_seconds=auto.wait_for_ct_seconds)
         job, created = scheduler.request_check(instance_ref(ctx.orthanc, plan_id), params, recompute,
                                                source="api", requested_by=request.user,
-                                               wait_seconds=config.wait_seconds)
-    if not created and job.state in (jobs.FAILED, jobs.CANCELLED):  # asked again: a failed check runs again
-        job = scheduler.rerun(job, actor=request.user, message="asked again: checking again")
-        created = True
+                                               wait_seconds=config.wait_seconds, rerun_failed=True)
     return Response(201 if created else 200, {"check_id": job.id, "job": jobs.to_dict(job),
                                               "links": {"check": f"/rt/checks/{job.id}", "job": f"/rt/jobs/{job.id}"}})
 

@@ -29,7 +29,8 @@ def _request_dose(ctx: Context, request: Request, instance_id: str) -> Response:
         raise HttpError(400, f"instance {instance_id} is a {name} ({sop_class}); the proton-dose workflow "
                              f"needs an RT Ion Plan ({sop.RT_ION_PLAN})")
     plan = instance_ref(ctx.orthanc, instance_id)
-    job, created = ctx.scheduler.request_dose(plan, params, source="api", requested_by=request.user)
+    job, created = ctx.scheduler.request_dose(plan, params, source="api", requested_by=request.user,
+                                              rerun_failed=True)
     return Response(200, {"created": created, "job": jobs.to_dict(job)})
 
 

@@ -84,6 +84,8 @@ def test_killed_services_come_back_and_leave_nothing_behind(supervised):
             return False
     _until(redis_back)
     assert stack.read_pid(cfg, "redis") != redis
+    record = _until(lambda: stack.supervisor_record(cfg).get("redis"))  # what `./orthanc-rt status` shows
+    assert stack.supervisor_record(cfg)["worker-1"]["restarts"] == 1 and record["restarts"] == 1
 
 
 def test_stop_removes_what_a_killed_worker_left(tmp_path):

@@ -162,3 +162,7 @@ def test_the_launcher_supervises_by_default_and_the_tests_stacks_do_not():
     assert StackConfig.from_env({"ORTHANC_RT_SUPERVISE": "false"}).supervise is False
     assert StackConfig(data_dir=Path("/tmp/x")).supervise is False
     assert cli.build_parser().parse_args(["supervise"]).command == "supervise"
+
+
+def test_a_service_that_keeps_dying_is_restarted_later_each_time():
+    assert [stack.restart_delay_s(n) for n in range(0, 9)] == [0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0]

@@ -11,7 +11,7 @@ from orthanc_rt.pacs.resources import InstanceRef
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobQuery, JobStore
 from orthanc_rt.records.tables import utcnow
-from orthanc_rt.scheduling.params import DoseParams
+from orthanc_rt.scheduling.params import CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import QUEUE_NAMES, Dispatcher, redis_for
 from orthanc_rt.scheduling.scheduler import Scheduler
 
@@ -159,3 +159,30 @@ def test_jobs_failed_by_an_outage_run_again_a_bounded_number_of_times(database_u
     store.transition(job.id, jobs.FAILED, from_states=[jobs.RUNNING], stage=jobs.TRANSIENT_FAILURE, actor="w1")
     assert scheduler.rerun_after_outages(max_attempts=2) == []
     assert store.get(job.id).state == jobs.FAILED
+
+
+def test_asking_again_runs_a_failed_or_cancelled_job_again(database_url, redis_url):
+    """Identity must not make a failure permanent: the same request (a person, or the same route) runs it again;
+    an automatic trigger seeing the same plan again does not (it did not ask)."""
+    store = JobStore(database_url)
+    scheduler = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))
+    job, _ = scheduler.request_dose(PLAN, PARAMS, source="auto")
+    assert store.start(job.id, actor="w1")
+    store.transition(job.id, jobs.FAILED, from_states=[jobs.RUNNING], message="MCsquare crashed", actor="w1")
+    same, created = scheduler.request_dose(PLAN, PARAMS, source="auto")
+    assert not created and same.state == jobs.FAILED
+    again, created = scheduler.request_dose(PLAN, PARAMS, source="api", requested_by="phil", rerun_failed=True)
+    assert not created and again.id == job.id and again.state == jobs.QUEUED and "asked again" in again.message
+    scheduler.cancel(job.id, actor="phil")
+    assert scheduler.request_dose(PLAN, PARAMS, source="api", rerun_failed=True)[0].state == jobs.QUEUED
+
+
+def test_a_failed_check_asked_again_waits_for_its_recompute_again(database_url, redis_url):
+    store = JobStore(database_url)
+    scheduler = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))
+    check, _ = scheduler.request_check(PLAN, CheckParams(), PARAMS, source="auto")
+    assert check.state == jobs.WAITING
+    store.transition(check.id, jobs.FAILED, from_states=[jobs.WAITING], message="gave up waiting", actor="unit")
+    again, created = scheduler.request_check(PLAN, CheckParams(), PARAMS, source="api", rerun_failed=True)
+    assert not created and again.id == check.id and again.state == jobs.WAITING
+    assert again.inputs["recompute_job"] in again.message and again.wait_deadline is not None
