@@ -13,6 +13,7 @@ from orthanc_rt.records.checks import VERDICTS
 from orthanc_rt.scheduling import kinds
 from orthanc_rt.scheduling.params import (
     DISTANCE_MM_RANGE,
+    DOSE_LEVEL_RANGE,
     DOSE_PERCENT_RANGE,
     LIMIT_PERCENT_RANGE,
     PRIMARIES_RANGE,
@@ -148,6 +149,7 @@ _CHECK_BODY = {
         "also_report": {"type": "array", "maxItems": 4,
                         "items": {"description": "\"2%/2mm\" or [2, 2]"}},
         "pass_percent": _range(LIMIT_PERCENT_RANGE), "action_percent": _range(LIMIT_PERCENT_RANGE),
+        "dose_level_warn_percent": _range(DOSE_LEVEL_RANGE), "dose_level_action_percent": _range(DOSE_LEVEL_RANGE),
         "rbe_convention": {"type": "string", "enum": list(RBE_CONVENTIONS)},
         "rbe_by_manufacturer": {"type": "object", "additionalProperties": {"type": "string",
                                                                            "enum": list(RBE_CONVENTIONS)}},

@@ -141,6 +141,9 @@ def _summary_pages(c: DoseComparison) -> list[Any]:
                   indent=0.01)
     flow.line(f"Pass at or above {c.limits.pass_percent:g} % of points with gamma <= 1; action below "
               f"{c.limits.action_percent:g} %; a warning in between.", indent=0.01)
+    flow.line(f"Dose level: the high-dose median ratio within {c.limits.dose_level_warn_percent:g} % of 1 passes, "
+              f"beyond {c.limits.dose_level_action_percent:g} % fails. The verdict is the worse of the two.",
+              indent=0.01)
 
     flow.section("Gamma pass rates")
     if not c.gamma:

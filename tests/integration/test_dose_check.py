@@ -116,9 +116,9 @@ def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, expor
 
 
 def test_a_plan_that_delivers_5_percent_more_than_its_dose_fails(orthanc, rt_stack, tmp_path):
-    """On the pelvis phantom (body in air, bone, gas, organs at the target): a target large enough to have a dose
-    plateau, where no distance to agreement hides a dose error (in a 15 mm target every point is near a gradient
-    and a 5 % error passes 3 %/2 mm)."""
+    """On the pelvis phantom (body in air, bone, gas, organs at the target), compared inside the body. The TPS
+    dose here is unrestricted Monte Carlo, with noise in the air around the patient, as no TPS exports it: it
+    must not matter (it made this test fail for the wrong reason before the check compared inside the body)."""
     case = patient_like_case("dose-check-mu", spacing_mm=(4.0, 4.0, 4.0), fov_mm=(400.0, 300.0, 120.0))
     grid = tps_dose_grid(case, tmp_path / "tps", primaries=TPS_PRIMARIES, spacing_mm=None)
     plan = with_mu_scaled(case.plan, 1.05, name="mu+5%")
@@ -126,7 +126,8 @@ def test_a_plan_that_delivers_5_percent_more_than_its_dose_fails(orthanc, rt_sta
     rest_upload(orthanc.base, [*case.ct, case.rtstruct, plan, dose])
     check = _check_of(orthanc, case.study.study_instance_uid, str(plan.SOPInstanceUID))
     assert check["verdict"] == "fail", check["reason"]
-    assert check["pass_rate_percent"] < 90.0
+    # Global 3 %/2 mm alone lets most points pass (94.8 % in one run): the dose level fails it.
+    assert check["reason"].startswith("median dose ratio in the high-dose region"), check["reason"]
     rois = {r["name"]: r for r in check["results"]["rois"]}
     assert 3.0 < rois["PTV"]["metrics"]["Dmean"]["difference_percent"] < 7.0  # the table points at the MU error
     assert 1.03 < check["results"]["high_dose_ratio"] < 1.07

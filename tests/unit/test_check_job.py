@@ -112,6 +112,17 @@ def test_dose_in_the_air_is_not_compared_nor_sets_the_normalisation(tmp_path):
     assert record.results["reference"]["max_gy"] < 2.01  # the maximum in the patient, not the air's 300 Gy
 
 
+def test_a_5_percent_dose_error_fails_on_the_dose_level_even_where_gamma_passes(tmp_path):
+    """A plan delivering 5 % more than its TPS dose: global 3 %/2 mm lets most points pass (the gradient is
+    within 2 mm almost everywhere in this smooth dose); the dose level does not."""
+    w = World(tmp_path)
+    w.tps(tps_rtdose(w.case, replace(w.grid, dose_gy=w.grid.dose_gy / 1.05), w.case.plan, name="mu"))
+    out = w.run()
+    assert out["verdict"] == "fail", out["reason"]
+    assert out["reason"].startswith("median dose ratio in the high-dose region 1.050 (5.0 % off, above the action")
+    assert "gamma 3%/2mm pass rate" in out["reason"]
+
+
 def test_a_fraction_dose_is_scaled_by_the_fractions_planned(tmp_path):
     w = World(tmp_path, fractions=5)
     one = replace(w.grid, dose_gy=w.grid.dose_gy / 5)

@@ -396,7 +396,9 @@ def results_of(comparison: DoseComparison) -> dict[str, Any]:
         "evaluated": {"label": comparison.evaluated.label, "summation": comparison.evaluated.summation,
                       "dose_type": comparison.evaluated.dose_type, "max_gy": round(comparison.evaluated.max_gy, 4)},
         "limits": {"pass_percent": comparison.limits.pass_percent,
-                   "action_percent": comparison.limits.action_percent},
+                   "action_percent": comparison.limits.action_percent,
+                   "dose_level_warn_percent": comparison.limits.dose_level_warn_percent,
+                   "dose_level_action_percent": comparison.limits.dose_level_action_percent},
         "notes": comparison.notes,
     }
 
