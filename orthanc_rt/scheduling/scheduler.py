@@ -144,12 +144,14 @@ class Scheduler:
         return rerun
 
     def resume_checks_of_finished_recomputes(self) -> list[str]:
-        """Waiting checks whose recompute failed or was cancelled run now, to fail with its reason."""
+        """Waiting checks whose recompute has finished run now: to compare, or to fail with its reason. The
+        recompute's RTDOSE arriving wakes them first (triggers), but a check woken in the moment between the
+        RTDOSE stored and its job marked succeeded (another worker took it) would otherwise wait for nothing."""
         resumed = []
         for jid in self.store.ids_in_states([jobs.WAITING], kind="check"):
             check = self.store.get(jid)
             recompute = self.store.get(check.inputs.get("recompute_job", "")) if check is not None else None
-            if recompute is not None and recompute.state in (jobs.FAILED, jobs.CANCELLED):
+            if recompute is not None and recompute.state in jobs.FINAL_STATES:
                 for moved in self.store.requeue_waiting(job_ids=[jid], kind="check"):
                     self.push(moved, "check")
                     resumed.append(moved)

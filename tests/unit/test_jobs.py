@@ -186,3 +186,16 @@ def test_a_failed_check_asked_again_waits_for_its_recompute_again(database_url, 
     again, created = scheduler.request_check(PLAN, CheckParams(), PARAMS, source="api", rerun_failed=True)
     assert not created and again.id == check.id and again.state == jobs.WAITING
     assert again.inputs["recompute_job"] in again.message and again.wait_deadline is not None
+
+
+def test_a_waiting_check_runs_once_its_recompute_has_finished_whatever_woke_it_before(database_url, redis_url):
+    store = JobStore(database_url)
+    scheduler = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))
+    check, _ = scheduler.request_check(PLAN, CheckParams(), PARAMS, source="auto")
+    recompute = check.inputs["recompute_job"]
+    assert scheduler.resume_checks_of_finished_recomputes() == []  # still running: the check keeps waiting
+    assert store.start(recompute, actor="w1")
+    store.transition(recompute, jobs.SUCCEEDED, from_states=[jobs.RUNNING], actor="w1")
+    assert scheduler.resume_checks_of_finished_recomputes() == [check.id]
+    assert store.get(check.id).state == jobs.QUEUED
+    assert check.id in Queue(QUEUE_NAMES["check"], connection=redis_for(redis_url)).job_ids
