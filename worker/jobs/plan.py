@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from orthanc_rt.analysis.body import body_on_grid, restrict_to_body
 from orthanc_rt.analysis.roi_masks import structure_masks
 from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.dose import build_rtdose
@@ -131,10 +132,13 @@ def _plan_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobSto
     else:
         plan_ds = build_ion_plan(study, result.plan.beams, **plan_fields)
         dose_description = f"{label} dose {request.final_primaries:.0e} primaries (Orthanc-RT)"
+    # Dose outside the patient is no dose (docs/physics.md), in a plan's dose as in a recompute. The grid stays the
+    # one the plan was optimised and evaluated on (its QA summary), so it is not cropped.
+    reported = restrict_to_body(result.dose, body_on_grid(ct, result.dose, structure_set), crop=False)
     dose_ds = build_rtdose(
-        result.dose, study, sop_instance_uid=uids["rtdose"], series_instance_uid=uids["rtdose-series"],
+        reported.grid, study, sop_instance_uid=uids["rtdose"], series_instance_uid=uids["rtdose-series"],
         referenced_plan_uid=uids["rtplan"], referenced_plan_sop_class=str(plan_ds.SOPClassUID),
-        series_description=dose_description[:64])
+        series_description=dose_description[:64], content_description=reported.comment)
 
     progress.enter("storing")
     _require_running(store, job.id)
