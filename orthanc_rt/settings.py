@@ -69,6 +69,10 @@ ENVIRONMENT: dict[str, Variable] = {
     "orthanc_password": Variable("ORTHANC_RT_ORTHANC_PASSWORD", ""),
     "mcsquare_threads": Variable("ORTHANC_RT_MCSQUARE_THREADS", 0, int),  # 0: every core MCsquare can see
     # Workers.
+    # The machine MCsquare simulates: a BDL file and a CT calibration folder. "": the ones shipped inside the
+    # installed OpenTPS, never OpenTPS's per-user ~/.config/openTPS (it outlives the virtualenv it names).
+    "beam_model": Variable("ORTHANC_RT_BEAM_MODEL", ""),
+    "ct_calibration": Variable("ORTHANC_RT_CT_CALIBRATION", ""),
     "work_dir": Variable("ORTHANC_RT_WORK_DIR", ""),  # "": jobs/ in the data folder
     "distributed_beamlets": Variable("ORTHANC_RT_DISTRIBUTED_BEAMLETS", True, _as_bool),
     "beamlet_split_spots": Variable("ORTHANC_RT_BEAMLET_SPLIT_SPOTS", 500, int),
@@ -120,7 +124,7 @@ def local_orthanc_url(http_port: int, *, ssl: bool = False) -> str:
 
 # Settings only workers use: the plugin's values of these are defaults it never reads, so /rt/health shows each
 # worker's own (published in Redis, `Settings.for_workers`) instead.
-WORKER_ONLY = ("mcsquare_threads", "distributed_beamlets", "beamlet_split_spots")
+WORKER_ONLY = ("mcsquare_threads", "distributed_beamlets", "beamlet_split_spots", "beam_model", "ct_calibration")
 
 
 def default_data_dir() -> Path:
@@ -159,6 +163,8 @@ class Settings:
     orthanc_password: str = default_of("orthanc_password")
     work_dir: str = default_of("work_dir")  # per-job MCsquare folders live below it
     mcsquare_threads: int = default_of("mcsquare_threads")
+    beam_model: str = default_of("beam_model")  # a BDL file; "": OpenTPS's own (worker.engines.proton_dose)
+    ct_calibration: str = default_of("ct_calibration")  # a CT calibration folder; "": OpenTPS's own
     # Plan jobs hand their beamlets to every worker as sub-jobs of at most this many spots
     # (worker.engines.beamlet_fanout).
     distributed_beamlets: bool = default_of("distributed_beamlets")
@@ -206,6 +212,8 @@ class Settings:
             orthanc_password=get("orthanc_password"),
             work_dir=get("work_dir"),
             mcsquare_threads=get("mcsquare_threads"),
+            beam_model=get("beam_model"),
+            ct_calibration=get("ct_calibration"),
             distributed_beamlets=get("distributed_beamlets"),
             beamlet_split_spots=get("beamlet_split_spots"),
             dose_job_timeout_seconds=get("dose_job_timeout_seconds"),
@@ -253,6 +261,8 @@ class Settings:
             "redis": _redact_url(self.redis_url),
             "orthanc_url": _redact_url(self.orthanc_url),
             "mcsquare_threads": self.mcsquare_threads,
+            "beam_model": self.beam_model or "OpenTPS default",
+            "ct_calibration": self.ct_calibration or "OpenTPS default",
             "distributed_beamlets": self.distributed_beamlets,
             "beamlet_split_spots": self.beamlet_split_spots,
             "dose_job_timeout_seconds": self.dose_job_timeout_seconds,

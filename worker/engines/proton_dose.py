@@ -46,12 +46,12 @@ from opentps.core.data.plan import PlanProtonBeam, PlanProtonLayer, ProtonPlan
 from opentps.core.data.plan import RangeShifter as OpenTpsRangeShifter
 from opentps.core.io import mcsquareIO
 from opentps.core.io.scannerReader import readScanner
-from opentps.core.processing.doseCalculation.doseCalculationConfig import (
-    DoseCalculationConfig,
-)
+import opentps.core.processing.doseCalculation.protons.MCsquare.BDL as opentps_bdls
+import opentps.core.processing.doseCalculation.protons.MCsquare.Scanners as opentps_calibrations
 
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, IonPlan
 from orthanc_rt.errors import DicomInputError, DoseEngineError
+from orthanc_rt.settings import from_environment
 from worker.engines import mcsquare
 from worker.engines.mcsquare import ProgressCallback, ScoringGrid
 
@@ -73,6 +73,7 @@ class BeamModel:
     bdl: BDL
     calibration: AbstractCTCalibration
     bdl_path: str
+    calibration_path: str
 
     @property
     def energy_range_mev(self) -> tuple[float, float]:
@@ -86,12 +87,24 @@ class BeamModel:
         return float(self.bdl.computeMU2Protons(energy_mev))
 
 
+# What OpenTPS 2.0.0 itself defaults to (DoseCalculationConfig), taken from the installed package: OpenTPS's
+# per-user ~/.config/openTPS records absolute paths into whichever virtualenv first ran it, and outlives it.
+_OPENTPS_BDL = Path(opentps_bdls.__path__[0]) / "BDL_default_DN_RangeShifter.txt"
+_OPENTPS_CALIBRATION = Path(opentps_calibrations.__path__[0]) / "UCL_Toshiba"
+
+
 @functools.lru_cache(maxsize=1)
 def default_beam_model() -> BeamModel:
-    """OpenTPS' configured BDL and CT calibration (read once per process)."""
-    config = DoseCalculationConfig()
-    return BeamModel(bdl=mcsquareIO.readBDL(config.bdlFile), calibration=readScanner(config.scannerFolder),
-                     bdl_path=config.bdlFile)
+    """The BDL and CT calibration this worker is configured with (ORTHANC_RT_BEAM_MODEL,
+    ORTHANC_RT_CT_CALIBRATION; unset: OpenTPS's own), read once per process."""
+    bdl = Path(from_environment("beam_model") or _OPENTPS_BDL)
+    calibration = Path(from_environment("ct_calibration") or _OPENTPS_CALIBRATION)
+    if not bdl.is_file():
+        raise DoseEngineError(f"the beam model (BDL) {bdl} is not a file (ORTHANC_RT_BEAM_MODEL)")
+    if not calibration.is_dir():
+        raise DoseEngineError(f"the CT calibration {calibration} is not a folder (ORTHANC_RT_CT_CALIBRATION)")
+    return BeamModel(bdl=mcsquareIO.readBDL(str(bdl)), calibration=readScanner(str(calibration)),
+                     bdl_path=str(bdl), calibration_path=str(calibration))
 
 
 def compute_dose(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path,

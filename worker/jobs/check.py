@@ -337,19 +337,17 @@ def _recompute_provenance(recompute: Job) -> dict[str, Any]:
 
 
 def engine_provenance() -> dict[str, Any]:
-    """Engine, versions and the checksums of the beam model and CT calibration the workers compute with
-    (one installation serves them all: scripts/install.sh)."""
+    """Engine, versions and the checksums of the beam model and CT calibration this worker computes with."""
     from importlib import metadata
 
-    from opentps.core.processing.doseCalculation.doseCalculationConfig import DoseCalculationConfig
-
-    config = DoseCalculationConfig()
-    calibration = Path(config.scannerFolder)
     import orthanc_rt
+    from worker.engines.proton_dose import default_beam_model  # OpenTPS: loaded only when a check records
 
+    model = default_beam_model()
+    bdl, calibration = Path(model.bdl_path), Path(model.calibration_path)
     return {"engine": "MCsquare (OpenTPS)", "opentps_version": metadata.version("opentps-core"),
             "orthanc_rt_version": orthanc_rt.__version__,
-            "beam_model": Path(config.bdlFile).name, "beam_model_sha256": _sha256_of([Path(config.bdlFile)]),
+            "beam_model": bdl.name, "beam_model_sha256": _sha256_of([bdl]),
             "ct_calibration": calibration.name,
             "ct_calibration_sha256": _sha256_of(sorted(p for p in calibration.rglob("*") if p.is_file()))}
 
