@@ -5,6 +5,7 @@ import logging
 import threading
 
 from orthanc_rt.pacs.client import OrthancApi
+from orthanc_rt.scheduling.origin import foreign_ion_plans
 from orthanc_rt.scheduling.reconcile import reconcile
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.scheduling.triggers import Triggers
@@ -44,8 +45,10 @@ class Maintenance(threading.Thread):
                 log.warning("Orthanc-RT maintenance: %s: %s", type(exc).__name__, exc)
 
     def _startup(self) -> None:
-        # Plans stored while Orthanc-RT was not running get their job (idempotent: see reconcile.py).
+        # Plans stored while Orthanc-RT was not running get their job (idempotent: see reconcile.py), and TPS
+        # exports their dose check; one walk over the archive's plans serves both.
+        plans = foreign_ion_plans(self.orthanc, self.scheduler.store)
         if self.settings.auto_dose.enabled:
-            reconcile(self.orthanc, self.scheduler, self.settings.auto_dose, actor="startup-reconcile")
-        if self.triggers is not None:  # TPS exports stored while it was down get their dose check
-            self.triggers.check_stored_plans()
+            reconcile(self.orthanc, self.scheduler, self.settings.auto_dose, actor="startup-reconcile", plans=plans)
+        if self.triggers is not None:
+            self.triggers.check_stored_plans(plans)

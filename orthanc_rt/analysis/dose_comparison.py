@@ -62,18 +62,6 @@ class RoiComparison:
     dvh: DvhPair | None = None
 
 
-@dataclass(frozen=True)
-class VerdictLimits:
-    """Gamma (TG-218): pass at or above `pass_percent`, action below `action_percent`, a warning in between.
-    Dose level: |high-dose median ratio - 1| up to `dose_level_warn_percent` passes, above
-    `dose_level_action_percent` fails, a warning in between. The verdict is the worse of the two."""
-
-    pass_percent: float = 95.0
-    action_percent: float = 90.0
-    dose_level_warn_percent: float = 2.0
-    dose_level_action_percent: float = 4.0
-
-
 @dataclass
 class DoseComparison:
     reference: DoseDescription
@@ -82,7 +70,7 @@ class DoseComparison:
     rois: list[RoiComparison]
     difference: dict[str, float]  # dose-difference statistics (evaluated - reference), % of the reference maximum
     high_dose_ratio: float | None  # median evaluated / reference where the reference is >= HIGH_DOSE_FRACTION of max
-    limits: VerdictLimits
+    params: CheckParams  # the criteria and limits it was judged with
     verdict: str
     verdict_reason: str
     notes: list[str] = field(default_factory=list)  # assumptions: summation, RBE convention, resampling
@@ -205,20 +193,18 @@ def compare(reference: DoseGrid, evaluated: DoseGrid, params: CheckParams, *, re
     high = ref >= HIGH_DOSE_FRACTION * peak
     ratio = float(np.median(ev[high] / ref[high])) if np.any(high) else None
     table = [_roi_row(name, mask, ref, ev, primary, reference.spacing_mm) for name, mask in rois.items()]
-    limits = VerdictLimits(params.pass_percent, params.action_percent, params.dose_level_warn_percent,
-                           params.dose_level_action_percent)
-    verdict, reason = judge(primary, limits, ratio)
+    verdict, reason = judge(primary, params, ratio)
     focus_mask = rois.get(target) if target else None
     return DoseComparison(
         reference=replace(reference_label, max_gy=peak), evaluated=replace(evaluated_label, max_gy=float(ev.max())),
         gamma=gammas, rois=table, difference=difference,
-        high_dose_ratio=None if ratio is None else round(ratio, 4), limits=limits, verdict=verdict,
+        high_dose_ratio=None if ratio is None else round(ratio, 4), params=params, verdict=verdict,
         verdict_reason=reason, notes=notes, provenance=dict(provenance or {}), reference_gy=ref, evaluated_gy=ev,
         origin_mm=reference.origin_mm, spacing_mm=reference.spacing_mm,
         focus_zyx=_focus(focus_mask if focus_mask is not None and focus_mask.any() else high))
 
 
-def judge(primary: GammaMap, limits: VerdictLimits, ratio: float | None) -> tuple[str, str]:
+def judge(primary: GammaMap, limits: CheckParams, ratio: float | None) -> tuple[str, str]:
     """Pass / warn / fail: the worse of the gamma verdict (TG-218 limits) and the dose-level verdict (the
     high-dose median ratio), with the reasons in words, the deciding one first."""
     rate = primary.pass_rate_percent

@@ -117,6 +117,14 @@ def instance_tag(api: OrthancApi, instance_id: str, tag: str) -> str | None:
     return raw.decode(errors="replace").strip("\x00 ")
 
 
+_REFERENCED_PLAN = "300c,0002/0/0008,1155"  # ReferencedRTPlanSequence[0] / ReferencedSOPInstanceUID
+
+
+def referenced_plan_uid(api: OrthancApi, instance_id: str) -> str | None:
+    """The SOP Instance UID of the plan an RTDOSE references (its first ReferencedRTPlanSequence item)."""
+    return instance_tag(api, instance_id, _REFERENCED_PLAN)
+
+
 def stored_by(api: OrthancApi, instance_id: str) -> str:
     """Who stored an instance, from the metadata Orthanc records on arrival: "REST upload by <user>",
     "C-STORE from <AE title>", "STOW-RS or another plugin", ... ("" when Orthanc recorded nothing)."""

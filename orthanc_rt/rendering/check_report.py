@@ -139,10 +139,10 @@ def _summary_pages(c: DoseComparison) -> list[Any]:
                   f"({'the reference dose at each point' if primary.local else 'the reference maximum'}), "
                   f"low-dose threshold {primary.low_dose_threshold_percent:g} % of the reference maximum.",
                   indent=0.01)
-    flow.line(f"Pass at or above {c.limits.pass_percent:g} % of points with gamma <= 1; action below "
-              f"{c.limits.action_percent:g} %; a warning in between.", indent=0.01)
-    flow.line(f"Dose level: the high-dose median ratio within {c.limits.dose_level_warn_percent:g} % of 1 passes, "
-              f"beyond {c.limits.dose_level_action_percent:g} % fails. The verdict is the worse of the two.",
+    flow.line(f"Pass at or above {c.params.pass_percent:g} % of points with gamma <= 1; action below "
+              f"{c.params.action_percent:g} %; a warning in between.", indent=0.01)
+    flow.line(f"Dose level: the high-dose median ratio within {c.params.dose_level_warn_percent:g} % of 1 passes, "
+              f"beyond {c.params.dose_level_action_percent:g} % fails. The verdict is the worse of the two.",
               indent=0.01)
 
     flow.section("Gamma pass rates")
@@ -205,11 +205,11 @@ def _provenance_lines(flow: _TextFlow, key: str, value: Any, indent: float) -> N
 
 
 def _rate_status(rate: float, c: DoseComparison) -> str:
-    if rate >= c.limits.pass_percent:
-        return f"at or above the pass limit {c.limits.pass_percent:g} %"
-    if rate < c.limits.action_percent:
-        return f"below the action limit {c.limits.action_percent:g} %"
-    return f"between the action ({c.limits.action_percent:g} %) and pass ({c.limits.pass_percent:g} %) limits"
+    if rate >= c.params.pass_percent:
+        return f"at or above the pass limit {c.params.pass_percent:g} %"
+    if rate < c.params.action_percent:
+        return f"below the action limit {c.params.action_percent:g} %"
+    return f"between the action ({c.params.action_percent:g} %) and pass ({c.params.pass_percent:g} %) limits"
 
 
 def _rbe_hint(ratio: float) -> str:
@@ -241,7 +241,7 @@ def _roi_rows(c: DoseComparison, norm: float | None) -> list[tuple[list[str], bo
     rows = []
     for roi in c.rois:
         rate = roi.gamma_pass_rate_percent
-        rate_out = rate is not None and rate < c.limits.action_percent
+        rate_out = rate is not None and rate < c.params.action_percent
         head = [roi.name, f"{roi.volume_cc:.1f}", "-" if rate is None else f"{rate:.1f}"]
         metrics = list(roi.metrics.items()) or [("-", (float("nan"), float("nan")))]
         for index, (metric, (ref, ev)) in enumerate(metrics):
@@ -305,7 +305,7 @@ def _roi_pages(c: DoseComparison) -> list[Any]:
                 if column == 8:
                     cell.set_text_props(color=_VERDICT_COLOURS[FAIL], fontweight="bold", ha="center")
         figure.text(0.06, 0.905, f"OUT: |Δ| > {_METRIC_TOLERANCE_PERCENT:g} % of {norm_text}, or the ROI's "
-                    f"gamma pass rate below the action limit {c.limits.action_percent:g} %.", fontsize=8,
+                    f"gamma pass rate below the action limit {c.params.action_percent:g} %.", fontsize=8,
                     va="top", color=_VERDICT_COLOURS[FAIL])
         pages.append(figure)
     return pages

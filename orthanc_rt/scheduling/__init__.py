@@ -6,4 +6,4 @@ A job is first written to the database, then pushed to Redis; what Redis missed 
 """
 
 # The modules other packages may import; a module whose name starts with _ is private.
-__all__ = ["kinds", "params", "queue", "reconcile", "scheduler", "submission", "triggers"]
+__all__ = ["kinds", "origin", "params", "queue", "reconcile", "scheduler", "submission", "triggers"]

@@ -11,9 +11,18 @@ plan with its dose.
 """
 from __future__ import annotations
 
+from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.uids import MANUFACTURER, derive_uid
+from orthanc_rt.errors import OrthancError
 from orthanc_rt.pacs.client import OrthancApi
-from orthanc_rt.pacs.resources import instance_tag
+from orthanc_rt.pacs.resources import (
+    InstanceRef,
+    find_instances,
+    instance_ref,
+    instance_tag,
+    referenced_plan_uid,
+    sop_class_of,
+)
 from orthanc_rt.records.jobs import JobStore
 
 # The kinds that store DICOM, and the names their results' UIDs derive from.
@@ -34,3 +43,23 @@ def made_by_job(api: OrthancApi, store: JobStore, instance_id: str) -> str | Non
         if sop_uid in {derive_uid("orthanc-rt", job_id, name) for name in RESULT_NAMES}:
             return job_id
     return None
+
+
+def foreign_doses_of(api: OrthancApi, store: JobStore, study_uid: str, plan_uid: str) -> list[str]:
+    """Orthanc ids of the RTDOSEs in the study that reference the plan and no Orthanc-RT job made: the doses
+    of the system that made the plan, which a check compares with."""
+    return [dose_id for dose_id in find_instances(api, "RTDOSE", StudyInstanceUID=study_uid)
+            if referenced_plan_uid(api, dose_id) == plan_uid and not made_by_job(api, store, dose_id)]
+
+
+def foreign_ion_plans(api: OrthancApi, store: JobStore) -> list[InstanceRef]:
+    """Every RT Ion Plan in Orthanc that no Orthanc-RT job made (one deleted while we look is left out)."""
+    plans = []
+    for plan_id in find_instances(api, "RTPLAN"):
+        try:
+            if sop_class_of(api, plan_id) == sop.RT_ION_PLAN and not made_by_job(api, store, plan_id):
+                plans.append(instance_ref(api, plan_id))
+        except OrthancError as exc:
+            if exc.status != 404:
+                raise
+    return plans

@@ -12,12 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orthanc_rt.dicom import sop
-from orthanc_rt.errors import OrthancError
-from orthanc_rt.pacs.client import OrthancApi, get_json, post_json
-from orthanc_rt.pacs.resources import instance_ref, sop_class_of
+from orthanc_rt.pacs.client import OrthancApi
+from orthanc_rt.pacs.resources import InstanceRef
 from orthanc_rt.records import audit
-from orthanc_rt.scheduling.origin import made_by_job
+from orthanc_rt.scheduling.origin import foreign_ion_plans
 from orthanc_rt.scheduling.params import DoseParams
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.settings import AutoDose
@@ -25,29 +23,21 @@ from orthanc_rt.settings import AutoDose
 log = logging.getLogger("orthanc_rt.scheduling.reconcile")
 
 
-def reconcile(api: OrthancApi, scheduler: Scheduler, auto: AutoDose, *, actor: str) -> dict[str, Any]:
-    """Queue a dose job for every ion plan without one; returns what was found and queued."""
+def reconcile(api: OrthancApi, scheduler: Scheduler, auto: AutoDose, *, actor: str,
+              plans: list[InstanceRef] | None = None) -> dict[str, Any]:
+    """Queue a dose job for every ion plan without one (`plans`: the foreign ion plans already found);
+    returns what was found and queued."""
     params = DoseParams(primaries=auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
                         wait_for_ct_seconds=auto.wait_for_ct_seconds)
-    plans, queued, existing = 0, [], 0
-    for series_id in post_json(api, "/tools/find", {"Level": "Series", "Query": {"Modality": "RTPLAN"}}):
-        try:
-            instances = get_json(api, f"/series/{series_id}").get("Instances", [])
-            for instance_id in instances:
-                if sop_class_of(api, instance_id) != sop.RT_ION_PLAN \
-                        or made_by_job(api, scheduler.store, instance_id):
-                    continue
-                plans += 1
-                job, created = scheduler.request_dose(instance_ref(api, instance_id), params, source="reconcile",
-                                                      requested_by=actor)
-                if created:
-                    queued.append(job.id)
-                else:
-                    existing += 1
-        except OrthancError as exc:
-            if exc.status != 404:  # deleted while we looked: skip it
-                raise
-    result = {"ion_plans": plans, "queued": queued, "already_had_job": existing}
+    plans = foreign_ion_plans(api, scheduler.store) if plans is None else plans
+    queued, existing = [], 0
+    for plan in plans:
+        job, created = scheduler.request_dose(plan, params, source="reconcile", requested_by=actor)
+        if created:
+            queued.append(job.id)
+        else:
+            existing += 1
+    result = {"ion_plans": len(plans), "queued": queued, "already_had_job": existing}
     if queued:
         audit.record(scheduler.store.url, actor, audit.RECONCILE, "", None, result)
     log.info("Orthanc-RT reconcile by %s: %s", actor, result)

@@ -47,13 +47,14 @@ from orthanc_rt.pacs.resources import (
     frame_of_reference_of,
     instance_ref,
     instance_tag,
+    referenced_plan_uid,
     stored_by,
 )
 from orthanc_rt.planning.auto_rules import AutoPlanning
 from orthanc_rt.records import jobs
 from orthanc_rt.records.checks import CheckStore
 from orthanc_rt.records.tables import Job
-from orthanc_rt.scheduling.origin import made_by_job
+from orthanc_rt.scheduling.origin import foreign_doses_of, foreign_ion_plans, made_by_job
 from orthanc_rt.scheduling.params import AnalysisParams, CheckConfig, DoseParams
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.scheduling.submission import PlanSubmitter
@@ -64,7 +65,6 @@ log = logging.getLogger("orthanc_rt.plugin")
 Trigger = Callable[[str], None]  # called with the Orthanc id of the instance or series
 
 _PATIENT_ID = "0010,0020"
-_REFERENCED_PLAN = "300c,0002/0/0008,1155"  # ReferencedRTPlanSequence / ReferencedSOPInstanceUID
 _DOSE_TYPE = "3004,0004"
 _SR_TEMPLATE = "0040,a504/0/0040,db00"  # ContentTemplateSequence / TemplateIdentifier
 # What waiting jobs wait for (orthanc_rt.pacs.inputs, worker.jobs.analysis): a CT, or a structure set.
@@ -108,7 +108,7 @@ class Triggers:
                                                        requested_by=self._caused_by("auto-dose", instance_id))
             log.info("Orthanc-RT: plan %s -> job %s (%s)", plan.sop_instance_uid, job.id,
                      "new" if created else "existing")
-        if checking and plan.sop_class_uid == sop.RT_ION_PLAN and self._foreign_doses_of(plan):
+        if checking and self._has_foreign_dose(plan):
             self._check(plan, caused_by=self._caused_by("auto-check", instance_id))
 
     def dose_arrived(self, instance_id: str) -> None:
@@ -144,7 +144,7 @@ class Triggers:
             log.info("Orthanc-RT: RTDOSE %s woke checks %s", dose.sop_instance_uid, resumed)
         if made_by_job(self.orthanc, self.scheduler.store, instance_id):
             return
-        plan_uid = instance_tag(self.orthanc, instance_id, _REFERENCED_PLAN)
+        plan_uid = referenced_plan_uid(self.orthanc, instance_id)
         plan_id = find_instance(self.orthanc, plan_uid) if plan_uid else None
         if plan_id is None:
             log.info("Orthanc-RT: RTDOSE %s references plan %s, which is not in Orthanc (yet): no check",
@@ -158,18 +158,19 @@ class Triggers:
         if not made_by_job(self.orthanc, self.scheduler.store, plan_id):
             self._check(plan, dose.sop_instance_uid, caused_by=self._caused_by("auto-check", instance_id))
 
-    def check_stored_plans(self) -> list[str]:
+    def check_stored_plans(self, plans: list[InstanceRef] | None = None) -> list[str]:
         """The checks of RT Ion Plans stored with another system's doses while Orthanc-RT was not running
-        (idempotent: a plan's check is found, not made again); returns the check ids."""
+        (idempotent: a plan's check is found, not made again; `plans`: the foreign ion plans already found);
+        returns the check ids."""
         if not self.check_config.enabled:
             return []
-        checked = []
-        for plan_id in find_instances(self.orthanc, "RTPLAN"):
-            plan = instance_ref(self.orthanc, plan_id)
-            if plan.sop_class_uid == sop.RT_ION_PLAN and self._foreign_doses_of(plan) \
-                    and not made_by_job(self.orthanc, self.scheduler.store, plan_id):
-                checked.append(self._check(plan).id)
-        return checked
+        plans = foreign_ion_plans(self.orthanc, self.scheduler.store) if plans is None else plans
+        return [self._check(plan).id for plan in plans if self._has_foreign_dose(plan)]
+
+    def _has_foreign_dose(self, plan: InstanceRef) -> bool:
+        """An ion plan with another system's dose in its study: what a check compares."""
+        return plan.sop_class_uid == sop.RT_ION_PLAN and bool(
+            foreign_doses_of(self.orthanc, self.scheduler.store, plan.study_instance_uid, plan.sop_instance_uid))
 
     def _caused_by(self, rule: str, instance_id: str) -> str:
         """The job's requested_by: the rule, and who stored the instance that set it off (the audit names both)."""
@@ -191,15 +192,6 @@ class Triggers:
         log.info("Orthanc-RT: plan %s with another system's dose -> check %s (%s, %s)", plan.sop_instance_uid,
                  job.id, "new" if created else "existing", job.state)
         return job
-
-    def _foreign_doses_of(self, plan: InstanceRef) -> list[str]:
-        """Orthanc ids of the RTDOSEs of the plan's study that reference it and no Orthanc-RT job made."""
-        found = []
-        for dose_id in find_instances(self.orthanc, "RTDOSE", StudyInstanceUID=plan.study_instance_uid):
-            if instance_tag(self.orthanc, dose_id, _REFERENCED_PLAN) == plan.sop_instance_uid \
-                    and not made_by_job(self.orthanc, self.scheduler.store, dose_id):
-                found.append(dose_id)
-        return found
 
     def structure_set_arrived(self, instance_id: str) -> None:
         if not self.settings.auto_analysis.enabled:

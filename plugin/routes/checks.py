@@ -20,8 +20,8 @@ from orthanc_rt.pacs.resources import (
     find_instance,
     frame_of_reference_of,
     instance_ref,
-    instance_tag,
     known_sop_class,
+    referenced_plan_uid,
     study_uid,
 )
 from orthanc_rt.records import checks, jobs
@@ -34,7 +34,6 @@ from plugin.context import Context
 from plugin.rest import HttpError, Request, Response, choice_param, text_param, time_param
 from plugin.router import MAX_PAGE, Route, page, page_params
 
-_REFERENCED_PLAN = "300c,0002/0/0008,1155"
 _MAX_EXPORT = 10_000
 
 
@@ -106,7 +105,7 @@ def _require_dose(ctx: Context, instance_id: str, field: str) -> None:
 
 def _plan_of(ctx: Context, dose: str) -> str:
     """The Orthanc id of the RT Ion Plan the dose references; 422 naming the problem otherwise."""
-    plan_uid = instance_tag(ctx.orthanc, dose, _REFERENCED_PLAN)
+    plan_uid = referenced_plan_uid(ctx.orthanc, dose)
     if not plan_uid:
         raise HttpError(422, f"RTDOSE {dose} references no plan (ReferencedRTPlanSequence, 300C,0002): nothing to "
                              "recompute; compare it with another dose with {\"with\": <RTDOSE>}")

@@ -15,9 +15,9 @@ from orthanc_rt.analysis.dose_comparison import (
     DoseDescription,
     DvhPair,
     RoiComparison,
-    VerdictLimits,
 )
 from orthanc_rt.analysis.gamma import GammaCriteria, GammaMap
+from orthanc_rt.scheduling.params import CheckParams
 
 SHAPE = (36, 56, 64)  # z, y, x
 SPACING_MM = (2.5, 2.5, 3.0)  # x, y, z
@@ -87,7 +87,7 @@ def synthetic_comparison(*, failing: bool = False, with_ct: bool = True) -> Dose
     ct = np.where(np.hypot(x, y) <= 68.0, 20.0, -1000.0).astype(np.float32)
     ct[(np.abs(x) <= 10) & (np.abs(y - 52.0) <= 8)] = 700.0  # a vertebra behind the cord
 
-    limits = VerdictLimits()
+    limits = CheckParams()  # the defaults: TG-218 limits
     verdict = FAIL if failing else PASS
     reason = (f"gamma {criteria.name} pass rate {pass_rate:.1f} % is below the action limit "
               f"{limits.action_percent:g} %") if failing else \
@@ -102,7 +102,7 @@ def synthetic_comparison(*, failing: bool = False, with_ct: bool = True) -> Dose
         difference={"mean": float(difference.mean()), "std": float(difference.std()),
                     "p1": float(np.percentile(difference, 1)), "p99": float(np.percentile(difference, 99))},
         high_dose_ratio=float(np.median((evaluated / np.maximum(reference, 1e-6))[reference >= 0.9 * maximum])),
-        limits=limits, verdict=verdict, verdict_reason=reason,
+        params=limits, verdict=verdict, verdict_reason=reason,
         notes=["Reference dose: DoseSummationType PLAN, used as is.",
                "RBE: both doses physical; no factor applied.",
                "Evaluated dose resampled trilinearly onto the reference grid."],
@@ -119,5 +119,5 @@ def bare_comparison() -> DoseComparison:
     """A comparison with nothing but numbers: no ROIs, no arrays, no provenance."""
     full = synthetic_comparison()
     return DoseComparison(reference=full.reference, evaluated=full.evaluated, gamma=full.gamma[:1], rois=[],
-                          difference={}, high_dose_ratio=None, limits=full.limits, verdict=full.verdict,
+                          difference={}, high_dose_ratio=None, params=full.params, verdict=full.verdict,
                           verdict_reason=full.verdict_reason)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orthanc_rt.analysis.dose_comparison import VerdictLimits, judge
+from orthanc_rt.analysis.dose_comparison import judge
 from orthanc_rt.analysis.gamma import GammaCriteria, GammaMap
+from orthanc_rt.scheduling.params import CheckParams
 
 
 def _map(rate: float) -> GammaMap:
@@ -20,12 +21,12 @@ def _map(rate: float) -> GammaMap:
     (85.0, 1.05, "fail", "gamma"), (95.0, 1.02, "pass", "gamma"), (89.99, 1.041, "fail", "gamma"),
 ])
 def test_the_verdict_is_the_worse_of_gamma_and_dose_level(rate, ratio, verdict, first):
-    found, reason = judge(_map(rate), VerdictLimits(), ratio)
+    found, reason = judge(_map(rate), CheckParams(), ratio)
     assert found == verdict and reason.startswith(first), reason
     assert "gamma 3%/2mm" in reason and "median dose ratio" in reason
 
 
 def test_an_rbe_factor_is_named_and_a_missing_ratio_leaves_gamma_alone():
-    assert judge(_map(40.0), VerdictLimits(), 1.1)[1].endswith("an RBE 1.1 convention mismatch?")
-    assert judge(_map(99.0), VerdictLimits(), None) == ("pass", "gamma 3%/2mm pass rate 99.0 % over 1000 points "
+    assert judge(_map(40.0), CheckParams(), 1.1)[1].endswith("an RBE 1.1 convention mismatch?")
+    assert judge(_map(99.0), CheckParams(), None) == ("pass", "gamma 3%/2mm pass rate 99.0 % over 1000 points "
                                                                  "(>= 95 %)")

@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +53,12 @@ from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError, InputNotReady, OrthancError
 from orthanc_rt.pacs.client import OrthancApi, post_json
 from orthanc_rt.pacs.inputs import complete_series, fetch_series, read_instance, study_of
-from orthanc_rt.pacs.resources import find_instance, find_instances, frame_of_reference_of, instance_tag
+from orthanc_rt.pacs.resources import find_instance, find_instances, frame_of_reference_of
 from orthanc_rt.records import audit, jobs
 from orthanc_rt.records.checks import CheckStore
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import Check, Job
-from orthanc_rt.scheduling.origin import made_by_job
+from orthanc_rt.scheduling.origin import foreign_doses_of
 from orthanc_rt.scheduling.params import PROTON_RBE, RBE_AS_LABELLED, RBE_WEIGHTED, CheckParams
 from orthanc_rt.settings import Settings
 from worker.jobs import frame as job_frame
@@ -67,13 +67,31 @@ from worker.jobs.progress import Progress
 
 log = logging.getLogger("orthanc_rt.worker")
 STAGES = {"fetching inputs": 0.0, "comparing": 0.2, "writing the report": 0.7, "storing": 0.9}
-_REFERENCED_PLAN = "300c,0002/0/0008,1155"
 _TARGET_TYPES = ("PTV", "CTV", "GTV")
 _MIN_REPORT_GY = 1e-6
+_LIMITS = ("pass_percent", "action_percent", "dose_level_warn_percent", "dose_level_action_percent")
 
 
 def run(job_id: str, settings: Settings, store: JobStore) -> dict[str, Any]:
     return job_frame.run(job_id, settings, store, compute)
+
+
+@dataclass
+class _Inputs:
+    """The two doses of a check and what identifies them, gathered the way the check's mode needs."""
+
+    mode: str  # "recompute": a plan against its MCsquare recompute; "pair": two stored doses
+    reference: DoseGrid
+    reference_label: DoseDescription
+    reference_uids: list[str]
+    reference_ds: Dataset  # (the first of) the reference's datasets: study, patient, frame
+    evaluated: DoseGrid
+    evaluated_label: DoseDescription
+    plan_uid: str
+    structure_hint: str | None  # the plan's structure set, preferred for the per-ROI table
+    recompute: Job | None = None
+    notes: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def compute(job: Job, api: OrthancApi, settings: Settings, store: JobStore) -> dict[str, Any]:
@@ -81,67 +99,31 @@ def compute(job: Job, api: OrthancApi, settings: Settings, store: JobStore) -> d
     progress = Progress(store, job.id, STAGES)
     progress.enter("fetching inputs")
     params = CheckParams.from_dict(job.params)
-    notes: list[str] = []
-    provenance: dict[str, Any] = {"check_job": job.id, "requested_by": job.requested_by, "source": job.source}
-    if "plan" in job.inputs:
-        mode = "recompute"
-        plan_ds = read_instance(api, job.inputs["plan"]["orthanc_id"])
-        if str(plan_ds.get("SOPClassUID", "")) != sop.RT_ION_PLAN:
-            raise DicomInputError(f"the plan is {sop.describe(str(plan_ds.get('SOPClassUID', '')))}: only RT Ion "
-                                  "Plans are recomputed (compare two stored doses instead)")
-        plan = read_ion_plan(plan_ds)
-        recompute = _finished_recompute(store, job.inputs["recompute_job"])
-        evaluated_ds = read_instance(api, recompute.outputs["rtdose"]["orthanc_id"])
-        reference, reference_label, reference_uids, reference_ds = _tps_dose(api, store, plan, job)
-        notes += reference.notes
-        evaluated = read_rtdose(evaluated_ds)
-        convention = params.convention_for(reference_label.manufacturer)
-        evaluated, rbe_note = _in_reference_convention(evaluated, reference_label.dose_type, convention)
-        notes.append(rbe_note)
-        evaluated_label = DoseDescription(
-            label=f"MCsquare recompute ({int(recompute.params['primaries']):.0e} primaries)",
-            sop_instance_uids=(str(evaluated_ds.SOPInstanceUID),), summation="PLAN", dose_type=evaluated.dose_type,
-            manufacturer="Orthanc-RT")
-        provenance.update(_recompute_provenance(recompute))
-        provenance["rbe_convention"] = convention
-        plan_uid = plan.sop_instance_uid
-        structure_hint = plan.referenced_structure_set_uid
-    else:
-        mode = "pair"
-        recompute = None
-        reference_ds = read_instance(api, job.inputs["reference"]["orthanc_id"])
-        evaluated_ds = read_instance(api, job.inputs["evaluated"]["orthanc_id"])
-        reference = _Reference(read_rtdose(reference_ds), [])
-        evaluated = read_rtdose(evaluated_ds)
-        reference_label = _label_of(reference_ds, "reference")
-        evaluated_label = _label_of(evaluated_ds, "evaluated")
-        reference_uids = [str(reference_ds.SOPInstanceUID)]
-        if evaluated.dose_type != reference.grid.dose_type:
-            notes.append(f"the reference is {reference.grid.dose_type}, the evaluated dose "
-                         f"{evaluated.dose_type}: compared as stored")
-        plan_uid = str(reference_ds.get("ReferencedRTPlanSequence", [Dataset()])[0].get("ReferencedSOPInstanceUID",
-                                                                                     ""))
-        structure_hint = None
-    structures, structure_note = _structure_set(api, reference_ds, reference.grid.frame_of_reference_uid,
-                                                structure_hint)
+    given = _recompute_inputs(api, store, job, params) if "plan" in job.inputs else _pair_inputs(api, job)
+    reference, reference_ds, mode = given.reference, given.reference_ds, given.mode
+    notes = list(given.notes)
+    provenance: dict[str, Any] = {"check_job": job.id, "requested_by": job.requested_by, "source": job.source,
+                                  **given.provenance}
+    structures, structure_note = _structure_set(api, reference_ds, reference.frame_of_reference_uid,
+                                                given.structure_hint)
     if structure_note:
         notes.append(structure_note)
     progress.enter("comparing")
-    masks = roi_masks_on(reference.grid, structures)
+    masks = roi_masks_on(reference, structures)
     target = _target_of(structures, masks)
-    ct = _ct_of(api, recompute if mode == "recompute" else None, structures)
-    body = body_on_grid(ct, reference.grid, structures)
-    provenance.update(engine_provenance() if mode == "recompute" else {})
+    ct = _ct_of(api, given.recompute, structures)
+    body = body_on_grid(ct, reference, structures)
     provenance["params"] = params.as_dict()
-    comparison = compare(reference.grid, evaluated, params, reference_label=reference_label,
-                         evaluated_label=evaluated_label, rois=masks, target=target, body=body, notes=notes,
+    comparison = compare(reference, given.evaluated, params, reference_label=given.reference_label,
+                         evaluated_label=given.evaluated_label, rois=masks, target=target, body=body, notes=notes,
                          provenance=provenance)
     if comparison.evaluated.max_gy < _MIN_REPORT_GY:
         raise DicomInputError("the evaluated dose is zero on the reference's grid: the grids do not overlap")
     study = study_of(reference_ds)
     if ct is not None:
-        comparison.ct_hu = ct_on(ct, reference.grid)
+        comparison.ct_hu = ct_on(ct, reference)
     progress.enter("writing the report")
+    plan_uid = given.plan_uid
     comparison.provenance.update(_identification(reference_ds, plan_uid))
     pdf = _report(comparison)
     progress.enter("storing")
@@ -152,8 +134,8 @@ def compute(job: Job, api: OrthancApi, settings: Settings, store: JobStore) -> d
     primary = comparison.primary
     record = Check(
         id=job.id, mode=mode, study_instance_uid=study.study_instance_uid, orthanc_study_id=job.orthanc_study_id,
-        plan_sop_instance_uid=plan_uid, reference_sop_instance_uids={"uids": reference_uids},
-        evaluated_sop_instance_uids={"uids": list(evaluated_label.sop_instance_uids)},
+        plan_sop_instance_uid=plan_uid, reference_sop_instance_uids={"uids": given.reference_uids},
+        evaluated_sop_instance_uids={"uids": list(given.evaluated_label.sop_instance_uids)},
         criteria=primary.criteria.name + f", {primary.criteria.low_dose_threshold_percent:g} % threshold",
         pass_rate_percent=round(primary.pass_rate_percent, 3), verdict=comparison.verdict,
         reason=comparison.verdict_reason, results=results_of(comparison), provenance=comparison.provenance,
@@ -166,10 +148,42 @@ def compute(job: Job, api: OrthancApi, settings: Settings, store: JobStore) -> d
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-class _Reference:
-    def __init__(self, grid: DoseGrid, notes: list[str]):
-        self.grid = grid
-        self.notes = notes
+def _recompute_inputs(api: OrthancApi, store: JobStore, job: Job, params: CheckParams) -> _Inputs:
+    """The other system's dose of the plan against the plan's finished MCsquare recompute, in one convention."""
+    plan_ds = read_instance(api, job.inputs["plan"]["orthanc_id"])
+    if str(plan_ds.get("SOPClassUID", "")) != sop.RT_ION_PLAN:
+        raise DicomInputError(f"the plan is {sop.describe(str(plan_ds.get('SOPClassUID', '')))}: only RT Ion "
+                              "Plans are recomputed (compare two stored doses instead)")
+    plan = read_ion_plan(plan_ds)
+    recompute = _finished_recompute(store, job.inputs["recompute_job"])
+    evaluated_ds = read_instance(api, recompute.outputs["rtdose"]["orthanc_id"])
+    reference, reference_label, reference_uids, reference_ds, notes = _tps_dose(api, store, plan)
+    convention = params.convention_for(reference_label.manufacturer)
+    evaluated, rbe_note = _in_reference_convention(read_rtdose(evaluated_ds), reference_label.dose_type, convention)
+    evaluated_label = DoseDescription(
+        label=f"MCsquare recompute ({int(recompute.params['primaries']):.0e} primaries)",
+        sop_instance_uids=(str(evaluated_ds.SOPInstanceUID),), summation="PLAN", dose_type=evaluated.dose_type,
+        manufacturer="Orthanc-RT")
+    return _Inputs("recompute", reference, reference_label, reference_uids, reference_ds, evaluated, evaluated_label,
+                   plan_uid=plan.sop_instance_uid, structure_hint=plan.referenced_structure_set_uid,
+                   recompute=recompute, notes=[*notes, rbe_note],
+                   provenance={**_recompute_provenance(recompute), "rbe_convention": convention,
+                               **engine_provenance()})
+
+
+def _pair_inputs(api: OrthancApi, job: Job) -> _Inputs:
+    """Two stored doses, compared as stored."""
+    reference_ds = read_instance(api, job.inputs["reference"]["orthanc_id"])
+    evaluated_ds = read_instance(api, job.inputs["evaluated"]["orthanc_id"])
+    reference, evaluated = read_rtdose(reference_ds), read_rtdose(evaluated_ds)
+    notes = []
+    if evaluated.dose_type != reference.dose_type:
+        notes.append(f"the reference is {reference.dose_type}, the evaluated dose {evaluated.dose_type}: compared "
+                     "as stored")
+    plan_uid = str(reference_ds.get("ReferencedRTPlanSequence", [Dataset()])[0].get("ReferencedSOPInstanceUID", ""))
+    return _Inputs("pair", reference, _label_of(reference_ds, "reference"), [str(reference_ds.SOPInstanceUID)],
+                   reference_ds, evaluated, _label_of(evaluated_ds, "evaluated"), plan_uid=plan_uid,
+                   structure_hint=None, notes=notes)
 
 
 def _finished_recompute(store: JobStore, job_id: str) -> Job:
@@ -184,11 +198,11 @@ def _finished_recompute(store: JobStore, job_id: str) -> Job:
     return recompute
 
 
-def _tps_dose(api: OrthancApi, store: JobStore, plan: IonPlan,
-              job: Job) -> tuple[_Reference, DoseDescription, list[str], Dataset]:
-    """The other system's dose of the plan as one whole-plan grid, how it was made so, and its UIDs."""
-    found = [d for d in find_instances(api, "RTDOSE", StudyInstanceUID=plan.study_instance_uid)
-             if instance_tag(api, d, _REFERENCED_PLAN) == plan.sop_instance_uid and not made_by_job(api, store, d)]
+def _tps_dose(api: OrthancApi, store: JobStore,
+              plan: IonPlan) -> tuple[DoseGrid, DoseDescription, list[str], Dataset, list[str]]:
+    """The other system's dose of the plan as one whole-plan grid, its label and UIDs, its first dataset, and
+    notes on how it was made whole."""
+    found = foreign_doses_of(api, store, plan.study_instance_uid, plan.sop_instance_uid)
     if not found:
         raise DicomInputError(f"no RTDOSE of another system references the plan {plan.sop_instance_uid} in its "
                               "study (ReferencedRTPlanSequence, 300C,0002): nothing to check the recompute against")
@@ -221,7 +235,7 @@ def _tps_dose(api: OrthancApi, store: JobStore, plan: IonPlan,
         label=f"{str(first.get('Manufacturer', '') or 'TPS')} {summation.split(' ')[0]} dose",
         sop_instance_uids=tuple(str(ds.SOPInstanceUID) for ds in used), summation=summation,
         dose_type=str(first.get("DoseType", "PHYSICAL")).upper(), manufacturer=str(first.get("Manufacturer", "")))
-    return _Reference(grid, notes), label, [str(ds.SOPInstanceUID) for ds in used], first
+    return grid, label, [str(ds.SOPInstanceUID) for ds in used], first, notes
 
 
 def _summed_beams(doses: list[Dataset], plan: IonPlan) -> tuple[DoseGrid, list[Dataset], str]:
@@ -393,10 +407,7 @@ def results_of(comparison: DoseComparison) -> dict[str, Any]:
                       "manufacturer": comparison.reference.manufacturer},
         "evaluated": {"label": comparison.evaluated.label, "summation": comparison.evaluated.summation,
                       "dose_type": comparison.evaluated.dose_type, "max_gy": round(comparison.evaluated.max_gy, 4)},
-        "limits": {"pass_percent": comparison.limits.pass_percent,
-                   "action_percent": comparison.limits.action_percent,
-                   "dose_level_warn_percent": comparison.limits.dose_level_warn_percent,
-                   "dose_level_action_percent": comparison.limits.dose_level_action_percent},
+        "limits": {name: getattr(comparison.params, name) for name in _LIMITS},
         "notes": comparison.notes,
     }
 
