@@ -180,6 +180,8 @@ class Settings:
     auto_planning: Mapping[str, Any] = field(default_factory=dict)
     # OrthancRT.DoseCheck as configured; orthanc_rt.scheduling.params.CheckConfig.from_settings reads it.
     dose_check: Mapping[str, Any] = field(default_factory=dict)
+    # OrthancRT.AutoComputeFrom as configured; orthanc_rt.scheduling.params.AutoComputeFrom reads it.
+    auto_compute_from: Mapping[str, Any] = field(default_factory=dict)
     plan_job_timeout_seconds: int = default_of("plan_job_timeout_seconds")  # beamlets + optimisation + final dose
 
     def __post_init__(self) -> None:
@@ -251,6 +253,7 @@ class Settings:
             auto_analysis=_auto_analysis(dict(section.get("AutoAnalysis", {}))),
             auto_planning=dict(section.get("AutoPlanning", {})),
             dose_check=dict(section.get("DoseCheck", {})),
+            auto_compute_from=dict(section.get("AutoComputeFrom", {})),
         )
 
     def redacted(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from orthanc_rt.errors import OrthancError
 from orthanc_rt.planning.auto_rules import shown_settings
 from orthanc_rt.records import audit, db
 from orthanc_rt.records.jobs import JobStore
+from orthanc_rt.scheduling.params import AutoComputeFrom
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.scheduling.triggers import Triggers
 from orthanc_rt.settings import Settings
@@ -98,6 +99,8 @@ def install(orthanc: Any) -> None:
     ctx = Context.create(api_client, settings, JobStore(settings.database_url), dispatcher)
     if ctx.check_config.problem:
         logger.error("Orthanc-RT: dose checks are off: %s", ctx.check_config.problem)
+    if AutoComputeFrom.of(settings).problem:
+        logger.error("Orthanc-RT: no upload starts Monte Carlo by itself: %s", AutoComputeFrom.of(settings).problem)
     router = Router(all_routes(ctx), access)
     triggers = Triggers(api_client, ctx.scheduler, settings, planner=ctx.submitter, check_config=ctx.check_config)
     events = EventDispatcher(api_client, trigger_table(triggers))

@@ -48,6 +48,8 @@ class Maintenance(threading.Thread):
         # Plans stored while Orthanc-RT was not running get their job (idempotent: see reconcile.py), and TPS
         # exports their dose check; one walk over the archive's plans serves both.
         plans = foreign_ion_plans(self.orthanc, self.scheduler.store)
+        if self.triggers is not None:  # only those whose uploader may start Monte Carlo (OrthancRT.AutoComputeFrom)
+            plans = self.triggers.computable(plans)
         if self.settings.auto_dose.enabled:
             reconcile(self.orthanc, self.scheduler, self.settings.auto_dose, actor="startup-reconcile", plans=plans)
         if self.triggers is not None:

@@ -125,9 +125,31 @@ def referenced_plan_uid(api: OrthancApi, instance_id: str) -> str | None:
     return instance_tag(api, instance_id, _REFERENCED_PLAN)
 
 
-def stored_by(api: OrthancApi, instance_id: str) -> str:
-    """Who stored an instance, from the metadata Orthanc records on arrival: "REST upload by <user>",
-    "C-STORE from <AE title>", "STOW-RS or another plugin", ... ("" when Orthanc recorded nothing)."""
+@dataclass(frozen=True)
+class Uploader:
+    """Who stored an instance, from the metadata Orthanc records on arrival."""
+
+    origin: str  # REST, DICOM (C-STORE), PLUGIN (STOW-RS or another plugin), another word of Orthanc's, or ""
+    user: str = ""  # REST: the HTTP user ("" with authentication off)
+    calling_ae_title: str = ""  # DICOM
+    ip: str = ""  # DICOM
+
+    def __str__(self) -> str:
+        if self.origin == REST:
+            return f"REST upload by {self.user}" if self.user else "REST upload (no user: authentication off)"
+        if self.origin == DICOM:
+            return f"C-STORE from {self.calling_ae_title or '?'} ({self.ip or '?'})"
+        if self.origin == PLUGIN:
+            return "STOW-RS or another plugin"
+        return self.origin.lower()
+
+
+REST, DICOM, PLUGIN = "REST", "DICOM", "PLUGIN"
+_ORIGINS = {"RestApi": REST, "DicomProtocol": DICOM, "Plugins": PLUGIN}
+
+
+def stored_by(api: OrthancApi, instance_id: str) -> Uploader:
+    """Who stored an instance (Orthanc's Origin, HttpUsername, RemoteAET and RemoteIP metadata)."""
     def metadata(name: str) -> str:
         try:
             return api.get_bytes(f"/instances/{instance_id}/metadata/{name}").decode(errors="replace").strip()
@@ -137,14 +159,12 @@ def stored_by(api: OrthancApi, instance_id: str) -> str:
             raise
 
     origin = metadata("Origin")
-    if origin == "RestApi":
-        user = metadata("HttpUsername")
-        return f"REST upload by {user}" if user else "REST upload (no user: authentication off)"
-    if origin == "DicomProtocol":
-        return f"C-STORE from {metadata('RemoteAET') or '?'} ({metadata('RemoteIP') or '?'})"
-    if origin == "Plugins":
-        return "STOW-RS or another plugin"
-    return origin.lower() if origin else ""
+    kind = _ORIGINS.get(origin, origin)
+    if kind == REST:
+        return Uploader(REST, user=metadata("HttpUsername"))
+    if kind == DICOM:
+        return Uploader(DICOM, calling_ae_title=metadata("RemoteAET"), ip=metadata("RemoteIP"))
+    return Uploader(kind)
 
 
 def exists(api: OrthancApi, path: str) -> bool:

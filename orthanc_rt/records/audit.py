@@ -38,6 +38,7 @@ JOB_PREFIX = "job."  # job.started, job.succeeded, job.failed, job.cancelled, jo
 RESULT_STORED = "result.stored"
 CONFIG_LOADED = "configuration.loaded"
 RECONCILE = "reconcile.run"
+AUTO_COMPUTE_REFUSED = "auto-compute.refused"  # an upload whose source may not start Monte Carlo by itself
 MEASUREMENT_CREATED = "measurement.created"
 MEASUREMENT_EDITED = "measurement.edited"
 MEASUREMENT_DELETED = "measurement.deleted"

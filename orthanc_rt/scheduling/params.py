@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 from orthanc_rt.errors import ValidationError
+from orthanc_rt.pacs.resources import DICOM, PLUGIN, REST, Uploader
 from orthanc_rt.planning.request import MAX_DOSE_JOB_PRIMARIES
 from orthanc_rt.settings import AutoAnalysis, AutoDose
 
@@ -280,3 +281,65 @@ def _convention(value: Any, name: str) -> str:
     if value not in RBE_CONVENTIONS:
         raise ValidationError(name, f"must be one of {', '.join(RBE_CONVENTIONS)}, got {value!r:.40}")
     return str(value)
+
+
+@dataclass(frozen=True)
+class AutoComputeFrom:
+    """OrthancRT.AutoComputeFrom: whose uploads may start Monte Carlo without anyone asking (the automatic dose,
+    a dose check's recompute, automatic planning). Storing and computing are separate rights: a modality allowed
+    to C-STORE, or a user allowed to upload, need not be allowed to take a worker for an hour. Everything else
+    (the analyses, the records) runs for every upload; a refused upload can still be computed on request."""
+
+    rest_users: tuple[str, ...] = ("*",)  # Orthanc users whose REST uploads may; "*": every user
+    calling_ae_titles: tuple[str, ...] = ("*",)  # DICOM senders (calling AE title) whose C-STOREs may
+    stow_rs: bool = True  # STOW-RS (DICOMweb; its user is checked by the role table, not recorded by Orthanc)
+    other: bool = True  # any other origin Orthanc records (Lua, WebDAV) or none
+    problem: str = ""  # why the configuration was refused: then no upload starts Monte Carlo by itself
+
+    def allows(self, who: Uploader) -> bool:
+        if self.problem:
+            return False
+        if who.origin == REST:
+            return "*" in self.rest_users or who.user in self.rest_users
+        if who.origin == DICOM:
+            return "*" in self.calling_ae_titles or who.calling_ae_title in self.calling_ae_titles
+        if who.origin == PLUGIN:
+            return self.stow_rs
+        return self.other
+
+    def shown(self) -> dict[str, Any]:
+        return {"rest_users": list(self.rest_users), "calling_ae_titles": list(self.calling_ae_titles),
+                "stow_rs": self.stow_rs, "other": self.other, "problem": self.problem or None}
+
+    @classmethod
+    def of(cls, settings: Any) -> "AutoComputeFrom":
+        """`from_settings`, or a configuration that allows nothing and names the problem (fail closed)."""
+        try:
+            return cls.from_settings(settings)
+        except ValidationError as exc:
+            return cls(rest_users=(), calling_ae_titles=(), stow_rs=False, other=False, problem=str(exc))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "AutoComputeFrom":
+        cfg = dict(getattr(settings, "auto_compute_from", {}) or {})
+        names = {"RestUsers": "rest_users", "CallingAeTitles": "calling_ae_titles", "StowRs": "stow_rs",
+                 "Other": "other"}
+        unknown = sorted(set(cfg) - set(names))
+        if unknown:
+            raise ValidationError(f"OrthancRT.AutoComputeFrom.{unknown[0]}",
+                                  f"unknown key; expected one of {sorted(names)}")
+        values: dict[str, Any] = {}
+        for key in ("RestUsers", "CallingAeTitles"):
+            if key in cfg:
+                listed = cfg[key]
+                if not isinstance(listed, list) or not all(isinstance(v, str) and v.strip() for v in listed):
+                    raise ValidationError(f"OrthancRT.AutoComputeFrom.{key}",
+                                          f"must be a list of names (\"*\": all), got {listed!r:.60}")
+                values[names[key]] = tuple(v.strip() for v in listed)
+        for key in ("StowRs", "Other"):
+            if key in cfg:
+                if not isinstance(cfg[key], bool):
+                    raise ValidationError(f"OrthancRT.AutoComputeFrom.{key}",
+                                          f"must be true or false, got {cfg[key]!r:.40}")
+                values[names[key]] = cfg[key]
+        return cls(**values)

@@ -42,6 +42,7 @@ from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.pacs.client import OrthancApi, get_json
 from orthanc_rt.pacs.resources import (
     InstanceRef,
+    Uploader,
     find_instance,
     find_instances,
     frame_of_reference_of,
@@ -51,11 +52,11 @@ from orthanc_rt.pacs.resources import (
     stored_by,
 )
 from orthanc_rt.planning.auto_rules import AutoPlanning
-from orthanc_rt.records import jobs
+from orthanc_rt.records import audit, jobs
 from orthanc_rt.records.checks import CheckStore
 from orthanc_rt.records.tables import Job
 from orthanc_rt.scheduling.origin import foreign_doses_of, foreign_ion_plans, made_by_job
-from orthanc_rt.scheduling.params import AnalysisParams, CheckConfig, DoseParams
+from orthanc_rt.scheduling.params import AnalysisParams, AutoComputeFrom, CheckConfig, DoseParams
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.scheduling.submission import PlanSubmitter
 from orthanc_rt.settings import Settings
@@ -81,6 +82,7 @@ class Triggers:
         self.auto_planning = AutoPlanning.of(settings)
         self.planner = planner
         self.check_config = check_config if check_config is not None else CheckConfig.of(settings)
+        self.compute_from = AutoComputeFrom.of(settings)
 
     def for_new_instance(self) -> dict[str, list[Trigger]]:
         """The triggers of an arriving instance, by SOP class, in the order they run."""
@@ -103,13 +105,16 @@ class Triggers:
         if maker:
             log.info("Orthanc-RT: plan %s was made by job %s; no dose job", plan.sop_instance_uid, maker)
             return
+        who = self.may_compute(instance_id, "auto-dose" if auto.enabled else "auto-check")
+        if who is None:
+            return
         if auto.enabled:
             job, created = self.scheduler.request_dose(plan, self.recompute_params(), source="auto",
-                                                       requested_by=self._caused_by("auto-dose", instance_id))
+                                                       requested_by=_caused_by("auto-dose", who))
             log.info("Orthanc-RT: plan %s -> job %s (%s)", plan.sop_instance_uid, job.id,
                      "new" if created else "existing")
         if checking and self._has_foreign_dose(plan):
-            self._check(plan, caused_by=self._caused_by("auto-check", instance_id))
+            self._check(plan, caused_by=_caused_by("auto-check", who))
 
     def dose_arrived(self, instance_id: str) -> None:
         self._dose_for_checks(instance_id)
@@ -156,7 +161,9 @@ class Triggers:
                      sop.describe(plan.sop_class_uid))
             return
         if not made_by_job(self.orthanc, self.scheduler.store, plan_id):
-            self._check(plan, dose.sop_instance_uid, caused_by=self._caused_by("auto-check", instance_id))
+            who = self.may_compute(instance_id, "auto-check")
+            if who is not None:
+                self._check(plan, dose.sop_instance_uid, caused_by=_caused_by("auto-check", who))
 
     def check_stored_plans(self, plans: list[InstanceRef] | None = None) -> list[str]:
         """The checks of RT Ion Plans stored with another system's doses while Orthanc-RT was not running
@@ -172,10 +179,21 @@ class Triggers:
         return plan.sop_class_uid == sop.RT_ION_PLAN and bool(
             foreign_doses_of(self.orthanc, self.scheduler.store, plan.study_instance_uid, plan.sop_instance_uid))
 
-    def _caused_by(self, rule: str, instance_id: str) -> str:
-        """The job's requested_by: the rule, and who stored the instance that set it off (the audit names both)."""
+    def computable(self, plans: list[InstanceRef]) -> list[InstanceRef]:
+        """The plans whose uploader may start Monte Carlo (start-up: the refusals were audited on arrival)."""
+        return [plan for plan in plans if self.compute_from.allows(stored_by(self.orthanc, plan.orthanc_id))]
+
+    def may_compute(self, instance_id: str, rule: str) -> Uploader | None:
+        """Who stored the instance, when OrthancRT.AutoComputeFrom lets their uploads start Monte Carlo; None
+        (logged and audited) when it does not."""
         who = stored_by(self.orthanc, instance_id)
-        return f"{rule}; {who}"[:128] if who else rule
+        if self.compute_from.allows(who):
+            return who
+        reason = self.compute_from.problem or "OrthancRT.AutoComputeFrom does not list this source"
+        log.warning("Orthanc-RT: %s of %s refused: %s (%s); it can be requested", rule, instance_id, who, reason)
+        audit.record(self.scheduler.store.url, str(who)[:128], audit.AUTO_COMPUTE_REFUSED, instance_id, None,
+                     {"rule": rule, "uploader": str(who), "reason": reason})
+        return None
 
     def _check(self, plan: InstanceRef, dose_uid: str | None = None, caused_by: str = "auto-check") -> Job:
         """The plan's check (one per plan and parameters). A finished check runs again when a dose of the plan
@@ -219,7 +237,7 @@ class Triggers:
     def plan_structure_set(self, instance_id: str) -> None:
         """Apply the automatic planning rules to a structure set (idempotent: one plan per set and rule)."""
         rules = self.auto_planning.active_rules()
-        if not rules or self.planner is None:
+        if not rules or self.planner is None or self.may_compute(instance_id, "auto-planning") is None:
             return
         index = self.planner.index
         summary = index.summary(instance_id)
@@ -287,3 +305,8 @@ class Triggers:
         job, _ = self.scheduler.request_analysis(dose, structure_set, params, frame_of_reference_uid=frame,
                                                  source="auto", requested_by="auto-analysis")
         return job
+
+
+def _caused_by(rule: str, who: Uploader) -> str:
+    """A job's requested_by: the rule, and who stored the instance that set it off (the audit names both)."""
+    return f"{rule}; {who}"[:128] if str(who) else rule

@@ -46,3 +46,54 @@ def postgres_database() -> Iterator[str]:
         db.engine_for.cache_clear()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (initdb in a temporary folder, a free port), which the test may
+    stop and start as an operator restarts one: the machine's shared server is never touched.
+
+    PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user."""
+
+    def __init__(self) -> None:
+        import glob
+        import shutil
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not found:
+            pytest.fail("PostgreSQL's server binaries (/usr/lib/postgresql/*/bin) are missing: the PostgreSQL "
+                        "restart test needs them (Debian package postgresql)")
+        self.bin = Path(found[-1]).parent
+        self.folder = Path(tempfile.mkdtemp(prefix="orthanc-rt-pg-"))
+        self.port = free_port()
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self._run([str(self.bin / "initdb"), "-D", str(self.folder / "data"), "-U", "postgres", "--auth=trust",
+                   "--no-sync", "-E", "UTF8"])
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"),
+                   "-w", "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                   "start"])
+
+    def stop(self) -> None:
+        """What `systemctl stop postgresql` does: fast shutdown, every connection closed."""
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop"])
+
+    def close(self) -> None:
+        import shutil
+
+        if (self.folder / "data" / "postmaster.pid").exists():
+            self._run([str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop"])
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _run(self, cmd: list[str]) -> None:
+        import subprocess
+
+        subprocess.run(self._as + cmd, check=True, capture_output=True, timeout=120)

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from orthanc_rt.dicom.uids import derive_uid
-from orthanc_rt.records import db, jobs
+from orthanc_rt.errors import ValidationError
+from orthanc_rt.records import audit, db, jobs
 from orthanc_rt.records.jobs import JobQuery, JobStore
 from orthanc_rt.records.plans import PlanQuery
 from orthanc_rt.records.tables import Check, Job
+from orthanc_rt.scheduling.params import AutoComputeFrom
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.scheduling.triggers import Triggers
 from orthanc_rt.settings import AutoAnalysis, AutoDose, Settings
@@ -168,6 +170,56 @@ def test_automatic_jobs_name_who_stored_what_set_them_off(world):
     [recompute], [check] = w.jobs("dose"), w.jobs("check")
     assert recompute.requested_by == "auto-dose; C-STORE from RT_TPS (10.1.2.3)"
     assert check.requested_by == "auto-check; REST upload by dora"
+
+
+def _stored_by(w: World, ds: Any, **origin: str) -> None:
+    w.events.on_change(NEW_INSTANCE, w.orthanc.store(ds, origin=origin)["ID"])
+
+
+def _refusals(w: World) -> list[dict[str, Any]]:
+    return sorted(audit.query(w.ctx.store.url, audit.AuditQuery(action=audit.AUTO_COMPUTE_REFUSED))[0],
+                  key=lambda e: e["seq"])
+
+
+def test_only_the_configured_sources_start_monte_carlo_and_refusals_are_audited(world):
+    w = world(auto_compute_from={"RestUsers": ["dora"], "CallingAeTitles": ["RT_TPS"], "StowRs": False})
+    _stored_by(w, CASE.ion_plan, Origin="DicomProtocol", RemoteAET="MODALITY_X", RemoteIP="10.9.9.9")
+    _stored_by(w, instance_variant(CASE.ion_plan, "by-vic"), Origin="RestApi", HttpUsername="vic")
+    _stored_by(w, instance_variant(CASE.ion_plan, "by-stow"), Origin="Plugins")
+    assert w.jobs("dose") == []
+    refused = _refusals(w)
+    assert sorted(e["actor"] for e in refused) == ["C-STORE from MODALITY_X (10.9.9.9)", "REST upload by vic",
+                                                "STOW-RS or another plugin"]
+    assert all(e["after"]["rule"] == "auto-dose" for e in refused)
+    _stored_by(w, instance_variant(CASE.ion_plan, "by-tps"), Origin="DicomProtocol", RemoteAET="RT_TPS")
+    _stored_by(w, instance_variant(CASE.ion_plan, "by-dora"), Origin="RestApi", HttpUsername="dora")
+    assert sorted(j.requested_by for j in w.jobs("dose")) == ["auto-dose; C-STORE from RT_TPS (?)",
+                                                              "auto-dose; REST upload by dora"]
+
+
+def test_a_refused_source_starts_no_check_and_no_plan_but_its_upload_is_analysed(world):
+    w = world(auto_compute_from={"CallingAeTitles": ["RT_TPS"]}, auto_planning=_planning(PTV_RULE))
+    _stored_by(w, CASE.ion_plan, Origin="DicomProtocol", RemoteAET="RT_TPS")
+    _stored_by(w, tps_dose_of(CASE.ion_plan, CASE.dvh.rtdose), Origin="DicomProtocol", RemoteAET="OTHER_SCU")
+    assert len(w.jobs("dose")) == 1 and w.jobs("check") == []  # the plan's dose: its sender may
+    for ds in CASE.dvh.ct:
+        w.orthanc.store(ds, origin={"Origin": "DicomProtocol", "RemoteAET": "OTHER_SCU"})
+    _stored_by(w, CASE.dvh.rtstruct, Origin="DicomProtocol", RemoteAET="OTHER_SCU")
+    assert w.plans() == [] and w.jobs("plan") == []
+    assert [r["after"]["rule"] for r in _refusals(w)] == ["auto-check", "auto-planning"]
+    assert w.jobs("analysis") != []  # analyses take no Monte Carlo: every upload gets them
+
+
+def test_a_refused_source_configuration_starts_nothing_by_itself_and_says_why(world):
+    w = world(auto_compute_from={"CallingAeTitle": ["RT_TPS"]})
+    _stored_by(w, CASE.ion_plan, Origin="RestApi", HttpUsername="dora")
+    assert w.jobs("dose") == []
+    [refused] = _refusals(w)
+    assert "OrthancRT.AutoComputeFrom.CallingAeTitle" in refused["after"]["reason"]
+    with pytest.raises(ValidationError, match="RestUsers"):
+        AutoComputeFrom.from_settings(Settings(auto_compute_from={"RestUsers": "dora"}))
+    with pytest.raises(ValidationError, match="StowRs"):
+        AutoComputeFrom.from_settings(Settings(auto_compute_from={"StowRs": "no"}))
 
 
 def test_a_dose_wakes_the_waiting_checks_of_its_study(world):
