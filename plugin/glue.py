@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from orthanc_rt.errors import OrthancError
 from orthanc_rt.planning.auto_rules import shown_settings
 from orthanc_rt.records import audit, db
@@ -82,7 +84,6 @@ def install(orthanc: Any) -> None:
     logger.addHandler(_OrthancLogHandler(orthanc))
     config = json.loads(orthanc.GetConfiguration())
     settings = Settings.from_orthanc_config(config)
-    db.upgrade(settings.database_url)
     access = Access(config.get("OrthancRT", {}).get("Roles"),
                     orthanc_authentication=bool(config.get("AuthenticationEnabled", False)))
     if access.misconfigured:
@@ -90,8 +91,19 @@ def install(orthanc: Any) -> None:
                      "every /rt/ request will be refused (503)")
     elif access.enforced and not access.roles:
         logger.error("Orthanc-RT: AuthenticationEnabled without OrthancRT.Roles: every user is refused (403)")
-    audit.record(settings.database_url, "orthanc-rt-plugin", audit.CONFIG_LOADED, "", None,
-                 {"settings": shown_settings(settings), "roles": access.roles})
+
+    def prepare_database() -> None:
+        db.upgrade(settings.database_url)
+        audit.record(settings.database_url, "orthanc-rt-plugin", audit.CONFIG_LOADED, "", None,
+                     {"settings": shown_settings(settings), "roles": access.roles})
+
+    try:
+        prepare_database()
+        waiting_for_database = None
+    except SQLAlchemyError as exc:  # Orthanc must start anyway, its API guarded by the role table below
+        logger.error("Orthanc-RT: the database is unavailable (%s: %s): Orthanc-RT starts without it; its routes "
+                     "answer 503 and triggers wait until it is back", type(exc).__name__, exc)
+        waiting_for_database = prepare_database
 
     api_client = InProcessOrthanc(orthanc)
     dispatcher = Dispatcher(settings.redis_url, job_timeout_s=settings.dose_job_timeout_seconds,
@@ -104,7 +116,8 @@ def install(orthanc: Any) -> None:
     router = Router(all_routes(ctx), access)
     triggers = Triggers(api_client, ctx.scheduler, settings, planner=ctx.submitter, check_config=ctx.check_config)
     events = EventDispatcher(api_client, trigger_table(triggers))
-    maintenance = Maintenance(api_client, ctx.scheduler, settings, triggers)
+    maintenance = Maintenance(api_client, ctx.scheduler, settings, triggers, events=events,
+                              prepare=waiting_for_database)
 
     def rest(output: Any, uri: str, **request: Any) -> None:
         try:

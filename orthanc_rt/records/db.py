@@ -46,6 +46,9 @@ def _forget_pools_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
+PG_CONNECT_TIMEOUT_S = 10
+
+
 def _create_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
@@ -56,7 +59,10 @@ def _create_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # A server that does not answer (a host down, a dropped route) is an error after 10 s, not after the
+    # operating system's TCP timeout of minutes: the plugin's threads and the workers must go on.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

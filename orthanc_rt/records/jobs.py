@@ -117,6 +117,12 @@ class JobStore:
             stmt = select(Job.id, Job.enqueued_at).where(Job.state == QUEUED, Job.enqueued_at.is_not(None))
             return [i for i, at in s.execute(stmt) if aware(at) < cutoff]
 
+    def running_updated_before(self, cutoff: datetime) -> list[str]:
+        """Running jobs whose row has not changed since `cutoff` (candidates for a job no worker runs any more)."""
+        with session_scope(self.url) as s:
+            stmt = select(Job.id, Job.updated_at).where(Job.state == RUNNING)
+            return [i for i, at in s.execute(stmt) if aware(at) < cutoff]
+
     def counts_by_state(self) -> dict[str, int]:
         with session_scope(self.url) as s:
             return {state: n for state, n in s.execute(select(Job.state, func.count()).group_by(Job.state))}

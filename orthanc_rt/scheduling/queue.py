@@ -71,6 +71,15 @@ class Dispatcher:
         """Whether Redis holds the RQ job (queued, scheduled for retry, running or finished)."""
         return RqJob.exists(job_id, connection=self.redis)
 
+    def runs(self, job_id: str) -> bool:
+        """Whether RQ still has the job to run or running: queued, scheduled for a retry, deferred, started."""
+        try:
+            rq_job = RqJob.fetch(job_id, connection=self.redis)
+        except NoSuchJobError:
+            return False
+        return rq_job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED,
+                                                    JobStatus.STARTED)
+
     def cancel(self, job_id: str) -> str:
         """Stop the RQ job: dequeue it, or kill the work-horse running it (and so MCsquare)."""
         try:

@@ -197,7 +197,9 @@ class Scheduler:
         return pushed
 
     def repush_lost(self, grace_s: float = 120.0) -> list[str]:
-        """Queued jobs that Redis no longer knows (Redis restarted empty) are pushed again."""
+        """Jobs no worker will run are pushed again: queued ones that Redis no longer knows (it restarted empty),
+        and running ones that RQ no longer runs (Redis restarted empty under them, or their worker's failure
+        handling could not reach the database). Returns their ids."""
         cutoff = utcnow() - timedelta(seconds=grace_s)
         lost = [jid for jid in self.store.queued_enqueued_before(cutoff) if not self.dispatcher.knows(jid)]
         for jid in lost:
@@ -207,6 +209,22 @@ class Scheduler:
             log.warning("job %s was enqueued but Redis does not know it any more: pushing it again", jid)
             self.store.unmark_enqueued(jid)
             self.push(jid, job.kind)
+        for jid in self.store.running_updated_before(cutoff):
+            job = self.store.get(jid)
+            if job is None or self.dispatcher.runs(jid):
+                continue
+            if job.attempts >= MAX_ATTEMPTS_AFTER_OUTAGES:  # lost every time: stop, say so
+                self.store.transition(jid, jobs.FAILED, from_states=[jobs.RUNNING], stage=jobs.TRANSIENT_FAILURE,
+                                      message=f"no worker ran it to its end in {job.attempts} starts",
+                                      actor="scheduler")
+                continue
+            if self.store.transition(jid, jobs.QUEUED, from_states=[jobs.RUNNING], stage="queued",
+                                     message="no worker runs it any more (Redis lost it, or its end could not be "
+                                             "recorded): queued again", actor="scheduler"):
+                log.warning("job %s is running in the database but RQ no longer runs it: pushing it again", jid)
+                self.store.unmark_enqueued(jid)
+                self.push(jid, job.kind)
+                lost.append(jid)
         return lost
 
     def resume_waiting(self, orthanc_study_id: str, kind: str = "dose") -> list[str]:

@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 from rq import Queue
+from rq.job import Job as RqJob
+from rq.job import JobStatus
 
 from orthanc_rt.pacs.resources import InstanceRef
 from orthanc_rt.records import jobs
@@ -13,7 +15,7 @@ from orthanc_rt.records.jobs import JobQuery, JobStore
 from orthanc_rt.records.tables import utcnow
 from orthanc_rt.scheduling.params import CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import QUEUE_NAMES, Dispatcher, redis_for
-from orthanc_rt.scheduling.scheduler import Scheduler
+from orthanc_rt.scheduling.scheduler import MAX_ATTEMPTS_AFTER_OUTAGES, Scheduler
 
 PLAN = InstanceRef(orthanc_id="p-1", sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.481.8",
                series_instance_uid="1.2.3", study_instance_uid="1.2", orthanc_study_id="s-1")
@@ -70,6 +72,31 @@ def test_job_lost_by_an_emptied_redis_is_pushed_again(database_url, redis_url):
     assert scheduler.repush_lost(grace_s=0) == [job.id]
     assert Queue(QUEUE_NAMES["dose"], connection=redis_for(redis_url)).job_ids == [job.id]
     assert scheduler.repush_lost(grace_s=0) == []
+
+
+def test_a_running_job_rq_no_longer_runs_is_queued_again_a_bounded_number_of_times(database_url, redis_url):
+    store = JobStore(database_url)
+    scheduler = Scheduler(store, Dispatcher(redis_url, job_timeout_s=60))
+    job, _ = scheduler.request_dose(PLAN, PARAMS, source="auto")
+    assert store.start(job.id, actor="worker-a")
+    RqJob.fetch(job.id, connection=redis_for(redis_url)).set_status(JobStatus.STARTED)
+    assert scheduler.repush_lost(grace_s=0) == []  # a worker runs it
+    redis_for(redis_url).flushdb()  # Redis restarted empty under the running job
+    assert scheduler.repush_lost(grace_s=3600) == []  # its row changed too recently to judge
+    assert scheduler.repush_lost(grace_s=0) == [job.id]
+    again = store.get(job.id, with_events=True)
+    assert again.state == jobs.QUEUED and "no worker runs it any more" in again.events[-1].message
+    assert Queue(QUEUE_NAMES["dose"], connection=redis_for(redis_url)).job_ids == [job.id]
+    for _ in range(MAX_ATTEMPTS_AFTER_OUTAGES - 2):  # lost by its worker at every start (starts 2 to 7)
+        assert store.start(job.id, actor="worker-a")
+        redis_for(redis_url).flushdb()
+        assert scheduler.repush_lost(grace_s=0) == [job.id]
+    assert store.start(job.id, actor="worker-a") and store.get(job.id).attempts == MAX_ATTEMPTS_AFTER_OUTAGES
+    redis_for(redis_url).flushdb()
+    assert scheduler.repush_lost(grace_s=0) == []
+    failed = store.get(job.id)
+    assert failed.state == jobs.FAILED and f"in {MAX_ATTEMPTS_AFTER_OUTAGES} starts" in failed.message
+    assert scheduler.rerun_after_outages() == []  # it stays failed: asking again runs it
 
 
 def test_cancelled_job_cannot_be_started_or_finished(database_url, redis_url):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import psycopg
 import pytest
 
 from orthanc_rt.dicom.uids import derive_uid
@@ -29,6 +30,7 @@ from tests.support.cases import (
     with_sr_template,
 )
 from tests.support.fake_orthanc import FakeOrthanc
+from tests.support.services import PrivatePostgres
 
 CASE = trigger_case()
 PTV_RULE = {"Name": "ptv", "TargetPattern": "PTV", "Workflow": "proton-impt", "Protocol": "one-beam"}
@@ -369,3 +371,27 @@ def test_only_ct_and_structure_set_series_wake_waiting_jobs(world):
     [ct] = w.arrive(CASE.dvh.ct[0])
     w.events.on_change(STABLE_SERIES, ct["ParentSeries"])
     assert w.ctx.store.get(job.id).state == jobs.QUEUED
+
+
+def test_triggers_that_meet_a_database_outage_run_again_when_it_is_back(redis_url):
+    """A real PostgreSQL server of the test's own, stopped while a plan and a structure set arrive."""
+    server = PrivatePostgres()
+    try:
+        with psycopg.connect(server.url, autocommit=True) as admin:
+            admin.execute("CREATE DATABASE rt")
+        url = server.url.rsplit("/", 1)[0] + "/rt"
+        db.upgrade(url)
+        w = World(url, redis_url, Settings(database_url=url))
+        server.stop()
+        w.arrive(CASE.ion_plan, *CASE.dvh.ct, CASE.dvh.rtstruct, CASE.dvh.rtdose)  # no exception escapes
+        # The plan's and the dose's (the structure set came before the dose: nothing to pair, no database).
+        assert w.events.replay_missed() == 2  # still down: kept
+        server.start()
+        assert w.events.replay_missed() == 2
+        assert len(w.jobs("dose")) == 1 and len(w.jobs("analysis")) == 1
+        assert w.events.replay_missed() == 0  # nothing kept once they ran
+        w.arrive(CASE.ion_plan)  # the same plan again: the same job
+        assert len(w.jobs("dose")) == 1
+    finally:
+        db.engine_for.cache_clear()
+        server.close()

@@ -6,7 +6,8 @@ from orthanc_rt.records.tables import Base
 
 config = context.config
 url = config.attributes.get("connection_url") or config.get_main_option("sqlalchemy.url")
-engine = create_engine(url)
+# As every engine of Orthanc-RT's (orthanc_rt.records.db): a silent server is an error after a few seconds.
+engine = create_engine(url, connect_args={} if url.startswith("sqlite") else {"connect_timeout": 10})
 with engine.connect() as connection:
     context.configure(
         connection=connection,
