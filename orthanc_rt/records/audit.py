@@ -55,8 +55,14 @@ def record(session_or_url: Session | str, actor: str, action: str, subject: str 
         with session_scope(session_or_url) as s:
             return record(s, actor, action, subject, before, after)
     s = session_or_url
-    if s.get_bind().dialect.name == "postgresql":
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    elif dialect == "sqlite":
+        # Take SQLite's write lock before reading the chain's end: Python's sqlite3 begins the transaction only
+        # at the first write, so two processes would otherwise read the same last entry and append the same seq.
+        # A write statement takes the lock even when it changes nothing; busy_timeout makes the others wait.
+        s.execute(text("UPDATE audit_log SET seq = seq WHERE 0"))
     last = s.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     at = utcnow()

@@ -80,3 +80,29 @@ def test_verify_detects_a_rewritten_and_renumbered_tail(database_url):
         s.execute(update(AuditEntry).where(AuditEntry.seq > 2).values(seq=AuditEntry.seq - 1))
     report = audit.verify(database_url)
     assert not report["ok"]
+
+
+def _append_many(url: str, actor: str, count: int) -> None:
+    for i in range(count):
+        audit.record(url, actor, "test.concurrent", f"{actor}-{i}")
+
+
+def test_processes_appending_at_once_keep_one_unbroken_chain(database_url):
+    """The workers, the plugin's threads and the launcher append from separate processes (a SQLite file
+    shared by all of them in a single-host installation)."""
+    import multiprocessing
+
+    from orthanc_rt.records import db
+
+    db.engine_for.cache_clear()  # each child opens its own connections
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_append_many, args=(database_url, f"writer-{n}", 40)) for n in range(4)]
+    for p in writers:
+        p.start()
+    for p in writers:
+        p.join(timeout=120)
+    assert [p.exitcode for p in writers] == [0, 0, 0, 0]
+    entries, total = audit.query(database_url, audit.AuditQuery(action="test.concurrent", limit=500))
+    assert total == 160
+    assert sorted(e["seq"] for e in entries) == list(range(entries[-1]["seq"], entries[-1]["seq"] + 160))
+    assert audit.verify(database_url)["ok"] is True
