@@ -3,9 +3,12 @@ Redis, read back with prometheus_client's own parser; the failure classes; the r
 from __future__ import annotations
 
 import base64
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue
 from rq.utils import utcformat
@@ -23,6 +26,7 @@ from plugin.rest import Request
 from plugin.roles import Access
 from tests.support.routes import make_router
 
+REPO = Path(__file__).resolve().parents[2]
 NOW = utcnow().replace(microsecond=0)
 PATIENT = "DOE^JANE"
 STUDY_UID = "1.2.826.0.1.3680043.8.498.4242"
@@ -227,3 +231,24 @@ def test_the_setting_is_read_from_the_orthanc_configuration():
     assert Settings.from_orthanc_config({}).metrics_require_role is True
     section = {"OrthancRT": {"Metrics": {"RequireRole": False}}}
     assert Settings.from_orthanc_config(section).metrics_require_role is False
+
+
+def _yaml_blocks(markdown: str) -> list[str]:
+    return re.findall(r"^```yaml\n(.*?)^```", markdown, re.S | re.M)
+
+
+def test_the_shipped_alert_rules_parse_match_the_docs_and_name_real_metrics(database_url, redis_url):
+    shipped = yaml.safe_load((REPO / "packaging" / "prometheus" / "alerts.yml").read_text())
+    blocks = [yaml.safe_load(block) for block in _yaml_blocks((REPO / "docs" / "production.md").read_text())]
+    assert shipped in blocks  # the page shows the file as shipped
+    rules = shipped["groups"][0]["rules"]
+    assert [r["alert"] for r in rules] == ["OrthancRtNoWorker", "OrthancRtQueueStuck", "OrthancRtFailuresRising"]
+    assert all({"alert", "expr", "for", "labels", "annotations"} <= set(r) for r in rules)
+    assert 'reason!="cancelled"' in rules[2]["expr"]
+    emitted = {name for name, _ in _samples(_registry(database_url, Dispatcher(redis_url, job_timeout_s=60)))}
+    emitted |= {"orthanc_rt_monte_carlo_primaries_per_second"}  # emitted once a dose job succeeded
+    for rule in rules:
+        named = set(re.findall(r"\borthanc_rt_\w+", rule["expr"]))
+        assert named and named <= emitted, (rule["alert"], named - emitted)
+    scrape = next(block for block in blocks if "scrape_configs" in block)["scrape_configs"][0]
+    assert scrape["metrics_path"] == "/rt/metrics" and "basic_auth" in scrape
