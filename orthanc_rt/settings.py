@@ -183,6 +183,9 @@ class Settings:
     # OrthancRT.AutoComputeFrom as configured; orthanc_rt.scheduling.params.AutoComputeFrom reads it.
     auto_compute_from: Mapping[str, Any] = field(default_factory=dict)
     plan_job_timeout_seconds: int = default_of("plan_job_timeout_seconds")  # beamlets + optimisation + final dose
+    # OrthancRT.Metrics.RequireRole: GET /rt/metrics needs the `read` permission; false: any user Orthanc let in
+    # (a Prometheus scraper with an Orthanc login and no Orthanc-RT role), or anyone when authentication is off.
+    metrics_require_role: bool = True
 
     def __post_init__(self) -> None:
         # Always this process's data folder, also for settings made from a partial mapping (the plugin's
@@ -254,6 +257,7 @@ class Settings:
             auto_planning=dict(section.get("AutoPlanning", {})),
             dose_check=dict(section.get("DoseCheck", {})),
             auto_compute_from=dict(section.get("AutoComputeFrom", {})),
+            metrics_require_role=_as_bool(dict(section.get("Metrics", {})).get("RequireRole", True)),
         )
 
     def redacted(self) -> dict[str, Any]:
