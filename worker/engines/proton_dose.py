@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import opentps.core.processing.doseCalculation.protons.MCsquare.BDL as opentps_bdls
+import opentps.core.processing.doseCalculation.protons.MCsquare.Scanners as opentps_calibrations
 from opentps.core.data.CTCalibrations import AbstractCTCalibration
 from opentps.core.data.images import CTImage
 from opentps.core.data.MCsquare import BDL
@@ -46,8 +48,6 @@ from opentps.core.data.plan import PlanProtonBeam, PlanProtonLayer, ProtonPlan
 from opentps.core.data.plan import RangeShifter as OpenTpsRangeShifter
 from opentps.core.io import mcsquareIO
 from opentps.core.io.scannerReader import readScanner
-import opentps.core.processing.doseCalculation.protons.MCsquare.BDL as opentps_bdls
-import opentps.core.processing.doseCalculation.protons.MCsquare.Scanners as opentps_calibrations
 
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, IonPlan
 from orthanc_rt.errors import DicomInputError, DoseEngineError
