@@ -136,6 +136,7 @@ class _Progress:
         if not self.enabled:
             return
         stage = job.get("stage") or ""
+        stage = "" if stage in (job["state"], "done") else stage  # "queued queued", "succeeded done": say it once
         eta = f"ETA {job['eta_seconds']:.0f} s" if job.get("eta_seconds") else ""
         if self.bar is not None:
             self.bar.set_description_str(f"{self.label}: {job['state']} {stage}".rstrip(), refresh=False)

@@ -3,7 +3,7 @@
 What `./orthanc-rt demo` runs after starting the services: the phantom's CT
 and RTSTRUCT are stored through Orthanc's REST API, a 2-beam IMPT plan of
 2 Gy to `TargetVolume` is requested through `POST /rt/plans` (the same route
-Orthanc Explorer's form uses), and the demo follows the plan's job until
+Orthanc Explorer's form uses, here through orthanc_rt.client), and the demo follows the plan's job until
 the optimised RTPLAN and its RTDOSE are in the study, then prints where to
 look and the target's coverage.
 """
