@@ -70,7 +70,7 @@ def test_dose_follows_the_job_and_prints_its_rtdose(capsys):
     assert server.requests[0].body == {"primaries": 20000}
     assert "dose job dose-7 (new)" in captured.out and "RTDOSE 0f-1e (SOPInstanceUID 1.2.9)" in captured.out
     # Not a terminal: one line per change of stage, no progress bar redraws.
-    assert "dose: running Monte Carlo (20 %)" in captured.err and "dose: succeeded done (100 %)" in captured.err
+    assert "dose: running Monte Carlo (20 %)" in captured.err and "dose: succeeded (100 %)" in captured.err
 
 
 def test_a_failed_job_is_exit_1_with_its_message(capsys):
