@@ -97,6 +97,8 @@ ENVIRONMENT: dict[str, Variable] = {
     "users_file": Variable("ORTHANC_RT_USERS_FILE", ""),
     "client_user": Variable("ORTHANC_RT_CLIENT_USER", ""),
     "client_password": Variable("ORTHANC_RT_CLIENT_PASSWORD", ""),
+    # Where the user commands and orthanc_rt.client reach Orthanc-RT ("": ORTHANC_RT_ORTHANC_URL, else this host).
+    "client_url": Variable("ORTHANC_RT_CLIENT_URL", ""),
     "orthanc_index_url": Variable("ORTHANC_RT_ORTHANC_INDEX_URL", ""),
     "orthanc_storage": Variable("ORTHANC_RT_ORTHANC_STORAGE", "files"),
     # The launcher's supervisor restarts what dies (Orthanc, workers, viewer, a local Redis); off: nothing does.
