@@ -24,8 +24,10 @@ from pathlib import Path
 import requests
 
 from bench._common import config, running, summary, timed
+from orthanc_rt.client.api import RtClient
 from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dicom.serialize import to_bytes
+from orthanc_rt.errors import RtJobError
 from orthanc_rt.ops.phantom import patient_like_case
 from tests.support import cases as util
 from tests.support.tps_exports import tps_dose_grid, tps_rtdose
@@ -69,21 +71,21 @@ def main() -> None:
 
 
 def _through_orthanc(base: str, plan, dose) -> tuple[float, dict]:
+    client = RtClient(base)
     started = time.perf_counter()
     for ds in (plan, dose):
         requests.post(f"{base}/instances", data=to_bytes(ds), timeout=60).raise_for_status()
     plan_uid = str(plan.SOPInstanceUID)
     while True:
-        jobs = requests.get(f"{base}/rt/jobs", params={"kind": "check", "limit": 50}, timeout=30).json()["items"]
+        jobs = client.jobs(kind="check", limit=50)["items"]
         mine = [j for j in jobs if j["inputs"].get("plan", {}).get("sop_instance_uid") == plan_uid]
-        if mine and mine[0]["state"] in ("succeeded", "failed"):
-            elapsed = time.perf_counter() - started
-            job = requests.get(f"{base}/rt/jobs/{mine[0]['id']}", timeout=30).json()
-            if job["state"] != "succeeded":
-                raise SystemExit(f"check failed: {job['message']}")
-            return elapsed, job
+        if mine:
+            try:
+                job = client.wait_job(mine[0]["id"], poll_s=0.5, max_poll_s=0.5)
+            except RtJobError as exc:
+                raise SystemExit(f"check failed: {exc.message}") from None
+            return time.perf_counter() - started, job
         time.sleep(0.5)
-
 
 if __name__ == "__main__":
     main()

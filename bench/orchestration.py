@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 
 from bench._common import config, running, summary, timed
+from orthanc_rt.client.api import RtClient
 from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.dose import build_rtdose
 from orthanc_rt.dicom.ion_plan import read_ion_plan
@@ -55,15 +56,16 @@ def main() -> None:
 
 
 def _through_orthanc(base: str, plan: bytes) -> None:
+    client = RtClient(base)
     plan_id = requests.post(f"{base}/instances", data=plan, timeout=60).json()["ID"]
     while True:
-        jobs = requests.get(f"{base}/rt/jobs", params={"limit": 500}, timeout=10).json()["items"]
+        jobs = client.jobs(limit=500)["items"]
         mine = [j for j in jobs if j["inputs"].get("plan", {}).get("orthanc_id") == plan_id]
-        if mine and mine[0]["state"] in ("succeeded", "failed", "cancelled"):
-            assert mine[0]["state"] == "succeeded", mine[0]["message"]
+        if mine:
+            # Polled every 50 ms, no back-off: the poll interval is part of what is measured.
+            client.wait_job(mine[0]["id"], poll_s=0.05, max_poll_s=0.05)  # RtJobError if it failed
             return
         time.sleep(0.05)
-
 
 def _direct(case, plan, primaries: int) -> None:
     ion_plan = read_ion_plan(plan)

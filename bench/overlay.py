@@ -16,6 +16,7 @@ import time
 import requests
 
 from bench._common import config, running, timed
+from orthanc_rt.client.api import RtClient
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.ops.phantom import water_phantom_case
 
@@ -46,14 +47,13 @@ def main() -> None:
 
 
 def _wait_for_dose(base: str) -> str:
+    client = RtClient(base)
     while True:
-        jobs = requests.get(f"{base}/rt/jobs", params={"kind": "dose"}, timeout=10).json()["items"]
-        if jobs and jobs[0]["state"] == "succeeded":
-            return jobs[0]["outputs"]["rtdose"]["orthanc_id"]
-        if jobs and jobs[0]["state"] in ("failed", "cancelled"):
-            raise RuntimeError(jobs[0]["message"])
+        jobs = client.jobs(kind="dose")["items"]
+        if jobs:
+            job = client.wait_job(jobs[0]["id"], poll_s=0.2, max_poll_s=0.2)  # RtJobError if it failed
+            return job["outputs"]["rtdose"]["orthanc_id"]
         time.sleep(0.2)
-
 
 if __name__ == "__main__":
     main()

@@ -68,3 +68,32 @@ class BeamletFanoutError(DoseEngineError):
 
 class PhotonEngineError(RuntimeError):
     """The CCC engine could not compute the beamlets; the message says why (with its last output lines)."""
+
+
+class RtApiError(RuntimeError):
+    """Orthanc-RT's REST API refused or failed a request: the one error `orthanc_rt.client` raises.
+
+    `status` is the HTTP status of the answer (None when none came: see the subclasses), `message` the
+    server's own words (the `error` of its JSON answer), `route` what was asked ("POST /rt/instances/.../dose").
+    """
+
+    def __init__(self, status: int | None, message: str, route: str):
+        super().__init__(f"{route}: {message}" if status is None else f"{route} -> HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.route = route
+
+
+class RtApiUnreachable(RtApiError):
+    """No answer at all: Orthanc refused the connection, or did not answer in time (`status` is None)."""
+
+    def __init__(self, message: str, route: str):
+        super().__init__(None, message, route)
+
+
+class RtJobError(RtApiError):
+    """A job that was waited for ended failed or cancelled, or did not end in time; `job` is its last state."""
+
+    def __init__(self, message: str, route: str, job: dict):
+        super().__init__(None, message, route)
+        self.job = job

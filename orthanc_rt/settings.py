@@ -97,6 +97,8 @@ ENVIRONMENT: dict[str, Variable] = {
     "users_file": Variable("ORTHANC_RT_USERS_FILE", ""),
     "client_user": Variable("ORTHANC_RT_CLIENT_USER", ""),
     "client_password": Variable("ORTHANC_RT_CLIENT_PASSWORD", ""),
+    # Where the user commands and orthanc_rt.client reach Orthanc-RT ("": ORTHANC_RT_ORTHANC_URL, else this host).
+    "client_url": Variable("ORTHANC_RT_CLIENT_URL", ""),
     "orthanc_index_url": Variable("ORTHANC_RT_ORTHANC_INDEX_URL", ""),
     "orthanc_storage": Variable("ORTHANC_RT_ORTHANC_STORAGE", "files"),
     # The launcher's supervisor restarts what dies (Orthanc, workers, viewer, a local Redis); off: nothing does.
@@ -183,6 +185,9 @@ class Settings:
     # OrthancRT.AutoComputeFrom as configured; orthanc_rt.scheduling.params.AutoComputeFrom reads it.
     auto_compute_from: Mapping[str, Any] = field(default_factory=dict)
     plan_job_timeout_seconds: int = default_of("plan_job_timeout_seconds")  # beamlets + optimisation + final dose
+    # OrthancRT.Metrics.RequireRole: GET /rt/metrics needs the `read` permission; false: any user Orthanc let in
+    # (a Prometheus scraper with an Orthanc login and no Orthanc-RT role), or anyone when authentication is off.
+    metrics_require_role: bool = True
 
     def __post_init__(self) -> None:
         # Always this process's data folder, also for settings made from a partial mapping (the plugin's
@@ -254,6 +259,7 @@ class Settings:
             auto_planning=dict(section.get("AutoPlanning", {})),
             dose_check=dict(section.get("DoseCheck", {})),
             auto_compute_from=dict(section.get("AutoComputeFrom", {})),
+            metrics_require_role=_as_bool(dict(section.get("Metrics", {})).get("RequireRole", True)),
         )
 
     def redacted(self) -> dict[str, Any]:

@@ -158,6 +158,16 @@ _CHECK_BODY = {
 }
 
 
+def _metrics_op() -> dict[str, Any]:
+    op = _op("Prometheus metrics: jobs by kind and state, queue lengths, run times, failures by reason, workers "
+             "and their heartbeats, checks by verdict (plain text, exposition format 0.0.4)", "read",
+             "the metrics", errors=(503,))
+    op["description"] = ("Role permission required: `read`, unless `OrthancRT.Metrics.RequireRole` is false: "
+                         "then any user Orthanc authenticated (or anyone, with authentication off).")
+    op["responses"]["200"]["content"] = {"text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}}}
+    return op
+
+
 def spec(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
@@ -241,6 +251,7 @@ def spec(version: str) -> dict[str, Any]:
             "/rt/checks/{check_id}/report.pdf": {"get": _op("A check's PDF report (also in the study as an "
                                                             "Encapsulated PDF)", "read", "the PDF",
                                                             params=[_CHECK_ID], errors=(404, 503))},
+            "/rt/metrics": {"get": _metrics_op()},
             "/rt/kinds": {"get": _op("The job kinds with their queues (in the order workers take them), time limits "
                                      "and queue lengths", "read", "the kinds and queues", errors=(503,))},
             "/rt/workflows": {"get": _op("The planning workflows with parameters, defaults, units, limits and "

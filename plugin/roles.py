@@ -41,6 +41,9 @@ MODIFY = "modify"  # modify, anonymize, merge, split, reconstruct; metadata and 
 SEND = "send"  # anything that leaves the archive or talks to other DICOM nodes
 PERMISSIONS = (READ, COMPUTE, MEASURE, PLAN_APPROVE, AUDIT, RECONCILE, CONFIGURE,
                STORE, DELETE_INSTANCE, DELETE, MODIFY, SEND)
+# Not a permission a role holds: a route that asks for it serves every user Orthanc authenticated, with or without
+# an Orthanc-RT role (GET /rt/metrics when OrthancRT.Metrics.RequireRole is false: a scraper's own login).
+ANY_USER = "any-user"
 
 GRANTS: dict[str, frozenset[str]] = {
     ADMIN: frozenset(PERMISSIONS),
@@ -82,7 +85,7 @@ class Access:
         self.misconfigured = bool(roles) and not orthanc_authentication
 
     def check(self, headers: Mapping[str, str], permission: str) -> Decision:
-        if permission not in PERMISSIONS:
+        if permission not in PERMISSIONS and permission != ANY_USER:
             raise ValueError(f"unknown permission {permission!r}")
         user = basic_user(headers)
         if not self.enforced:
@@ -94,6 +97,8 @@ class Access:
             return Decision(401, None, "credentials required")
         role = self.roles.get(user)
         identity = Identity(user, role)
+        if permission == ANY_USER:
+            return Decision(200, identity)
         if role is None:
             return Decision(403, identity, f"user {user!r} has no Orthanc-RT role")
         if permission not in GRANTS[role]:

@@ -62,9 +62,9 @@ def on_failure(rq_job: Any, connection: Any, exc_type: type, exc_value: BaseExce
     else:
         # An outage outlasting RQ's retries (Orthanc restarted for maintenance, the database down) or workers that
         # keep dying: the inputs are fine, so the plugin runs the job again when it is back (Scheduler).
-        marked = {"stage": jobs.TRANSIENT_FAILURE} if _worth_retrying(exc_type) else {}
-        store.transition(job_id, jobs.FAILED, from_states=jobs.ACTIVE_STATES, message=reason,
-                         actor=jobs.actor_name(), **marked)
+        stage = jobs.TRANSIENT_FAILURE if _worth_retrying(exc_type) else jobs.TIMEOUT_FAILURE
+        store.transition(job_id, jobs.FAILED, from_states=jobs.ACTIVE_STATES, stage=stage, message=reason,
+                         actor=jobs.actor_name())
 
 
 def _worth_retrying(exc_type: type) -> bool:

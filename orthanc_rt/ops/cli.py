@@ -1,4 +1,5 @@
-"""Commands behind the `./orthanc-rt` launcher: start, stop, status, demo."""
+"""Commands behind the `./orthanc-rt` launcher: start, stop, status, demo, and the user commands
+(dose, plan, check, jobs, measurements: orthanc_rt.ops.commands)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ from typing import Any
 
 import requests
 
-from orthanc_rt.ops import demo, stack
+from orthanc_rt.ops import commands, demo, stack
 from orthanc_rt.ops.stack import StackConfig
 
 
@@ -28,11 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the plan (default 1800)")
     demo.add_argument("--beamlet-primaries", type=int, default=2000, help="protons per spot (default 2000)")
     demo.add_argument("--final-primaries", type=int, default=1_000_000, help="protons for the final dose")
+    commands.add_commands(sub)
+    parser.commands = sub.choices  # each command's own parser: its usage line for a bad option (`parse_args`)
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, refused with the usage line of the command it names (exit 2) when an option is
+    unknown: `./orthanc-rt dose --primaris 5` shows how `dose` is called, not the list of commands."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    if args.command in commands.NAMES:  # a user of a running Orthanc-RT, maybe on another host: no StackConfig
+        return commands.run(args)
     cfg = StackConfig.from_env()
 
     if args.command == "start":

@@ -57,14 +57,19 @@ class HttpOrthanc:
         self.session = orthanc_session((username, password) if username else None)
         self.timeout_s = timeout_s
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> bytes:
+    def response(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Orthanc's answer, whatever its status (OrthancUnavailable when none came): for callers that read
+        error answers themselves (orthanc_rt.client reads /rt's JSON errors)."""
         url = f"{self.base_url}{path}"
         try:
-            response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+            return self.session.request(method, url, timeout=self.timeout_s, **kwargs)
         except requests.ConnectionError as exc:
             raise OrthancUnavailable(f"Orthanc at {self.shown_url} is unreachable ({type(exc).__name__})") from None
         except requests.Timeout:
             raise OrthancUnavailable(f"Orthanc at {self.shown_url} did not answer {method} {path} in time") from None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> bytes:
+        response = self.response(method, path, **kwargs)
         if response.status_code >= 400:
             detail = response.text[:300]
             raise OrthancError(f"Orthanc {method} {path} -> HTTP {response.status_code}: {detail}",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from orthanc_rt.records import audit
 from orthanc_rt.records.db import paged, read_scope, session_scope
@@ -82,6 +82,12 @@ class CheckStore:
             stmt = stmt.where(Check.created_at < query.until)
         with read_scope(self.url) as s:
             return paged(s, stmt, (Check.created_at.desc(), Check.id), query.limit, query.offset)
+
+    def counts_by_verdict(self) -> dict[str, int]:
+        """Every verdict with its number of checks (0 for a verdict no check has)."""
+        with read_scope(self.url) as s:
+            found = dict(s.execute(select(Check.verdict, func.count()).group_by(Check.verdict)).all())
+        return {**{verdict: 0 for verdict in VERDICTS}, **found}
 
 
 def to_dict(check: Check, *, full: bool = True) -> dict[str, Any]:

@@ -33,7 +33,17 @@ FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 # The stage of a job that failed for want of Orthanc, the database or a living worker, not for its inputs:
 # the scheduler runs it again (a bounded number of times) once Orthanc-RT is running again.
 TRANSIENT_FAILURE = "failed: outage"
+# The stages the workers give a failed job so that why it failed can be counted without reading its message
+# (`failure_class`): its inputs (DICOM or a plan request), the dose engine, or the time limit. What the job was
+# doing when it failed stays in its history and its message.
+INPUT_FAILURE = "failed: input"
+ENGINE_FAILURE = "failed: engine"
+TIMEOUT_FAILURE = "failed: timeout"
+# The stage of a job whose input never arrived (Scheduler.expire_waiting).
+WAITED_FOR_INPUT = "waiting for input"
 ACTIVE_STATES = (QUEUED, WAITING, RUNNING)
+# Why a job ended without a result, as /rt/metrics counts it: a small fixed set, whatever the messages say.
+FAILURE_CLASSES = ("outage", "input", "engine", "timeout", "cancelled", "other")
 
 
 def job_id(kind: str, *inputs: str, params: dict[str, Any] | None = None) -> str:
@@ -126,6 +136,54 @@ class JobStore:
     def counts_by_state(self) -> dict[str, int]:
         with session_scope(self.url) as s:
             return {state: n for state, n in s.execute(select(Job.state, func.count()).group_by(Job.state))}
+
+    # -- reads for /rt/metrics (orthanc_rt.ops.metrics): aggregates, never patient data ---------------
+    def counts_by_kind_and_state(self) -> dict[tuple[str, str], int]:
+        with read_scope(self.url) as s:
+            rows = s.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
+            return {(kind, state): n for kind, state, n in rows}
+
+    def run_seconds(self) -> list[tuple[str, str, float]]:
+        """(kind, final state, seconds from its last start to its end) of every finished job that started."""
+        stmt = select(Job.kind, Job.state, Job.started_at, Job.finished_at).where(
+            Job.state.in_(FINAL_STATES), Job.started_at.is_not(None), Job.finished_at.is_not(None))
+        with read_scope(self.url) as s:
+            return [(kind, state, max(0.0, (aware(end) - aware(start)).total_seconds()))
+                    for kind, state, start, end in s.execute(stmt)]
+
+    def failure_counts(self) -> dict[tuple[str, str], int]:
+        """(kind, failure_class) -> jobs failed or cancelled; grouped in the database by what the class reads
+        (the start of the message is all `failure_class` looks at)."""
+        head = func.substr(Job.message, 1, 40)
+        stmt = (select(Job.kind, Job.state, Job.stage, head, func.count())
+                .where(Job.state.in_([FAILED, CANCELLED])).group_by(Job.kind, Job.state, Job.stage, head))
+        counts: dict[tuple[str, str], int] = {}
+        with read_scope(self.url) as s:
+            for kind, state, stage, message, n in s.execute(stmt):
+                key = (kind, failure_class(state, stage, message or ""))
+                counts[key] = counts.get(key, 0) + n
+        return counts
+
+    def recent_runs(self, kind: str, limit: int) -> list[tuple[dict[str, Any], float]]:
+        """(params, seconds run) of the `limit` jobs of `kind` that succeeded last."""
+        stmt = (select(Job.params, Job.started_at, Job.finished_at)
+                .where(Job.kind == kind, Job.state == SUCCEEDED, Job.started_at.is_not(None),
+                       Job.finished_at.is_not(None))
+                .order_by(Job.finished_at.desc()).limit(limit))
+        with read_scope(self.url) as s:
+            return [(params or {}, max(0.0, (aware(end) - aware(start)).total_seconds()))
+                    for params, start, end in s.execute(stmt)]
+
+    def oldest_queued(self) -> dict[str, datetime]:
+        """Kind -> when its longest-waiting queued job (last) entered the queue (its newest `queued` event: a
+        retried job waits again from its retry, not from its creation)."""
+        entered = (select(JobEvent.job_id, func.max(JobEvent.at).label("at"))
+                   .where(JobEvent.state == QUEUED).group_by(JobEvent.job_id).subquery())
+        stmt = (select(Job.kind, func.min(func.coalesce(entered.c.at, Job.created_at)))
+                .join(entered, entered.c.job_id == Job.id, isouter=True)
+                .where(Job.state == QUEUED).group_by(Job.kind))
+        with read_scope(self.url) as s:
+            return {kind: aware(at) for kind, at in s.execute(stmt) if at is not None}
 
     # -- state changes ----------------------------------------------------
     def transition(
@@ -240,6 +298,28 @@ class JobStore:
 def _locked_state(s: Any, job_id_: str) -> str | None:
     """The job's state, row-locked on PostgreSQL so the audited "before" is the one we change."""
     return s.scalar(select(Job.state).where(Job.id == job_id_).with_for_update())
+
+
+def failure_class(state: str, stage: str, message: str) -> str | None:
+    """Why a job ended without a result, one of FAILURE_CLASSES; None for a job that has not (yet) failed.
+
+    The stage markers the workers write decide; the messages are read only for jobs failed before those
+    markers existed (the time limit's and a given-up wait's messages have always begun the same way).
+    """
+    if state == CANCELLED:
+        return "cancelled"
+    if state != FAILED:
+        return None
+    message = message or ""
+    if stage == TRANSIENT_FAILURE:
+        return "outage"
+    if stage == TIMEOUT_FAILURE or message.startswith("time limit of"):
+        return "timeout"
+    if stage == ENGINE_FAILURE:
+        return "engine"
+    if stage in (INPUT_FAILURE, WAITED_FOR_INPUT) or message.startswith("gave up waiting for input"):
+        return "input"
+    return "other"
 
 
 def aware(value: datetime) -> datetime:

@@ -105,11 +105,18 @@ class Dispatcher:
             "queues": {kind: len(Queue(name, connection=self.redis)) for kind, name in QUEUE_NAMES.items()},
             "workers": [
                 {"name": w.name, "state": w.get_state(), "queues": w.queue_names(),
-                 "current_job": w.get_current_job_id(), "settings": self._worker_settings(w)}
+                 "current_job": w.get_current_job_id(), "settings": self._worker_settings(w),
+                 # RQ refreshes it at least every worker_ttl (420 s) when idle, every job-monitoring
+                 # interval while a job runs; /rt/metrics shows its age.
+                 "last_heartbeat": w.last_heartbeat.isoformat() if w.last_heartbeat else None}
                 for w in workers
             ],
             "redis_version": self.redis.info("server").get("redis_version"),
         }
+
+    def queue_lengths(self) -> dict[str, int]:
+        """RQ queue name -> jobs waiting in it, in the order workers take from the queues."""
+        return {name: len(Queue(name, connection=self.redis)) for name in kinds.QUEUE_PRIORITY}
 
     def _worker_settings(self, worker: Worker) -> dict[str, Any] | None:
         """What the worker published of its settings; None for a worker that publishes nothing (plain `rq`)."""

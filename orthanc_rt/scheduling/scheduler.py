@@ -240,7 +240,7 @@ class Scheduler:
         for jid in self.store.expired_waiting():
             job = self.store.get(jid)
             waited_for = job.message if job is not None else ""
-            if self.store.transition(jid, jobs.FAILED, from_states=[jobs.WAITING], stage="waiting for input",
+            if self.store.transition(jid, jobs.FAILED, from_states=[jobs.WAITING], stage=jobs.WAITED_FOR_INPUT,
                                      message=f"gave up waiting for input: {waited_for}", actor="scheduler"):
                 expired.append(jid)
         return expired

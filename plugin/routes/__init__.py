@@ -9,13 +9,26 @@ from __future__ import annotations
 
 from plugin.context import Context
 from plugin.router import Route
-from plugin.routes import audit, checks, doses, instances, jobs, kinds, measurements, plans, studies, system, workflows
+from plugin.routes import (
+    audit,
+    checks,
+    doses,
+    instances,
+    jobs,
+    kinds,
+    measurements,
+    metrics,
+    plans,
+    studies,
+    system,
+    workflows,
+)
 
 # The modules other packages may import; a module whose name starts with _ is private.
-__all__ = ["audit", "checks", "doses", "instances", "jobs", "kinds", "measurements", "plans", "studies", "system",
-           "workflows", "RESOURCES", "all_routes"]
+__all__ = ["audit", "checks", "doses", "instances", "jobs", "kinds", "measurements", "metrics", "plans", "studies",
+           "system", "workflows", "RESOURCES", "all_routes"]
 
-RESOURCES = (system, jobs, instances, audit, measurements, studies, checks, doses, workflows, plans, kinds)
+RESOURCES = (system, jobs, instances, audit, measurements, studies, checks, doses, workflows, plans, kinds, metrics)
 
 
 def all_routes(ctx: Context) -> list[Route]:

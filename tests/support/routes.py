@@ -37,6 +37,7 @@ SAMPLES = {
     ("GET", "/rt/checks"): "/rt/checks",
     ("GET", "/rt/checks/{check_id}"): "/rt/checks/check-1",
     ("GET", "/rt/checks/{check_id}/report.pdf"): "/rt/checks/check-1/report.pdf",
+    ("GET", "/rt/metrics"): "/rt/metrics",
 }
 
 # The permission each route needs, stated independently of plugin/roles.py (tests/unit/test_roles.py and
@@ -58,7 +59,8 @@ PERMISSION = {("GET", "/rt/health"): "read", ("GET", "/rt/openapi.json"): "read"
               ("GET", "/rt/plans/{plan_id}"): "read", ("DELETE", "/rt/plans/{plan_id}"): "plan-approve",
               ("GET", "/rt/studies/{study}/structure-sets"): "read",
               ("POST", "/rt/doses/{dose}/compare"): "compute", ("GET", "/rt/checks"): "read",
-              ("GET", "/rt/checks/{check_id}"): "read", ("GET", "/rt/checks/{check_id}/report.pdf"): "read"}
+              ("GET", "/rt/checks/{check_id}"): "read", ("GET", "/rt/checks/{check_id}/report.pdf"): "read",
+              ("GET", "/rt/metrics"): "read"}  # "any-user" with OrthancRT.Metrics.RequireRole false
 
 STATE_CHANGING = {"compute": {"admin", "physicist", "dosimetrist"}, "reconcile": {"admin", "physicist"},
                   "plan-approve": {"admin", "physicist"},

@@ -8,8 +8,11 @@ from typing import Any
 
 import requests
 
+from orthanc_rt.client.api import RtClient
+from orthanc_rt.errors import RtJobError
 from orthanc_rt.ops.stack import StackConfig
 from orthanc_rt.pacs.client import orthanc_session
+from orthanc_rt.records.jobs import FINAL_STATES
 from tests.support.cases import small_phantom_case
 from tests.support.senders import rest_upload
 
@@ -63,6 +66,7 @@ class Client:
 
     def __init__(self, base: str, auth: tuple[str, str] | None = None):
         self.base = base
+        self.rt = RtClient(base, *(auth or ()))  # the /rt routes as users' scripts call them
         self.http = orthanc_session(auth)  # resends requests whose connection Orthanc dropped unanswered
 
     def get(self, path: str, **kw: Any) -> requests.Response:
@@ -78,9 +82,7 @@ class Client:
         return self.http.delete(self.base + path, timeout=30, **kw)
 
     def jobs(self, **filters: Any) -> list[dict[str, Any]]:
-        r = self.get("/rt/jobs", params={"limit": 500, **filters})
-        r.raise_for_status()
-        return r.json()["items"]
+        return self.rt.jobs(limit=500, **filters)["items"]
 
     def wait_job(self, predicate, *, timeout_s: float = 300, **filters: Any) -> dict[str, Any]:
         """Poll /rt/jobs until a job matching `predicate` exists; returns it."""
@@ -95,14 +97,13 @@ class Client:
         raise AssertionError(f"no job matched within {timeout_s} s; jobs seen: {seen}")
 
     def wait_final(self, job_id: str, *, timeout_s: float = 300) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        job: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            job = self.get(f"/rt/jobs/{job_id}").json()
-            if job["state"] in ("succeeded", "failed", "cancelled"):
-                return job
-            time.sleep(0.5)
-        raise AssertionError(f"job {job_id} not final after {timeout_s} s: {job}")
+        """The job once it ended, however it ended (tests assert on failed and cancelled ones too)."""
+        try:
+            return self.rt.wait_job(job_id, timeout_s=timeout_s, poll_s=0.5, max_poll_s=0.5)
+        except RtJobError as exc:
+            if exc.job.get("state") in FINAL_STATES:
+                return exc.job
+            raise AssertionError(f"job {job_id} not final after {timeout_s} s: {exc.job}") from None
 
     def study_instances(self, study_uid: str, modality: str) -> list[str]:
         found = self.post("/tools/find", json={"Level": "Instance", "Query": {

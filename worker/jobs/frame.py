@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from rq.timeouts import JobTimeoutException
 from sqlalchemy.exc import OperationalError
 
-from orthanc_rt.errors import DicomInputError, InputNotReady, OrthancUnavailable
+from orthanc_rt.errors import DicomInputError, DoseEngineError, InputNotReady, OrthancUnavailable, PhotonEngineError
 from orthanc_rt.pacs.client import HttpOrthanc, OrthancApi
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
@@ -47,7 +47,10 @@ def run(job_id: str, settings: Settings, store: JobStore, compute: Compute, *,
                          message=str(exc), actor=actor)
         return {"waiting": str(exc)}
     except (DicomInputError, *final_errors) as exc:
-        store.transition(job_id, jobs.FAILED, from_states=[jobs.RUNNING], message=str(exc), actor=actor)
+        # The stage says whose fault it was (the engine's or the inputs'), for /rt/metrics' failure classes.
+        stage = jobs.ENGINE_FAILURE if isinstance(exc, (DoseEngineError, PhotonEngineError)) else jobs.INPUT_FAILURE
+        store.transition(job_id, jobs.FAILED, from_states=[jobs.RUNNING], stage=stage, message=str(exc),
+                         actor=actor)
         return {"failed": str(exc)}
     except Cancelled:
         return {"cancelled": True}
