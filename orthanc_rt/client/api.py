@@ -23,7 +23,8 @@ import requests
 from orthanc_rt.client.results import Check, CheckRequest, Job, JobRequest, MeasurementPage, Page, Plan
 from orthanc_rt.errors import OrthancUnavailable, RtApiError, RtApiUnreachable, RtJobError
 from orthanc_rt.pacs.client import HttpOrthanc
-from orthanc_rt.records.jobs import FINAL_STATES, SUCCEEDED
+from orthanc_rt.records.jobs import FAILED, FINAL_STATES, SUCCEEDED, TRANSIENT_FAILURE
+from orthanc_rt.scheduling.scheduler import MAX_ATTEMPTS_AFTER_OUTAGES
 from orthanc_rt.settings import from_environment, local_orthanc_url
 
 ProgressCallback = Callable[[Job], None]
@@ -74,6 +75,8 @@ class RtClient:
         `on_progress(job)` is called with the first answer and with every one whose state, stage or progress
         changed. The poll interval starts at `poll_s` and grows by half up to `max_poll_s` while nothing
         changes (a Monte Carlo run can sit in one stage for minutes), back to `poll_s` when something does.
+        A job an outage failed (stage "failed: outage") is not final while the server will run it again
+        (within about 10 s, up to 8 starts): the wait goes on.
         """
         route = f"GET /rt/jobs/{job_id}"
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -87,7 +90,7 @@ class RtClient:
                 delay, seen = poll_s, now
             else:
                 delay = min(delay * 1.5, max_poll_s)
-            if job["state"] in FINAL_STATES:
+            if job["state"] in FINAL_STATES and not _rerun_by_the_server(job):
                 if job["state"] != SUCCEEDED:
                     raise RtJobError(f"job {job_id} {job['state']}: {job.get('message') or job.get('stage')}",
                                      route, job)
@@ -214,3 +217,9 @@ def _server_message(response: requests.Response) -> str:
 def _given(**values: Any) -> dict[str, Any]:
     """The values that were given (None: let the server choose); a trailing _ is dropped (`with_` -> with)."""
     return {name.rstrip("_"): value for name, value in values.items() if value is not None}
+
+
+def _rerun_by_the_server(job: Mapping[str, Any]) -> bool:
+    """A job failed by an outage that the plugin's maintenance runs again (Scheduler.rerun_after_outages)."""
+    return job.get("state") == FAILED and job.get("stage") == TRANSIENT_FAILURE \
+        and int(job.get("attempts") or 0) < MAX_ATTEMPTS_AFTER_OUTAGES

@@ -1,4 +1,6 @@
-"""An operator's bad night: Orthanc, Redis and PostgreSQL each down for ten minutes while doses are computed
+"""Outages of the services Orthanc-RT depends on, with a PostgreSQL server of the test's own.
+
+An operator's bad night: Orthanc, Redis and PostgreSQL each down for ten minutes while doses are computed
 and queued, nobody touching Orthanc-RT. Every job ends succeeded, once, and a plan stored while the queue and
 the database were down still gets its dose.
 
@@ -28,7 +30,7 @@ OUTAGE_S = float(os.environ.get("ORTHANC_RT_TEST_OUTAGE_S", 600))
 STAGGER_S = 30.0
 RECOVERY_S = 900.0  # every job final within this after the last service is back
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(OUTAGE_S + 2 * STAGGER_S + 1500)]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -83,6 +85,8 @@ def _orthanc_answers(client: Client, cfg: StackConfig, timeout_s: float) -> None
                 + (cfg.log_dir / "orthanc.log").read_text(errors="replace")[-4000:])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(OUTAGE_S + 2 * STAGGER_S + 1500)
 def test_ten_minute_outages_of_orthanc_redis_and_postgresql_lose_no_job(outage_stack):
     cfg, postgres = outage_stack
     client = Client(cfg.orthanc_url)
@@ -134,4 +138,33 @@ def test_ten_minute_outages_of_orthanc_redis_and_postgresql_lose_no_job(outage_s
     assert len(client.jobs(study=later.study.study_instance_uid, kind="dose")) == 1
     for name in workers:
         assert stack.is_running(cfg, name)
+    assert client.get("/rt/audit/verify").json()["ok"] is True
+
+
+def test_a_postgresql_crash_during_a_job_loses_nothing(outage_stack):
+    """The database server killed with SIGKILL (all its processes) during a Monte Carlo and while a plan
+    arrives, restarted 20 s later with crash recovery, as systemd would."""
+    cfg, postgres = outage_stack
+    client = Client(cfg.orthanc_url)
+    case = cases.small_phantom_case("postgres-crash")
+    plan_id = rest_upload(client.base, [*case.ct, case.rtstruct, case.plan])[-1]
+    client.wait_job(lambda j: j["state"] == "succeeded", study=case.study.study_instance_uid, kind="dose")
+    job_id = client.post(f"/rt/instances/{plan_id}/dose", json={"primaries": 1_500_000}).json()["job"]["id"]
+    deadline = time.monotonic() + 120
+    while not mcsquare_running(cfg.data_dir):
+        assert time.monotonic() < deadline, "no Monte Carlo started"
+        time.sleep(0.3)
+    postgres.crash()
+    later = cases.small_phantom_case("stored-during-the-database-crash")
+    rest_upload(client.base, [*later.ct, later.rtstruct, later.plan])
+    time.sleep(20)
+    postgres.start()
+    stack.wait_for_health(cfg, timeout_s=120)
+    done = client.wait_final(job_id, timeout_s=600)
+    assert done["state"] == "succeeded", done["message"]
+    assert len(_doses_made_by(client, job_id)) == 1
+    arrived = client.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=later.study.study_instance_uid,
+                              kind="dose", timeout_s=600)
+    assert arrived["state"] == "succeeded", arrived["message"]
+    assert all(stack.is_running(cfg, f"worker-{i}") for i in range(1, cfg.workers + 1))
     assert client.get("/rt/audit/verify").json()["ok"] is True

@@ -1,5 +1,5 @@
-"""Every service comes back by itself: the launcher's supervisor restarts a killed worker, Orthanc and Redis, and
-removes what a killed worker leaves behind (its RQ scheduler); `stop` finds those leftovers too.
+"""Every service comes back by itself: the launcher's supervisor restarts a killed worker, Orthanc, Redis and the
+viewer, and removes what a killed worker leaves behind (its RQ scheduler); `stop` finds those leftovers too.
 
 A stack of its own (own Redis on a private port, SQLite), every process killed with SIGKILL as the kernel's
 out-of-memory killer or an operator's `kill -9` would.
@@ -17,6 +17,7 @@ from redis import Redis
 
 from orthanc_rt.ops import stack
 from orthanc_rt.ops.stack import StackConfig
+from orthanc_rt.ops.viewer import ohif_dist
 from tests.support.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -41,8 +42,11 @@ def _health(cfg: StackConfig) -> dict:
 
 @pytest.fixture
 def supervised(tmp_path):
+    if not (ohif_dist() / "index.html").is_file():
+        pytest.fail("the OHIF viewer is missing: run ./orthanc-rt install --dev")
     cfg = StackConfig(data_dir=tmp_path / "stack", http_port=free_port(), dicom_port=free_port(),
-                      redis_url=f"redis://127.0.0.1:{free_port()}/0", stable_age_s=2, workers=1)
+                      redis_url=f"redis://127.0.0.1:{free_port()}/0", stable_age_s=2, workers=1,
+                      viewer_port=free_port())
     stopping = threading.Event()
     try:
         stack.start(cfg)
@@ -86,6 +90,24 @@ def test_killed_services_come_back_and_leave_nothing_behind(supervised):
     assert stack.read_pid(cfg, "redis") != redis
     record = _until(lambda: stack.supervisor_record(cfg).get("redis"))  # what `./orthanc-rt status` shows
     assert stack.supervisor_record(cfg)["worker-1"]["restarts"] == 1 and record["restarts"] == 1
+
+    viewer = stack.read_pid(cfg, "viewer")
+    assert _viewer_answers(cfg)
+    os.kill(viewer, signal.SIGKILL)
+
+    def viewer_back() -> bool:
+        """a new viewer serves OHIF again"""
+        return stack.read_pid(cfg, "viewer") not in (None, viewer) and _viewer_answers(cfg)
+    _until(viewer_back)
+    assert _until(lambda: stack.supervisor_record(cfg).get("viewer"))["restarts"] == 1
+
+
+def _viewer_answers(cfg: StackConfig) -> bool:
+    try:
+        page = requests.get(f"http://127.0.0.1:{cfg.viewer_port}/", timeout=5)
+        return page.status_code == 200 and "<html" in page.text.lower()
+    except requests.RequestException:
+        return False
 
 
 def test_stop_removes_what_a_killed_worker_left(tmp_path):

@@ -86,6 +86,19 @@ class PrivatePostgres:
         """What `systemctl stop postgresql` does: fast shutdown, every connection closed."""
         self._run([str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop"])
 
+    def crash(self) -> None:
+        """SIGKILL the server and every process of it at once, as the out-of-memory killer of its postmaster and
+        systemd's clean-up of the service would; `start` then recovers from the crash."""
+        import signal
+
+        postmaster = int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent_of(p) == postmaster]
+        for pid in [postmaster, *children]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def close(self) -> None:
         import shutil
 
@@ -97,3 +110,10 @@ class PrivatePostgres:
         import subprocess
 
         subprocess.run(self._as + cmd, check=True, capture_output=True, timeout=120)
+
+
+def _parent_of(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -10,6 +10,7 @@ import pytest
 
 from orthanc_rt.client.api import RtClient
 from orthanc_rt.errors import RtApiError, RtApiUnreachable, RtJobError
+from orthanc_rt.scheduling.scheduler import MAX_ATTEMPTS_AFTER_OUTAGES
 from tests.support.canned_http import Canned, canned_server
 from tests.support.services import free_port
 
@@ -106,6 +107,19 @@ def test_wait_job_raises_for_a_job_that_did_not_succeed(state):
     assert isinstance(caught.value, RtApiError)
     assert caught.value.job["state"] == state
     assert "MCsquare exited with status 139" in caught.value.message and state in caught.value.message
+
+
+def test_wait_job_waits_through_an_outage_failure_the_server_will_run_again():
+    outage = _job("failed", 0.9, "failed: outage", message="Orthanc unavailable", attempts=1)
+    answers = [_job("running", 0.9, "storing", attempts=1), outage, _job("queued", 0.0, "queued", attempts=1),
+               _job("running", 0.5, "Monte Carlo", attempts=2), _job("succeeded", 1.0, "done", attempts=2)]
+    with canned_server({("GET", "/rt/jobs/dose-1"): answers}) as server:
+        assert RtClient(server.url).wait_job("dose-1", poll_s=0.01)["attempts"] == 2
+    last_start = _job("failed", 0.9, "failed: outage", message="no worker ran it to its end in 8 starts",
+                      attempts=MAX_ATTEMPTS_AFTER_OUTAGES)
+    with canned_server({("GET", "/rt/jobs/dose-1"): [last_start]}) as server:
+        with pytest.raises(RtJobError, match="in 8 starts"):
+            RtClient(server.url).wait_job("dose-1", poll_s=0.01)
 
 
 def test_wait_job_gives_up_after_its_timeout_with_the_last_state():
