@@ -87,6 +87,74 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     assert not errors, f"page errors: {errors[:3]}"
 
 
+def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, rt_stack, browser):
+    """The series list sorts the doses (series 1, 2) before the CT (303); OHIF still opens the CT with the newer
+    dose as a colour wash, zero dose (air, and where only the older dose lies) uncoloured, and the contours."""
+    case = util.fusion_case("ohif-fusion")
+    phantom = case.phantom
+    rest_upload(orthanc.base, [*phantom.ct, phantom.rtstruct, case.older_rtdose, case.rtdose])
+    viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _dbg = open("/tmp/ohif-console.log", "w")  # DEBUG
+    page.on("console", lambda m: _dbg.write(f"{m.type}: {m.text[:400]}\n"))  # DEBUG
+    page.goto(f"{viewer}/viewer?StudyInstanceUIDs={phantom.study.study_instance_uid}", wait_until="networkidle")
+    canvas = page.locator("[data-cy=viewport-pane] canvas").first
+    canvas.wait_for(timeout=30_000)
+    box = canvas.bounding_box()
+    shot = _wait_for_colour(page, box)
+    Image.fromarray(shot.astype(np.uint8)).save(ARTIFACTS / "ohif-fusion.png")
+    page.screenshot(path=str(ARTIFACTS / "ohif-fusion-page.png"))
+
+    # Where the water is on the screen: the pixels brighter than the air (grey CT or dose colour).
+    bright = shot.max(axis=2) > 60  # (the overlay's corner texts are sparse: rows and columns mostly bright count)
+    rows = np.nonzero(bright.sum(axis=1) > 0.5 * bright.sum(axis=1).max())[0]
+    cols = np.nonzero(bright.sum(axis=0) > 0.5 * bright.sum(axis=0).max())[0]
+    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+    half = 30.0  # mm: the water spans -30 .. 30 in x and y
+
+    def at(x_mm: float, y_mm: float) -> np.ndarray:  # the mean colour of a 5 x 5 screen patch
+        c = int(round(left + (x_mm + half) / (2 * half) * (right - left)))
+        r = int(round(top + (y_mm + half) / (2 * half) * (bottom - top)))
+        return shot[r - 2:r + 3, c - 2:c + 3].reshape(-1, 3).mean(axis=0)
+
+    def coloured(rgb: np.ndarray) -> bool:
+        return float(rgb.max() - rgb.min()) > 40
+
+    cx, cy, _ = phantom.target_center_mm
+    assert coloured(at(cx, cy)), f"no dose colour at the target: {at(cx, cy)}"
+    assert coloured(at(cx + 4, cy - 4)), f"no dose colour inside the target: {at(cx + 4, cy - 4)}"
+    hx, hy, _ = case.hot_spot_mm
+    older = at(hx, hy)
+    assert not coloured(older) and older.mean() > 60, f"the older dose is shown, or the CT is not: {older}"
+    water = at(-20.0, 20.0)  # water, no dose: the CT's grey
+    assert not coloured(water) and water.mean() > 60, f"no CT grey in the water: {water}"
+    air = shot[max(top - 40, 0):top - 10, left:right].reshape(-1, 3)  # above the water: air, inside the dose grid
+    assert air.size and float(air.max()) < 40, "the air is not dark: the dose (zero there) is painted over it"
+    # The contours: the External ROI (green, on the water's edge) and the target's (red) are drawn.
+    edge = shot[top:bottom + 1, left:right + 1]
+    green = (edge[..., 1] > 150) & (edge[..., 0] < 100) & (edge[..., 2] < 100)
+    red = (edge[..., 0] > 150) & (edge[..., 1] < 80) & (edge[..., 2] < 80)
+    assert green.sum() > 50, "the External contour is not drawn"
+    assert red.sum() > 20, "the target's contour is not drawn"
+    assert not errors, f"page errors: {errors[:3]}"
+
+
+def _wait_for_colour(page, box: dict, timeout_s: float = 40) -> np.ndarray:
+    """The viewport's pixels (rows, columns, RGB) once some are coloured (the dose wash), or after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        full = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), dtype=float)
+        shot = full[int(box["y"]):int(box["y"] + box["height"]), int(box["x"]):int(box["x"] + box["width"])]
+        if (shot.max(axis=2) - shot.min(axis=2) > 40).sum() > 200 or time.monotonic() > deadline:
+            time.sleep(1)  # the last slices and the contours
+            full = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), dtype=float)
+            return full[int(box["y"]):int(box["y"] + box["height"]), int(box["x"]):int(box["x"] + box["width"])]
+        time.sleep(0.5)
+
+
 def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt_stack, browser):
     case = util.small_phantom_case("ohif-sr")
     rest_upload(orthanc.base, case.ct)  # the CT alone: nothing to compute, only something to measure on
