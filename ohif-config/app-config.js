@@ -132,7 +132,8 @@
         'The newest RT dose Orthanc-RT made (else the newest RT dose)', isPreferredDose);
       hangingProtocolService.addCustomAttribute('orthancRtDoseVoi', 'RT dose range in Gy', displaySets => {
         const max = doseMaximumGy(displaySets);
-        return max ? { windowWidth: max, windowCenter: max / 2 } : undefined;
+        // OHIF turns a window into a range the DICOM way (C - 0.5 -+ (W - 1) / 2): this one is 0 .. max.
+        return max ? { windowWidth: max + 1, windowCenter: (max + 1) / 2 } : undefined;
       });
       hangingProtocolService.addCustomAttribute('orthancRtDoseOpacity', 'RT dose wash opacity', displaySets => {
         const max = doseMaximumGy(displaySets) || 1;
@@ -146,6 +147,51 @@
     },
     getHangingProtocolModule() {
       return [{ name: PROTOCOL_ID, protocol }];
+    },
+    // The dose's colour bar (its ticks in Gy) beside the fused viewport, once the dose volume is in it.
+    onModeEnter({ servicesManager }) {
+      const { cornerstoneViewportService: viewports, viewportGridService, displaySetService, colorbarService,
+        customizationService } = servicesManager.services;
+      const showDoseColorbar = ({ viewportId } = {}, tries = 0) => {
+        const id = viewportId || fusionViewport.viewportOptions.viewportId;
+        if (id !== fusionViewport.viewportOptions.viewportId || colorbarService.hasColorbar(id)) {
+          return;
+        }
+        const dose = viewportGridService.getDisplaySetsUIDsForViewport(id)
+          ?.map(uid => displaySetService.getDisplaySetByUID(uid)).find(ds => ds?.Modality === 'RTDOSE');
+        if (!dose) {
+          return;
+        }
+        // The colour bar reads the dose's range once, when it is made: wait for the dose volume's voxels.
+        const viewport = viewports.getCornerstoneViewport(id);
+        const volumeId = viewport && colorbarService.getDataIdForViewport(viewport, dose.displaySetInstanceUID);
+        let loaded = false;
+        try {
+          loaded = viewport.getImageData(volumeId).voxelManager.getRange()[1] > 0;
+        } catch (e) {
+          loaded = false;
+        }
+        if (!loaded) {
+          if ((tries || 0) < 60) {
+            setTimeout(() => showDoseColorbar({ viewportId: id }, (tries || 0) + 1), 1000);
+          }
+          return;
+        }
+        const settings = customizationService.getCustomization('cornerstone.colorbar') || {};
+        colorbarService.addColorbar(id, [dose.displaySetInstanceUID], {
+          colormaps: settings.colormaps || {}, activeColormapName: 'Isodose', position: 'right',
+          ticks: { position: 'left', style: { ...(settings.tickStyles || {}), labelMargin: 5 } },
+          width: '15px',
+        });
+      };
+      const subscriptions = [viewports.EVENTS.VIEWPORT_DATA_CHANGED, viewports.EVENTS.VIEWPORT_VOLUMES_CHANGED]
+        .filter(Boolean).map(event => viewports.subscribe(event, (data = {}) => {
+          setTimeout(() => showDoseColorbar(data), 500);  // the actors are added after the event
+        }));
+      this._unsubscribe = () => subscriptions.forEach(s => s.unsubscribe());
+    },
+    onModeExit() {
+      this._unsubscribe?.();
     },
   };
 

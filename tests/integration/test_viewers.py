@@ -98,18 +98,35 @@ def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, 
     page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    _dbg = open("/tmp/ohif-console.log", "w")  # DEBUG
-    page.on("console", lambda m: _dbg.write(f"{m.type}: {m.text[:400]}\n"))  # DEBUG
     page.goto(f"{viewer}/viewer?StudyInstanceUIDs={phantom.study.study_instance_uid}", wait_until="networkidle")
     canvas = page.locator("[data-cy=viewport-pane] canvas").first
     canvas.wait_for(timeout=30_000)
     box = canvas.bounding_box()
     shot = _wait_for_colour(page, box)
     Image.fromarray(shot.astype(np.uint8)).save(ARTIFACTS / "ohif-fusion.png")
+    # The dose's colour bar (OHIF's Isodose map) along the viewport's bottom; its ticks (Gy) show under the mouse.
+    bar = shot[int(0.9 * len(shot)):]
+    assert ((bar[..., 0] > 200) & (bar[..., 1] < 60)).sum() > 100, "no dose colour bar"
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] - 25)
+    time.sleep(0.5)
     page.screenshot(path=str(ARTIFACTS / "ohif-fusion-page.png"))
+    # The wash and its colour bar span 0 .. the dose's maximum, in Gy (cornerstone's own state of the viewport).
+    shown = page.evaluate("""() => {
+        const viewport = cornerstone.getRenderingEngines()[0].getViewport('orthanc-rt-fusion');
+        return viewport.getActors().map(a => [cornerstone.cache.getVolume(a.referencedId).metadata.Modality,
+                                              viewport.getProperties(a.referencedId)]); }""")
+    modalities = [modality for modality, _ in shown]
+    assert modalities == ["CT", "RTDOSE"], modalities  # the CT underneath, the dose over it
+    dose = shown[1][1]
+    peak = float(case.rtdose.DoseGridScaling) * int(case.rtdose.pixel_array.max())
+    assert dose["colormap"]["name"] == "Isodose"
+    assert dose["voiRange"]["lower"] == pytest.approx(0, abs=1e-3)
+    assert dose["voiRange"]["upper"] == pytest.approx(peak, rel=1e-3)
 
     # Where the water is on the screen: the pixels brighter than the air (grey CT or dose colour).
     bright = shot.max(axis=2) > 60  # (the overlay's corner texts are sparse: rows and columns mostly bright count)
+    bright[int(0.85 * len(bright)):] = False  # the dose's colour bar, along the bottom
+    bright[:4], bright[:, :4], bright[:, -4:] = False, False, False  # the active viewport's frame
     rows = np.nonzero(bright.sum(axis=1) > 0.5 * bright.sum(axis=1).max())[0]
     cols = np.nonzero(bright.sum(axis=0) > 0.5 * bright.sum(axis=0).max())[0]
     top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
