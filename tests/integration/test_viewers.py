@@ -156,16 +156,21 @@ def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, 
 
 
 def _wait_for_colour(page, box: dict, timeout_s: float = 40) -> np.ndarray:
-    """The viewport's pixels (rows, columns, RGB) once some are coloured (the dose wash), or after the timeout."""
+    """The viewport's pixels (rows, columns, RGB) once the dose's colour bar is drawn (it comes when the dose volume
+    has loaded) and a second more for the rendering, or after the timeout."""
     deadline = time.monotonic() + timeout_s
-    while True:
+
+    def viewport() -> np.ndarray:
         full = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), dtype=float)
-        shot = full[int(box["y"]):int(box["y"] + box["height"]), int(box["x"]):int(box["x"] + box["width"])]
-        if (shot.max(axis=2) - shot.min(axis=2) > 40).sum() > 200 or time.monotonic() > deadline:
-            time.sleep(1)  # the last slices and the contours
-            full = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), dtype=float)
-            return full[int(box["y"]):int(box["y"] + box["height"]), int(box["x"]):int(box["x"] + box["width"])]
+        return full[int(box["y"]):int(box["y"] + box["height"]), int(box["x"]):int(box["x"] + box["width"])]
+
+    while time.monotonic() < deadline:
+        bar = viewport()[int(0.9 * box["height"]):]
+        if ((bar[..., 0] > 200) & (bar[..., 1] < 60)).sum() > 100:
+            break
         time.sleep(0.5)
+    time.sleep(1)
+    return viewport()
 
 
 def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt_stack, browser):
