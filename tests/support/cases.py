@@ -328,17 +328,19 @@ class FusionCase:
     phantom: PhantomCase
     rtdose: Dataset  # the newer: a Gaussian on the target, zero in the air and below 5 % of its peak
     older_rtdose: Dataset  # the older: a block of dose far from the target, series number 1
-    hot_spot_mm: tuple[float, float, float]  # the older dose's block centre
+    foreign_rtdose: Dataset  # the newest of all, another system's (Manufacturer): the same block, series number 3
+    hot_spot_mm: tuple[float, float, float]  # the older and the foreign doses' block centre
     peak_gy: float
 
 
 def fusion_case(name: str = "fusion", *, peak_gy: float = 2.0) -> FusionCase:
-    """CT + RTSTRUCT + two RTDOSEs as a clinical export sorts them: the doses' series numbers (1, 2) before the CT's.
+    """CT + RTSTRUCT + three RTDOSEs as a clinical export sorts them: the doses' series numbers (1-3) before the CT's.
 
     The water (60 x 60 x 30 mm, 3 mm voxels) sits in 30 mm of air on every side; the dose grids cover the
     whole CT, air included, and hold zero there. The newer dose (created a day later) peaks at the target's
     centre (sigma 8 mm, cut to zero below 5 % of `peak_gy`); the older one is a uniform 3 Gy block 12 mm wide
-    at `hot_spot_mm`, where the newer dose is zero.
+    at `hot_spot_mm`, where the newer dose is zero. A third dose, created a day after the newer one by another
+    system (its Manufacturer), holds the same block.
     """
     phantom = small_phantom_case(name, size_mm=(60.0, 60.0, 30.0), air_margin_mm=30.0, target_size_mm=12.0,
                                  target_depth_mm=20.0)
@@ -356,7 +358,8 @@ def fusion_case(name: str = "fusion", *, peak_gy: float = 2.0) -> FusionCase:
     older = np.where(phantom.external_mask & block, 3.0, 0.0)
     doses = []
     for tag, values, number, created in (("older", older, 1, CASE_DATETIME),
-                                         ("newer", newer, 2, CASE_DATETIME.replace(day=2))):
+                                         ("newer", newer, 2, CASE_DATETIME.replace(day=2)),
+                                         ("foreign", older, 3, CASE_DATETIME.replace(day=3))):
         grid = DoseGrid(dose_gy=values.astype(np.float32), origin_mm=volume.origin_mm, spacing_mm=volume.spacing_mm,
                         frame_of_reference_uid=phantom.study.frame_of_reference_uid)
         doses.append(build_rtdose(grid, phantom.study, sop_instance_uid=case_uid(name, f"{tag}-rtdose"),
@@ -364,7 +367,9 @@ def fusion_case(name: str = "fusion", *, peak_gy: float = 2.0) -> FusionCase:
                                   referenced_plan_uid=str(phantom.plan.SOPInstanceUID),
                                   series_description=f"{tag.capitalize()} dose (test)", series_number=number,
                                   created=created))
-    return FusionCase(phantom=phantom, rtdose=doses[1], older_rtdose=doses[0], hot_spot_mm=hot, peak_gy=peak_gy)
+    doses[2].Manufacturer = "Another TPS"
+    return FusionCase(phantom=phantom, rtdose=doses[1], older_rtdose=doses[0], foreign_rtdose=doses[2],
+                      hot_spot_mm=hot, peak_gy=peak_gy)
 
 
 def with_bad_rois(rtstruct: Dataset) -> Dataset:
