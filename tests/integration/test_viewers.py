@@ -1,9 +1,11 @@
 """OHIF, served next to Orthanc, shows the dose Orthanc-RT computed: a real headless Chromium.
 
 Evidence is taken from the network (DICOMweb answers for the CT, RTSTRUCT and
-RTDOSE series through the viewer's origin) and the DOM (series list, the
-structure set's ROI names in the segmentation panel, the dose series in the
-viewport overlay); screenshots go to test-artifacts/ for a person to look at.
+RTDOSE series through the viewer's origin), the DOM (series list, the
+structure set's ROI names in the segmentation panel), the pixels on the screen
+(the dose's colours over the CT's grey, none in the air, the contours) and
+cornerstone's own state of the viewport (the dose's colour map and range in
+Gy); screenshots go to test-artifacts/ for a person to look at.
 A length drawn with the mouse in OHIF and saved as a report travels by STOW-RS
 into Orthanc and from there into the measurement records; with Orthanc's
 authentication on, the viewer gives nothing to a browser without a login.
@@ -99,7 +101,7 @@ def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, 
     canvas = page.locator("[data-cy=viewport-pane] canvas").first
     canvas.wait_for(timeout=30_000)
     box = canvas.bounding_box()
-    shot = _wait_for_colour(page, box)
+    shot = _wait_for_dose_colour_bar(page, box)
     Image.fromarray(shot.astype(np.uint8)).save(ARTIFACTS / "ohif-fusion.png")
     # The dose's colour bar (OHIF's Isodose map) along the viewport's bottom; its ticks (Gy) show under the mouse.
     bar = shot[int(0.9 * len(shot)):]
@@ -156,7 +158,7 @@ def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, 
     assert not errors, f"page errors: {errors[:3]}"
 
 
-def _wait_for_colour(page, box: dict, timeout_s: float = 40) -> np.ndarray:
+def _wait_for_dose_colour_bar(page, box: dict, timeout_s: float = 40) -> np.ndarray:
     """The viewport's pixels (rows, columns, RGB) once the dose's colour bar is drawn (it comes when the dose volume
     has loaded) and a second more for the rendering, or after the timeout."""
     deadline = time.monotonic() + timeout_s
