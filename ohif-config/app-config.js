@@ -35,13 +35,20 @@
       displaySets.some(ds => ds.Modality === 'RTDOSE');
   }
 
+  function preferredDose(displaySets) {
+    const doses = (displaySets || []).filter(ds => ds.Modality === 'RTDOSE' && !ds.unsupported);
+    return doses.reduce((a, b) => (a && doseRank(a) >= doseRank(b) ? a : b), undefined);
+  }
+
   function isPreferredDose(displaySet, options) {
-    if (displaySet.Modality !== 'RTDOSE') {
-      return false;
-    }
-    const doses = (options?.displaySets || []).filter(ds => ds.Modality === 'RTDOSE' && !ds.unsupported);
-    const best = doses.reduce((a, b) => (doseRank(b) > doseRank(a) ? b : a), displaySet);
-    return best.displaySetInstanceUID === displaySet.displaySetInstanceUID;
+    return displaySet.Modality === 'RTDOSE' &&
+      preferredDose(options?.displaySets)?.displaySetInstanceUID === displaySet.displaySetInstanceUID;
+  }
+
+  // Of several CTs, one in the preferred dose's frame of reference (the dose is drawn in patient coordinates).
+  function isInDoseFrame(displaySet, options) {
+    const dose = preferredDose(options?.displaySets);
+    return Boolean(dose?.FrameOfReferenceUID) && displaySet.FrameOfReferenceUID === dose.FrameOfReferenceUID;
   }
 
   // Dose values are in Gy (OHIF applies DoseGridScaling). The wash spans 0 .. the dose's maximum:
@@ -97,6 +104,7 @@
         seriesMatchingRules: [
           { attribute: 'Modality', constraint: { equals: { value: 'CT' } }, required: true },
           { attribute: 'isReconstructable', constraint: { equals: { value: true } }, required: true },
+          { attribute: 'orthancRtInDoseFrame', constraint: { equals: { value: true } }, weight: 5 },
           { attribute: 'numImageFrames', constraint: { greaterThan: { value: 1 } }, weight: 1 },
         ],
       },
@@ -128,6 +136,8 @@
       const { hangingProtocolService } = servicesManager.services;
       hangingProtocolService.addCustomAttribute('orthancRtCtAndDose', 'Holds a CT volume and an RT dose',
         hasCtAndDose);
+      hangingProtocolService.addCustomAttribute('orthancRtInDoseFrame', 'In the frame of reference of the dose',
+        isInDoseFrame);
       hangingProtocolService.addCustomAttribute('orthancRtPreferredDose',
         'The newest RT dose Orthanc-RT made (else the newest RT dose)', isPreferredDose);
       hangingProtocolService.addCustomAttribute('orthancRtDoseVoi', 'RT dose range in Gy', displaySets => {
