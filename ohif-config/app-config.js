@@ -19,12 +19,15 @@
   const DOSE_OPACITY = 0.9; // as OHIF applies it: 0.9 still lets the CT show through (see the screenshots)
   const DOSE_CUTOFF = 0.02; // fraction of the dose's maximum below which the wash is transparent
 
-  // The dose fused by default: Orthanc-RT's own before any other, then the newest.
+  // The dose fused by default: an absolute dose in Gy (not a dose check's difference, DoseType ERROR, nor
+  // its gamma map, DoseUnits RELATIVE) before anything else, Orthanc-RT's own before another system's,
+  // then the newest.
   function doseRank(displaySet) {
     const instance = displaySet.instance || displaySet.images?.[0] || {};
+    const absolute = instance.DoseUnits === 'GY' && instance.DoseType !== 'ERROR' ? '1' : '0';
     const ours = instance.Manufacturer === ORTHANC_RT ? '1' : '0';
     const when = `${displaySet.SeriesDate || instance.SeriesDate || ''}${displaySet.SeriesTime || instance.SeriesTime || ''}`;
-    return `${ours}|${when.padEnd(21, '0')}|${displaySet.SeriesInstanceUID}`;
+    return `${absolute}${ours}|${when.padEnd(21, '0')}|${displaySet.SeriesInstanceUID}`;
   }
 
   // A study this protocol applies to: it holds a CT that makes a volume and an RT dose.

@@ -86,12 +86,13 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
 
 
 def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, rt_stack, browser):
-    """The series list sorts the doses (series 1-3) before the CT (303); OHIF still opens the CT with the newest
-    dose of Orthanc-RT (not the older one, nor another system's newer one) as a colour wash, zero dose (air, and
-    where only the other doses lie) uncoloured, and the contours."""
+    """The series list sorts the doses (series 1-4) before the CT (303); OHIF still opens the CT with the newest
+    dose of Orthanc-RT (not the older one, nor another system's newer one, nor a dose check's difference) as a
+    colour wash, zero dose (air, and where only the other doses lie) uncoloured, and the contours."""
     case = util.fusion_case("ohif-fusion")
     phantom = case.phantom
-    rest_upload(orthanc.base, [*phantom.ct, phantom.rtstruct, case.older_rtdose, case.rtdose, case.foreign_rtdose])
+    rest_upload(orthanc.base, [*phantom.ct, phantom.rtstruct, case.older_rtdose, case.rtdose, case.foreign_rtdose,
+                                 case.difference_rtdose])
     viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
     ARTIFACTS.mkdir(exist_ok=True)
     page = _ohif_page(browser, viewport={"width": 1400, "height": 900})

@@ -328,7 +328,8 @@ class FusionCase:
     phantom: PhantomCase
     rtdose: Dataset  # the newer: a Gaussian on the target, zero in the air and below 5 % of its peak
     older_rtdose: Dataset  # the older: a block of dose far from the target, series number 1
-    foreign_rtdose: Dataset  # the newest of all, another system's (Manufacturer): the same block, series number 3
+    foreign_rtdose: Dataset  # newer still, another system's (Manufacturer): the same block, series number 3
+    difference_rtdose: Dataset  # the newest, Orthanc-RT's: a dose check's difference (DoseType ERROR), series 4
     hot_spot_mm: tuple[float, float, float]  # the older and the foreign doses' block centre
     peak_gy: float
 
@@ -340,7 +341,8 @@ def fusion_case(name: str = "fusion", *, peak_gy: float = 2.0) -> FusionCase:
     whole CT, air included, and hold zero there. The newer dose (created a day later) peaks at the target's
     centre (sigma 8 mm, cut to zero below 5 % of `peak_gy`); the older one is a uniform 3 Gy block 12 mm wide
     at `hot_spot_mm`, where the newer dose is zero. A third dose, created a day after the newer one by another
-    system (its Manufacturer), holds the same block.
+    system (its Manufacturer), holds the same block; the newest, a day later again, is a dose check's
+    difference (DoseType ERROR) of Orthanc-RT: +-1 Gy in the block.
     """
     phantom = small_phantom_case(name, size_mm=(60.0, 60.0, 30.0), air_margin_mm=30.0, target_size_mm=12.0,
                                  target_depth_mm=20.0)
@@ -368,8 +370,16 @@ def fusion_case(name: str = "fusion", *, peak_gy: float = 2.0) -> FusionCase:
                                   series_description=f"{tag.capitalize()} dose (test)", series_number=number,
                                   created=created))
     doses[2].Manufacturer = "Another TPS"
+    difference = DoseGrid(dose_gy=np.where(block & phantom.external_mask, np.sign(xx - hot[0] + 0.1), 0.0),
+                          origin_mm=volume.origin_mm, spacing_mm=volume.spacing_mm,
+                          frame_of_reference_uid=phantom.study.frame_of_reference_uid, dose_type="ERROR")
+    doses.append(build_rtdose(difference, phantom.study, sop_instance_uid=case_uid(name, "difference-rtdose"),
+                              series_instance_uid=case_uid(name, "difference-rtdose-series"),
+                              referenced_plan_uid=str(phantom.plan.SOPInstanceUID),
+                              series_description="Dose difference (test)", series_number=4,
+                              created=CASE_DATETIME.replace(day=4)))
     return FusionCase(phantom=phantom, rtdose=doses[1], older_rtdose=doses[0], foreign_rtdose=doses[2],
-                      hot_spot_mm=hot, peak_gy=peak_gy)
+                      difference_rtdose=doses[3], hot_spot_mm=hot, peak_gy=peak_gy)
 
 
 def with_bad_rois(rtstruct: Dataset) -> Dataset:
