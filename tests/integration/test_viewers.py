@@ -1,9 +1,11 @@
 """OHIF, served next to Orthanc, shows the dose Orthanc-RT computed: a real headless Chromium.
 
 Evidence is taken from the network (DICOMweb answers for the CT, RTSTRUCT and
-RTDOSE series through the viewer's origin) and the DOM (series list, the
-structure set's ROI names in the segmentation panel, the dose series in the
-viewport overlay); screenshots go to test-artifacts/ for a person to look at.
+RTDOSE series through the viewer's origin), the DOM (series list, the
+structure set's ROI names in the segmentation panel), the pixels on the screen
+(the dose's colours over the CT's grey, none in the air, the contours) and
+cornerstone's own state of the viewport (the dose's colour map and range in
+Gy); screenshots go to test-artifacts/ for a person to look at.
 A length drawn with the mouse in OHIF and saved as a report travels by STOW-RS
 into Orthanc and from there into the measurement records; with Orthanc's
 authentication on, the viewer gives nothing to a browser without a login.
@@ -65,15 +67,11 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     for modality in ("RTDOSE", "RTSTRUCT", "RTPLAN"):
         page.get_by_text(modality, exact=True).first.wait_for(timeout=30_000)
 
-    page.get_by_text("RTSTRUCT", exact=True).first.dblclick()
-    page.get_by_role("button", name="Yes").click(timeout=30_000)
+    # The study opens with the CT, our dose fused over it and the structure set loaded (no prompt to answer).
     page.locator("[data-cy=panelSegmentation-btn]").first.click()  # the structure set's ROI list
     page.get_by_text("TargetVolume").first.wait_for(timeout=30_000)
     page.get_by_text("External").first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "ohif-rtstruct.png"))
-
-    page.get_by_text("RTDOSE", exact=True).first.dblclick()
-    page.get_by_text("MCsquare dose").last.wait_for(timeout=30_000)
     time.sleep(2)  # let the dose frames arrive before the screenshot
     page.screenshot(path=str(ARTIFACTS / "ohif-rtdose.png"))
 
@@ -85,6 +83,98 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     assert any(f"/series/{dose_series}/" in u and "/frames/" in u for u in ok), "no RTDOSE frame loaded"
     assert not [u for status, u in responses if status >= 500], "server errors behind the viewer"
     assert not errors, f"page errors: {errors[:3]}"
+
+
+def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, rt_stack, browser):
+    """The series list sorts the doses (series 1-4) before the CT (303); OHIF still opens the CT with the newest
+    dose of Orthanc-RT (not the older one, nor another system's newer one, nor a dose check's difference) as a
+    colour wash, zero dose (air, and where only the other doses lie) uncoloured, and the contours."""
+    case = util.fusion_case("ohif-fusion")
+    phantom = case.phantom
+    rest_upload(orthanc.base, [*phantom.ct, phantom.rtstruct, case.older_rtdose, case.rtdose, case.foreign_rtdose,
+                                 case.difference_rtdose])
+    viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{viewer}/viewer?StudyInstanceUIDs={phantom.study.study_instance_uid}", wait_until="networkidle")
+    canvas = page.locator("[data-cy=viewport-pane] canvas").first
+    canvas.wait_for(timeout=30_000)
+    box = canvas.bounding_box()
+    shot = _wait_for_dose_colour_bar(page, box)
+    Image.fromarray(shot.astype(np.uint8)).save(ARTIFACTS / "ohif-fusion.png")
+    # The dose's colour bar (OHIF's Isodose map) along the viewport's bottom; its ticks (Gy) show under the mouse.
+    bar = shot[int(0.9 * len(shot)):]
+    assert ((bar[..., 0] > 200) & (bar[..., 1] < 60)).sum() > 100, "no dose colour bar"
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] - 25)
+    time.sleep(0.5)
+    page.screenshot(path=str(ARTIFACTS / "ohif-fusion-page.png"))
+    # The wash and its colour bar span 0 .. the dose's maximum, in Gy (cornerstone's own state of the viewport).
+    shown = page.evaluate("""() => {
+        const viewport = cornerstone.getRenderingEngines()[0].getViewport('orthanc-rt-fusion');
+        return viewport.getActors().map(a => [cornerstone.cache.getVolume(a.referencedId).metadata.Modality,
+                                              viewport.getProperties(a.referencedId)]); }""")
+    modalities = [modality for modality, _ in shown]
+    assert modalities == ["CT", "RTDOSE"], modalities  # the CT underneath, the dose over it
+    dose = shown[1][1]
+    peak = float(case.rtdose.DoseGridScaling) * int(case.rtdose.pixel_array.max())
+    assert dose["colormap"]["name"] == "Isodose"
+    assert dose["voiRange"]["lower"] == pytest.approx(0, abs=1e-3)
+    assert dose["voiRange"]["upper"] == pytest.approx(peak, rel=1e-3)
+
+    # Where the water is on the screen: the pixels brighter than the air (grey CT or dose colour).
+    bright = shot.max(axis=2) > 60  # (the overlay's corner texts are sparse: rows and columns mostly bright count)
+    bright[int(0.85 * len(bright)):] = False  # the dose's colour bar, along the bottom
+    bright[:4], bright[:, :4], bright[:, -4:] = False, False, False  # the active viewport's frame
+    rows = np.nonzero(bright.sum(axis=1) > 0.5 * bright.sum(axis=1).max())[0]
+    cols = np.nonzero(bright.sum(axis=0) > 0.5 * bright.sum(axis=0).max())[0]
+    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+    half = 30.0  # mm: the water spans -30 .. 30 in x and y
+
+    def at(x_mm: float, y_mm: float) -> np.ndarray:  # the mean colour of a 5 x 5 screen patch
+        c = int(round(left + (x_mm + half) / (2 * half) * (right - left)))
+        r = int(round(top + (y_mm + half) / (2 * half) * (bottom - top)))
+        return shot[r - 2:r + 3, c - 2:c + 3].reshape(-1, 3).mean(axis=0)
+
+    def coloured(rgb: np.ndarray) -> bool:
+        return float(rgb.max() - rgb.min()) > 40
+
+    cx, cy, _ = phantom.target_center_mm
+    assert coloured(at(cx, cy)), f"no dose colour at the target: {at(cx, cy)}"
+    assert coloured(at(cx + 4, cy - 4)), f"no dose colour inside the target: {at(cx + 4, cy - 4)}"
+    hx, hy, _ = case.hot_spot_mm
+    older = at(hx, hy)
+    assert not coloured(older) and older.mean() > 60, f"another dose is shown, or the CT is not: {older}"
+    water = at(-20.0, 20.0)  # water, no dose: the CT's grey
+    assert not coloured(water) and water.mean() > 60, f"no CT grey in the water: {water}"
+    air = shot[max(top - 40, 0):top - 10, left:right].reshape(-1, 3)  # above the water: air, inside the dose grid
+    assert air.size and float(air.max()) < 40, "the air is not dark: the dose (zero there) is painted over it"
+    # The contours: the External ROI (green, on the water's edge) and the target's (red) are drawn.
+    edge = shot[top:bottom + 1, left:right + 1]
+    green = (edge[..., 1] > 150) & (edge[..., 0] < 100) & (edge[..., 2] < 100)
+    red = (edge[..., 0] > 150) & (edge[..., 1] < 80) & (edge[..., 2] < 80)
+    assert green.sum() > 50, "the External contour is not drawn"
+    assert red.sum() > 20, "the target's contour is not drawn"
+    assert not errors, f"page errors: {errors[:3]}"
+
+
+def _wait_for_dose_colour_bar(page, box: dict, timeout_s: float = 40) -> np.ndarray:
+    """The viewport's pixels (rows, columns, RGB) once the dose's colour bar is drawn (it comes when the dose volume
+    has loaded) and a second more for the rendering, or after the timeout."""
+    deadline = time.monotonic() + timeout_s
+
+    def viewport() -> np.ndarray:
+        full = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), dtype=float)
+        return full[int(box["y"]):int(box["y"] + box["height"]), int(box["x"]):int(box["x"] + box["width"])]
+
+    while time.monotonic() < deadline:
+        bar = viewport()[int(0.9 * box["height"]):]
+        if ((bar[..., 0] > 200) & (bar[..., 1] < 60)).sum() > 100:
+            break
+        time.sleep(0.5)
+    time.sleep(1)
+    return viewport()
 
 
 def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt_stack, browser):

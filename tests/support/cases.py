@@ -321,6 +321,67 @@ def dvh_case(name: str = "dvh", *, dose_spacing_mm: tuple[float, float, float] =
     return DvhCase(study=study, ct=ct, rtstruct=rtstruct, rtdose=rtdose, roi_names=[roi.name for roi in rois])
 
 
+@dataclass
+class FusionCase:
+    """A water box in air, its structure set and two analytic doses of Orthanc-RT (the newer one to be shown)."""
+
+    phantom: PhantomCase
+    rtdose: Dataset  # the newer: a Gaussian on the target, zero in the air and below 5 % of its peak
+    older_rtdose: Dataset  # the older: a block of dose far from the target, series number 1
+    foreign_rtdose: Dataset  # newer still, another system's (Manufacturer): the same block, series number 3
+    difference_rtdose: Dataset  # the newest, Orthanc-RT's: a dose check's difference (DoseType ERROR), series 4
+    hot_spot_mm: tuple[float, float, float]  # the older and the foreign doses' block centre
+    peak_gy: float
+
+
+def fusion_case(name: str = "fusion", *, peak_gy: float = 2.0) -> FusionCase:
+    """CT + RTSTRUCT + three RTDOSEs as a clinical export sorts them: the doses' series numbers (1-3) before the CT's.
+
+    The water (60 x 60 x 30 mm, 3 mm voxels) sits in 30 mm of air on every side; the dose grids cover the
+    whole CT, air included, and hold zero there. The newer dose (created a day later) peaks at the target's
+    centre (sigma 8 mm, cut to zero below 5 % of `peak_gy`); the older one is a uniform 3 Gy block 12 mm wide
+    at `hot_spot_mm`, where the newer dose is zero. A third dose, created a day after the newer one by another
+    system (its Manufacturer), holds the same block; the newest, a day later again, is a dose check's
+    difference (DoseType ERROR) of Orthanc-RT: +-1 Gy in the block.
+    """
+    phantom = small_phantom_case(name, size_mm=(60.0, 60.0, 30.0), air_margin_mm=30.0, target_size_mm=12.0,
+                                 target_depth_mm=20.0)
+    for ds in phantom.ct:
+        ds.SeriesNumber = 303
+    volume = phantom.ct_volume
+    shape = volume.hu.shape
+    z, y, x = (volume.origin_mm[2 - i] + volume.spacing_mm[2 - i] * np.arange(shape[i]) for i in range(3))
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    cx, cy, cz = phantom.target_center_mm
+    gauss = peak_gy * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2 + (zz - cz) ** 2) / (2 * 8.0 ** 2))
+    newer = np.where(phantom.external_mask & (gauss >= 0.05 * peak_gy), gauss, 0.0)
+    hot = (cx, cy + 30.0, cz)
+    block = (np.abs(xx - hot[0]) <= 6) & (np.abs(yy - hot[1]) <= 6) & (np.abs(zz - hot[2]) <= 6)
+    older = np.where(phantom.external_mask & block, 3.0, 0.0)
+    doses = []
+    for tag, values, number, created in (("older", older, 1, CASE_DATETIME),
+                                         ("newer", newer, 2, CASE_DATETIME.replace(day=2)),
+                                         ("foreign", older, 3, CASE_DATETIME.replace(day=3))):
+        grid = DoseGrid(dose_gy=values.astype(np.float32), origin_mm=volume.origin_mm, spacing_mm=volume.spacing_mm,
+                        frame_of_reference_uid=phantom.study.frame_of_reference_uid)
+        doses.append(build_rtdose(grid, phantom.study, sop_instance_uid=case_uid(name, f"{tag}-rtdose"),
+                                  series_instance_uid=case_uid(name, f"{tag}-rtdose-series"),
+                                  referenced_plan_uid=str(phantom.plan.SOPInstanceUID),
+                                  series_description=f"{tag.capitalize()} dose (test)", series_number=number,
+                                  created=created))
+    doses[2].Manufacturer = "Another TPS"
+    difference = DoseGrid(dose_gy=np.where(block & phantom.external_mask, np.sign(xx - hot[0] + 0.1), 0.0),
+                          origin_mm=volume.origin_mm, spacing_mm=volume.spacing_mm,
+                          frame_of_reference_uid=phantom.study.frame_of_reference_uid, dose_type="ERROR")
+    doses.append(build_rtdose(difference, phantom.study, sop_instance_uid=case_uid(name, "difference-rtdose"),
+                              series_instance_uid=case_uid(name, "difference-rtdose-series"),
+                              referenced_plan_uid=str(phantom.plan.SOPInstanceUID),
+                              series_description="Dose difference (test)", series_number=4,
+                              created=CASE_DATETIME.replace(day=4)))
+    return FusionCase(phantom=phantom, rtdose=doses[1], older_rtdose=doses[0], foreign_rtdose=doses[2],
+                      difference_rtdose=doses[3], hot_spot_mm=hot, peak_gy=peak_gy)
+
+
 def with_bad_rois(rtstruct: Dataset) -> Dataset:
     """The structure set plus an ROI with no contours and one whose only contour has two points."""
     ds = instance_variant(rtstruct, "bad-rois")
