@@ -31,13 +31,10 @@ from typing import Sequence
 import numpy as np
 
 from orthanc_rt.dicom.models import DoseGrid, LetGrid
+from orthanc_rt.scheduling.params import ALPHA_BETA_RANGE_GY, DEFAULT_ALPHA_BETA_GY, RBE_MODELS
 
-MODELS = ("constant", "mcnamara", "wedenberg")
+MODELS = RBE_MODELS
 CONSTANT_RBE = 1.1  # ICRU Report 78
-# Late-responding normal tissue: the brief's default; textbook late-effect values are about 2-4 Gy
-# (Joiner & van der Kogel, Basic Clinical Radiobiology). Stated in every RBE-weighted dose's description.
-DEFAULT_ALPHA_BETA_GY = 2.0
-ALPHA_BETA_RANGE_GY = (0.5, 30.0)  # the range of (α/β)x in McNamara's data set, about 1-30 Gy, widened a little
 
 _MCNAMARA = (0.99064, 0.35605, 1.1012, -0.0038703)  # p0, p1, p2, p3
 _WEDENBERG_Q = 0.434  # (keV/µm)^-1 Gy
@@ -79,8 +76,8 @@ def rbe_weighted_dose(dose: DoseGrid, let: LetGrid, *, model: str, fractions: in
                       alpha_beta_gy: np.ndarray | float = DEFAULT_ALPHA_BETA_GY) -> DoseGrid:
     """The RBE-weighted plan dose (Gy(RBE), DoseType EFFECTIVE) of the physical plan dose `dose`.
 
-    `let` must be on the dose grid (0 below its threshold: there the RBE is evaluated at LETd 0, i.e. about
-    RBEmin..RBEmax of the lowest LET; the dose there is below 1 % of the maximum). `alpha_beta_gy` is one
+    `let` must be on the dose grid (0 below its threshold: there the RBE is that of LETd 0; the dose there is
+    below 1 % of the maximum). `alpha_beta_gy` is one
     value or a [z, y, x] map (alpha_beta_map).
     """
     if fractions < 1:

@@ -19,7 +19,6 @@ from typing import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.sr.codedict import codes
 
 from orthanc_rt.dicom.models import LetGrid
 from orthanc_rt.dicom.uids import MANUFACTURER, is_valid_uid
@@ -44,7 +43,8 @@ def build_let_map(let: LetGrid, ct_datasets: Sequence[Dataset], *, sop_instance_
         if not is_valid_uid(value):
             raise DicomInputError(f"LET map: {what} {value!r} is not a valid DICOM UID")
     if not 0 < len(series_description) <= 64:
-        raise DicomInputError(f"LET map: series_description must have 1 to 64 characters, got {len(series_description)}")
+        raise DicomInputError(f"LET map: series_description must have 1 to 64 characters, "
+                              f"got {len(series_description)}")
     if len(content_description) > 64:
         raise DicomInputError(f"LET map: content_description has {len(content_description)} characters; at most 64")
     values = np.asarray(let.let_kev_um, dtype=np.float64)

@@ -42,7 +42,8 @@ def _grids(dose: np.ndarray, let: np.ndarray) -> tuple[DoseGrid, LetGrid]:
 
 def test_constant_model_is_1_1_times_the_physical_dose_and_effective():
     rng = np.random.default_rng(1)
-    dose, let = _grids(rng.uniform(0, 60, (3, 4, 5)).astype(np.float32), rng.uniform(0, 15, (3, 4, 5)).astype(np.float32))
+    dose, let = _grids(rng.uniform(0, 60, (3, 4, 5)).astype(np.float32),
+                       rng.uniform(0, 15, (3, 4, 5)).astype(np.float32))
     weighted = rbe_weighted_dose(dose, let, model="constant", fractions=30)
     assert weighted.dose_type == "EFFECTIVE"
     np.testing.assert_allclose(weighted.dose_gy, 1.1 * dose.dose_gy, rtol=1e-6)

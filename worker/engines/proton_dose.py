@@ -56,8 +56,8 @@ from orthanc_rt.settings import from_environment
 from worker.engines import mcsquare
 from worker.engines.mcsquare import ProgressCallback, ScoringGrid
 
-__all__ = ["BeamModel", "DoseEngineError", "compute_dose", "compute_dose_and_let", "default_beam_model", "delivered_protons",
-           "to_opentps_ct", "to_opentps_plan", "scoring_grid"]
+__all__ = ["BeamModel", "DoseEngineError", "compute_dose", "compute_dose_and_let", "default_beam_model",
+           "delivered_protons", "to_opentps_ct", "to_opentps_plan", "scoring_grid"]
 
 logger = logging.getLogger(__name__)
 
