@@ -31,10 +31,10 @@ from typing import Sequence
 import numpy as np
 
 from orthanc_rt.dicom.models import DoseGrid, LetGrid
-from orthanc_rt.scheduling.params import ALPHA_BETA_RANGE_GY, DEFAULT_ALPHA_BETA_GY, RBE_MODELS
+from orthanc_rt.scheduling.params import ALPHA_BETA_RANGE_GY, DEFAULT_ALPHA_BETA_GY, PROTON_RBE, RBE_MODELS
 
 MODELS = RBE_MODELS
-CONSTANT_RBE = 1.1  # ICRU Report 78
+CONSTANT_RBE = PROTON_RBE  # 1.1, ICRU Report 78
 
 _MCNAMARA = (0.99064, 0.35605, 1.1012, -0.0038703)  # p0, p1, p2, p3
 _WEDENBERG_Q = 0.434  # (keV/µm)^-1 Gy
