@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from orthanc_rt.planning import request as plan_request
+from orthanc_rt.records import measurements as measurement_records
 from orthanc_rt.records.checks import VERDICTS
 from orthanc_rt.scheduling import kinds
 from orthanc_rt.scheduling.params import (
@@ -83,7 +84,7 @@ _MEASUREMENT_FILTERS = [
     _q("study", {"type": "string", "maxLength": 128}), _q("series", {"type": "string", "maxLength": 64}),
     _q("roi", {"type": "string", "maxLength": 64}), _q("type", {"type": "string", "maxLength": 16}),
     _q("metric", {"type": "string", "maxLength": 32}),
-    _q("source", {"type": "string", "enum": ["dvh", "image", "manual", "sr"]}),
+    _q("source", {"type": "string", "enum": list(measurement_records.SOURCES)}),
     _q("dose", {"type": "string", "maxLength": 64}), _q("job", {"type": "string", "maxLength": 64}),
     _q("sort", {"type": "string", "maxLength": 32}), _q("format", {"type": "string", "enum": ["json", "csv"]}),
 ]
