@@ -39,11 +39,13 @@ def pencil_beam(tmp_path_factory):
 
 
 def _central_profiles(dose, let):
+    """Dose and dose-weighted LETd along the beam over the core, the integrated depth dose and its peak index."""
     core = (slice(8, 12), slice(None), slice(8, 12))  # z, y, x: the 4 x 4 mm around the beam axis
     d, value = np.asarray(dose.dose_gy, np.float64)[core], np.asarray(let.let_kev_um, np.float64)[core]
     weight = d.sum(axis=(0, 2))
     letd = (d * value).sum(axis=(0, 2)) / np.maximum(weight, 1e-30)
-    return weight, letd
+    idd, _ = depth_dose_along_y(dose)
+    return weight, letd, idd, int(np.argmax(idd))
 
 
 @pytest.mark.physics
@@ -58,10 +60,7 @@ def test_let_is_zero_below_the_dose_threshold_and_on_the_dose_grid(pencil_beam):
 
 @pytest.mark.physics
 def test_letd_rises_along_depth_and_peaks_beyond_the_bragg_peak(pencil_beam):
-    dose, let = pencil_beam
-    weight, letd = _central_profiles(dose, let)
-    idd, _ = depth_dose_along_y(dose)
-    peak = int(np.argmax(idd))
+    weight, letd, idd, peak = _central_profiles(*pencil_beam)
     meaningful = weight >= LET_DOSE_THRESHOLD_FRACTION * weight.max()
     last = int(np.nonzero(meaningful)[0].max())
     # 10 mm means from the entrance to the peak rise (noise allowance 5 %), and the maximum is at or after it.
@@ -75,10 +74,7 @@ def test_letd_rises_along_depth_and_peaks_beyond_the_bragg_peak(pencil_beam):
 
 @pytest.mark.physics
 def test_letd_in_the_plateau_and_the_distal_falloff_match_pstar_within_the_stated_tolerance(pencil_beam):
-    dose, let = pencil_beam
-    weight, letd = _central_profiles(dose, let)
-    idd, _ = depth_dose_along_y(dose)
-    peak = int(np.argmax(idd))
+    weight, letd, idd, peak = _central_profiles(*pencil_beam)
     plateau = float(np.average(letd[5:30], weights=weight[5:30]))  # 5-30 mm depth
     low, high = PLATEAU_RANGE_KEV_UM
     assert low <= plateau <= high, f"plateau LETd {plateau:.2f} keV/um"
