@@ -172,7 +172,8 @@ def _simulate(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path, sc
                     frame_of_reference_uid=ct.frame_of_reference_uid)
     let_grid = None
     if let:
-        let_grid = LetGrid(let_kev_um=np.ascontiguousarray(mcsquare.read_let(folder, grid).transpose(2, 1, 0)),
+        values = mcsquare.read_let(folder, grid, per_primary)  # [x, y, z], keV/µm
+        let_grid = LetGrid(let_kev_um=np.ascontiguousarray(values.transpose(2, 1, 0)),
                            origin_mm=grid.origin_mm, spacing_mm=grid.spacing_mm,
                            frame_of_reference_uid=ct.frame_of_reference_uid)
     report(1.0, "dose computed")
