@@ -80,6 +80,23 @@ def dose_params(body: Mapping[str, Any] | None, defaults: AutoDose) -> DoseParam
 _LET_FIELDS = ("let", "rbe_model", "alpha_beta_gy", "alpha_beta_by_roi")
 
 
+def auto_dose_params(auto: AutoDose, primaries: int | None = None) -> DoseParams:
+    """The automatic dose's parameters (a check's own `primaries`, when it sets them), its LET and RBE settings
+    validated as a request's would be (ValidationError names the configuration's field)."""
+    try:
+        let = _let_fields({name: value for name, value in (
+            ("let", auto.let), ("rbe_model", auto.rbe_model), ("alpha_beta_gy", auto.alpha_beta_gy),
+            ("alpha_beta_by_roi", dict(auto.alpha_beta_by_roi) or None)) if value is not None})
+    except ValidationError as exc:
+        raise ValidationError(f"AutoDose.{_CONFIG_NAMES[exc.field]}", str(exc).split(": ", 1)[-1]) from None
+    return DoseParams(primaries=primaries or auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
+                      wait_for_ct_seconds=auto.wait_for_ct_seconds, **let)
+
+
+_CONFIG_NAMES = {"let": "Let", "rbe_model": "RbeModel", "alpha_beta_gy": "AlphaBetaGy",
+                 "alpha_beta_by_roi": "AlphaBetaByRoi"}
+
+
 def _let_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     let = body.get("let", False)
     if not isinstance(let, bool):

@@ -75,3 +75,20 @@ def test_bad_let_and_rbe_values_name_the_field(body, field, words):
     with pytest.raises(ValidationError, match=words) as info:
         dose_params(body, DEFAULTS)
     assert info.value.field == field
+
+
+def test_the_automatic_dose_takes_let_and_rbe_from_the_configuration_and_names_a_bad_key():
+    from orthanc_rt.scheduling.params import auto_dose_params
+    from orthanc_rt.settings import Settings
+
+    settings = Settings.from_orthanc_config({"OrthancRT": {"AutoDose": {
+        "Primaries": 20000, "Let": True, "RbeModel": "mcnamara", "AlphaBetaGy": 3, "AlphaBetaByRoi": {"Rectum": 2}}}})
+    params = auto_dose_params(settings.auto_dose)
+    assert (params.let, params.rbe_model, params.alpha_beta_gy, params.alpha_beta_by_roi) == (
+        True, "mcnamara", 3.0, {"Rectum": 2.0})
+    assert auto_dose_params(Settings.from_orthanc_config({}).auto_dose).identity() == {
+        "primaries": Settings.from_orthanc_config({}).auto_dose.primaries, "scoring_spacing_mm": None}
+    bad = Settings.from_orthanc_config({"OrthancRT": {"AutoDose": {"Let": True, "RbeModel": "lkb"}}})
+    with pytest.raises(ValidationError, match="AutoDose.RbeModel: must be one of") as info:
+        auto_dose_params(bad.auto_dose)
+    assert info.value.field == "AutoDose.RbeModel"
