@@ -30,6 +30,7 @@ from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError
 from orthanc_rt.records.tables import Measurement
 from orthanc_rt.scheduling.origin import EFFECTIVE_DOSE_RESULT, LET_MAP_RESULT
+from orthanc_rt.scheduling.params import DEFAULT_ALPHA_BETA_GY
 
 LET_MAP, LET_MAP_SERIES = LET_MAP_RESULT, f"{LET_MAP_RESULT}-series"
 EFFECTIVE, EFFECTIVE_SERIES = EFFECTIVE_DOSE_RESULT, f"{EFFECTIVE_DOSE_RESULT}-series"
@@ -66,7 +67,7 @@ def let_objects(job_id: str, params: dict[str, Any], dose: DoseGrid, let_full: L
         if let is None:  # the constant model needs no LET
             let = LetGrid(let_kev_um=np.zeros_like(dose.dose_gy), origin_mm=dose.origin_mm,
                           spacing_mm=dose.spacing_mm, frame_of_reference_uid=dose.frame_of_reference_uid)
-        alpha_beta = float(params.get("alpha_beta_gy") or 2.0)
+        alpha_beta = float(params.get("alpha_beta_gy") or DEFAULT_ALPHA_BETA_GY)
         by_roi = params.get("alpha_beta_by_roi") or {}
         ab: np.ndarray | float = alpha_beta
         if by_roi:
