@@ -20,7 +20,7 @@ from orthanc_rt.dicom.rtstruct import read_structure_set  # noqa: E402
 from orthanc_rt.dicom.uids import derive_uid  # noqa: E402
 from orthanc_rt.errors import DicomInputError  # noqa: E402
 from orthanc_rt.records import db  # noqa: E402
-from orthanc_rt.records.jobs import JobStore  # noqa: E402
+from orthanc_rt.records.jobs import Job, JobStore  # noqa: E402
 from orthanc_rt.scheduling.queue import Dispatcher  # noqa: E402
 from orthanc_rt.settings import Settings  # noqa: E402
 from plugin.rest import Request  # noqa: E402
@@ -99,3 +99,22 @@ def test_let_for_a_photon_plan_is_refused_naming_the_field(case, tmp_path, redis
     assert response.status == 400
     body = response.body if isinstance(response.body, dict) else json.loads(response.body)
     assert "proton plans" in json.dumps(body) and "let" in json.dumps(body)
+
+
+def test_the_stored_map_and_effective_dose_are_recognised_as_the_jobs_own(case, tmp_path):
+    """Not another system's dose: an EFFECTIVE RTDOSE taken for a TPS dose would start a dose check of it."""
+    from orthanc_rt.scheduling.origin import made_by_job
+
+    dose, let = _grids(case)
+    url = f"sqlite:///{tmp_path / 'rt.sqlite'}"
+    db.upgrade(url)
+    store = JobStore(url)
+    store.create(Job(id=JOB, kind="dose", state="succeeded", stage="done", progress=1.0, message="", source="test",
+                     requested_by="", study_instance_uid=case.study.study_instance_uid, orthanc_study_id="",
+                     params={}, inputs={}, outputs={}, attempts=1))
+    built, _, _ = let_objects(JOB, {"let": True, "rbe_model": "constant"}, dose, let, case.ct, case.study,
+                              "2.25.7", 30, None)
+    orthanc = FakeOrthanc()
+    for item in built:
+        stored = orthanc.store(dcmread(io.BytesIO(item.data)))
+        assert made_by_job(orthanc, store, stored["ID"]) == JOB, item.name
