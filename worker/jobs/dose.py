@@ -94,7 +94,9 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
                     on_progress=lambda fraction, detail: progress.within(fraction, detail))
     let_full = None
     if params.get("let"):
-        grid, let_full = compute_dose_and_let(ct, plan, **simulate)
+        # The 1 % threshold is applied to the stored dose (worker.jobs.let_results): its maximum is the one inside
+        # the body, not a noisy voxel of air.
+        grid, let_full = compute_dose_and_let(ct, plan, threshold_fraction=0.0, **simulate)
     else:
         grid = compute_dose(ct, plan, **simulate)
 

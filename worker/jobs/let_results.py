@@ -18,7 +18,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from orthanc_rt.analysis.body import grid_as_volume
-from orthanc_rt.analysis.let import let_on_region, let_statistics
+from orthanc_rt.analysis.let import let_on_region, let_statistics, restrict_let
 from orthanc_rt.analysis.rbe import alpha_beta_map, describe, rbe_weighted_dose
 from orthanc_rt.analysis.roi_masks import structure_masks
 from orthanc_rt.dicom.dose import build_rtdose
@@ -53,7 +53,9 @@ def let_objects(job_id: str, params: dict[str, Any], dose: DoseGrid, let_full: L
     """The Parametric Map and the EFFECTIVE RTDOSE of the stored (restricted, cropped) dose `dose`."""
     built: list[Built] = []
     notes: dict[str, Any] = {}
-    let = let_on_region(let_full, dose) if let_full is not None else None
+    # On the stored grid, 0 outside the body, and kept where the stored dose is >= 1 % of its maximum (the
+    # maximum inside the body: Monte Carlo noise in air can exceed the prescription).
+    let = restrict_let(let_on_region(let_full, dose), dose) if let_full is not None else None
     if let is not None:
         uid, series = derive_uid("orthanc-rt", job_id, LET_MAP), derive_uid("orthanc-rt", job_id, LET_MAP_SERIES)
         ds = build_let_map(let, ct_datasets, sop_instance_uid=uid, series_instance_uid=series,
