@@ -142,6 +142,12 @@ class AutoDose:
     primaries: int = default_of("auto_dose_primaries")
     scoring_spacing_mm: float | None = default_of("auto_dose_scoring_spacing_mm")  # None: the CT grid
     wait_for_ct_seconds: int = default_of("wait_for_ct_seconds")  # a plan whose CT never arrives fails after this
+    # LETd and RBE-weighted dose for every automatic dose (AutoDose.Let, .RbeModel, .AlphaBetaGy, .AlphaBetaByRoi
+    # in Orthanc's configuration), validated like a request's fields (orthanc_rt.scheduling.params.auto_dose_params).
+    let: bool = False
+    rbe_model: str | None = None
+    alpha_beta_gy: float | None = None
+    alpha_beta_by_roi: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -242,6 +248,9 @@ class Settings:
             primaries=int(auto_cfg.get("Primaries", AutoDose.primaries)),
             scoring_spacing_mm=_as_optional_float(auto_cfg.get("ScoringSpacingMm")),
             wait_for_ct_seconds=int(auto_cfg.get("WaitForCtSeconds", AutoDose.wait_for_ct_seconds)),
+            let=auto_cfg.get("Let", False), rbe_model=auto_cfg.get("RbeModel"),
+            alpha_beta_gy=auto_cfg.get("AlphaBetaGy"),
+            alpha_beta_by_roi=tuple(dict(auto_cfg.get("AlphaBetaByRoi") or {}).items()),
         )
         return replace(
             base,
@@ -280,6 +289,8 @@ class Settings:
                 "primaries": self.auto_dose.primaries,
                 "scoring_spacing_mm": self.auto_dose.scoring_spacing_mm,
                 "wait_for_ct_seconds": self.auto_dose.wait_for_ct_seconds,
+                "let": self.auto_dose.let,
+                "rbe_model": self.auto_dose.rbe_model,
             },
             "auto_analysis": {name: getattr(self.auto_analysis, name)
                               for name in AutoAnalysis.__dataclass_fields__},

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orthanc_rt.errors import OrthancError
+from orthanc_rt.errors import OrthancError, ValidationError
 from orthanc_rt.planning.auto_rules import shown_settings
 from orthanc_rt.records import audit, db
 from orthanc_rt.records.jobs import JobStore
-from orthanc_rt.scheduling.params import AutoComputeFrom
+from orthanc_rt.scheduling.params import AutoComputeFrom, auto_dose_params
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.scheduling.triggers import Triggers
 from orthanc_rt.settings import Settings
@@ -105,6 +106,7 @@ def install(orthanc: Any) -> None:
                      "answer 503 and triggers wait until it is back", type(exc).__name__, exc)
         waiting_for_database = prepare_database
 
+    settings = _checked_auto_dose(settings)
     api_client = InProcessOrthanc(orthanc)
     dispatcher = Dispatcher(settings.redis_url, job_timeout_s=settings.dose_job_timeout_seconds,
                             plan_timeout_s=settings.plan_job_timeout_seconds)
@@ -174,3 +176,16 @@ def _version() -> str:
     import orthanc_rt
 
     return orthanc_rt.__version__
+
+
+def _checked_auto_dose(settings: Settings) -> Settings:
+    """The settings, with the automatic dose's LET/RBE options dropped (and said so) when they are invalid:
+    every arriving plan would otherwise get a failed job."""
+    try:
+        auto_dose_params(settings.auto_dose)
+        return settings
+    except ValidationError as exc:
+        logging.getLogger("orthanc_rt").error(
+            "Orthanc-RT: automatic doses are computed without LET or RBE-weighted dose: %s", exc)
+        return replace(settings, auto_dose=replace(settings.auto_dose, let=False, rbe_model=None,
+                                                   alpha_beta_gy=None, alpha_beta_by_roi=()))

@@ -9,15 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from orthanc_rt.planning import request as plan_request
+from orthanc_rt.records import measurements as measurement_records
 from orthanc_rt.records.checks import VERDICTS
 from orthanc_rt.scheduling import kinds
 from orthanc_rt.scheduling.params import (
+    ALPHA_BETA_RANGE_GY,
+    DEFAULT_ALPHA_BETA_GY,
     DISTANCE_MM_RANGE,
     DOSE_LEVEL_RANGE,
     DOSE_PERCENT_RANGE,
     LIMIT_PERCENT_RANGE,
+    MAX_ROI_ALPHA_BETA,
     PRIMARIES_RANGE,
     RBE_CONVENTIONS,
+    RBE_MODELS,
     THRESHOLD_PERCENT_RANGE,
 )
 from plugin.router import MAX_OFFSET, MAX_PAGE, PARAM_PATTERNS
@@ -79,7 +84,7 @@ _MEASUREMENT_FILTERS = [
     _q("study", {"type": "string", "maxLength": 128}), _q("series", {"type": "string", "maxLength": 64}),
     _q("roi", {"type": "string", "maxLength": 64}), _q("type", {"type": "string", "maxLength": 16}),
     _q("metric", {"type": "string", "maxLength": 32}),
-    _q("source", {"type": "string", "enum": ["dvh", "image", "manual", "sr"]}),
+    _q("source", {"type": "string", "enum": list(measurement_records.SOURCES)}),
     _q("dose", {"type": "string", "maxLength": 64}), _q("job", {"type": "string", "maxLength": 64}),
     _q("sort", {"type": "string", "maxLength": 32}), _q("format", {"type": "string", "enum": ["json", "csv"]}),
 ]
@@ -122,6 +127,10 @@ _BATCH_BODY = {"type": "object", "required": ["studies", "request"], "properties
     "request": {"type": "object", "required": ["target_roi", "prescription_gy"], "properties": _PLAN_FIELDS}}}
 _PLAN_STATUSES = ["queued", "waiting-for-input", "running", "succeeded", "failed", "cancelled", "deleted", "pending"]
 
+def _range(low_high: tuple[float, float], **extra: Any) -> dict[str, Any]:
+    return {"type": "number", "minimum": low_high[0], "maximum": low_high[1], **extra}
+
+
 _DOSE_BODY = {
     "type": "object",
     "additionalProperties": False,
@@ -131,12 +140,18 @@ _DOSE_BODY = {
         "wait_for_ct_seconds": {"type": "integer", "minimum": 0, "maximum": 604800},
         "restrict_to_body": {"type": "boolean", "description": "zero dose outside the patient (default true)"},
         "crop_grid": {"type": "boolean", "description": "store only the dose region (default true)"},
+        "let": {"type": "boolean", "description": "also score LETd (keV/um) and store it as a Parametric Map, "
+                                                  "with per-ROI LETd records (default false; proton plans only)"},
+        "rbe_model": {"type": ["string", "null"], "enum": [*RBE_MODELS, None],
+                      "description": "also store an RBE-weighted RTDOSE (DoseType EFFECTIVE); mcnamara and "
+                                     "wedenberg need let: true"},
+        "alpha_beta_gy": _range(ALPHA_BETA_RANGE_GY, description="(alpha/beta)x in Gy of the variable RBE models "
+                                                                 f"(default {DEFAULT_ALPHA_BETA_GY:g})"),
+        "alpha_beta_by_roi": {"type": "object", "maxProperties": MAX_ROI_ALPHA_BETA,
+                              "additionalProperties": _range(ALPHA_BETA_RANGE_GY),
+                              "description": "ROI name -> (alpha/beta)x in Gy, overriding alpha_beta_gy there"},
     },
 }
-
-
-def _range(low_high: tuple[float, float], **extra: Any) -> dict[str, Any]:
-    return {"type": "number", "minimum": low_high[0], "maximum": low_high[1], **extra}
 
 
 _CHECK_BODY = {

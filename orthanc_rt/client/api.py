@@ -107,11 +107,15 @@ class RtClient:
 
     def request_dose(self, plan_instance_id: str, *, primaries: int | None = None,
                      scoring_spacing_mm: float | None = None, wait_for_ct_seconds: int | None = None,
-                     restrict_to_body: bool | None = None, crop_grid: bool | None = None) -> JobRequest:
+                     restrict_to_body: bool | None = None, crop_grid: bool | None = None, let: bool | None = None,
+                     rbe_model: str | None = None, alpha_beta_gy: float | None = None,
+                     alpha_beta_by_roi: dict[str, float] | None = None) -> JobRequest:
         """POST /rt/instances/{id}/dose: the dose of a stored RT Ion Plan (Orthanc instance id); parameters left
-        out take the server's defaults. The same plan and parameters give the same job (`created` False)."""
+        out take the server's defaults. The same plan and parameters give the same job (`created` False).
+        `let` adds the LETd Parametric Map, `rbe_model` an RBE-weighted RTDOSE (docs/physics.md#let)."""
         body = _given(primaries=primaries, scoring_spacing_mm=scoring_spacing_mm,
-                      wait_for_ct_seconds=wait_for_ct_seconds, restrict_to_body=restrict_to_body, crop_grid=crop_grid)
+                      wait_for_ct_seconds=wait_for_ct_seconds, restrict_to_body=restrict_to_body, crop_grid=crop_grid,
+                      let=let, rbe_model=rbe_model, alpha_beta_gy=alpha_beta_gy, alpha_beta_by_roi=alpha_beta_by_roi)
         return self._json("POST", f"/rt/instances/{plan_instance_id}/dose", json=body)
 
     def request_analysis(self, dose_instance_id: str, structure_set_id: str) -> JobRequest:

@@ -78,6 +78,23 @@ class DoseGrid:
 
 
 @dataclass
+class LetGrid:
+    """Dose-averaged LET (LETd) on an axis-aligned grid, keV/µm; 0 where the dose is below `threshold_gy`."""
+
+    let_kev_um: np.ndarray  # [z, y, x], keV/µm
+    origin_mm: tuple[float, float, float]
+    spacing_mm: tuple[float, float, float]
+    frame_of_reference_uid: str
+    threshold_gy: float = 0.0  # voxels with less (plan) dose carry LETd 0: LETd there is not meaningful
+
+    def voxel_centre_mm(self, index_zyx: tuple[int, int, int]) -> tuple[float, float, float]:
+        z, y, x = index_zyx
+        ox, oy, oz = self.origin_mm
+        sx, sy, sz = self.spacing_mm
+        return (ox + x * sx, oy + y * sy, oz + z * sz)
+
+
+@dataclass
 class RangeShifter:
     """A range shifter named in IonBeamSequence > RangeShifterSequence."""
 

@@ -19,7 +19,7 @@ from orthanc_rt.records.db import paged, read_scope, session_scope
 from orthanc_rt.records.jobs import aware
 from orthanc_rt.records.tables import DvhCurve, Measurement, utcnow
 
-SOURCES = ("dvh", "image", "manual", "sr")
+SOURCES = ("dvh", "image", "manual", "sr", "let")  # let: per-ROI LETd of a dose job with LET
 # Export columns, in this order, for CSV and JSON alike: their names are a stable interface.
 COLUMNS = ("id", "source", "type", "metric", "value", "unit", "label", "roi_number", "roi_name",
            "study_instance_uid", "series_instance_uid", "sop_instance_uid", "frame_number",
@@ -114,7 +114,7 @@ class MeasurementStore:
         """One line per (dose, structure set, ROI) of the study: its computed metrics side by side."""
         with session_scope(self.url) as s:
             rows = s.scalars(select(Measurement).where(Measurement.study_instance_uid == study_instance_uid,
-                                                       Measurement.source.in_(["dvh", "image"]))
+                                                       Measurement.source.in_(["dvh", "image", "let"]))
                              .order_by(Measurement.dose_sop_instance_uid, Measurement.roi_number,
                                        Measurement.id)).all()
         table: dict[tuple, dict[str, Any]] = {}

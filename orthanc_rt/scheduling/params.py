@@ -15,6 +15,13 @@ from orthanc_rt.settings import AutoAnalysis, AutoDose
 PRIMARIES_RANGE = (1_000, MAX_DOSE_JOB_PRIMARIES)
 SPACING_RANGE_MM = (0.5, 10.0)
 WAIT_RANGE_S = (0, 7 * 24 * 3600)
+# RBE-weighted dose (orthanc_rt.analysis.rbe, where the models and their papers are).
+RBE_MODELS = ("constant", "mcnamara", "wedenberg")
+# Late-responding normal tissue; textbook late-effect values are about 2-4 Gy (Joiner & van der Kogel, Basic
+# Clinical Radiobiology). Stated in every RBE-weighted dose's description.
+DEFAULT_ALPHA_BETA_GY = 2.0
+ALPHA_BETA_RANGE_GY = (0.5, 30.0)  # McNamara et al. 2015 fitted (α/β)x of about 1-30 Gy; a little wider
+MAX_ROI_ALPHA_BETA = 50
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,11 @@ class DoseParams:
     # Report dose inside the body only, on a grid cropped to the dose region (orthanc_rt.analysis.body).
     restrict_to_body: bool = True
     crop_grid: bool = True
+    # LETd scored by MCsquare, stored as a Parametric Map; an RBE-weighted RTDOSE when rbe_model is set.
+    let: bool = False
+    rbe_model: str | None = None
+    alpha_beta_gy: float = DEFAULT_ALPHA_BETA_GY
+    alpha_beta_by_roi: dict[str, float] | None = None  # ROI name -> (α/β) Gy, overriding alpha_beta_gy there
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +49,11 @@ class DoseParams:
         """
         identity: dict[str, Any] = {"primaries": self.primaries, "scoring_spacing_mm": self.scoring_spacing_mm}
         identity.update({name: False for name in _SWITCHES if not getattr(self, name)})
+        if self.let:  # like the switches: absent unless asked for, so earlier jobs keep their ids
+            identity["let"] = True
+        if self.rbe_model is not None:
+            identity.update(rbe_model=self.rbe_model, alpha_beta_gy=self.alpha_beta_gy,
+                            alpha_beta_by_roi=dict(sorted((self.alpha_beta_by_roi or {}).items())))
         return identity
 
 
@@ -46,7 +63,7 @@ _SWITCHES = ("restrict_to_body", "crop_grid")
 def dose_params(body: Mapping[str, Any] | None, defaults: AutoDose) -> DoseParams:
     """Validate a request body (JSON object) against the limits, filling defaults."""
     body = dict(body or {})
-    known = {"primaries", "scoring_spacing_mm", "wait_for_ct_seconds", *_SWITCHES}
+    known = {"primaries", "scoring_spacing_mm", "wait_for_ct_seconds", *_SWITCHES, *_LET_FIELDS}
     unknown = sorted(set(body) - known)
     if unknown:
         raise ValidationError(unknown[0], f"unknown field; expected one of {sorted(known)}")
@@ -57,7 +74,55 @@ def dose_params(body: Mapping[str, Any] | None, defaults: AutoDose) -> DoseParam
     wait = _number(body, "wait_for_ct_seconds", defaults.wait_for_ct_seconds, integer=True, limits=WAIT_RANGE_S)
     switches = {name: _switch(body, name) for name in _SWITCHES}
     return DoseParams(primaries=int(primaries), scoring_spacing_mm=spacing, wait_for_ct_seconds=int(wait),
-                      **switches)
+                      **switches, **_let_fields(body))
+
+
+_LET_FIELDS = ("let", "rbe_model", "alpha_beta_gy", "alpha_beta_by_roi")
+
+
+def auto_dose_params(auto: AutoDose, primaries: int | None = None) -> DoseParams:
+    """The automatic dose's parameters (a check's own `primaries`, when it sets them), its LET and RBE settings
+    validated as a request's would be (ValidationError names the configuration's field)."""
+    try:
+        let = _let_fields({name: value for name, value in (
+            ("let", auto.let), ("rbe_model", auto.rbe_model), ("alpha_beta_gy", auto.alpha_beta_gy),
+            ("alpha_beta_by_roi", dict(auto.alpha_beta_by_roi) or None)) if value is not None})
+    except ValidationError as exc:
+        raise ValidationError(f"AutoDose.{_CONFIG_NAMES[exc.field]}", str(exc).split(": ", 1)[-1]) from None
+    return DoseParams(primaries=primaries or auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
+                      wait_for_ct_seconds=auto.wait_for_ct_seconds, **let)
+
+
+_CONFIG_NAMES = {"let": "Let", "rbe_model": "RbeModel", "alpha_beta_gy": "AlphaBetaGy",
+                 "alpha_beta_by_roi": "AlphaBetaByRoi"}
+
+
+def _let_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    let = body.get("let", False)
+    if not isinstance(let, bool):
+        raise ValidationError("let", f"must be true or false, got {type(let).__name__} {let!r:.40}")
+    model = body.get("rbe_model")
+    if model is not None and model not in RBE_MODELS:
+        raise ValidationError("rbe_model", f"must be one of {', '.join(RBE_MODELS)}, got {model!r:.40}")
+    if model not in (None, "constant") and not let:
+        raise ValidationError("rbe_model", f"{model} needs the LETd: ask for it with \"let\": true")
+    for name in ("alpha_beta_gy", "alpha_beta_by_roi"):
+        if name in body and model in (None, "constant"):
+            raise ValidationError(name, "only used by the variable RBE models (rbe_model mcnamara or wedenberg)")
+    alpha_beta = _number(body, "alpha_beta_gy", DEFAULT_ALPHA_BETA_GY, integer=False, limits=ALPHA_BETA_RANGE_GY)
+    by_roi = body.get("alpha_beta_by_roi")
+    if by_roi is not None:
+        if not isinstance(by_roi, dict) or not by_roi or len(by_roi) > MAX_ROI_ALPHA_BETA:
+            raise ValidationError("alpha_beta_by_roi", f"must be an object of 1 to {MAX_ROI_ALPHA_BETA} ROI names "
+                                                       "and α/β values (Gy), e.g. {\"Rectum\": 3}")
+        checked = {}
+        for roi, value in by_roi.items():
+            if not isinstance(roi, str) or not roi.strip() or len(roi) > 64:
+                raise ValidationError("alpha_beta_by_roi", f"ROI name {roi!r:.40} must be 1 to 64 characters")
+            checked[roi] = _number({"alpha_beta_by_roi": value}, "alpha_beta_by_roi", value, integer=False,
+                                   limits=ALPHA_BETA_RANGE_GY)
+        by_roi = checked
+    return {"let": let, "rbe_model": model, "alpha_beta_gy": alpha_beta, "alpha_beta_by_roi": by_roi}
 
 
 def _switch(body: Mapping[str, Any], name: str) -> bool:

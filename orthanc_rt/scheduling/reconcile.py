@@ -16,7 +16,7 @@ from orthanc_rt.pacs.client import OrthancApi
 from orthanc_rt.pacs.resources import InstanceRef
 from orthanc_rt.records import audit
 from orthanc_rt.scheduling.origin import foreign_ion_plans
-from orthanc_rt.scheduling.params import DoseParams
+from orthanc_rt.scheduling.params import auto_dose_params
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.settings import AutoDose
 
@@ -27,8 +27,7 @@ def reconcile(api: OrthancApi, scheduler: Scheduler, auto: AutoDose, *, actor: s
               plans: list[InstanceRef] | None = None) -> dict[str, Any]:
     """Queue a dose job for every ion plan without one (`plans`: the foreign ion plans already found);
     returns what was found and queued."""
-    params = DoseParams(primaries=auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
-                        wait_for_ct_seconds=auto.wait_for_ct_seconds)
+    params = auto_dose_params(auto)
     plans = foreign_ion_plans(api, scheduler.store) if plans is None else plans
     queued, existing = [], 0
     for plan in plans:

@@ -56,7 +56,7 @@ from orthanc_rt.records import audit, jobs
 from orthanc_rt.records.checks import CheckStore
 from orthanc_rt.records.tables import Job
 from orthanc_rt.scheduling.origin import foreign_doses_of, foreign_ion_plans, made_by_job
-from orthanc_rt.scheduling.params import AnalysisParams, AutoComputeFrom, CheckConfig, DoseParams
+from orthanc_rt.scheduling.params import AnalysisParams, AutoComputeFrom, CheckConfig, DoseParams, auto_dose_params
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.scheduling.submission import PlanSubmitter
 from orthanc_rt.settings import Settings
@@ -134,9 +134,7 @@ class Triggers:
 
     def recompute_params(self, primaries: int | None = None) -> DoseParams:
         """The automatic dose's parameters (a check's own primaries, when it sets them)."""
-        auto = self.settings.auto_dose
-        return DoseParams(primaries=primaries or auto.primaries, scoring_spacing_mm=auto.scoring_spacing_mm,
-                          wait_for_ct_seconds=auto.wait_for_ct_seconds)
+        return auto_dose_params(self.settings.auto_dose, primaries)
 
     def _dose_for_checks(self, instance_id: str) -> None:
         """A dose wakes waiting checks (ours: a recompute; another system's: a BEAM dose of a set), and

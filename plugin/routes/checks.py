@@ -27,7 +27,7 @@ from orthanc_rt.pacs.resources import (
 from orthanc_rt.records import checks, jobs
 from orthanc_rt.records.checks import CheckQuery
 from orthanc_rt.records.tables import Job
-from orthanc_rt.scheduling.params import DoseParams, check_params
+from orthanc_rt.scheduling.params import auto_dose_params, check_params
 from orthanc_rt.scheduling.scheduler import Scheduler
 from plugin import roles
 from plugin.context import Context
@@ -75,10 +75,7 @@ def _compare(ctx: Context, request: Request, dose: str) -> Response:
                                                     rerun_failed=True)
     else:
         plan_id = _plan_of(ctx, dose)
-        auto = ctx.settings.auto_dose
-        recompute = DoseParams(primaries=params.primaries or auto.primaries,
-                               scoring_spacing_mm=auto.scoring_spacing_mm,
-                               wait_for_ct_seconds=auto.wait_for_ct_seconds)
+        recompute = auto_dose_params(ctx.settings.auto_dose, params.primaries)
         job, created = scheduler.request_check(instance_ref(ctx.orthanc, plan_id), params, recompute,
                                                source="api", requested_by=request.user,
                                                wait_seconds=config.wait_seconds, rerun_failed=True)

@@ -26,6 +26,10 @@ def _request_dose(ctx: Context, request: Request, instance_id: str) -> Response:
     sop_class = known_sop_class(ctx.orthanc, instance_id)
     if sop_class != sop.RT_ION_PLAN:
         name = sop.name_of(sop_class)
+        if params.let or params.rbe_model:
+            field = "let" if params.let else "rbe_model"
+            raise HttpError(400, f"{field}: LETd and RBE-weighted doses are computed for proton plans (RT Ion Plan) "
+                                 f"only; instance {instance_id} is a {name} ({sop_class})", field=field)
         raise HttpError(400, f"instance {instance_id} is a {name} ({sop_class}); the proton-dose workflow "
                              f"needs an RT Ion Plan ({sop.RT_ION_PLAN})")
     plan = instance_ref(ctx.orthanc, instance_id)

@@ -50,6 +50,7 @@ from opentps.core.data.MCsquare import BDL, MCsquareConfig
 from opentps.core.data.plan import ProtonPlan
 from opentps.core.io import mcsquareIO
 
+from orthanc_rt.analysis.let import LET_DOSE_THRESHOLD_FRACTION
 from orthanc_rt.errors import DoseEngineError
 from worker.engines.child_process import describe_signal as _describe_signal
 from worker.engines.child_process import die_with_parent as _die_with_parent
@@ -125,17 +126,21 @@ class JobFolder:
         return self.outputs / "Dose.mhd"
 
     @property
+    def let(self) -> Path:
+        return self.outputs / "LET.mhd"
+
+    @property
     def log(self) -> Path:
         return self.root / "mcsquare.log"
 
 
 def write_inputs(folder: JobFolder, ct: CTImage, plan: ProtonPlan, beam_model: BDL,
                  calibration: AbstractCTCalibration, *, primaries: int, threads: int,
-                 scoring: ScoringGrid | None, extra_config: dict | None = None) -> None:
+                 scoring: ScoringGrid | None, extra_config: dict | None = None, let: bool = False) -> None:
     """Write everything MCsquare reads into the job folder, removing any earlier output.
 
     `extra_config` entries override the dose configuration (the beamlet mode of
-    `worker.engines.beamlets` sets its own output keys this way).
+    `worker.engines.beamlets` sets its own output keys this way). `let` adds MCsquare's LETd output.
     """
     folder.root.mkdir(parents=True, exist_ok=True)
     # A reused folder must not hand an earlier job's files to this run (or to the checks below).
@@ -152,7 +157,7 @@ def write_inputs(folder: JobFolder, ct: CTImage, plan: ProtonPlan, beam_model: B
         raise DoseEngineError("OpenTPS did not write the MCsquare plan file (see the worker log)")
     mcsquareIO.writeCTCalibrationAndBDL(calibration, str(folder.scanner), str(folder.materials),
                                         beam_model, str(folder.bdl))
-    config = _config(folder, primaries=primaries, threads=threads, scoring=scoring)
+    config = _config(folder, primaries=primaries, threads=threads, scoring=scoring, let=let)
     for key, value in (extra_config or {}).items():
         config[key] = value
     mcsquareIO.writeConfig(config, str(folder.config))
@@ -220,6 +225,38 @@ def read_dose(folder: JobFolder, expected: ScoringGrid) -> DoseImage:
     return dose
 
 
+def read_let(folder: JobFolder, expected: ScoringGrid, dose: np.ndarray) -> np.ndarray:
+    """The dose-averaged LET MCsquare scored in this folder (`LET_MHD_Output`), keV/µm, DICOM axes [x, y, z].
+
+    MCsquare scores LETd on the dose grid (its `LET_Calculation_Method` StopPow: each energy deposit weighted
+    by the stopping power in water of the particle depositing it, divided by the dose) and writes 0 where no
+    dose was scored. MCsquare leaves tiny negative values in a few voxels with next to no dose (`dose`, its own,
+    [x, y, z]): seen -7e-4 keV/µm in 3 of 11,648 voxels of zero dose, and -1.8e-4 keV/µm in one voxel with
+    3e-4 of the maximum dose. Those are set to 0; a negative value where the dose reaches 1 % of its maximum
+    (LET_DOSE_THRESHOLD_FRACTION), or a non-finite one where there is dose, fails the run.
+    The unit is keV/µm: a 100 MeV beam's entrance reads about 1.5, the value PSTAR's stopping power of the
+    primaries (0.73) raised by the secondaries (docs/physics.md#let).
+    """
+    if not folder.let.is_file():
+        raise DoseEngineError(f"MCsquare wrote no {folder.let.name} although LET scoring was asked for; "
+                              f"its last output lines:\n{tail(folder.log)}")
+    let = mcsquareIO.readMCsquareMHD(str(folder.let)).imageArray
+    got = tuple(int(n) for n in let.shape)
+    if got != tuple(expected.size_xyz):
+        raise DoseEngineError(f"MCsquare wrote a {got} LET, expected {tuple(expected.size_xyz)}")
+    dose = np.asarray(dose)
+    let = np.where(dose > 0, let, 0.0)
+    meaningful = dose >= LET_DOSE_THRESHOLD_FRACTION * float(dose.max())
+    if not np.all(np.isfinite(let)) or np.any(let[meaningful] < 0):
+        raise DoseEngineError("MCsquare's LET is negative or not finite where it scored dose "
+                              f"({int(np.sum(~np.isfinite(let)))} non-finite, {int(np.sum(let[meaningful] < 0))} "
+                              "negative voxels at 1 % of the maximum dose or more)")
+    if np.any(let < 0):
+        logger.info("MCsquare's LET: %d voxels of low dose with negative LETd (down to %.2g keV/µm) set to 0",
+                    int(np.sum(let < 0)), float(let.min()))
+    return np.asarray(np.maximum(let, 0.0), dtype=np.float32)
+
+
 def mcsquare_binary(cpuinfo: Path = Path("/proc/cpuinfo")) -> Path:
     """The MCsquare build for this CPU, chosen as the package's launcher script does."""
     folder = Path(_mcsquare_package.__path__[0])
@@ -264,7 +301,8 @@ def stat_uncertainty_percent(folder: JobFolder) -> float | None:
     return float(found[-1]) if found else None
 
 
-def _config(folder: JobFolder, *, primaries: int, threads: int, scoring: ScoringGrid | None) -> MCsquareConfig:
+def _config(folder: JobFolder, *, primaries: int, threads: int, scoring: ScoringGrid | None,
+            let: bool = False) -> MCsquareConfig:
     # Paths relative to the job folder (MCsquare's cwd): its config parser splits on whitespace.
     config = MCsquareConfig()
     config["Num_Primaries"] = int(primaries)
@@ -281,6 +319,10 @@ def _config(folder: JobFolder, *, primaries: int, threads: int, scoring: Scoring
     # MCsquare's default, stated: 10 batches instead of one run, so its log reports the uncertainty reached
     # (stat_uncertainty_percent); costs nothing measurable.
     config["Compute_stat_uncertainty"] = True
+    # Dose-averaged LET on the dose grid, written as Outputs/LET.mhd (read_let). StopPow is MCsquare's
+    # default method, stated: LET from the stopping power of the depositing particle, not deposit/step length.
+    config["LET_MHD_Output"] = bool(let)
+    config["LET_Calculation_Method"] = "StopPow"
     if scoring is not None:
         config["Independent_scoring_grid"] = True
         config["Scoring_voxel_spacing"] = [s / 10.0 for s in scoring.spacing_mm]  # cm

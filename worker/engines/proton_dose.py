@@ -49,14 +49,15 @@ from opentps.core.data.plan import RangeShifter as OpenTpsRangeShifter
 from opentps.core.io import mcsquareIO
 from opentps.core.io.scannerReader import readScanner
 
-from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, IonPlan
+from orthanc_rt.analysis.let import LET_DOSE_THRESHOLD_FRACTION, restrict_let
+from orthanc_rt.dicom.models import CtVolume, DoseGrid, EnergyLayer, IonBeam, IonPlan, LetGrid
 from orthanc_rt.errors import DicomInputError, DoseEngineError
 from orthanc_rt.settings import from_environment
 from worker.engines import mcsquare
 from worker.engines.mcsquare import ProgressCallback, ScoringGrid
 
-__all__ = ["BeamModel", "DoseEngineError", "compute_dose", "default_beam_model", "delivered_protons",
-           "to_opentps_ct", "to_opentps_plan", "scoring_grid"]
+__all__ = ["BeamModel", "DoseEngineError", "compute_dose", "compute_dose_and_let", "default_beam_model",
+           "delivered_protons", "to_opentps_ct", "to_opentps_plan", "scoring_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,28 @@ def compute_dose(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path,
     while MCsquare runs. Raises DicomInputError for plan content the engine
     cannot simulate and DoseEngineError when MCsquare fails.
     """
+    dose, _ = _simulate(ct, plan, primaries=primaries, work_dir=work_dir, scoring_spacing_mm=scoring_spacing_mm,
+                        threads=threads, on_progress=on_progress, let=False)
+    return dose
+
+
+def compute_dose_and_let(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path,
+                         scoring_spacing_mm: float | None = None, threads: int = 0,
+                         on_progress: ProgressCallback | None = None,
+                         threshold_fraction: float = LET_DOSE_THRESHOLD_FRACTION) -> tuple[DoseGrid, LetGrid]:
+    """`compute_dose` plus the dose-averaged LET MCsquare scores in the same run, on the same grid (keV/µm).
+
+    LETd is kept where the dose is at least `threshold_fraction` of the dose maximum and set to 0 elsewhere
+    (orthanc_rt.analysis.let.restrict_let; why 1 %: docs/physics.md#let).
+    """
+    dose, let = _simulate(ct, plan, primaries=primaries, work_dir=work_dir, scoring_spacing_mm=scoring_spacing_mm,
+                          threads=threads, on_progress=on_progress, let=True)
+    assert let is not None
+    return dose, restrict_let(let, dose, threshold_fraction)
+
+
+def _simulate(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path, scoring_spacing_mm: float | None,
+              threads: int, on_progress: ProgressCallback | None, let: bool) -> tuple[DoseGrid, LetGrid | None]:
     report = on_progress or (lambda fraction, stage: None)
     if primaries < 1:
         raise ValueError(f"primaries must be positive, not {primaries}")
@@ -133,8 +156,8 @@ def compute_dose(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path,
 
     folder = mcsquare.JobFolder.at(work_dir)
     mcsquare.write_inputs(folder, opentps_ct, opentps_plan, model.bdl, model.calibration, primaries=primaries,
-                          threads=threads, scoring=grid if independent else None)
-    report(_MC_START, f"Monte Carlo: {primaries:.3g} primaries")
+                          threads=threads, scoring=grid if independent else None, let=let)
+    report(_MC_START, f"Monte Carlo: {primaries:.3g} primaries" + (" with LET" if let else ""))
     started = time.monotonic()
     mcsquare.run(folder, on_progress=lambda done, stage: report(_MC_START + _MC_SHARE * done, stage))
     seconds = time.monotonic() - started
@@ -147,8 +170,14 @@ def compute_dose(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path,
     dose = DoseGrid(dose_gy=np.ascontiguousarray(per_primary.transpose(2, 1, 0) * scale, dtype=np.float32),
                     origin_mm=grid.origin_mm, spacing_mm=grid.spacing_mm,
                     frame_of_reference_uid=ct.frame_of_reference_uid)
+    let_grid = None
+    if let:
+        values = mcsquare.read_let(folder, grid, per_primary)  # [x, y, z], keV/µm
+        let_grid = LetGrid(let_kev_um=np.ascontiguousarray(values.transpose(2, 1, 0)),
+                           origin_mm=grid.origin_mm, spacing_mm=grid.spacing_mm,
+                           frame_of_reference_uid=ct.frame_of_reference_uid)
     report(1.0, "dose computed")
-    return dose
+    return dose, let_grid
 
 
 def delivered_protons(plan: IonPlan, model: BeamModel) -> float:

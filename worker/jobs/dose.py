@@ -17,6 +17,9 @@ CT), on a grid cropped to the dose region, unless the request's
 `restrict_to_body` / `crop_grid` turn that off. The outputs say which body
 was used, the maximum inside it and the one outside it before restriction,
 and MCsquare's statistical uncertainty.
+
+With `let: true` the same MCsquare run scores LETd, and the job also stores it as a Parametric Map, an
+RBE-weighted RTDOSE when `rbe_model` is set, and per-ROI LETd records (worker.jobs.let_results).
 """
 from __future__ import annotations
 
@@ -40,11 +43,13 @@ from orthanc_rt.pacs.inputs import fetch_series, locate_plan_ct, read_instance, 
 from orthanc_rt.pacs.resources import exists, find_instance
 from orthanc_rt.records import audit, jobs
 from orthanc_rt.records.jobs import JobStore
+from orthanc_rt.records.measurements import MeasurementStore
 from orthanc_rt.settings import Settings
 from worker.engines import mcsquare
-from worker.engines.proton_dose import compute_dose
+from worker.engines.proton_dose import compute_dose, compute_dose_and_let
 from worker.jobs import frame as job_frame
 from worker.jobs.frame import Cancelled
+from worker.jobs.let_results import let_objects, let_records
 from worker.jobs.progress import Progress
 
 log = logging.getLogger("orthanc_rt.worker")
@@ -84,16 +89,24 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
     (work_dir / "owner.pid").write_text(str(os.getpid()))
     params = job.params
     progress.enter("Monte Carlo")
-    grid = compute_dose(ct, plan, primaries=int(params["primaries"]), work_dir=work_dir,
-                        scoring_spacing_mm=params.get("scoring_spacing_mm"), threads=settings.mcsquare_threads,
-                        on_progress=lambda fraction, detail: progress.within(fraction, detail))
+    simulate = dict(primaries=int(params["primaries"]), work_dir=work_dir,
+                    scoring_spacing_mm=params.get("scoring_spacing_mm"), threads=settings.mcsquare_threads,
+                    on_progress=lambda fraction, detail: progress.within(fraction, detail))
+    let_full = None
+    if params.get("let"):
+        # The 1 % threshold is applied to the stored dose (worker.jobs.let_results): its maximum is the one inside
+        # the body, not a noisy voxel of air.
+        grid, let_full = compute_dose_and_let(ct, plan, threshold_fraction=0.0, **simulate)
+    else:
+        grid = compute_dose(ct, plan, **simulate)
 
     progress.enter("exporting RTDOSE")
     restrict, crop = bool(params.get("restrict_to_body", True)), bool(params.get("crop_grid", True))
-    body = None
-    if restrict:
+    body = structure_set = None
+    if restrict or let_full is not None or params.get("rbe_model"):
         structure_set = body_structure_set(api, job.orthanc_study_id, ct.frame_of_reference_uid,
                                            preferred_uid=plan.referenced_structure_set_uid)
+    if restrict:
         body = body_on_grid(ct, grid, structure_set)
     reported = restrict_to_body(grid, body, crop=crop)
     uncertainty = mcsquare.stat_uncertainty_percent(mcsquare.JobFolder.at(work_dir))
@@ -109,6 +122,8 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         content_description=(warnings[0] if warnings else reported.comment)[:64],
     )
     dose_bytes = to_bytes(dose_ds)
+    extra, let, let_notes = let_objects(job.id, params, grid, let_full, ct_datasets, study, plan.sop_instance_uid,
+                                        plan.fractions_planned, structure_set)
 
     progress.enter("storing")
     current = store.get(job.id)
@@ -116,15 +131,20 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         raise Cancelled()
     if not exists(api, f"/instances/{plan_input['orthanc_id']}"):
         raise DicomInputError("the RTPLAN was deleted from Orthanc while its dose was computed; nothing was stored")
-    previous = find_instance(api, sop_uid)
-    if previous is not None:  # a retried job replaces its earlier result
-        api.delete(f"/instances/{previous}")
-    stored = api.post_bytes("/instances", dose_bytes, "application/dicom")
-    dose_id = json.loads(stored)["ID"]
-    audit.record(store.url, jobs.actor_name(), audit.RESULT_STORED, job.id,
-                 {"replaced_orthanc_id": previous} if previous else None,
-                 {"rtdose_orthanc_id": dose_id, "sop_instance_uid": sop_uid})
+    dose_id = _store(api, store, job.id, sop_uid, dose_bytes, "rtdose_orthanc_id")
+    more = {item.name: {"orthanc_id": _store(api, store, job.id, item.sop_instance_uid, item.data,
+                                             f"{item.name}_orthanc_id"),
+                        "sop_instance_uid": item.sop_instance_uid, "series_instance_uid": item.series_instance_uid}
+            for item in extra}
+    if let is not None:
+        provenance = dict(study_instance_uid=study.study_instance_uid, series_instance_uid=series_uid,
+                          sop_instance_uid=sop_uid, dose_sop_instance_uid=sop_uid, dose_series_instance_uid=series_uid,
+                          ct_series_instance_uid=ct_ref.series_instance_uid)
+        rows = let_records(job.id, let, grid, structure_set, provenance)
+        MeasurementStore(settings.database_url).replace_job_results(job.id, rows, [])
+        let_notes["let_records"] = len(rows)
     return {
+        **more, **let_notes,
         "rtdose": {"orthanc_id": dose_id, "sop_instance_uid": sop_uid, "series_instance_uid": series_uid},
         "ct": {"orthanc_series_id": ct_ref.orthanc_id, "series_instance_uid": ct_ref.series_instance_uid,
                "slices": len(ct_ref.instance_ids)},
@@ -143,6 +163,18 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         "primaries": int(params["primaries"]),
         "warnings": warnings,
     }
+
+
+def _store(api: OrthancApi, store: JobStore, job_id: str, sop_uid: str, data: bytes, what: str) -> str:
+    """Store one result in Orthanc, replacing the one an earlier run of the job stored; its Orthanc id."""
+    previous = find_instance(api, sop_uid)
+    if previous is not None:  # a retried job replaces its earlier result
+        api.delete(f"/instances/{previous}")
+    orthanc_id = json.loads(api.post_bytes("/instances", data, "application/dicom"))["ID"]
+    audit.record(store.url, jobs.actor_name(), audit.RESULT_STORED, job_id,
+                 {"replaced_orthanc_id": previous} if previous else None,
+                 {what: orthanc_id, "sop_instance_uid": sop_uid})
+    return orthanc_id
 
 
 def beams_outside(plan: IonPlan, ct: CtVolume) -> list[str]:
