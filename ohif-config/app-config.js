@@ -180,7 +180,29 @@
       .map(uid => displaySetService.getDisplaySetByUID(uid)).find(ds => ds?.Modality === 'RTDOSE');
     const dose = inViewport || preferredDose(shown);
     const instance = dose?.instance || dose?.images?.[0];
-    return { study: shown[0]?.StudyInstanceUID, dose: instance?.SOPInstanceUID };
+    return { study: shown[0]?.StudyInstanceUID || studyInUrl(), dose: instance?.SOPInstanceUID };
+  }
+
+  // The study the viewer was opened with (/viewer?StudyInstanceUIDs=...): known before (or without) its series.
+  function studyInUrl() {
+    return new URLSearchParams(window.location.search).get('StudyInstanceUIDs')?.split(',')[0] || undefined;
+  }
+
+  // Orthanc refuses a user without an Orthanc-RT role the study's DICOMweb as well: OHIF then keeps its loading
+  // screen over the whole viewer. Orthanc-RT's refusal is shown as a notification, which stays above it.
+  async function noticeRefusal(services) {
+    const study = studyInUrl();
+    if (!study) {
+      return;
+    }
+    try {
+      await rtGet('jobs', { study, limit: 1 });
+    } catch (error) {
+      if (error.status === 401 || error.status === 403) {
+        services.uiNotificationService?.show({ title: 'Orthanc-RT', message: `Orthanc-RT refused: ${error.message}`,
+          type: 'error', duration: 60000 });
+      }
+    }
   }
 
   function section(title, id) {
@@ -398,6 +420,7 @@
           setTimeout(() => showDoseColorbar(data), 500);  // the actors are added after the event
         }));
       this._unsubscribe = () => subscriptions.forEach(s => s.unsubscribe());
+      noticeRefusal(servicesManager.services);
     },
     onModeExit() {
       this._unsubscribe?.();

@@ -414,14 +414,18 @@ def test_the_orthanc_rt_panel_in_ohif_shows_jobs_dvh_and_metrics_with_the_users_
     with _context(browser, http_credentials=nobody) as context:
         page = _ohif_page(context)
         page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
-        page.locator("[data-cy=orthancRtResults-btn]").first.click(timeout=30_000)
+        # Orthanc refuses this user the study's DICOMweb too, and OHIF keeps its loading screen over the whole
+        # viewer: Orthanc-RT's refusal shows as a notification above it.
+        refused = "Orthanc-RT refused: 403: user 'nobody' has no Orthanc-RT role"
+        page.get_by_text(refused).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "ohif-rt-panel-refused.png"))
+        # The panel's tab is under that screen (clicked by its DOM event): the panel words the refusal too.
+        page.locator("[data-cy=orthancRtResults-btn]").first.dispatch_event("click")
         refusal = page.locator("[data-cy=orthanc-rt-panel] [data-rt-error]").first
         refusal.wait_for(timeout=30_000)
         assert refusal.get_attribute("data-rt-error") == "403"
         assert "user 'nobody' has no Orthanc-RT role" in refusal.inner_text()
         assert not page.locator("[data-rt-job]").count()
-        page.screenshot(path=str(ARTIFACTS / "ohif-rt-panel-refused.png"))
-
 
 @contextmanager
 def _context(browser, **kw) -> Iterator:
