@@ -15,7 +15,7 @@ from orthanc_rt.ops import stack
 from orthanc_rt.records.jobs import JobStore
 from tests.support import cases as util
 from tests.support.senders import rest_upload
-from tests.support.stack import FAULT_JOB_TIMEOUT_S, Client, mcsquare_running
+from tests.support.stack import FAULT_JOB_TIMEOUT_S, Client, mcsquare_running, wait_for_orthanc
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def test_plans_stored_while_orthanc_rt_was_off_are_reconciled_once(client, fault
     without_plugin = dataclasses.replace(fault_stack, orthanc_overrides={
         **fault_stack.orthanc_overrides, "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"]})
     stack.start_orthanc(without_plugin)
-    _wait_orthanc(client)
+    wait_for_orthanc(client, without_plugin)
     rest_upload(client.base, [*case.ct, case.rtstruct, case.plan])
     stack.stop_service(fault_stack, "orthanc")
     stack.start_orthanc(fault_stack)  # with the plugin again: the start-up reconcile finds the plan
@@ -191,15 +191,3 @@ def test_redis_down_when_a_plan_arrives_loses_nothing(client, fault_stack):
     assert done["state"] == "succeeded", done["message"]
     assert len(_doses_of(client, job["id"])) == 1
     assert store.get(job["id"]).enqueued_at is not None
-
-
-def _wait_orthanc(client: Client, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if client.get("/system").status_code == 200:
-                return
-        except Exception:
-            pass
-        time.sleep(0.3)
-    pytest.fail("Orthanc did not come up")

@@ -24,7 +24,7 @@ from orthanc_rt.ops.stack import StackConfig
 from tests.support import cases
 from tests.support.senders import rest_upload
 from tests.support.services import PrivatePostgres, free_port
-from tests.support.stack import TEST_PRIMARIES, Client, mcsquare_running
+from tests.support.stack import TEST_PRIMARIES, Client, mcsquare_running, wait_for_orthanc
 
 OUTAGE_S = float(os.environ.get("ORTHANC_RT_TEST_OUTAGE_S", 600))
 STAGGER_S = 30.0
@@ -69,22 +69,6 @@ def _until(moment: float, cfg: StackConfig, workers: list[str]) -> None:
         time.sleep(min(2.0, max(0.0, moment - time.monotonic())))
 
 
-def _orthanc_answers(client: Client, cfg: StackConfig, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not stack.is_running(cfg, "orthanc"):
-            pytest.fail("Orthanc exited on a restart without Redis and PostgreSQL:\n"
-                        + (cfg.log_dir / "orthanc.log").read_text(errors="replace")[-4000:])
-        try:
-            if client.get("/system").status_code == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"Orthanc did not answer within {timeout_s:.0f} s of its restart:\n"
-                + (cfg.log_dir / "orthanc.log").read_text(errors="replace")[-4000:])
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(OUTAGE_S + 2 * STAGGER_S + 1500)
 def test_ten_minute_outages_of_orthanc_redis_and_postgresql_lose_no_job(outage_stack):
@@ -113,7 +97,7 @@ def test_ten_minute_outages_of_orthanc_redis_and_postgresql_lose_no_job(outage_s
     postgres.stop()
     _until(start + OUTAGE_S, cfg, workers)
     stack.start_orthanc(cfg)  # the queue and the database are still down: the plugin must start anyway
-    _orthanc_answers(client, cfg, 120)
+    wait_for_orthanc(client, cfg, 120)
     health = client.get("/rt/health")
     assert health.status_code == 503 and health.json()["checks"]["database"]["ok"] is False, health.text
     # A TPS export arrives now: its trigger can reach neither the queue nor the database.

@@ -43,6 +43,17 @@ def _ohif_page(browser_or_context, **kw):
     return page
 
 
+def _open_in_ohif(browser, rt_stack, study_uid: str):
+    """OHIF's viewer on the study, in a 1400 x 900 page; returns the page and the list its script errors go to."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"http://127.0.0.1:{rt_stack.viewer_port}/viewer?StudyInstanceUIDs={study_uid}",
+              wait_until="networkidle")
+    return page, errors
+
+
 def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     case = util.small_phantom_case("ohif")
     rest_upload(orthanc.base, [*case.ct, case.rtstruct, case.plan])
@@ -93,12 +104,7 @@ def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, 
     phantom = case.phantom
     rest_upload(orthanc.base, [*phantom.ct, phantom.rtstruct, case.older_rtdose, case.rtdose, case.foreign_rtdose,
                                  case.difference_rtdose])
-    viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
-    ARTIFACTS.mkdir(exist_ok=True)
-    page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{viewer}/viewer?StudyInstanceUIDs={phantom.study.study_instance_uid}", wait_until="networkidle")
+    page, errors = _open_in_ohif(browser, rt_stack, phantom.study.study_instance_uid)
     canvas = page.locator("[data-cy=viewport-pane] canvas").first
     canvas.wait_for(timeout=30_000)
     box = canvas.bounding_box()
@@ -181,13 +187,7 @@ def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt
     case = util.small_phantom_case("ohif-sr")
     rest_upload(orthanc.base, case.ct)  # the CT alone: nothing to compute, only something to measure on
     study_uid = case.study.study_instance_uid
-    viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
-    ARTIFACTS.mkdir(exist_ok=True)
-    page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-
-    page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
+    page, errors = _open_in_ohif(browser, rt_stack, study_uid)
     overlay = page.locator("[data-cy=viewport-overlay-bottom-right]")
     count = len(case.ct)
     overlay.get_by_text(f"(1/{count})").wait_for(timeout=30_000)
@@ -221,6 +221,7 @@ def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt
     with page.expect_response(lambda r: r.request.method == "POST" and "/dicom-web/studies" in r.url,
                               timeout=60_000) as stow:
         page.get_by_role("button", name="Save").click()
+    viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
     assert stow.value.url.startswith(f"{viewer}/dicom-web/"), "the report must go through the viewer's proxy"
     assert stow.value.status == 200, stow.value.text()
     page.get_by_text("measurement saved successfully").wait_for(timeout=30_000)  # OHIF's own confirmation

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from orthanc_rt.client.api import RtClient
@@ -134,3 +135,24 @@ def succeeded_dose_job(cfg: StackConfig, name: str, reader: str) -> dict[str, An
                                         study=case.study.study_instance_uid, kind="dose")
     assert job["state"] == "succeeded", job["message"]
     return job
+
+
+def wait_for_orthanc(client: "Client", cfg: StackConfig, timeout_s: float = 30) -> None:
+    """Until Orthanc answers /system after a (re)start; fails with the tail of its log if it exits or stays silent."""
+    from orthanc_rt.ops import stack
+
+    def log_tail() -> str:
+        log = cfg.log_dir / "orthanc.log"
+        return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not stack.is_running(cfg, "orthanc"):
+            pytest.fail(f"Orthanc exited:\n{log_tail()}")
+        try:
+            if client.get("/system").status_code == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"Orthanc did not answer within {timeout_s:.0f} s of its start:\n{log_tail()}")
