@@ -226,7 +226,7 @@
     try {
       const answer = await rtGet('jobs', { study, limit: 50 });
       const rows = answer.items.map(job => el('li', { 'data-rt-job': job.id, 'data-rt-state': job.state },
-        el('b', {}, job.kind), ` ${job.state} — ${job.stage || ''} ${Math.round(100 * (job.progress || 0))} %`,
+        el('b', {}, job.kind), ` ${job.state} \u2014 ${job.stage || ''} ${Math.round(100 * (job.progress || 0))} %`,
         job.eta_seconds ? `, ETA ${Math.round(job.eta_seconds)} s` : '',
         job.message ? el('div', { style: 'opacity:0.7' }, job.message) : ''));
       fill('jobs', rows.length ? el('ul', {}, rows) : el('p', {}, 'No Orthanc-RT job for this study yet.'));
@@ -282,7 +282,7 @@
       fill('measurements',
         lines.length ? el('table', { style: 'width:100%;text-align:right' }, head, rows)
           : el('p', {}, 'No analysis of this dose yet.'),
-        el('p', { 'data-rt-counts': '' }, `From OHIF reports (SR): ${sr.total} · manual: ${manual.total}`));
+        el('p', { 'data-rt-counts': '' }, `From OHIF reports (SR): ${sr.total} \u00b7 manual: ${manual.total}`));
     } catch (error) {
       refused('measurements', error);
     }
