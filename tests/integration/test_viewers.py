@@ -419,6 +419,8 @@ def test_the_orthanc_rt_panel_in_ohif_shows_jobs_dvh_and_metrics_with_the_users_
         # viewer: Orthanc-RT's refusal shows as a notification above it.
         refused = "Orthanc-RT refused: 403: user 'nobody' has no Orthanc-RT role"
         page.get_by_text(refused).first.wait_for(timeout=30_000)
+        page.locator("[data-sonner-toast]").last.hover(timeout=5_000)  # the notifications spread out (OHIF's own too)
+        time.sleep(0.5)  # the notifications' own animation
         page.screenshot(path=str(ARTIFACTS / "ohif-rt-panel-refused.png"))
         # The panel's tab is under that screen (clicked by its DOM event): the panel words the refusal too.
         page.locator("[data-cy=orthancRtResults-btn]").first.dispatch_event("click")
