@@ -133,6 +133,219 @@
     ],
   };
 
+
+  // ---- The Orthanc-RT panel: the open study's jobs, plans, the DVH of the dose on screen, the measurements ----
+  // Its data come from Orthanc-RT's own routes (/rt/...), which the viewer passes through to Orthanc with the
+  // browser's login like /dicom-web: the same roles as the REST routes (a refusal is shown, as Orthanc-RT words it).
+  // OHIF renders a panel as a React component, and the prebuilt OHIF does not hand React to extensions loaded at
+  // run time (no window.React). The component therefore returns one plain <div> element (a React 18 element
+  // object: OHIF 3.12.10 bundles React 18.3.1) whose ref callback draws the panel with the DOM.
+  const PANEL_ID = '@orthanc-rt/extension-rt-fusion.panelModule.orthancRtResults';
+  const REACT_ELEMENT = Symbol.for('react.element');
+  const ACTIVE = ['queued', 'running', 'waiting-for-input'];
+  const SUMMARY_METRICS = ['volume', 'Dmean', 'D95', 'D2', 'Dmax'];
+  const panelState = { node: null, timer: null, services: null, dose: undefined, unsubscribe: null };
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => (k === 'style' ? (node.style.cssText = v) : node.setAttribute(k, v)));
+    children.flat().forEach(c => node.append(c instanceof Node ? c : document.createTextNode(c ?? '')));
+    return node;
+  }
+
+  // GET an /rt route of the viewer's origin; a refusal or failure becomes an Error carrying Orthanc-RT's message.
+  async function rtGet(path, params) {
+    const query = params ? `?${new URLSearchParams(params)}` : '';
+    const answer = await fetch(`/rt/${path}${query}`, { credentials: 'same-origin', cache: 'no-store' });
+    const body = await answer.json().catch(() => ({}));
+    if (!answer.ok) {
+      const error = new Error(`${answer.status}: ${body.error || answer.statusText || 'no answer'}`);
+      error.status = answer.status;
+      throw error;
+    }
+    return body;
+  }
+
+  function fixed(value, digits) {
+    return typeof value === 'number' ? value.toFixed(digits) : String(value ?? '');
+  }
+
+  // The open study and the RT dose on screen (in the active viewport, else the one the protocol fuses).
+  function studyOnScreen(services) {
+    const { displaySetService, viewportGridService } = services;
+    const shown = displaySetService.getActiveDisplaySets() || [];
+    const state = viewportGridService.getState?.() || {};
+    const active = state.activeViewportId || fusionViewport.viewportOptions.viewportId;
+    const inViewport = (viewportGridService.getDisplaySetsUIDsForViewport(active) || [])
+      .map(uid => displaySetService.getDisplaySetByUID(uid)).find(ds => ds?.Modality === 'RTDOSE');
+    const dose = inViewport || preferredDose(shown);
+    const instance = dose?.instance || dose?.images?.[0];
+    return { study: shown[0]?.StudyInstanceUID || studyInUrl(), dose: instance?.SOPInstanceUID };
+  }
+
+  // The study the viewer was opened with (/viewer?StudyInstanceUIDs=...): known before (or without) its series.
+  function studyInUrl() {
+    return new URLSearchParams(window.location.search).get('StudyInstanceUIDs')?.split(',')[0] || undefined;
+  }
+
+  // Orthanc refuses a user without an Orthanc-RT role the study's DICOMweb as well: OHIF then keeps its loading
+  // screen over the whole viewer. Orthanc-RT's refusal is shown as a notification, which stays above it.
+  async function noticeRefusal(services) {
+    const study = studyInUrl();
+    if (!study) {
+      return;
+    }
+    try {
+      await rtGet('jobs', { study, limit: 1 });
+    } catch (error) {
+      if (error.status === 401 || error.status === 403) {
+        services.uiNotificationService?.show({ title: 'Orthanc-RT', message: `Orthanc-RT refused: ${error.message}`,
+          type: 'error', duration: 60000 });
+      }
+    }
+  }
+
+  function section(title, id) {
+    return el('section', { 'data-rt-section': id, style: 'margin:0 0 12px 0' },
+      el('h3', { style: 'font-weight:600;color:#5acce6;margin:4px 0' }, title), el('div', { 'data-rt-body': id }));
+  }
+
+  function fill(id, ...content) {
+    const body = panelState.node?.querySelector(`[data-rt-body="${id}"]`);
+    if (body) {
+      body.replaceChildren(...content);
+    }
+  }
+
+  function refused(id, error) {
+    fill(id, el('p', { 'data-rt-error': String(error.status || ''), style: 'color:#f59e0b' },
+      `Orthanc-RT refused or failed: ${error.message}`));
+  }
+
+  async function showJobs(study) {
+    try {
+      const answer = await rtGet('jobs', { study, limit: 50 });
+      const rows = answer.items.map(job => el('li', { 'data-rt-job': job.id, 'data-rt-state': job.state },
+        el('b', {}, job.kind), ` ${job.state} \u2014 ${job.stage || ''} ${Math.round(100 * (job.progress || 0))} %`,
+        job.eta_seconds ? `, ETA ${Math.round(job.eta_seconds)} s` : '',
+        job.message ? el('div', { style: 'opacity:0.7' }, job.message) : ''));
+      fill('jobs', rows.length ? el('ul', {}, rows) : el('p', {}, 'No Orthanc-RT job for this study yet.'));
+      return answer.items.some(job => ACTIVE.includes(job.state));
+    } catch (error) {
+      refused('jobs', error);
+      return false;
+    }
+  }
+
+  async function showPlans(study) {
+    try {
+      const answer = await rtGet('plans', { study, limit: 20 });
+      const rows = answer.items.map(plan => {
+        const target = plan.qa?.target || {};
+        const qa = Object.entries(target).filter(([, v]) => typeof v === 'number')
+          .map(([k, v]) => `${k} ${fixed(v, k.startsWith('V') ? 1 : 3)}${k.startsWith('V') ? ' %' : ' Gy'}`);
+        return el('li', { 'data-rt-plan': plan.id },
+          el('b', {}, plan.workflow), ` ${plan.target_roi} ${plan.request?.prescription_gy ?? ''} Gy: ${plan.status}`,
+          qa.length ? el('div', { 'data-rt-qa': plan.id }, qa.join(', ')) : '');
+      });
+      fill('plans', rows.length ? el('ul', {}, rows) : el('p', {}, 'No plan for this study yet.'));
+      return answer.items.some(plan => ACTIVE.includes(plan.status));
+    } catch (error) {
+      refused('plans', error);
+      return false;
+    }
+  }
+
+  function showDvh(dose) {
+    if (!dose) {
+      fill('dvh', el('p', {}, 'No RT dose on screen.'));
+      return;
+    }
+    const image = el('img', { 'data-rt-dvh': dose, alt: 'DVH of the dose on screen', style: 'width:100%;background:#fff' });
+    image.addEventListener('error', () => fill('dvh', el('p', {}, 'No DVH for this dose (not analysed yet).')));
+    image.src = `/rt/doses/${encodeURIComponent(dose)}/dvh.png`;
+    fill('dvh', image);
+  }
+
+  async function showMeasurements(study, dose) {
+    try {
+      const [summary, sr, manual] = await Promise.all([
+        rtGet(`studies/${encodeURIComponent(study)}/measurements/summary`),
+        rtGet('measurements', { study, source: 'sr', limit: 1 }),
+        rtGet('measurements', { study, source: 'manual', limit: 1 })]);
+      const lines = summary.rois.filter(line => !dose || line.dose_sop_instance_uid === dose);
+      const units = lines[0]?.units || {};
+      const head = el('tr', {}, el('th', {}, 'ROI'),
+        SUMMARY_METRICS.map(k => el('th', {}, units[k] ? `${k} (${units[k]})` : k)));
+      const rows = lines.map(line => el('tr', { 'data-rt-roi': line.roi_name }, el('td', {}, line.roi_name),
+        SUMMARY_METRICS.map(k => el('td', {}, fixed(line.metrics[k], 2)))));
+      fill('measurements',
+        lines.length ? el('table', { style: 'width:100%;text-align:right' }, head, rows)
+          : el('p', {}, 'No analysis of this dose yet.'),
+        el('p', { 'data-rt-counts': '' }, `From OHIF reports (SR): ${sr.total} \u00b7 manual: ${manual.total}`));
+    } catch (error) {
+      refused('measurements', error);
+    }
+  }
+
+  async function refreshPanel() {
+    clearTimeout(panelState.timer);
+    const services = panelState.services;
+    if (!panelState.node || !services) {
+      return;
+    }
+    const { study, dose } = studyOnScreen(services);
+    if (!study) {
+      panelState.timer = setTimeout(refreshPanel, 1000);  // the study's series are still arriving
+      return;
+    }
+    if (dose !== panelState.dose) {
+      panelState.dose = dose;
+      showDvh(dose);
+    }
+    const [jobsActive, plansActive] = await Promise.all([showJobs(study), showPlans(study)]);
+    await showMeasurements(study, dose);
+    if (panelState.node && (jobsActive || plansActive)) {
+      panelState.timer = setTimeout(() => {
+        panelState.dose = undefined;  // a running analysis may bring the DVH
+        refreshPanel();
+      }, 2000);
+    }
+  }
+
+  function mountPanel(node) {
+    clearTimeout(panelState.timer);
+    panelState.unsubscribe?.();
+    panelState.node = node;
+    panelState.dose = undefined;
+    if (!node) {
+      return;
+    }
+    node.replaceChildren(
+      section('Orthanc-RT jobs', 'jobs'), section('Plans', 'plans'),
+      section('DVH of the dose on screen', 'dvh'), section('Measurements', 'measurements'),
+      el('button', { 'data-rt-refresh': '', style: 'text-decoration:underline' }, 'Refresh'));
+    node.querySelector('[data-rt-refresh]').addEventListener('click', () => {
+      panelState.dose = undefined;
+      refreshPanel();
+    });
+    const { viewportGridService, displaySetService } = panelState.services;
+    const events = [[viewportGridService, viewportGridService.EVENTS?.ACTIVE_VIEWPORT_ID_CHANGED],
+      [viewportGridService, viewportGridService.EVENTS?.GRID_STATE_CHANGED],
+      [displaySetService, displaySetService.EVENTS?.DISPLAY_SETS_ADDED]];
+    const subscriptions = events.filter(([, event]) => event)
+      .map(([service, event]) => service.subscribe(event, () => setTimeout(refreshPanel, 200)));
+    panelState.unsubscribe = () => subscriptions.forEach(s => s.unsubscribe());
+    refreshPanel();
+  }
+
+  function OrthancRtPanel() {
+    return {
+      $$typeof: REACT_ELEMENT, type: 'div', key: null, ref: mountPanel, _owner: null, _store: {},
+      props: { 'data-cy': 'orthanc-rt-panel', className: 'text-primary-light overflow-auto p-2 text-sm' },
+    };
+  }
+
   const extension = {
     id: '@orthanc-rt/extension-rt-fusion',
     preRegistration({ servicesManager }) {
@@ -160,6 +373,11 @@
     },
     getHangingProtocolModule() {
       return [{ name: PROTOCOL_ID, protocol }];
+    },
+    getPanelModule({ servicesManager }) {
+      panelState.services = servicesManager.services;
+      return [{ name: 'orthancRtResults', iconName: 'ListView', iconLabel: 'Orthanc-RT', label: 'Orthanc-RT',
+        component: OrthancRtPanel }];
     },
     // The dose's colour bar (its ticks in Gy) beside the fused viewport, once the dose volume is in it.
     onModeEnter({ servicesManager }) {
@@ -202,6 +420,7 @@
           setTimeout(() => showDoseColorbar(data), 500);  // the actors are added after the event
         }));
       this._unsubscribe = () => subscriptions.forEach(s => s.unsubscribe());
+      noticeRefusal(servicesManager.services);
     },
     onModeExit() {
       this._unsubscribe?.();
@@ -215,7 +434,11 @@
     modes: [],
     // The basic viewer tries the fusion protocol first; it matches only a study with a CT and an RTDOSE.
     modesConfiguration: {
-      '@ohif/mode-longitudinal': { hangingProtocol: { $set: [PROTOCOL_ID, 'default'] } },
+      '@ohif/mode-longitudinal': {
+        hangingProtocol: { $set: [PROTOCOL_ID, 'default'] },
+        // The Orthanc-RT panel beside OHIF's segmentation and measurement panels (the right side's third tab).
+        routes: { 0: { layoutInstance: { props: { rightPanels: { $push: [PANEL_ID] } } } } },
+      },
     },
     customizationService: {},
     maxNumberOfWebWorkers: 2,

@@ -2,9 +2,10 @@
 
 The prebuilt OHIF (`@ohif/app` from npm, unpacked into .ohif/<version>/ by the
 installer) is served as static files with the single-page-app fallback, our
-`ohif-config/app-config.js` replaces the one it ships, and /dicom-web and
-/wado are passed through to Orthanc. Orthanc stays the only data source and
-the browser never makes a cross-origin request (no CORS set-up in Orthanc).
+`ohif-config/app-config.js` replaces the one it ships, and /dicom-web,
+/wado and Orthanc-RT's /rt/ routes (read by the Orthanc-RT panel in OHIF)
+are passed through to Orthanc. Orthanc stays the only data source and the
+browser never makes a cross-origin request (no CORS set-up in Orthanc).
 
 Authentication stays Orthanc's: the proxy holds no credentials of its own. It
 forwards the browser's Authorization header and hands Orthanc's 401 and its
@@ -28,7 +29,7 @@ import requests
 from orthanc_rt.ops.stack import PROJECT_DIR
 
 CONFIG = PROJECT_DIR / "ohif-config" / "app-config.js"
-_PROXIED = ("/dicom-web", "/wado")
+_PROXIED = ("/dicom-web", "/wado", "/rt/")  # /rt/: the Orthanc-RT panel, with the user's own login
 _FORWARDED_HEADERS = ("accept", "content-type", "authorization", "range")
 _RETURNED_HEADERS = ("Content-Type", "WWW-Authenticate")  # the challenge makes the browser ask for a login
 

@@ -28,7 +28,7 @@ from orthanc_rt.ops.viewer import CONFIG
 from tests.support import cases as util
 from tests.support.browser import ARTIFACTS
 from tests.support.senders import rest_upload, stow_rs_response
-from tests.support.stack import AUTH_USERS, WORKER_USER, as_user
+from tests.support.stack import AUTH_USERS, WORKER_USER, as_user, succeeded_dose_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -364,6 +364,71 @@ def test_the_viewer_is_no_way_around_orthancs_login(auth_stack, browser):
         assert any(f"/series/{ct.SeriesInstanceUID}/instances/" in u for u in frames), "no CT frame with the login"
         page.screenshot(path=str(ARTIFACTS / "ohif-auth-viewer.png"))
 
+
+def test_the_orthanc_rt_panel_in_ohif_shows_jobs_dvh_and_metrics_with_the_users_role(auth_stack, browser):
+    """The Orthanc-RT panel (app-config.js) reads /rt/ through the viewer with the user's own login: a viewer
+    sees the study's succeeded dose job, the DVH of the dose on screen and the analysis' metrics; a user without
+    an Orthanc-RT role sees Orthanc-RT's refusal in the panel."""
+    job = succeeded_dose_job(auth_stack, "ohif-panel", reader="vic")
+    vic_client = as_user(auth_stack, "vic")
+    study_uid = job["study_instance_uid"]
+    vic_client.wait_job(lambda j: j["state"] == "succeeded", study=study_uid, kind="analysis")
+    dose_uid = job["outputs"]["rtdose"]["sop_instance_uid"]
+    summary = vic_client.get(f"/rt/studies/{study_uid}/measurements/summary").json()["rois"]
+    target = next(line for line in summary if line["roi_name"] == "TargetVolume"
+                  and line["dose_sop_instance_uid"] == dose_uid)
+    viewer = f"http://127.0.0.1:{auth_stack.viewer_port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    vic = {"username": "vic", "password": AUTH_USERS["vic"][0]}
+    with _context(browser, http_credentials=vic) as context:
+        page = _ohif_page(context)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
+        page.locator("[data-cy=orthancRtResults-btn]").first.click()
+        panel = page.locator("[data-cy=orthanc-rt-panel]")
+        dose_job = panel.locator(f'li[data-rt-job="{job["id"]}"]')
+        dose_job.wait_for(timeout=30_000)
+        assert dose_job.get_attribute("data-rt-state") == "succeeded"
+        assert dose_job.inner_text().startswith("dose succeeded")
+        panel.locator("li[data-rt-state=succeeded]", has_text="analysis").wait_for()
+        # The DVH of the dose on screen (the fused one: this study's only dose) as the DVH route draws it.
+        image = panel.locator(f'img[data-rt-dvh="{dose_uid}"]')
+        image.wait_for(timeout=30_000)
+        page.wait_for_function("document.querySelector('[data-rt-dvh]').naturalWidth > 0", timeout=30_000)
+        cells = panel.locator('tr[data-rt-roi="TargetVolume"] td')
+        cells.first.wait_for(timeout=30_000)
+        shown = cells.all_inner_texts()
+        assert shown == ["TargetVolume", *(f"{target['metrics'][k]:.2f}" for k in ("volume", "Dmean", "D95", "D2",
+                                                                                   "Dmax"))]
+        assert float(shown[4]) > 0 and float(shown[5]) >= float(shown[3])  # a dose was delivered: Dmax >= D95 > 0
+        panel.get_by_text("From OHIF reports (SR): 0 · manual: 0").wait_for()
+        assert not panel.locator("[data-rt-error]").count()
+        patient = vic_client.get(f"/studies/{job['orthanc_study_id']}").json()["PatientMainDicomTags"]
+        text = panel.inner_text()
+        assert not [patient[k] for k in ("PatientName", "PatientID") if patient.get(k) and patient[k] in text]
+        page.screenshot(path=str(ARTIFACTS / "ohif-rt-panel.png"))
+        assert not errors, f"page errors: {errors[:3]}"
+
+    nobody = {"username": "nobody", "password": AUTH_USERS["nobody"][0]}
+    with _context(browser, http_credentials=nobody) as context:
+        page = _ohif_page(context)
+        page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
+        # Orthanc refuses this user the study's DICOMweb too, and OHIF keeps its loading screen over the whole
+        # viewer: Orthanc-RT's refusal shows as a notification above it.
+        refused = "Orthanc-RT refused: 403: user 'nobody' has no Orthanc-RT role"
+        page.get_by_text(refused).first.wait_for(timeout=30_000)
+        page.locator("[data-sonner-toast]").last.hover(timeout=5_000)  # the notifications spread out (OHIF's own too)
+        time.sleep(0.5)  # the notifications' own animation
+        page.screenshot(path=str(ARTIFACTS / "ohif-rt-panel-refused.png"))
+        # The panel's tab is under that screen (clicked by its DOM event): the panel words the refusal too.
+        page.locator("[data-cy=orthancRtResults-btn]").first.dispatch_event("click")
+        refusal = page.locator("[data-cy=orthanc-rt-panel] [data-rt-error]").first
+        refusal.wait_for(timeout=30_000)
+        assert refusal.get_attribute("data-rt-error") == "403"
+        assert "user 'nobody' has no Orthanc-RT role" in refusal.inner_text()
+        assert not page.locator("[data-rt-job]").count()
 
 @contextmanager
 def _context(browser, **kw) -> Iterator:
