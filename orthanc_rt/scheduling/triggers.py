@@ -74,7 +74,8 @@ _AWAITED_MODALITIES = ("CT", "RTSTRUCT")
 
 class Triggers:
     def __init__(self, orthanc: OrthancApi, scheduler: Scheduler, settings: Settings,
-                 planner: PlanSubmitter | None = None, check_config: CheckConfig | None = None):
+                 planner: PlanSubmitter | None = None, check_config: CheckConfig | None = None,
+                 compute_from: AutoComputeFrom | None = None):
         self.orthanc = orthanc
         self.scheduler = scheduler
         self.settings = settings
@@ -82,7 +83,7 @@ class Triggers:
         self.auto_planning = AutoPlanning.of(settings)
         self.planner = planner
         self.check_config = check_config if check_config is not None else CheckConfig.of(settings)
-        self.compute_from = AutoComputeFrom.of(settings)
+        self.compute_from = compute_from if compute_from is not None else AutoComputeFrom.of(settings)
 
     def for_new_instance(self) -> dict[str, list[Trigger]]:
         """The triggers of an arriving instance, by SOP class, in the order they run."""
@@ -105,6 +106,11 @@ class Triggers:
         if maker:
             log.info("Orthanc-RT: plan %s was made by job %s; no dose job", plan.sop_instance_uid, maker)
             return
+        # Without the automatic dose, only a check would compute: ask the uploader's permission (and audit a
+        # refusal) only when there is another system's dose to check.
+        to_check = checking and self._has_foreign_dose(plan)
+        if not (auto.enabled or to_check):
+            return
         who = self.may_compute(instance_id, "auto-dose" if auto.enabled else "auto-check")
         if who is None:
             return
@@ -113,7 +119,7 @@ class Triggers:
                                                        requested_by=_caused_by("auto-dose", who))
             log.info("Orthanc-RT: plan %s -> job %s (%s)", plan.sop_instance_uid, job.id,
                      "new" if created else "existing")
-        if checking and self._has_foreign_dose(plan):
+        if to_check:
             self._check(plan, caused_by=_caused_by("auto-check", who))
 
     def dose_arrived(self, instance_id: str) -> None:
