@@ -23,7 +23,6 @@ RBE-weighted RTDOSE when `rbe_model` is set, and per-ROI LETd records (worker.jo
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -40,15 +39,15 @@ from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError, DoseEngineError
 from orthanc_rt.pacs.client import OrthancApi
 from orthanc_rt.pacs.inputs import fetch_series, locate_plan_ct, read_instance, study_of
-from orthanc_rt.pacs.resources import exists, find_instance
-from orthanc_rt.records import audit, jobs
+from orthanc_rt.pacs.resources import exists
+from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.measurements import MeasurementStore
 from orthanc_rt.settings import Settings
 from worker.engines import mcsquare
 from worker.engines.proton_dose import compute_dose, compute_dose_and_let
 from worker.jobs import frame as job_frame
-from worker.jobs.frame import Cancelled
+from worker.jobs.frame import Cancelled, store_result
 from worker.jobs.let_results import let_objects, let_records
 from worker.jobs.progress import Progress
 
@@ -131,9 +130,8 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         raise Cancelled()
     if not exists(api, f"/instances/{plan_input['orthanc_id']}"):
         raise DicomInputError("the RTPLAN was deleted from Orthanc while its dose was computed; nothing was stored")
-    dose_id = _store(api, store, job.id, sop_uid, dose_bytes, "rtdose_orthanc_id")
-    more = {item.name: {"orthanc_id": _store(api, store, job.id, item.sop_instance_uid, item.data,
-                                             f"{item.name}_orthanc_id"),
+    dose_id = store_result(api, store, job.id, sop_uid, dose_bytes, "rtdose")
+    more = {item.name: {"orthanc_id": store_result(api, store, job.id, item.sop_instance_uid, item.data, item.name),
                         "sop_instance_uid": item.sop_instance_uid, "series_instance_uid": item.series_instance_uid}
             for item in extra}
     if let is not None:
@@ -163,18 +161,6 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         "primaries": int(params["primaries"]),
         "warnings": warnings,
     }
-
-
-def _store(api: OrthancApi, store: JobStore, job_id: str, sop_uid: str, data: bytes, what: str) -> str:
-    """Store one result in Orthanc, replacing the one an earlier run of the job stored; its Orthanc id."""
-    previous = find_instance(api, sop_uid)
-    if previous is not None:  # a retried job replaces its earlier result
-        api.delete(f"/instances/{previous}")
-    orthanc_id = json.loads(api.post_bytes("/instances", data, "application/dicom"))["ID"]
-    audit.record(store.url, jobs.actor_name(), audit.RESULT_STORED, job_id,
-                 {"replaced_orthanc_id": previous} if previous else None,
-                 {what: orthanc_id, "sop_instance_uid": sop_uid})
-    return orthanc_id
 
 
 def beams_outside(plan: IonPlan, ct: CtVolume) -> list[str]:
