@@ -23,8 +23,7 @@ import requests
 from orthanc_rt.client.results import Check, CheckRequest, Job, JobRequest, MeasurementPage, Page, Plan
 from orthanc_rt.errors import OrthancUnavailable, RtApiError, RtApiUnreachable, RtJobError
 from orthanc_rt.pacs.client import HttpOrthanc
-from orthanc_rt.records.jobs import FAILED, FINAL_STATES, SUCCEEDED, TRANSIENT_FAILURE
-from orthanc_rt.scheduling.scheduler import MAX_ATTEMPTS_AFTER_OUTAGES
+from orthanc_rt.records.jobs import FAILED, FINAL_STATES, MAX_ATTEMPTS_AFTER_OUTAGES, SUCCEEDED, TRANSIENT_FAILURE
 from orthanc_rt.settings import from_environment, local_orthanc_url
 
 ProgressCallback = Callable[[Job], None]

@@ -33,6 +33,9 @@ FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 # The stage of a job that failed for want of Orthanc, the database or a living worker, not for its inputs:
 # the scheduler runs it again (a bounded number of times) once Orthanc-RT is running again.
 TRANSIENT_FAILURE = "failed: outage"
+# Starts of one job (RQ's retries included) after which an outage no longer runs it again: a job whose worker
+# dies every time (out of memory) must stop somewhere. RQ retries 3 times per enqueue, so this is two rounds.
+MAX_ATTEMPTS_AFTER_OUTAGES = 8
 # The stages the workers give a failed job so that why it failed can be counted without reading its message
 # (`failure_class`): its inputs (DICOM or a plan request), the dose engine, or the time limit. What the job was
 # doing when it failed stays in its history and its message.

@@ -21,9 +21,6 @@ from orthanc_rt.scheduling.params import AnalysisParams, CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import Dispatcher
 
 log = logging.getLogger("orthanc_rt.scheduling.scheduler")
-# Starts of one job (RQ's retries included) after which an outage no longer runs it again: a job whose worker
-# dies every time (out of memory) must stop somewhere. RQ retries 3 times per enqueue, so this is two rounds.
-MAX_ATTEMPTS_AFTER_OUTAGES = 8
 
 
 class Scheduler:
@@ -129,7 +126,7 @@ class Scheduler:
             inputs={"reference": _input(reference), "evaluated": _input(evaluated)}, study=reference,
             source=source, requested_by=requested_by, rerun_failed=rerun_failed)
 
-    def rerun_after_outages(self, max_attempts: int = MAX_ATTEMPTS_AFTER_OUTAGES) -> list[str]:
+    def rerun_after_outages(self, max_attempts: int = jobs.MAX_ATTEMPTS_AFTER_OUTAGES) -> list[str]:
         """Jobs that failed because Orthanc, the database or their worker was gone run again (the plugin calls
         this while it runs, so Orthanc is back); after `max_attempts` starts a job stays failed."""
         rerun = []
@@ -213,7 +210,7 @@ class Scheduler:
             job = self.store.get(jid)
             if job is None or self.dispatcher.runs(jid):
                 continue
-            if job.attempts >= MAX_ATTEMPTS_AFTER_OUTAGES:  # lost every time: stop, say so
+            if job.attempts >= jobs.MAX_ATTEMPTS_AFTER_OUTAGES:  # lost every time: stop, say so
                 self.store.transition(jid, jobs.FAILED, from_states=[jobs.RUNNING], stage=jobs.TRANSIENT_FAILURE,
                                       message=f"no worker ran it to its end in {job.attempts} starts",
                                       actor="scheduler")
