@@ -248,7 +248,10 @@
           el('b', {}, plan.workflow), ` ${plan.target_roi} ${plan.request?.prescription_gy ?? ''} Gy: ${plan.status}`,
           qa.length ? el('div', { 'data-rt-qa': plan.id }, qa.join(', ')) : '');
       });
-      fill('plans', rows.length ? el('ul', {}, rows) : el('p', {}, 'No plan for this study yet.'));
+      // Only the plans Orthanc-RT made: an RTPLAN another system exported is a series of the study, and its dose
+      // and check are jobs above; saying "no plan" next to it in the series list would read as a contradiction.
+      fill('plans', rows.length ? el('ul', {}, rows)
+        : el('p', {}, 'Orthanc-RT has planned nothing in this study. Plans from other systems are in the series list; their doses and checks are listed under jobs.'));
       return answer.items.some(plan => ACTIVE.includes(plan.status));
     } catch (error) {
       refused('plans', error);
@@ -322,7 +325,7 @@
       return;
     }
     node.replaceChildren(
-      section('Orthanc-RT jobs', 'jobs'), section('Plans', 'plans'),
+      section('Orthanc-RT jobs', 'jobs'), section('Plans made by Orthanc-RT', 'plans'),
       section('DVH of the dose on screen', 'dvh'), section('Measurements', 'measurements'),
       el('button', { 'data-rt-refresh': '', style: 'text-decoration:underline' }, 'Refresh'));
     node.querySelector('[data-rt-refresh]').addEventListener('click', () => {
