@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.support import cases as util
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import artifact
 from tests.support.senders import rest_upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -53,4 +53,4 @@ def test_a_plan_requested_in_explorer_is_listed_with_its_results(orthanc, rt_sta
         f"#instance?uuid={plan['results']['rtplan']['orthanc_id']}"
     assert row.locator("a", has_text="RTDOSE").count() == 1 and "D95" in row.inner_text()
     page.locator("#orthanc-rt-study").get_by_text("plan succeeded").wait_for(timeout=30_000)  # the job, live
-    page.screenshot(path=str(ARTIFACTS / "explorer-plan-request.png"), full_page=True)
+    page.screenshot(path=str(artifact("explorer-plan-request.png")), full_page=True)

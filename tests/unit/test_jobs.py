@@ -11,11 +11,10 @@ from rq.job import JobStatus
 
 from orthanc_rt.pacs.resources import InstanceRef
 from orthanc_rt.records import jobs
-from orthanc_rt.records.jobs import JobQuery, JobStore
+from orthanc_rt.records.jobs import MAX_ATTEMPTS_AFTER_OUTAGES, JobQuery, JobStore
 from orthanc_rt.records.tables import utcnow
 from orthanc_rt.scheduling.params import CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import QUEUE_NAMES, Dispatcher, redis_for
-from orthanc_rt.records.jobs import MAX_ATTEMPTS_AFTER_OUTAGES
 from orthanc_rt.scheduling.scheduler import Scheduler
 
 PLAN = InstanceRef(orthanc_id="p-1", sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.481.8",
