@@ -70,8 +70,13 @@
   function renderPlans(list, studyId) {
     $.ajax({ url: '../rt/plans', data: { study: studyId, limit: 20 }, dataType: 'json', cache: false })
       .done(function (answer) {
-        list.empty().append('<li data-role="list-divider">Orthanc-RT plans (' + answer.total + ')</li>');
-        if (answer.items.length === 0) { list.append('<li>No plan for this study yet.</li>'); }
+        list.empty().append('<li data-role="list-divider">Plans made by Orthanc-RT (' + answer.total + ')</li>');
+        // Another system's RTPLAN is a series of the study (its recompute and check are jobs): "no plan" beside it
+        // would read as a contradiction.
+        if (answer.items.length === 0) {
+          list.append('<li>Orthanc-RT has planned nothing in this study. Plans from other systems are among its ' +
+                      'series; their doses and checks are listed under jobs.</li>');
+        }
         $.each(answer.items, function (_, plan) { list.append(planLine(plan)); });
         list.listview('refresh');
         if (answer.items.some(function (p) { return ['queued', 'running', 'waiting-for-input'].indexOf(p.status) >= 0; })) {

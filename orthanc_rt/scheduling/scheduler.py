@@ -167,8 +167,9 @@ class Scheduler:
             if job is None or job.inputs.get("dose", {}).get("sop_instance_uid") != dose_sop_instance_uid:
                 continue
             if self.store.transition(jid, jobs.SUCCEEDED, from_states=[jobs.WAITING], stage="done",
-                                     message="a structure set arrived; see outputs.analysed_by",
-                                     actor="scheduler", outputs={"analysed_by": list(analysed_by)}):
+                                     message="analysed with the structure set that arrived: "
+                                             + ", ".join(analysed_by),
+                                     actor="scheduler", progress=1.0, outputs={"analysed_by": list(analysed_by)}):
                 closed.append(jid)
         return closed
 
