@@ -417,6 +417,26 @@
           ticks: { position: 'left', style: { ...(settings.tickStyles || {}), labelMargin: 5 } },
           width: '15px',
         });
+        labelDoseUnit(`colorbar-container-${id}-${dose.displaySetInstanceUID}`);
+      };
+      // Cornerstone's colour bar prints bare numbers (and only under the mouse): its unit stays beside it. OHIF
+      // renders the bar's container (id colorbar-container-<viewport>-<display set>) after the service's event.
+      const labelDoseUnit = (containerId, tries = 0) => {
+        const container = document.getElementById(containerId);
+        if (!container) {
+          if (tries < 20) {
+            setTimeout(() => labelDoseUnit(containerId, tries + 1), 250);
+          }
+          return;
+        }
+        if (!container.querySelector('[data-orthanc-rt-unit]')) {
+          container.appendChild(el('span', {
+            'data-orthanc-rt-unit': 'Gy', title: 'Dose in Gy',
+            // Above the bar's right end: beside it are OHIF's own buttons, and the bar's canvas covers its container.
+            style: 'position: absolute; right: -26px; top: -20px; z-index: 1001; color: #d0d0d0; '
+              + 'font: 13px Inter, sans-serif; pointer-events: none',
+          }, 'Gy'));
+        }
       };
       const subscriptions = [viewports.EVENTS.VIEWPORT_DATA_CHANGED, viewports.EVENTS.VIEWPORT_VOLUMES_CHANGED]
         .filter(Boolean).map(event => viewports.subscribe(event, (data = {}) => {

@@ -111,6 +111,15 @@ def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, 
     # The dose's colour bar (OHIF's Isodose map) along the viewport's bottom; its ticks (Gy) show under the mouse.
     bar = shot[int(0.9 * len(shot)):]
     assert ((bar[..., 0] > 200) & (bar[..., 1] < 60)).sum() > 100, "no dose colour bar"
+    # Its unit stays beside it, inside the viewport, next to the bar (not somewhere else on the page).
+    unit = page.locator("[id^=colorbar-container-orthanc-rt-fusion] [data-orthanc-rt-unit]")
+    unit.wait_for(timeout=10_000)
+    assert unit.inner_text() == "Gy"
+    label, viewport_box = unit.bounding_box(), box
+    assert viewport_box["x"] < label["x"] < viewport_box["x"] + viewport_box["width"]
+    assert label["y"] > viewport_box["y"] + 0.8 * viewport_box["height"]
+    drawn = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=label))).convert("L"))
+    assert (drawn > 150).sum() > 10, "the unit label is covered or not drawn"
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] - 25)
     time.sleep(0.5)
     page.screenshot(path=str(artifact("ohif-fusion-page.png")))
