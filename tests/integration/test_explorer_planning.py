@@ -23,7 +23,8 @@ def test_a_plan_requested_in_explorer_is_listed_with_its_results(orthanc, rt_sta
     study_id = orthanc.post("/tools/lookup", data=case.study.study_instance_uid).json()[0]["ID"]
     page = browser.new_page(viewport={"width": 1200, "height": 1400})
     page.goto(f"{orthanc.base}/app/explorer.html#study?uuid={study_id}")
-    page.locator("#orthanc-rt-plans").get_by_text("Orthanc-RT has planned nothing in this study.", exact=False).wait_for(timeout=30_000)
+    empty = page.locator("#orthanc-rt-plans").get_by_text("Orthanc-RT has planned nothing in this study.", exact=False)
+    empty.wait_for(timeout=30_000)
     form = page.locator("#orthanc-rt-plan-form")
     form.wait_for()
     page.wait_for_function("document.querySelectorAll('#orthanc-rt-target option').length >= 2", timeout=30_000)
