@@ -241,6 +241,13 @@ def spec(version: str) -> dict[str, Any]:
                            errors=(404, 503))},
             "/rt/doses/{dose}/dvh.png": {
                 "get": _op("The DVH plot", "read", "a PNG", params=[_DOSE], errors=(404, 503))},
+            "/rt/doses/{dose}/dlvh": {
+                "get": _op("Cumulative dose-LET volume histograms of an RTDOSE whose LETd was scored, per ROI",
+                           "read", "the histograms", params=[_DOSE], errors=(404, 503))},
+            "/rt/doses/{dose}/dlvh.png": {
+                "get": _op("One ROI's dose-LET volume histogram as iso-volume lines", "read", "a PNG", params=[
+                    _DOSE, _q("roi", {"type": "string", "maxLength": 64}, "the ROI's name")],
+                    errors=(400, 404, 503))},
             "/rt/doses/{dose}/overlay.png": {
                 "get": _op("The dose over its CT with isodose lines and structures", "read", "a PNG", params=[
                     _DOSE, _q("plane", {"type": "string", "enum": ["axial", "coronal", "sagittal"]}),

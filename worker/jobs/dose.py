@@ -48,7 +48,7 @@ from worker.engines import mcsquare
 from worker.engines.proton_dose import compute_dose, compute_dose_and_let
 from worker.jobs import frame as job_frame
 from worker.jobs.frame import Cancelled, store_result
-from worker.jobs.let_results import let_objects, let_records
+from worker.jobs.let_results import LET_MAP, let_objects, let_records
 from worker.jobs.progress import Progress
 
 log = logging.getLogger("orthanc_rt.worker")
@@ -138,9 +138,11 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         provenance = dict(study_instance_uid=study.study_instance_uid, series_instance_uid=series_uid,
                           sop_instance_uid=sop_uid, dose_sop_instance_uid=sop_uid, dose_series_instance_uid=series_uid,
                           ct_series_instance_uid=ct_ref.series_instance_uid)
-        rows = let_records(job.id, let, grid, structure_set, provenance)
-        MeasurementStore(settings.database_url).replace_job_results(job.id, rows, [])
+        rows, histograms = let_records(job.id, let, grid, structure_set, provenance,
+                                       let_sop_instance_uid=(more.get(LET_MAP) or {}).get("sop_instance_uid", ""))
+        MeasurementStore(settings.database_url).replace_job_results(job.id, rows, histograms)
         let_notes["let_records"] = len(rows)
+        let_notes["dose_let_histograms"] = len(histograms)
     return {
         **more, **let_notes,
         "rtdose": {"orthanc_id": dose_id, "sop_instance_uid": sop_uid, "series_instance_uid": series_uid},
