@@ -11,6 +11,9 @@ dev="${1:-}"
 apt_packages=(orthanc orthanc-python orthanc-dicomweb orthanc-postgresql dcmtk
               redis-server python3-venv python3-dev curl
               poppler-utils dicom3tools)  # pdftotext/pdftoppm and dciodvfy: the dose-check report's tests
+# The container image's tools: podman builds it without a Docker engine, debootstrap makes its
+# debian:bookworm base without a registry (scripts/container-image.sh, tests/integration/test_container_image.py).
+[ "$dev" = "--dev" ] && apt_packages+=(podman debootstrap)
 sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
 missing=()
 for p in "${apt_packages[@]}"; do
