@@ -92,7 +92,7 @@ def _in_image(root: Path, volume: Path, volume_at: str, argv: list[str], env: di
     `volume` is mounted at `volume_at` as a container engine mounts a volume."""
     script = ('set -e; root="$1"; shift; mkdir -p "$root$VOLUME_AT"; mount -t proc proc "$root/proc"; '
               'mount --rbind /dev "$root/dev"; mount --bind "$VOLUME" "$root$VOLUME_AT"; '
-              f'cd "$root{APP}"; exec chroot "$root" "$@"')
+              f'exec chroot "$root" /bin/sh -c \'cd {APP} && exec "$@"\' sh "$@"')  # in the image's WORKDIR
     command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(root), *argv]
     return subprocess.Popen(command, env={**env, "VOLUME": str(volume), "VOLUME_AT": volume_at},
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
