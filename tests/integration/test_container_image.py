@@ -25,6 +25,7 @@ from typing import Iterator
 
 import pydicom
 import pytest
+import requests
 from redis import Redis
 
 from tests.support.cases import small_phantom_case
@@ -113,7 +114,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def _until_healthy(client: Client, orthanc: subprocess.Popen, log: Path, timeout_s: float = 120) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert orthanc.poll() is None, f"Orthanc exited ({orthanc.returncode}):\n{log.read_text(errors='replace')[-4000:]}"
+        assert orthanc.poll() is None, f"Orthanc exited ({orthanc.returncode}):\n{_tail(log)}"
         try:
             r = client.get("/rt/health")
             checks = r.json()["checks"] if r.status_code == 200 else {}
@@ -122,18 +123,32 @@ def _until_healthy(client: Client, orthanc: subprocess.Popen, log: Path, timeout
         except (OSError, ValueError, KeyError):
             pass
         time.sleep(1)
-    raise AssertionError(f"/rt/health did not show a worker within {timeout_s} s:\n"
-                         f"{log.read_text(errors='replace')[-4000:]}")
+    raise AssertionError(f"/rt/health did not show a worker within {timeout_s} s:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+
+
+def _get_when_up(url: str, log: Path, timeout_s: float = 60) -> requests.Response:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return requests.get(url, timeout=30)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing answers at {url}:\n{_tail(log)}") from None
+            time.sleep(0.5)
 
 
 def test_image_runs_orthanc_and_a_worker_that_store_the_rtdose(rootfs, tmp_path, stack_database):
     database_url = stack_database
     redis = Redis.from_url(STACK_REDIS_URL)
     redis.flushdb()
-    http_port, dicom_port = free_port(), free_port()
+    http_port, dicom_port, viewer_port = free_port(), free_port(), free_port()
     orthanc_data, worker_data = tmp_path / "orthanc-data", tmp_path / "worker-scratch"
-    orthanc_data.mkdir()
-    worker_data.mkdir()
+    for volume in (orthanc_data, worker_data, tmp_path / "viewer"):
+        volume.mkdir()
     # The administrator's own configuration: the image's template with few Monte Carlo primaries (a test dose).
     template = json.loads((rootfs / APP.lstrip("/") / "orthanc_config" / "orthanc.json").read_text())
     template["OrthancRT"]["AutoDose"]["Primaries"] = TEST_PRIMARIES
@@ -150,6 +165,10 @@ def test_image_runs_orthanc_and_a_worker_that_store_the_rtdose(rootfs, tmp_path,
         services.append(_in_image(rootfs, worker_data, "/var/lib/orthanc-rt", ["./orthanc-rt", "run", "worker"], {
             **common, "ORTHANC_RT_DATA_DIR": "/var/lib/orthanc-rt", "ORTHANC_RT_MCSQUARE_THREADS": "1"},
             tmp_path / "worker.log"))
+        # docker-compose.yml's viewer service: the image with another entry point.
+        services.append(_in_image(rootfs, tmp_path / "viewer", "/var/lib/orthanc-rt", [
+            ".venv/bin/python", "-m", "orthanc_rt.ops.viewer", "--bind", "127.0.0.1", "--port", str(viewer_port),
+            "--orthanc", f"http://127.0.0.1:{http_port}"], IMAGE_ENV, tmp_path / "viewer.log"))
         client = Client(f"http://127.0.0.1:{http_port}")
         _until_healthy(client, services[0], orthanc_log)
 
@@ -157,13 +176,20 @@ def test_image_runs_orthanc_and_a_worker_that_store_the_rtdose(rootfs, tmp_path,
         rest_upload(client.base, [*case.ct, case.rtstruct, case.plan])
         job = client.wait_job(lambda j: j["state"] in ("succeeded", "failed"), timeout_s=600,
                               study=case.study.study_instance_uid, kind="dose")
-        assert job["state"] == "succeeded", f"{job['message']}\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
+        assert job["state"] == "succeeded", f"{job['message']}\n{_tail(tmp_path / 'worker.log')}"
 
         doses = client.study_instances(case.study.study_instance_uid, "RTDOSE")
         assert len(doses) == 1, doses
         dose = pydicom.dcmread(io.BytesIO(client.get(f"/instances/{doses[0]}/file").content))
         assert dose.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == case.plan.SOPInstanceUID
         assert dose.pixel_array.max() * float(dose.DoseGridScaling) > 0
+
+        # OHIF from the image, and the study through its DICOMweb pass-through to Orthanc.
+        viewer = f"http://127.0.0.1:{viewer_port}"
+        page = _get_when_up(viewer + "/", tmp_path / "viewer.log")
+        assert page.status_code == 200 and "<html" in page.text.lower(), page.text[:300]
+        studies = requests.get(viewer + "/dicom-web/studies", timeout=30).json()
+        assert [s["0020000D"]["Value"][0] for s in studies] == [case.study.study_instance_uid]
     finally:
         for service in reversed(services):
             _stop(service)
