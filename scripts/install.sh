@@ -57,8 +57,11 @@ for f in "${req_files[@]}"; do
   fi
 done
 
-# The project itself, editable, so `python -m worker` and the tests import it.
-(cd / && "$venv/bin/python" -c "import orthanc_rt" 2>/dev/null) || pip_quiet install --no-deps -e "$here"
+# The project itself, editable, so `python -m worker` and the tests import it (not yet in the container
+# image's first layer, which holds only what this script reads: its sources come in a later layer).
+if [ -f "$here/pyproject.toml" ]; then
+  (cd / && "$venv/bin/python" -c "import orthanc_rt" 2>/dev/null) || pip_quiet install --no-deps -e "$here"
+fi
 MPLBACKEND=Agg "$venv/bin/python" "$here/scripts/fix_opentps.py"
 
 # The OHIF viewer: the prebuilt @ohif/app published on npm (its dist/ folder), pinned.
