@@ -3,7 +3,7 @@
 #   scripts/container-image.sh [TAG] [podman build options...]     (default tag orthanc-rt:latest)
 # The `debian:bookworm` base is made from Debian's own packages (debootstrap) when podman
 # does not have it yet, so a machine that reaches Debian's mirror and PyPI is enough.
-# With a Docker engine and a registry, `docker build -t orthanc-rt .` does the same.
+# With a Docker engine and a registry, `docker build -t orthanc-rt .` does the same (docs/production.md).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tag="${1:-orthanc-rt:latest}"; shift || true
@@ -38,7 +38,12 @@ fi
 # This host's trusted CAs, for pip and npm while building (an inspecting proxy's CA among them).
 ca="${ORTHANC_RT_BUILD_CA:-/etc/ssl/certs/ca-certificates.crt}"
 secret=(); [ -s "$ca" ] && secret=(--secret "id=site-ca,src=$ca")
+previous="$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
 start=$SECONDS
 # chroot isolation: builds where the machine's cgroups refuse to start containers.
 nice -n 10 podman build --isolation chroot --network host "${secret[@]}" -t "$tag" -f "$here/Dockerfile" "$@" "$here"
+# The image this tag named before, and its layers no other image uses (gigabytes per rebuild otherwise).
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$tag")" ]; then
+  podman rmi "$previous" >/dev/null 2>&1 || true  # still used by a container: kept
+fi
 echo "[image] $tag built in $((SECONDS - start)) s, $(podman image inspect --format '{{.Size}}' "$tag") bytes"

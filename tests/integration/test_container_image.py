@@ -4,7 +4,7 @@ Where no Docker engine runs and the cgroups refuse to start containers (this mac
 run as a container engine would run it: a container is created (not started) and mounted (`podman mount`), and
 Orthanc and a worker run in it with `chroot`, each in a mount namespace of its own with /proc, /dev and a data
 volume, on the host's network (127.0.0.1, free ports). They talk as in docker-compose.yml: the worker reaches
-Orthanc over HTTP, both share Redis (this test's database) and PostgreSQL (a throw-away database on the host's
+Orthanc over HTTP, both share Redis (a private server) and PostgreSQL (a throw-away database on the host's
 server), and nothing else (their data folders are different volumes). A small plan stored in Orthanc must come back
 with its RTDOSE, computed by MCsquare inside the image.
 
@@ -26,12 +26,13 @@ from typing import Iterator
 import pydicom
 import pytest
 import requests
-from redis import Redis
 
+from orthanc_rt.ops import stack
+from orthanc_rt.ops.stack import StackConfig
 from tests.support.cases import small_phantom_case
 from tests.support.senders import rest_upload
-from tests.support.services import free_port
-from tests.support.stack import STACK_REDIS_URL, TEST_PRIMARIES, Client
+from tests.support.services import free_port, postgres_database
+from tests.support.stack import TEST_PRIMARIES, Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.physics, pytest.mark.slow]
 
@@ -95,8 +96,9 @@ def _in_image(root: Path, volume: Path, volume_at: str, argv: list[str], env: di
               'mount --rbind /dev "$root/dev"; mount --bind "$VOLUME" "$root$VOLUME_AT"; '
               f'exec chroot "$root" /bin/sh -c \'cd {APP} && exec "$@"\' sh "$@"')  # in the image's WORKDIR
     command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(root), *argv]
-    return subprocess.Popen(command, env={**env, "VOLUME": str(volume), "VOLUME_AT": volume_at},
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    with log.open("w") as out:
+        return subprocess.Popen(command, env={**env, "VOLUME": str(volume), "VOLUME_AT": volume_at},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -141,10 +143,21 @@ def _get_when_up(url: str, log: Path, timeout_s: float = 60) -> requests.Respons
             time.sleep(0.5)
 
 
-def test_image_runs_orthanc_and_a_worker_that_store_the_rtdose(rootfs, tmp_path, stack_database):
-    database_url = stack_database
-    redis = Redis.from_url(STACK_REDIS_URL)
-    redis.flushdb()
+@pytest.fixture
+def backends(tmp_path) -> Iterator[tuple[str, str]]:
+    """A Redis and a PostgreSQL database of this test's own, as the compose file's redis and postgres services:
+    the session's stack (tests/integration/conftest.py) keeps its Redis database and its workers to itself."""
+    for database_url in postgres_database():
+        cfg = StackConfig(data_dir=tmp_path / "redis", redis_url=f"redis://127.0.0.1:{free_port()}/0")
+        try:
+            stack.ensure_redis(cfg)  # a private redis-server on a free port
+            yield cfg.redis_url, database_url
+        finally:
+            stack.stop(cfg)
+
+
+def test_image_runs_orthanc_and_a_worker_that_store_the_rtdose(rootfs, tmp_path, backends):
+    redis_url, database_url = backends
     http_port, dicom_port, viewer_port = free_port(), free_port(), free_port()
     orthanc_data, worker_data = tmp_path / "orthanc-data", tmp_path / "worker-scratch"
     for volume in (orthanc_data, worker_data, tmp_path / "viewer"):
@@ -153,7 +166,7 @@ def test_image_runs_orthanc_and_a_worker_that_store_the_rtdose(rootfs, tmp_path,
     template = json.loads((rootfs / APP.lstrip("/") / "orthanc_config" / "orthanc.json").read_text())
     template["OrthancRT"]["AutoDose"]["Primaries"] = TEST_PRIMARIES
     (orthanc_data / "orthanc-template.json").write_text(json.dumps(template))
-    common = {**IMAGE_ENV, "ORTHANC_RT_DATABASE_URL": database_url, "ORTHANC_RT_REDIS_URL": STACK_REDIS_URL,
+    common = {**IMAGE_ENV, "ORTHANC_RT_DATABASE_URL": database_url, "ORTHANC_RT_REDIS_URL": redis_url,
               "ORTHANC_RT_ORTHANC_URL": f"http://127.0.0.1:{http_port}"}
     services = []
     try:
@@ -193,4 +206,3 @@ def test_image_runs_orthanc_and_a_worker_that_store_the_rtdose(rootfs, tmp_path,
     finally:
         for service in reversed(services):
             _stop(service)
-        redis.flushdb()
