@@ -131,8 +131,8 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         raise Cancelled()
     if not exists(api, f"/instances/{plan_input['orthanc_id']}"):
         raise DicomInputError("the RTPLAN was deleted from Orthanc while its dose was computed; nothing was stored")
-    dose_id = _store(api, store, job.id, sop_uid, dose_bytes, "rtdose_orthanc_id")
-    more = {item.name: {"orthanc_id": _store(api, store, job.id, item.sop_instance_uid, item.data,
+    dose_id = store_result(api, store, job.id, sop_uid, dose_bytes, "rtdose_orthanc_id")
+    more = {item.name: {"orthanc_id": store_result(api, store, job.id, item.sop_instance_uid, item.data,
                                              f"{item.name}_orthanc_id"),
                         "sop_instance_uid": item.sop_instance_uid, "series_instance_uid": item.series_instance_uid}
             for item in extra}
@@ -165,7 +165,7 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
     }
 
 
-def _store(api: OrthancApi, store: JobStore, job_id: str, sop_uid: str, data: bytes, what: str) -> str:
+def store_result(api: OrthancApi, store: JobStore, job_id: str, sop_uid: str, data: bytes, what: str) -> str:
     """Store one result in Orthanc, replacing the one an earlier run of the job stored; its Orthanc id."""
     previous = find_instance(api, sop_uid)
     if previous is not None:  # a retried job replaces its earlier result
