@@ -19,6 +19,7 @@ from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import Job, utcnow
 from orthanc_rt.scheduling.params import AnalysisParams, CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import Dispatcher
+from orthanc_rt.scheduling.robustness import RobustnessParams
 
 log = logging.getLogger("orthanc_rt.scheduling.scheduler")
 # Starts of one job (RQ's retries included) after which an outage no longer runs it again: a job whose worker
@@ -78,6 +79,15 @@ class Scheduler:
             "dose", identity=[plan.sop_instance_uid], identity_params=params.identity(), params=params.as_dict(),
             inputs={"plan": _input(plan)}, study=plan, source=source, requested_by=requested_by,
             wait_seconds=params.wait_for_ct_seconds, rerun_failed=rerun_failed)
+
+    def request_robustness(self, plan: InstanceRef, params: RobustnessParams, *, source: str,
+                           requested_by: str = "", rerun_failed: bool = False) -> tuple[Job, bool]:
+        """One robustness evaluation per (plan, scenarios, goals, primaries): a second request returns the first
+        job (runs it again when it failed or was cancelled, with `rerun_failed`)."""
+        return self.request(
+            "robustness", identity=[plan.sop_instance_uid], identity_params=params.identity(),
+            params=params.as_dict(), inputs={"plan": _input(plan)}, study=plan, source=source,
+            requested_by=requested_by, rerun_failed=rerun_failed)
 
     def request_analysis(self, dose: InstanceRef, structure_set: InstanceRef | None, params: AnalysisParams, *,
                          frame_of_reference_uid: str, source: str, requested_by: str = "") -> tuple[Job, bool]:
