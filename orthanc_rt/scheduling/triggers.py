@@ -267,7 +267,7 @@ class Triggers:
     def series_stable(self, series_id: str) -> None:
         series = get_json(self.orthanc, f"/series/{series_id}")
         modality = series["MainDicomTags"].get("Modality")
-        resumed = [job for kind in ("dose", "analysis", "plan")
+        resumed = [job for kind in ("dose", "analysis", "plan", "robustness")
                    for job in self.scheduler.resume_waiting(series["ParentStudy"], kind)] \
             if modality in _AWAITED_MODALITIES else []
         if resumed:

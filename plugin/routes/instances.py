@@ -85,7 +85,8 @@ def _request_robustness(ctx: Context, request: Request, instance_id: str) -> Res
                              f"evaluations are for proton plans (RT Ion Plan, {sop.RT_ION_PLAN})")
     plan = instance_ref(ctx.orthanc, instance_id)
     job, created = ctx.scheduler.request_robustness(plan, params, source="api", requested_by=request.user,
-                                                    rerun_failed=True)
+                                                    rerun_failed=True,
+                                                    wait_for_ct_seconds=ctx.settings.auto_dose.wait_for_ct_seconds)
     return Response(200, {"created": created, "job": jobs.to_dict(job),
                           "scenarios": [scenario.name for scenario in params.scenario_list],
                           "goals_from": params.goals_from})
