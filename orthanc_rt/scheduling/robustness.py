@@ -214,3 +214,44 @@ def _goal(item: Any, where: str) -> Goal:
     if metric.startswith("D") and metric[1:].replace(".", "", 1).isdigit() and not 0 <= float(metric[1:]) <= 100:
         raise ValidationError(where, f"{metric}: the volume must be 0-100 %")
     return Goal(roi=roi.strip(), metric=metric, op=op, value=number, unit=unit)
+
+
+# OrthancRT.AutoRobustness keys -> request fields.
+_AUTO_FIELDS = {"SetupErrorMm": "setup_error_mm", "RangeErrorPct": "range_error_pct", "Scenarios": "scenarios",
+                "Primaries": "primaries", "Goals": "goals", "Protocol": "protocol"}
+
+
+@dataclass(frozen=True)
+class AutoRobustness:
+    """OrthancRT.AutoRobustness: evaluate every arriving RT Ion Plan whose RTPlanLabel matches `label_pattern`
+    (a regular expression, searched; "" matches every plan) with the request `params`."""
+
+    enabled: bool = False
+    label_pattern: str = ""
+    params: RobustnessParams | None = None
+    problem: str = ""  # why a configured rule is off (logged at start-up)
+
+    def matches(self, plan_label: str) -> bool:
+        return self.enabled and self.params is not None and re.search(self.label_pattern, plan_label or "") is not None
+
+    @classmethod
+    def of(cls, settings: Any, *, primaries_range: tuple[int, int]) -> "AutoRobustness":
+        """From the settings; a rule with an invalid key or value is off, with the reason in `problem`."""
+        config = dict(settings.auto_robustness or {})
+        if not config.get("Enabled", False):
+            return cls()
+        try:
+            unknown = sorted(set(config) - {"Enabled", "LabelPattern", *_AUTO_FIELDS})
+            if unknown:
+                raise ValidationError(unknown[0], "unknown key")
+            pattern = str(config.get("LabelPattern", ""))
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValidationError("LabelPattern", f"not a regular expression: {exc}") from None
+            body = {name: config[key] for key, name in _AUTO_FIELDS.items() if key in config}
+            params = robustness_params(body, settings.robustness, primaries_range=primaries_range,
+                                       default_primaries=settings.auto_dose.primaries)
+        except ValidationError as exc:
+            return cls(problem=f"OrthancRT.AutoRobustness: {exc}")
+        return cls(enabled=True, label_pattern=pattern, params=params)

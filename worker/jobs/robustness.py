@@ -19,7 +19,6 @@ has one, else to the nominal scenario's D95; the outputs say which.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,13 @@ from typing import Any
 from orthanc_rt.analysis.body import body_on_grid, body_structure_set, grid_as_volume, restrict_to_body
 from orthanc_rt.analysis.robustness import default_goals, dose_envelope, dvh_bands, evaluate_goals
 from orthanc_rt.analysis.roi_masks import structure_masks
-from orthanc_rt.dicom.ct import read_ct_series
 from orthanc_rt.dicom.dose import build_rtdose
-from orthanc_rt.dicom.ion_plan import read_ion_plan
 from orthanc_rt.dicom.rtstruct import StructureSet
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError, DoseEngineError
 from orthanc_rt.pacs.client import OrthancApi
-from orthanc_rt.pacs.inputs import fetch_series, locate_plan_ct, read_instance, study_of
+from orthanc_rt.pacs.inputs import study_of
 from orthanc_rt.pacs.resources import exists
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
@@ -45,7 +42,7 @@ from orthanc_rt.scheduling.origin import MAX_DOSE_RESULT, MIN_DOSE_RESULT
 from orthanc_rt.scheduling.robustness import Goal, Scenario, parse_goals
 from orthanc_rt.settings import Settings
 from worker.jobs import frame as job_frame
-from worker.jobs.dose import beams_outside, store_result
+from worker.jobs.dose import fresh_work_dir, plan_and_ct, store_result
 from worker.jobs.frame import Cancelled
 from worker.jobs.progress import Progress
 
@@ -71,23 +68,14 @@ def _evaluate(job: Any, api: OrthancApi, settings: Settings, store: JobStore, wo
     progress.enter("fetching inputs")
     params = job.params
     plan_input = job.inputs["plan"]
-    plan_ds = read_instance(api, plan_input["orthanc_id"])
-    plan = read_ion_plan(plan_ds)
-    ct_ref = locate_plan_ct(api, orthanc_study_id=job.orthanc_study_id,
-                            frame_of_reference_uid=plan.frame_of_reference_uid,
-                            structure_set_uid=plan.referenced_structure_set_uid)
-    ct_datasets = fetch_series(api, ct_ref)
-    ct = read_ct_series(ct_datasets)
-    warnings = beams_outside(plan, ct)
+    plan_ds, plan, ct_ref, ct_datasets, ct, warnings = plan_and_ct(api, job)
     structure_set = body_structure_set(api, job.orthanc_study_id, ct.frame_of_reference_uid,
                                        preferred_uid=plan.referenced_structure_set_uid)
     goals, goals_from = _goals(params, structure_set)
     prescription = prescription_gy(plan_ds)
 
     progress.enter("scenario doses")
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    (work_dir / "owner.pid").write_text(str(os.getpid()))
+    fresh_work_dir(work_dir)
     scenarios = [Scenario(tuple(s["shift_mm"]), float(s["range_pct"])) for s in params["scenario_list"]]
     runner = ScenarioDoses(settings.redis_url, part_timeout_s=settings.dose_job_timeout_seconds)
     doses = runner(ct, plan, scenarios, primaries=int(params["primaries"]), work_dir=work_dir,
