@@ -84,3 +84,25 @@ def test_bands_hold_the_nominal_curve_and_the_envelope_brackets_every_scenario()
     grids = [DoseGrid(dose_gy=d, origin_mm=(0, 0, 0), spacing_mm=(1, 1, 1), frame_of_reference_uid="1") for d in doses]
     low, high = dose_envelope(grids)
     assert all(np.all(low.dose_gy <= g.dose_gy) and np.all(g.dose_gy <= high.dose_gy) for g in grids)
+
+
+def _settings(auto, robustness=None):
+    from orthanc_rt.settings import Settings
+
+    return Settings.from_orthanc_config({"OrthancRT": {"AutoRobustness": auto, "Robustness": robustness or {}}})
+
+
+def test_automatic_rule_matches_plan_labels_and_validates_like_a_request():
+    from orthanc_rt.scheduling.robustness import AutoRobustness
+
+    rule = AutoRobustness.of(_settings({"Enabled": True, "LabelPattern": "^PROST", "Scenarios": {"random": 4},
+                                        "Protocol": "p"}, {"Protocols": {"p": ["CTV D95 >= 95 %"]}}),
+                             primaries_range=(1000, 10**9))
+    assert rule.matches("PROSTATE 1") and not rule.matches("HN") and len(rule.params.scenario_list) == 5
+    assert rule.params.goals_from == "protocol p"
+    assert AutoRobustness.of(_settings({"Enabled": True}), primaries_range=(1000, 10**9)).matches("anything")
+    assert not AutoRobustness.of(_settings({}), primaries_range=(1000, 10**9)).matches("anything")
+    bad = AutoRobustness.of(_settings({"Enabled": True, "SetupErrorMm": 20}), primaries_range=(1000, 10**9))
+    assert not bad.matches("x") and "setup_error_mm" in bad.problem
+    bad = AutoRobustness.of(_settings({"Enabled": True, "LabelPattern": "("}), primaries_range=(1000, 10**9))
+    assert not bad.enabled and "LabelPattern" in bad.problem
