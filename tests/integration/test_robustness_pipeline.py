@@ -14,7 +14,9 @@ import pytest
 from orthanc_rt.dicom.dose import read_rtdose
 from orthanc_rt.dicom.serialize import from_bytes
 from tests.support import cases as util
+from tests.support.browser import ARTIFACTS
 from tests.support.senders import rest_upload
+from tests.support.stack import Client
 
 pytestmark = pytest.mark.integration
 
@@ -52,15 +54,23 @@ def test_a_photon_plan_is_a_400(orthanc):
     assert answer.status_code == 400 and "RT Ion Plan" in answer.text, answer.text
 
 
-def test_evaluation_stores_min_max_rtdose_goal_records_and_dvh_bands(orthanc):
+@pytest.fixture(scope="module")
+def evaluation(rt_stack) -> dict:
+    """One evaluation of the stored phantom plan with the stack's protocol: (plan id, scenarios, finished job)."""
+    orthanc = Client(rt_stack.orthanc_url)
     plan_id = _stored_plan(orthanc, "robust-pipeline")
     answer = orthanc.post(f"/rt/instances/{plan_id}/robustness", json={
         "setup_error_mm": 3, "range_error_pct": 3, "scenarios": {"random": 3, "seed": 7}, "primaries": 20000,
         "protocol": "phantom"})
     assert answer.status_code == 200, answer.text
-    scenarios = answer.json()["scenarios"]
-    assert len(scenarios) == 4 and scenarios[0] == "nominal" and answer.json()["goals_from"] == "protocol phantom"
-    job = orthanc.wait_final(answer.json()["job"]["id"], timeout_s=600)
+    return {"plan_id": plan_id, "answer": answer.json(),
+            "job": orthanc.wait_final(answer.json()["job"]["id"], timeout_s=600)}
+
+
+def test_evaluation_stores_min_max_rtdose_goal_records_and_dvh_bands(orthanc, evaluation):
+    plan_id, answer, job = evaluation["plan_id"], evaluation["answer"], evaluation["job"]
+    scenarios = answer["scenarios"]
+    assert len(scenarios) == 4 and scenarios[0] == "nominal" and answer["goals_from"] == "protocol phantom"
     assert job["state"] == "succeeded", job["message"]
     outputs = job["outputs"]
 
@@ -89,6 +99,26 @@ def test_evaluation_stores_min_max_rtdose_goal_records_and_dvh_bands(orthanc):
     png = orthanc.get(f"/rt/instances/{plan_id}/robustness/{job['id']}/dvh-bands.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     assert orthanc.get(f"/rt/instances/{plan_id}/robustness/nonesuch/dvh-bands").status_code == 404
+
+
+@pytest.mark.browser
+def test_explorer_shows_the_goals_worst_case_and_links_on_the_plan_page(orthanc, evaluation, browser):
+    plan_id, job = evaluation["plan_id"], evaluation["job"]
+    assert job["state"] == "succeeded", job["message"]
+    outputs = job["outputs"]
+    page = browser.new_page(viewport={"width": 1200, "height": 1600})
+    page.goto(f"{orthanc.base}/app/explorer.html#instance?uuid={plan_id}")
+    row = page.locator(f"#orthanc-rt-robustness [data-rt-robustness='{job['id']}']")
+    row.wait_for(timeout=30_000)
+    verdicts = row.locator("[data-rt-goal-passed]")
+    assert verdicts.count() == 2
+    assert [verdicts.nth(k).inner_text() for k in range(2)] == [
+        "PASS" if g["passed"] else "FAIL" for g in outputs["goals"]]
+    assert row.locator(f"a[href='#instance?uuid={outputs['rtdose-min']['orthanc_id']}']").count() == 1
+    assert row.locator("a", has_text="DVH bands").get_attribute("href").endswith("/dvh-bands.png")
+    page.screenshot(path=str(ARTIFACTS / "explorer-robustness.png"), full_page=True)
+    page.close()
+
 
 
 def test_a_goal_on_an_unknown_roi_fails_the_job_naming_it(orthanc):
