@@ -162,13 +162,13 @@
   }
 
   // A plan's robustness evaluations: per evaluation, its goals x worst case (pass/fail) and links to the
-  // minimum and maximum RTDOSEs and the DVH bands.
-  function robustnessTable(instanceId, job) {
+  // minimum and maximum RTDOSEs and the DVH bands. A plain box, not a listview: the links stay links.
+  function robustnessBlock(instanceId, job) {
     var out = job.outputs || {};
     var head = '<a href="../rt/jobs/' + esc(job.id) + '" target="_blank">' + esc(job.id) + '</a> · ' + esc(job.state);
     if (job.state !== 'succeeded') {
-      return '<li data-rt-robustness="' + esc(job.id) + '">' + head + (job.message ? '<br><small>' +
-        esc(job.message) + '</small>' : '') + '</li>';
+      return '<div data-rt-robustness="' + esc(job.id) + '"><p>' + head + (job.message ? '<br><small>' +
+        esc(job.message) + '</small>' : '') + '</p></div>';
     }
     var links = ['rtdose-min', 'rtdose-max'].filter(function (k) { return out[k]; }).map(function (k) {
       return '<a href="#instance?uuid=' + esc(out[k].orthanc_id) + '">' + (k === 'rtdose-min' ? 'min' : 'max') +
@@ -179,29 +179,30 @@
       '" target="_blank">(JSON)</a>');
     var rows = (out.goals || []).map(function (g) {
       var colour = g.passed ? '#1a7f37' : '#c62828';
-      return '<tr><td>' + esc(g.goal) + '</td><td>' + esc(Number(g.nominal).toFixed(2)) + '</td><td>' +
-        esc(Number(g.worst).toFixed(2)) + '</td><td>' + esc(g.worst_scenario) + '</td><td style="color:' + colour +
-        '" data-rt-goal-passed="' + esc(g.passed) + '"><b>' + (g.passed ? 'PASS' : 'FAIL') + '</b></td></tr>';
+      return '<tr><td>' + esc(g.goal) + '<br><small>nominal ' + esc(Number(g.nominal).toFixed(2)) +
+        '</small></td><td>' + esc(Number(g.worst).toFixed(2)) + '<br><small>' + esc(g.worst_scenario) +
+        '</small></td><td style="color:' + colour + '" data-rt-goal-passed="' + esc(g.passed) + '"><b>' +
+        (g.passed ? 'PASS' : 'FAIL') + '</b></td></tr>';
     }).join('');
-    return '<li data-rt-robustness="' + esc(job.id) + '">' + head + ' · ' + esc((out.scenarios || []).length) +
-      ' scenarios, goals from ' + esc(out.goals_from) + ' · ' + links.join(' · ') +
-      '<table class="orthanc-rt-goals"><tr><th>goal</th><th>nominal</th><th>worst</th><th>worst scenario</th>' +
-      '<th></th></tr>' + rows + '</table></li>';
+    return '<div data-rt-robustness="' + esc(job.id) + '"><p>' + head + ' · ' +
+      esc((out.scenarios || []).length) + ' scenarios, goals from ' + esc(out.goals_from) + '<br>' +
+      links.join(' · ') + '</p><table style="width:100%;font-size:12px;border-collapse:collapse">' +
+      '<tr><th align="left">goal</th><th align="left">worst case</th><th></th></tr>' + rows + '</table></div>';
   }
 
-  function renderRobustness(list, instanceId, studyId) {
+  function renderRobustness(box, instanceId, studyId) {
     $.ajax({ url: '../rt/jobs', data: { kind: 'robustness', study: studyId, limit: 20 }, dataType: 'json',
              cache: false })
       .done(function (answer) {
-        var mine = answer.items.filter(function (j) { return j.inputs.plan && j.inputs.plan.orthanc_id === instanceId; });
-        list.empty().append('<li data-role="list-divider">Robustness evaluations of this plan (' + mine.length +
-          ')</li>');
-        if (mine.length === 0) { list.append('<li>No robustness evaluation yet.</li>'); }
-        $.each(mine, function (_, job) { list.append(robustnessTable(instanceId, job)); });
-        list.listview('refresh');
+        var mine = answer.items.filter(function (j) {
+          return j.inputs.plan && j.inputs.plan.orthanc_id === instanceId;
+        });
+        box.empty().append('<h3>Robustness evaluations of this plan (' + mine.length + ')</h3>');
+        if (mine.length === 0) { box.append('<p>No robustness evaluation yet.</p>'); }
+        $.each(mine, function (_, job) { box.append(robustnessBlock(instanceId, job)); });
         if (mine.some(function (j) { return ['queued', 'running'].indexOf(j.state) >= 0; })) {
           setTimeout(function () {
-            if ($('#orthanc-rt-robustness').length) { renderRobustness(list, instanceId, studyId); }
+            if ($('#orthanc-rt-robustness').length) { renderRobustness(box, instanceId, studyId); }
           }, 3000);
         }
       });
@@ -317,9 +318,8 @@
           checks.insertAfter(box);
           checks.listview();
           renderChecks(checks, { plan: instance.MainDicomTags.SOPInstanceUID }, 'Dose checks of this plan');
-          var robust = $('<ul id="orthanc-rt-robustness" data-role="listview" data-inset="true"></ul>');
+          var robust = $('<div id="orthanc-rt-robustness" class="ui-body ui-body-c"></div>');
           robust.insertAfter(checks);
-          robust.listview();
           $.getJSON('../instances/' + instanceId + '/study', function (study) {
             renderRobustness(robust, instanceId, study.ID);
           });
