@@ -84,6 +84,13 @@ def _request_robustness(ctx: Context, request: Request, instance_id: str) -> Res
         raise HttpError(400, f"instance {instance_id} is a {sop.name_of(sop_class)} ({sop_class}); robustness "
                              f"evaluations are for proton plans (RT Ion Plan, {sop.RT_ION_PLAN})")
     plan = instance_ref(ctx.orthanc, instance_id)
+    # Knowable now when the study has its structure sets: a goal on an ROI none of them has is refused here
+    # (a structure set still to come is waited for, and the job names the ROI if it lacks it).
+    known = {roi.name for summary in ctx.index.of_study(plan.orthanc_study_id) for roi in summary.rois}
+    missing = sorted({goal.roi for goal in params.goals} - known)
+    if known and missing:
+        raise HttpError(400, f"goals: no ROI {', '.join(repr(name) for name in missing)} in the study's structure "
+                             f"sets (they have: {', '.join(sorted(known))})", field="goals")
     job, created = ctx.scheduler.request_robustness(plan, params, source="api", requested_by=request.user,
                                                     rerun_failed=True,
                                                     wait_for_ct_seconds=ctx.settings.auto_dose.wait_for_ct_seconds)

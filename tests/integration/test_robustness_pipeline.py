@@ -121,10 +121,19 @@ def test_explorer_shows_the_goals_worst_case_and_links_on_the_plan_page(orthanc,
 
 
 
-def test_a_goal_on_an_unknown_roi_fails_the_job_naming_it(orthanc):
+def test_a_goal_on_an_unknown_roi_is_a_400_or_fails_the_job_naming_it(orthanc):
     plan_id = _stored_plan(orthanc, "robust-roi")
     answer = orthanc.post(f"/rt/instances/{plan_id}/robustness", json={
         "scenarios": {"random": 1}, "primaries": 20000, "goals": ["Rectum V70Gy <= 15 %"]})
+    assert answer.status_code == 400 and "'Rectum'" in answer.text and "TargetVolume" in answer.text, answer.text
+
+    # A plan whose structure set has not arrived: the job waits for its CT and then names the missing ROI.
+    case = util.small_phantom_case("robust-roi-later")
+    rest_upload(orthanc.base, [*case.ct, case.plan])
+    later = orthanc.post("/tools/find", json={"Level": "Instance", "Query": {
+        "SOPInstanceUID": str(case.plan.SOPInstanceUID)}}).json()[0]
+    answer = orthanc.post(f"/rt/instances/{later}/robustness", json={
+        "scenarios": {"random": 1}, "primaries": 20000, "goals": ["Rectum V70Gy <= 15 %"]})
     assert answer.status_code == 200, answer.text
     job = orthanc.wait_final(answer.json()["job"]["id"])
-    assert job["state"] == "failed" and "'Rectum'" in job["message"] and "TargetVolume" in job["message"]
+    assert job["state"] == "failed" and "'Rectum'" in job["message"], job["message"]
