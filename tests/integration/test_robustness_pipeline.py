@@ -59,12 +59,9 @@ def evaluation(rt_stack) -> dict:
     """One evaluation of the stored phantom plan with the stack's protocol: (plan id, scenarios, finished job)."""
     orthanc = Client(rt_stack.orthanc_url)
     plan_id = _stored_plan(orthanc, "robust-pipeline")
-    answer = orthanc.post(f"/rt/instances/{plan_id}/robustness", json={
-        "setup_error_mm": 3, "range_error_pct": 3, "scenarios": {"random": 3, "seed": 7}, "primaries": 20000,
-        "protocol": "phantom"})
-    assert answer.status_code == 200, answer.text
-    return {"plan_id": plan_id, "answer": answer.json(),
-            "job": orthanc.wait_final(answer.json()["job"]["id"], timeout_s=600)}
+    answer = orthanc.rt.request_robustness(plan_id, setup_error_mm=3, range_error_pct=3,
+                                           scenarios={"random": 3, "seed": 7}, primaries=20000, protocol="phantom")
+    return {"plan_id": plan_id, "answer": answer, "job": orthanc.wait_final(answer["job"]["id"], timeout_s=600)}
 
 
 def test_evaluation_stores_min_max_rtdose_goal_records_and_dvh_bands(orthanc, evaluation):
@@ -93,7 +90,7 @@ def test_evaluation_stores_min_max_rtdose_goal_records_and_dvh_bands(orthanc, ev
     summary = {g["goal"]: g for g in outputs["goals"]}
     assert summary["TargetVolume D95 >= 90 %"]["reference"] == "nominal"  # the phantom plan has no prescription
 
-    bands = orthanc.get(f"/rt/instances/{plan_id}/robustness/{job['id']}/dvh-bands").json()["rois"]
+    bands = orthanc.rt.dvh_bands(plan_id, job["id"])["rois"]
     target = {k: np.array(v) for k, v in bands["TargetVolume"].items()}
     assert np.all(target["min"] <= target["nominal"] + 1e-9) and np.all(target["nominal"] <= target["max"] + 1e-9)
     png = orthanc.get(f"/rt/instances/{plan_id}/robustness/{job['id']}/dvh-bands.png")
