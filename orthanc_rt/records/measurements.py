@@ -19,7 +19,8 @@ from orthanc_rt.records.db import paged, read_scope, session_scope
 from orthanc_rt.records.jobs import aware
 from orthanc_rt.records.tables import DoseLetHistogram, DvhCurve, Measurement, utcnow
 
-SOURCES = ("dvh", "image", "manual", "sr", "let")  # let: per-ROI LETd of a dose job with LET
+SOURCES = ("dvh", "image", "manual", "sr", "let", "robustness")  # let: per-ROI LETd of a dose job with LET;
+# robustness: clinical goals per error scenario and their worst case (worker.jobs.robustness)
 # Export columns, in this order, for CSV and JSON alike: their names are a stable interface.
 COLUMNS = ("id", "source", "type", "metric", "value", "unit", "label", "roi_number", "roi_name",
            "study_instance_uid", "series_instance_uid", "sop_instance_uid", "frame_number",

@@ -19,6 +19,7 @@ from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import Job, utcnow
 from orthanc_rt.scheduling.params import AnalysisParams, CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import Dispatcher
+from orthanc_rt.scheduling.robustness import RobustnessParams
 
 log = logging.getLogger("orthanc_rt.scheduling.scheduler")
 
@@ -75,6 +76,17 @@ class Scheduler:
             "dose", identity=[plan.sop_instance_uid], identity_params=params.identity(), params=params.as_dict(),
             inputs={"plan": _input(plan)}, study=plan, source=source, requested_by=requested_by,
             wait_seconds=params.wait_for_ct_seconds, rerun_failed=rerun_failed)
+
+    def request_robustness(self, plan: InstanceRef, params: RobustnessParams, *, source: str,
+                           requested_by: str = "", rerun_failed: bool = False,
+                           wait_for_ct_seconds: float = 3600) -> tuple[Job, bool]:
+        """One robustness evaluation per (plan, scenarios, goals, primaries): a second request returns the first
+        job (runs it again when it failed or was cancelled, with `rerun_failed`). A CT still arriving is
+        waited for, at most `wait_for_ct_seconds`, as a dose job waits."""
+        return self.request(
+            "robustness", identity=[plan.sop_instance_uid], identity_params=params.identity(),
+            params=params.as_dict(), inputs={"plan": _input(plan)}, study=plan, source=source,
+            requested_by=requested_by, rerun_failed=rerun_failed, wait_seconds=wait_for_ct_seconds)
 
     def request_analysis(self, dose: InstanceRef, structure_set: InstanceRef | None, params: AnalysisParams, *,
                          frame_of_reference_uid: str, source: str, requested_by: str = "") -> tuple[Job, bool]:

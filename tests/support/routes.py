@@ -40,6 +40,11 @@ SAMPLES = {
     ("GET", "/rt/checks/{check_id}"): "/rt/checks/check-1",
     ("GET", "/rt/checks/{check_id}/report.pdf"): "/rt/checks/check-1/report.pdf",
     ("GET", "/rt/metrics"): "/rt/metrics",
+    ("POST", "/rt/instances/{instance_id}/robustness"): "/rt/instances/0a-1b/robustness",
+    ("GET", "/rt/instances/{instance_id}/robustness/{job_id}/dvh-bands"):
+        "/rt/instances/0a-1b/robustness/r-1/dvh-bands",
+    ("GET", "/rt/instances/{instance_id}/robustness/{job_id}/dvh-bands.png"):
+        "/rt/instances/0a-1b/robustness/r-1/dvh-bands.png",
 }
 
 # The permission each route needs, stated independently of plugin/roles.py (tests/unit/test_roles.py and
@@ -49,6 +54,9 @@ PERMISSION = {("GET", "/rt/health"): "read", ("GET", "/rt/openapi.json"): "read"
               ("POST", "/rt/instances/{instance_id}/dose"): "compute", ("POST", "/rt/reconcile"): "reconcile",
               ("GET", "/rt/audit"): "audit", ("GET", "/rt/audit/verify"): "audit",
               ("POST", "/rt/instances/{instance_id}/analysis"): "compute",
+              ("POST", "/rt/instances/{instance_id}/robustness"): "compute",
+              ("GET", "/rt/instances/{instance_id}/robustness/{job_id}/dvh-bands"): "read",
+              ("GET", "/rt/instances/{instance_id}/robustness/{job_id}/dvh-bands.png"): "read",
               ("GET", "/rt/measurements"): "read", ("POST", "/rt/measurements"): "measure",
               ("GET", "/rt/measurements/{measurement_id}"): "read",
               ("PUT", "/rt/measurements/{measurement_id}"): "measure",

@@ -405,3 +405,15 @@ def test_triggers_that_meet_a_database_outage_run_again_when_it_is_back(redis_ur
     finally:
         db.engine_for.cache_clear()
         server.close()
+
+
+def test_automatic_robustness_evaluates_ion_plans_whose_label_matches(world):
+    label = str(CASE.ion_plan.RTPlanLabel)
+    w = world(auto_robustness={"Enabled": True, "LabelPattern": f"^{label[:3]}", "Scenarios": {"random": 2}})
+    w.arrive(CASE.ion_plan, CASE.photon_plan)
+    [job] = w.jobs("robustness")
+    assert (job.source, job.inputs["plan"]["sop_instance_uid"]) == ("auto", _uid(CASE.ion_plan))
+    assert job.requested_by.startswith("auto-robustness") and len(job.params["scenario_list"]) == 3
+    other = world(auto_robustness={"Enabled": True, "LabelPattern": "^NOT-THIS-PLAN"})
+    other.arrive(CASE.ion_plan)
+    assert other.jobs("robustness") == [] and [j.kind for j in other.jobs()] == ["dose"]

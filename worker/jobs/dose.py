@@ -71,21 +71,10 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
     progress = Progress(store, job.id)
     progress.enter("fetching inputs")
     plan_input = job.inputs["plan"]
-    plan_ds = read_instance(api, plan_input["orthanc_id"])
-    plan = read_ion_plan(plan_ds)
-    ct_ref = locate_plan_ct(api, orthanc_study_id=job.orthanc_study_id,
-                            frame_of_reference_uid=plan.frame_of_reference_uid,
-                            structure_set_uid=plan.referenced_structure_set_uid)
-    ct_datasets = fetch_series(api, ct_ref)
-    ct = read_ct_series(ct_datasets)
-    warnings = beams_outside(plan, ct)
-    if ct_ref.structure_set_missing:  # worth a look: matched by frame of reference, not by the plan's reference
-        warnings.append(f"CT found by {ct_ref.found_by}")
+    _, plan, ct_ref, ct_datasets, ct, warnings = plan_and_ct(api, job)
 
     progress.enter("preparing MCsquare")
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    (work_dir / "owner.pid").write_text(str(os.getpid()))
+    fresh_work_dir(work_dir)
     params = job.params
     progress.enter("Monte Carlo")
     simulate = dict(primaries=int(params["primaries"]), work_dir=work_dir,
@@ -163,6 +152,29 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         "primaries": int(params["primaries"]),
         "warnings": warnings,
     }
+
+
+def plan_and_ct(api: OrthancApi, job: Any) -> tuple[Any, IonPlan, Any, list, CtVolume, list[str]]:
+    """The job's RT Ion Plan (dataset and model) and its CT (reference, datasets, volume), with the warnings
+    about them (isocentres outside the CT, a CT found by frame of reference only)."""
+    plan_ds = read_instance(api, job.inputs["plan"]["orthanc_id"])
+    plan = read_ion_plan(plan_ds)
+    ct_ref = locate_plan_ct(api, orthanc_study_id=job.orthanc_study_id,
+                            frame_of_reference_uid=plan.frame_of_reference_uid,
+                            structure_set_uid=plan.referenced_structure_set_uid)
+    ct_datasets = fetch_series(api, ct_ref)
+    ct = read_ct_series(ct_datasets)
+    warnings = beams_outside(plan, ct)
+    if ct_ref.structure_set_missing:  # worth a look: matched by frame of reference, not by the plan's reference
+        warnings.append(f"CT found by {ct_ref.found_by}")
+    return plan_ds, plan, ct_ref, ct_datasets, ct, warnings
+
+
+def fresh_work_dir(work_dir: Path) -> None:
+    """An empty folder for the job's MCsquare runs, marked as this process's (worker.__main__ spares it)."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    (work_dir / "owner.pid").write_text(str(os.getpid()))
 
 
 def beams_outside(plan: IonPlan, ct: CtVolume) -> list[str]:
