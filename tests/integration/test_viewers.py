@@ -211,13 +211,18 @@ def test_ohif_shows_the_let_map_over_the_ct_one_click_from_the_rbe_weighted_dose
     # Cornerstone's own state: the CT, the dose hidden, the LET map on top in keV/um, 0 .. that percentile.
     shown = page.evaluate("""() => {
         const viewport = cornerstone.getRenderingEngines()[0].getViewport('orthanc-rt-fusion');
+        const opacity = a => a.actor.getProperty().getScalarOpacity(0);
         return viewport.getActors().map(a => [cornerstone.cache.getVolume(a.referencedId).metadata.Modality,
-                                              a.actor.getVisibility(), viewport.getProperties(a.referencedId)]); }""")
-    assert [(modality, visible) for modality, visible, _ in shown] == [("CT", True), ("RTDOSE", False),
+                                              a.actor.getVisibility(), viewport.getProperties(a.referencedId),
+                                              [0, 0.5, 1].map(f => opacity(a).getValue(f * (viewport
+                                                .getProperties(a.referencedId).voiRange?.upper || 0)))]); }""")
+    assert [(modality, visible) for modality, visible, _, _ in shown] == [("CT", True), ("RTDOSE", False),
                                                                        ("PMAP", True)], shown
     let_shown = shown[2][2]
     assert let_shown["voiRange"]["lower"] == pytest.approx(0, abs=1e-6)
     assert let_shown["voiRange"]["upper"] == pytest.approx(let_top, rel=1e-3)
+    at_zero, at_half, at_top = shown[2][3]  # the map's opacity: none where it is 0 (no dose there), else the wash's
+    assert at_zero == 0 and at_half == pytest.approx(at_top) and at_top > 0.5, shown[2][3]
 
     top, bottom, left, right = _water_on_screen(shot)
     at = _screen_patch(shot, top, bottom, left, right)
