@@ -27,7 +27,10 @@
     const absolute = instance.DoseUnits === 'GY' && instance.DoseType !== 'ERROR' ? '1' : '0';
     const ours = instance.Manufacturer === ORTHANC_RT ? '1' : '0';
     const when = `${displaySet.SeriesDate || instance.SeriesDate || ''}${displaySet.SeriesTime || instance.SeriesTime || ''}`;
-    return `${absolute}${ours}|${when.padEnd(21, '0')}|${displaySet.SeriesInstanceUID}`;
+    // One dose job with an RBE model writes its physical and RBE-weighted doses within a second or two (SeriesTime
+    // has whole seconds): the RBE-weighted one (DoseType EFFECTIVE, the one prescribed) is then the one fused.
+    const effective = instance.DoseType === 'EFFECTIVE' ? '1' : '0';
+    return `${absolute}${ours}|${when.padEnd(21, '0')}|${effective}|${displaySet.SeriesInstanceUID}`;
   }
 
   // A study this protocol applies to: it holds a CT that makes a volume and an RT dose.
@@ -349,6 +352,193 @@
     };
   }
 
+  // ---- The LETd map (issue #16): Orthanc-RT's Parametric Map over the CT, one click from the fused dose ----
+  // OHIF's own PMAP viewport cannot show it: its loader (cornerstone-dicom-pmap) copies the map into a volume on the
+  // CT's grid and refuses a map on another grid (ours is on the dose grid), ignores the Real World Value Mapping
+  // (our pixels are 16-bit with a slope in keV/um) and multiplies the stored integers by 100 in a 16-bit array
+  // (they wrap). So the extension reads the map itself (the file by WADO-RS, the geometry from its metadata),
+  // makes a cornerstone volume in keV/um on the map's own grid and fuses it in the viewport in place of the dose,
+  // the way the dose grid itself is fused.
+  const LET_UNIT = 'keV/\u00b5m';
+  const LET_COLORMAP = 'Orthanc-RT LETd';
+  const LET_OPACITY = 0.9;
+  const LET_SCALE_PERCENTILE = 0.99;
+  // Blue (low LETd) to red (high): every colour away from the CT's grey; 0 keV/um (no dose there) is transparent.
+  const LET_RGB = [0, 0, 0, 1, 0.25, 0, 1, 1, 0.5, 0, 1, 0, 0.75, 1, 1, 0, 1, 1, 0, 0];
+  const LET_LOADS = new Map();  // volume id -> promise of { volumeId, max }
+
+  function first(value) {
+    return Array.isArray(value) ? value[0] : value;
+  }
+
+  // The newest Parametric Map Orthanc-RT wrote (OHIF names the modality of its display set PMAP).
+  function newestLetMap(displaySets) {
+    const rank = ds => `${ds.SeriesDate || ''}${ds.SeriesTime || ds.instance?.SeriesTime || ''}|${ds.SeriesInstanceUID}`;
+    return (displaySets || []).filter(ds => ds.Modality === 'PMAP' && ds.instance?.Manufacturer === ORTHANC_RT)
+      .reduce((a, b) => (a && rank(a) >= rank(b) ? a : b), undefined);
+  }
+
+  // The map's stored pixels: an uncompressed 16-bit Pixel Data element (explicit VR little endian, as Orthanc-RT
+  // writes it) ends the file; its header is checked, so another encoding is refused rather than misread.
+  function letPixels(buffer, count) {
+    const bytes = 2 * count;
+    const start = buffer.byteLength - bytes;
+    const header = start >= 12 && new DataView(buffer, start - 12, 12);
+    const tag = header && header.getUint16(0, true) === 0x7fe0 && header.getUint16(2, true) === 0x0010;
+    if (!tag || header.getUint32(8, true) !== bytes) {
+      throw new Error('LETd map: no uncompressed 16-bit Pixel Data at the end of the file');
+    }
+    return new Uint16Array(buffer.slice(start));
+  }
+
+  // The bytes of a multipart answer's (only) part up to the closing delimiter (\r\n--boundary).
+  function partEnd(buffer, boundary) {
+    if (!boundary) {
+      return buffer;
+    }
+    const bytes = new Uint8Array(buffer);
+    const delimiter = Array.from(`\r\n--${boundary}`, c => c.charCodeAt(0));
+    for (let end = bytes.length - delimiter.length; end >= 0; end--) {
+      if (delimiter.every((c, k) => bytes[end + k] === c)) {
+        return buffer.slice(0, end);
+      }
+    }
+    return buffer;
+  }
+
+  async function loadLetVolume(letMap) {
+    const volumeId = `orthancRtLet:${letMap.SeriesInstanceUID}`;
+    if (!LET_LOADS.has(volumeId)) {
+      LET_LOADS.set(volumeId, (async () => {
+        const instance = letMap.instance;
+        // WADO-RS (as OHIF reads everything): the instance as one part of a multipart answer.
+        const url = `/dicom-web/studies/${instance.StudyInstanceUID}/series/${instance.SeriesInstanceUID}`
+          + `/instances/${instance.SOPInstanceUID}`;
+        const answer = await fetch(url, { credentials: 'same-origin',
+          headers: { Accept: 'multipart/related; type="application/dicom"' } });
+        if (!answer.ok) {
+          throw new Error(`LETd map: ${answer.status} ${answer.statusText} from ${url}`);
+        }
+        const boundary = /boundary="?([^";]+)"?/.exec(answer.headers.get('content-type') || '')?.[1];
+        const body = await answer.arrayBuffer();
+        const rows = Number(instance.Rows);
+        const columns = Number(instance.Columns);
+        const frames = (instance.PerFrameFunctionalGroupsSequence || []).map(
+          (group, index) => ({ index, z: Number(first(group.PlanePositionSequence).ImagePositionPatient[2]),
+            position: first(group.PlanePositionSequence).ImagePositionPatient.map(Number) }));
+        const stored = letPixels(partEnd(body, boundary), rows * columns * frames.length);
+        const shared = first(instance.SharedFunctionalGroupsSequence) || {};
+        const perFrame = first(instance.PerFrameFunctionalGroupsSequence) || {};
+        const mapping = first(shared.RealWorldValueMappingSequence || perFrame.RealWorldValueMappingSequence) || {};
+        const slope = Number(mapping.RealWorldValueSlope ?? 1);
+        const intercept = Number(mapping.RealWorldValueIntercept ?? 0);
+        const spacing = first(shared.PixelMeasuresSequence || perFrame.PixelMeasuresSequence).PixelSpacing.map(Number);
+        frames.sort((a, b) => a.z - b.z);  // cornerstone's volume runs along +z from its origin
+        const slice = rows * columns;
+        const values = new Float32Array(slice * frames.length);
+        frames.forEach(({ index }, k) => {
+          for (let i = 0; i < slice; i++) {
+            values[k * slice + i] = stored[index * slice + i] * slope + intercept;
+          }
+        });
+        // The colour scale ends at the 99th percentile of the map where it is not 0: the few voxels at the dose
+        // threshold's fringe, where Monte Carlo LETd is noisy and high, would otherwise squeeze the beam's values
+        // into the lowest colours. Higher values take the top colour (the bar says so).
+        const inside = values.filter(v => v > 0).sort();
+        const max = inside.length ? inside[Math.floor(LET_SCALE_PERCENTILE * (inside.length - 1))] : 1;
+        const dz = frames.length > 1 ? (frames[frames.length - 1].z - frames[0].z) / (frames.length - 1) : 1;
+        window.cornerstone.volumeLoader.createLocalVolume(volumeId, {
+          scalarData: values, dimensions: [columns, rows, frames.length], spacing: [spacing[1], spacing[0], dz],
+          origin: frames[0].position, direction: [1, 0, 0, 0, 1, 0, 0, 0, 1],
+          metadata: { Modality: 'PMAP', SeriesInstanceUID: instance.SeriesInstanceUID, BitsAllocated: 32,
+            BitsStored: 32, PixelRepresentation: 1, PhotometricInterpretation: 'MONOCHROME2',
+            FrameOfReferenceUID: instance.FrameOfReferenceUID, voiLut: [{ windowCenter: max / 2, windowWidth: max }] },
+        });
+        return { volumeId, max };
+      })());
+    }
+    return LET_LOADS.get(volumeId);
+  }
+
+  function letColormap() {
+    const colormaps = window.cornerstone.utilities.colormap;
+    if (!colormaps.getColormap(LET_COLORMAP)) {
+      colormaps.registerColormap({ Name: LET_COLORMAP, name: LET_COLORMAP, ColorSpace: 'RGB', RGBPoints: LET_RGB });
+    }
+    return LET_COLORMAP;
+  }
+
+  // Its colour bar along the viewport's bottom (where the dose's is), 0 .. the scale's end, with its unit.
+  function letColourBar(max) {
+    const stops = [];
+    for (let i = 0; i < LET_RGB.length; i += 4) {
+      const [r, g, b] = LET_RGB.slice(i + 1, i + 4).map(c => Math.round(255 * c));
+      stops.push(`rgb(${r},${g},${b}) ${100 * LET_RGB[i]}%`);
+    }
+    const tick = (value, where, prefix = '') => el('span', { style: `position:absolute;top:-18px;${where};`
+      + 'color:#d0d0d0;font:12px Inter, sans-serif' }, `${prefix}${value.toFixed(1)}`);
+    return el('div', { 'data-orthanc-rt-let-bar': max.toFixed(3), style: 'position:absolute;left:10%;right:12%;'
+        + `bottom:14px;height:12px;z-index:1001;pointer-events:none;background:linear-gradient(to right,${stops})` },
+      tick(0, 'left:0'), tick(max / 2, 'left:48%'), tick(max, 'right:0', '\u2265 '),
+      el('span', { 'data-orthanc-rt-unit': LET_UNIT, title: 'Dose-averaged LET in keV/\u00b5m',
+        style: 'position:absolute;right:-54px;top:-3px;color:#d0d0d0;font:13px Inter, sans-serif' }, LET_UNIT));
+  }
+
+  // A button in the fused viewport switches its foreground between the dose and the LETd map.
+  function letToggle(viewport, letMap) {
+    const pane = viewport.element?.parentElement;
+    if (!pane || pane.querySelector('[data-orthanc-rt-let-toggle]')) {
+      return;
+    }
+    const button = el('button', { 'data-orthanc-rt-let-toggle': 'dose', title: `Show ${letMap.SeriesDescription || 'the LETd map'}`,
+      style: 'position:absolute;top:32px;left:50%;transform:translateX(-50%);z-index:1002;padding:2px 8px;'
+        + 'border:1px solid #5acce6;border-radius:4px;background:#090c29;color:#5acce6;font:13px Inter, sans-serif' },
+    `LETd (${LET_UNIT})`);
+    ['pointerdown', 'mousedown', 'mouseup', 'wheel'].forEach(type => button.addEventListener(type, e => e.stopPropagation()));
+    button.addEventListener('click', async () => {
+      const showLet = button.getAttribute('data-orthanc-rt-let-toggle') === 'dose';
+      button.disabled = true;
+      try {
+        const { volumeId, max } = await loadLetVolume(letMap);
+        if (showLet && !viewport.getActors().some(a => a.referencedId === volumeId)) {
+          await viewport.addVolumes([{ volumeId }]);
+          // A volume made in memory has no frames streaming in: its texture takes all of them now.
+          window.cornerstone.cache.getVolume(volumeId).invalidate();
+          viewport.setProperties({
+            voiRange: { lower: 0, upper: max },
+            colormap: { name: letColormap(), opacity: [{ value: 0, opacity: 0 }, { value: 1e-3 * max, opacity: 0 },
+              { value: 1.0001e-3 * max, opacity: LET_OPACITY }, { value: max, opacity: LET_OPACITY }] },
+          }, volumeId);
+        }
+        viewport.getActors().forEach(a => {
+          const modality = window.cornerstone.cache.getVolume(a.referencedId)?.metadata?.Modality;
+          if (modality === 'RTDOSE' || a.referencedId === volumeId) {
+            a.actor.setVisibility(a.referencedId === volumeId ? showLet : !showLet);
+          }
+        });
+        viewport.render();
+        document.querySelectorAll(`[id^="colorbar-container-${viewport.id}-"]`)
+          .forEach(bar => (bar.style.visibility = showLet ? 'hidden' : ''));
+        pane.querySelector('[data-orthanc-rt-let-bar]')?.remove();
+        if (showLet) {
+          pane.appendChild(letColourBar(max));
+        }
+        button.setAttribute('data-orthanc-rt-let-toggle', showLet ? 'let' : 'dose');
+        button.textContent = showLet ? 'Dose' : `LETd (${LET_UNIT})`;
+      } catch (error) {
+        console.error('Orthanc-RT LETd map:', error);
+        panelState.services?.uiNotificationService?.show({ title: 'Orthanc-RT', type: 'error',
+          message: `The LETd map could not be shown: ${error.message}` });
+      } finally {
+        button.disabled = false;
+      }
+    });
+    if (getComputedStyle(pane).position === 'static') {
+      pane.style.position = 'relative';
+    }
+    pane.appendChild(button);
+  }
+
   const extension = {
     id: '@orthanc-rt/extension-rt-fusion',
     preRegistration({ servicesManager }) {
@@ -417,25 +607,37 @@
           ticks: { position: 'left', style: { ...(settings.tickStyles || {}), labelMargin: 5 } },
           width: '15px',
         });
-        labelDoseUnit(`colorbar-container-${id}-${dose.displaySetInstanceUID}`);
+        labelDoseUnit(`colorbar-container-${id}-${dose.displaySetInstanceUID}`, dose);
+        offerLetMap(id);
       };
       // Cornerstone's colour bar prints bare numbers (and only under the mouse): its unit stays beside it. OHIF
       // renders the bar's container (id colorbar-container-<viewport>-<display set>) after the service's event.
-      const labelDoseUnit = (containerId, tries = 0) => {
+      const labelDoseUnit = (containerId, dose, tries = 0) => {
         const container = document.getElementById(containerId);
         if (!container) {
           if (tries < 20) {
-            setTimeout(() => labelDoseUnit(containerId, tries + 1), 250);
+            setTimeout(() => labelDoseUnit(containerId, dose, tries + 1), 250);
           }
           return;
         }
         if (!container.querySelector('[data-orthanc-rt-unit]')) {
+          // An RBE-weighted dose (DoseType EFFECTIVE) is in Gy (RBE), ICRU 78's notation for it.
+          const instance = dose.instance || dose.images?.[0] || {};
+          const unit = instance.DoseType === 'EFFECTIVE' ? 'Gy (RBE)' : 'Gy';
           container.appendChild(el('span', {
-            'data-orthanc-rt-unit': 'Gy', title: 'Dose in Gy',
+            'data-orthanc-rt-unit': unit, 'data-orthanc-rt-series': dose.SeriesInstanceUID || '',
+            title: unit === 'Gy' ? 'Dose in Gy' : 'RBE-weighted dose in Gy (RBE)',
             // Above the bar's right end: beside it are OHIF's own buttons, and the bar's canvas covers its container.
             style: 'position: absolute; right: -26px; top: -20px; z-index: 1001; color: #d0d0d0; '
-              + 'font: 13px Inter, sans-serif; pointer-events: none',
-          }, 'Gy'));
+              + 'font: 13px Inter, sans-serif; pointer-events: none; white-space: nowrap',
+          }, unit));
+        }
+      };
+      const offerLetMap = viewportId => {
+        const letMap = newestLetMap(displaySetService.getActiveDisplaySets());
+        const viewport = viewports.getCornerstoneViewport(viewportId);
+        if (letMap && viewport) {
+          letToggle(viewport, letMap);
         }
       };
       const subscriptions = [viewports.EVENTS.VIEWPORT_DATA_CHANGED, viewports.EVENTS.VIEWPORT_VOLUMES_CHANGED]

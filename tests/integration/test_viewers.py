@@ -24,6 +24,8 @@ import pytest
 import requests
 from PIL import Image
 
+from orthanc_rt.dicom.parametric_map import read_let_map
+from orthanc_rt.dicom.serialize import from_bytes
 from orthanc_rt.ops.viewer import CONFIG
 from tests.support import cases as util
 from tests.support.browser import artifact
@@ -136,31 +138,16 @@ def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, 
     assert dose["voiRange"]["lower"] == pytest.approx(0, abs=1e-3)
     assert dose["voiRange"]["upper"] == pytest.approx(peak, rel=1e-3)
 
-    # Where the water is on the screen: the pixels brighter than the air (grey CT or dose colour).
-    bright = shot.max(axis=2) > 60  # (the overlay's corner texts are sparse: rows and columns mostly bright count)
-    bright[int(0.85 * len(bright)):] = False  # the dose's colour bar, along the bottom
-    bright[:4], bright[:, :4], bright[:, -4:] = False, False, False  # the active viewport's frame
-    rows = np.nonzero(bright.sum(axis=1) > 0.5 * bright.sum(axis=1).max())[0]
-    cols = np.nonzero(bright.sum(axis=0) > 0.5 * bright.sum(axis=0).max())[0]
-    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
-    half = 30.0  # mm: the water spans -30 .. 30 in x and y
-
-    def at(x_mm: float, y_mm: float) -> np.ndarray:  # the mean colour of a 5 x 5 screen patch
-        c = int(round(left + (x_mm + half) / (2 * half) * (right - left)))
-        r = int(round(top + (y_mm + half) / (2 * half) * (bottom - top)))
-        return shot[r - 2:r + 3, c - 2:c + 3].reshape(-1, 3).mean(axis=0)
-
-    def coloured(rgb: np.ndarray) -> bool:
-        return float(rgb.max() - rgb.min()) > 40
-
+    top, bottom, left, right = _water_on_screen(shot)
+    at = _screen_patch(shot, top, bottom, left, right)
     cx, cy, _ = phantom.target_center_mm
-    assert coloured(at(cx, cy)), f"no dose colour at the target: {at(cx, cy)}"
-    assert coloured(at(cx + 4, cy - 4)), f"no dose colour inside the target: {at(cx + 4, cy - 4)}"
+    assert _coloured(at(cx, cy)), f"no dose colour at the target: {at(cx, cy)}"
+    assert _coloured(at(cx + 4, cy - 4)), f"no dose colour inside the target: {at(cx + 4, cy - 4)}"
     hx, hy, _ = case.hot_spot_mm
     older = at(hx, hy)
-    assert not coloured(older) and older.mean() > 60, f"another dose is shown, or the CT is not: {older}"
+    assert not _coloured(older) and older.mean() > 60, f"another dose is shown, or the CT is not: {older}"
     water = at(-20.0, 20.0)  # water, no dose: the CT's grey
-    assert not coloured(water) and water.mean() > 60, f"no CT grey in the water: {water}"
+    assert not _coloured(water) and water.mean() > 60, f"no CT grey in the water: {water}"
     air = shot[max(top - 40, 0):top - 10, left:right].reshape(-1, 3)  # above the water: air, inside the dose grid
     assert air.size and float(air.max()) < 40, "the air is not dark: the dose (zero there) is painted over it"
     # The contours: the External ROI (green, on the water's edge) and the target's (red) are drawn.
@@ -170,6 +157,111 @@ def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, 
     assert green.sum() > 50, "the External contour is not drawn"
     assert red.sum() > 20, "the target's contour is not drawn"
     assert not errors, f"page errors: {errors[:3]}"
+
+
+def test_ohif_shows_the_let_map_over_the_ct_one_click_from_the_rbe_weighted_dose(orthanc, rt_stack, browser):
+    """A dose request with `let` and an RBE model on a stored proton plan (real MCsquare): OHIF fuses the
+    RBE-weighted dose, labelled Gy (RBE); one click on the viewport's LETd button puts the LETd Parametric Map in
+    the dose's place, in keV/um (its colour bar 0 .. the map's 99th percentile, with its unit), coloured in the beam and
+    transparent where the map is 0 (air, beyond the protons' range)."""
+    phantom = util.small_phantom_case("ohif-let", size_mm=(60.0, 60.0, 30.0), air_margin_mm=30.0,
+                                      target_size_mm=12.0, target_depth_mm=20.0)
+    study_uid = phantom.study.study_instance_uid
+    rest_upload(orthanc.base, [*phantom.ct, phantom.rtstruct, phantom.plan])
+    plan_id = orthanc.post("/tools/find", json={"Level": "Instance", "Query": {
+        "SOPInstanceUID": str(phantom.plan.SOPInstanceUID)}}).json()[0]
+    answer = orthanc.post(f"/rt/instances/{plan_id}/dose",
+                          json={"primaries": 20000, "let": True, "rbe_model": "mcnamara"})
+    assert answer.status_code == 200, answer.text
+    job = orthanc.wait_final(answer.json()["job"]["id"])
+    assert job["state"] == "succeeded", job["message"]
+    outputs = job["outputs"]
+    let_map = read_let_map(from_bytes(orthanc.get(f"/instances/{outputs['letmap']['orthanc_id']}/file").content))
+    # The colour scale's end: the 99th percentile of the map where it is not 0 (the lower of the two values
+    # around it, as the viewer takes it).
+    let_top = float(np.percentile(let_map.let_kev_um[let_map.let_kev_um > 0], 99, method="lower"))
+    assert let_top > 1.0
+
+    page, errors = _open_in_ohif(browser, rt_stack, study_uid)
+    canvas = page.locator("[data-cy=viewport-pane] canvas").first
+    canvas.wait_for(timeout=30_000)
+    box = canvas.bounding_box()
+    _wait_for_dose_colour_bar(page, box)
+    # The fused dose is the job's RBE-weighted one (DoseType EFFECTIVE): its unit is Gy (RBE).
+    unit = page.locator("[id^=colorbar-container-orthanc-rt-fusion] [data-orthanc-rt-unit]")
+    unit.wait_for(timeout=10_000)
+    assert unit.get_attribute("data-orthanc-rt-series") == outputs["rtdose-effective"]["series_instance_uid"]
+    assert unit.inner_text() == "Gy (RBE)"
+    page.screenshot(path=str(artifact("ohif-rbe-dose.png")))
+
+    toggle = page.locator("[data-orthanc-rt-let-toggle]")
+    toggle.wait_for(timeout=10_000)
+    toggle.click()
+    bar = page.locator("[data-orthanc-rt-let-bar]")
+    bar.wait_for(timeout=30_000)
+    assert toggle.get_attribute("data-orthanc-rt-let-toggle") == "let"
+    assert float(bar.get_attribute("data-orthanc-rt-let-bar")) == pytest.approx(let_top, rel=1e-3)
+    assert bar.locator("[data-orthanc-rt-unit]").inner_text() == "keV/µm"
+    assert not unit.is_visible(), "the dose's colour bar (and its Gy) stays beside the LET map"
+    time.sleep(1.5)  # the rendering
+    full = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), dtype=float)
+    Image.fromarray(full.astype(np.uint8)).save(artifact("ohif-let-map.png"))
+    shot = full[int(box["y"]):int(box["y"] + box["height"]), int(box["x"]):int(box["x"] + box["width"])]
+
+    # Cornerstone's own state: the CT, the dose hidden, the LET map on top in keV/um, 0 .. that percentile.
+    shown = page.evaluate("""() => {
+        const viewport = cornerstone.getRenderingEngines()[0].getViewport('orthanc-rt-fusion');
+        const opacity = a => a.actor.getProperty().getScalarOpacity(0);
+        return viewport.getActors().map(a => [cornerstone.cache.getVolume(a.referencedId).metadata.Modality,
+                                              a.actor.getVisibility(), viewport.getProperties(a.referencedId),
+                                              [0, 0.5, 1].map(f => opacity(a).getValue(f * (viewport
+                                                .getProperties(a.referencedId).voiRange?.upper || 0)))]); }""")
+    assert [(modality, visible) for modality, visible, _, _ in shown] == [("CT", True), ("RTDOSE", False),
+                                                                       ("PMAP", True)], shown
+    let_shown = shown[2][2]
+    assert let_shown["voiRange"]["lower"] == pytest.approx(0, abs=1e-6)
+    assert let_shown["voiRange"]["upper"] == pytest.approx(let_top, rel=1e-3)
+    at_zero, at_half, at_top = shown[2][3]  # the map's opacity: none where it is 0 (no dose there), else the wash's
+    assert at_zero == 0 and at_half == pytest.approx(at_top) and at_top > 0.5, shown[2][3]
+
+    top, bottom, left, right = _water_on_screen(shot)
+    at = _screen_patch(shot, top, bottom, left, right)
+    cx, cy, _ = phantom.target_center_mm
+    assert _coloured(at(cx, cy)), f"no LET colour at the target: {at(cx, cy)}"
+    assert _coloured(at(cx, cy - 12)), f"no LET colour in the beam's entrance: {at(cx, cy - 12)}"
+    distal = at(cx, cy + 30)  # water 20 mm beyond the target's far edge: no proton gets there, LETd 0
+    assert not _coloured(distal) and distal.mean() > 60, f"LET colour beyond the range: {distal}"
+    air = shot[max(top - 40, 0):top - 10, left:right].reshape(-1, 3)  # above the water: air
+    assert air.size and float(air.max()) < 40, "the air is not dark: the LET map (zero there) is painted over it"
+
+    toggle.click()  # back to the dose
+    page.locator("[data-orthanc-rt-let-toggle=dose]").wait_for(timeout=10_000)
+    assert unit.is_visible() and not bar.count()
+    assert not errors, f"page errors: {errors[:3]}"
+
+
+def _water_on_screen(shot: np.ndarray) -> tuple[int, int, int, int]:
+    """The water's rows and columns on the screen (top, bottom, left, right): the pixels brighter than the air
+    (grey CT or a colour wash), the colour bar along the bottom and the viewport's frame left out."""
+    bright = shot.max(axis=2) > 60  # (the overlay's corner texts are sparse: rows and columns mostly bright count)
+    bright[int(0.85 * len(bright)):] = False  # the colour bar, along the bottom
+    bright[:4], bright[:, :4], bright[:, -4:] = False, False, False  # the active viewport's frame
+    rows = np.nonzero(bright.sum(axis=1) > 0.5 * bright.sum(axis=1).max())[0]
+    cols = np.nonzero(bright.sum(axis=0) > 0.5 * bright.sum(axis=0).max())[0]
+    return rows.min(), rows.max(), cols.min(), cols.max()
+
+
+def _screen_patch(shot: np.ndarray, top: int, bottom: int, left: int, right: int, half: float = 30.0):
+    """The mean colour of a 5 x 5 screen patch at (x, y) mm, for water spanning -half .. half mm in x and y."""
+    def at(x_mm: float, y_mm: float) -> np.ndarray:
+        c = int(round(left + (x_mm + half) / (2 * half) * (right - left)))
+        r = int(round(top + (y_mm + half) / (2 * half) * (bottom - top)))
+        return shot[r - 2:r + 3, c - 2:c + 3].reshape(-1, 3).mean(axis=0)
+    return at
+
+
+def _coloured(rgb: np.ndarray) -> bool:
+    return float(rgb.max() - rgb.min()) > 40
 
 
 def _wait_for_dose_colour_bar(page, box: dict, timeout_s: float = 40) -> np.ndarray:
