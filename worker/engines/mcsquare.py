@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[float, str], None]
 
 _POLL_SECONDS = 0.5
+_RESTATE_SECONDS = 10.0
 # MCsquare prints " 40.0 % " and " 50.0 % (stat uncertainty: 3.63 %) " per batch.
 _PROGRESS_LINE = re.compile(r"^\s*(\d+(?:\.\d+)?) %", re.MULTILINE)
 # The uncertainty it reached, from the 5th of its 10 batches on (Compute_stat_uncertainty, on by default).
@@ -343,6 +344,7 @@ def _mcsquare_corner(grid: ScoringGrid) -> tuple[float, float, float]:
 
 def _wait(process: subprocess.Popen, log: Path, on_progress: ProgressCallback | None) -> None:
     reported = -1.0
+    last_call = time.monotonic()
     while True:
         try:
             process.wait(timeout=_POLL_SECONDS)
@@ -354,4 +356,9 @@ def _wait(process: subprocess.Popen, log: Path, on_progress: ProgressCallback | 
         done = progress_from_log(log.read_text(errors="replace")) if log.exists() else None
         if done is not None and done > reported:
             reported = done
+            last_call = time.monotonic()
             on_progress(done, f"{done:.0%} of primaries simulated")
+        elif reported >= 0 and time.monotonic() - last_call >= _RESTATE_SECONDS:
+            # No news is news too: said again, the job's ETA grows instead of freezing (worker.jobs.progress).
+            last_call = time.monotonic()
+            on_progress(reported, f"{reported:.0%} of primaries simulated")

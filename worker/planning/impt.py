@@ -29,10 +29,12 @@ tens of MB, 20x that for robust plans); the caller removes it.
 from __future__ import annotations
 
 import logging
+import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from opentps.core.data.images import ROIMask
@@ -197,7 +199,8 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
                                           float(objective.weight), volume=objective.volume_pct,
                                           robust=robust_objective)
     optimizer = IntensityModulationOptimizer(method=request.optimizer, plan=plan, maxiter=request.max_iterations)
-    optimizer_dose_image, history = optimizer.optimize()
+    with _iterations_reported(lambda done: report(STAGES[2], min(done / request.max_iterations, 0.99))):
+        optimizer_dose_image, history = optimizer.optimize()
     times.optimizing_s = time.monotonic() - started
     report(STAGES[2], 1.0)
     history = [float(v) for v in np.ravel(history)]
@@ -235,6 +238,42 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     return PlanResult(plan=ion_plan, dose=dose, optimizer=info, spot_count=ion_plan.spot_count,
                       layer_count=sum(len(b.layers) for b in ion_plan.beams), qa=qa, optimizer_dose=optimizer_dose,
                       scenario_qa=scenario_qa, final_uncertainty_pct=uncertainty, goals=goals, notes=notes)
+
+
+# OpenTPS' scipy solvers log "Iteration <n> of Scipy-<method>" once per iteration: the optimiser's only progress.
+_SOLVER_LOGGER = "opentps.core.processing.planOptimization.solvers.scipyOpt"
+_ITERATION = re.compile(r"^Iteration (\d+) of ")
+
+
+class _IterationHandler(logging.Handler):
+    def __init__(self, on_iteration: Callable[[int], None]):
+        super().__init__(logging.DEBUG)
+        self.on_iteration = on_iteration
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:  # what the solver warns about still reaches the worker's log
+            logging.getLogger("opentps").handle(record)
+            return
+        match = _ITERATION.match(record.getMessage())
+        if match:
+            self.on_iteration(int(match.group(1)) + 1)
+
+
+@contextmanager
+def _iterations_reported(on_iteration: Callable[[int], None]) -> Iterator[None]:
+    """Call `on_iteration(iterations done)` while OpenTPS' optimiser runs (its INFO records, kept from the root)."""
+    solver_log = logging.getLogger(_SOLVER_LOGGER)
+    handler = _IterationHandler(on_iteration)
+    saved = solver_log.level, solver_log.propagate
+    solver_log.addHandler(handler)
+    solver_log.setLevel(logging.INFO)
+    solver_log.propagate = False  # two INFO lines per iteration would flood the worker's log
+    try:
+        yield
+    finally:
+        solver_log.removeHandler(handler)
+        solver_log.setLevel(saved[0])
+        solver_log.propagate = saved[1]
 
 
 def dose_qa(dose: DoseGrid, masks: dict[str, np.ndarray], request: PlanRequest) -> dict[str, dict[str, float]]:
