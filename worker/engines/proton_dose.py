@@ -123,8 +123,8 @@ def compute_dose(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path,
     """
     dose, _ = _simulate(ct, plan, primaries=primaries, work_dir=work_dir, scoring_spacing_mm=scoring_spacing_mm,
                         threads=threads, on_progress=on_progress, let=False,
-                        extra_config={"Stat_uncertainty": float(stat_uncertainty_pct)} if stat_uncertainty_pct
-                        else None)
+                        extra_config=mcsquare.uncertainty_config(primaries, stat_uncertainty_pct)
+                        if stat_uncertainty_pct else None)
     return dose
 
 
