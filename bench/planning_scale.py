@@ -8,12 +8,13 @@ prostate objectives (orthanc_rt.planning.protocols). `--radius` is the size knob
 Two plans of the same request, one after the other:
 - today: beamlets and optimiser on the final dose's grid (optimization_grid_mm null), final dose at a fixed
   final_primaries (final_uncertainty_pct null);
-- levers: beamlets and optimiser on the 3 mm grid, the final dose stopping at 1 % (MCsquare's estimate) or at
-  final_primaries.
+- levers: beamlets and optimiser on the 3 mm grid, the final dose stopping at --uncertainty % (MCsquare's
+  estimate) or at --final-cap primaries.
 Prints per stage the seconds of each and their ratio, the beamlet matrix (voxels x spots, non-zeros, MB) and the
 optimiser's time per iteration, the target's D95 and D2 of each final dose and the uncertainty reached.
 
     nice -n 10 .venv/bin/python -m bench.planning_scale [--radius 18] [--beamlet-primaries 2000]
+        [--final-primaries 1e6 (today)] [--final-cap 1e7 --uncertainty 1 (levers)] [--iterations 100]
 """
 from __future__ import annotations
 
@@ -29,11 +30,17 @@ from worker.engines.beamlets import local_beamlets
 from worker.planning.impt import plan_impt
 
 
+def _count(text: str) -> int:
+    return int(float(text))  # 1e7 as well as 10000000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--radius", type=float, default=18.0, help="PTV radius, mm (the size knob)")
     parser.add_argument("--beamlet-primaries", type=int, default=2000)
-    parser.add_argument("--final-primaries", type=int, default=1_000_000)
+    parser.add_argument("--final-primaries", type=_count, default=1_000_000)
+    parser.add_argument("--final-cap", type=_count, default=10_000_000)
+    parser.add_argument("--uncertainty", type=float, default=1.0)
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
@@ -42,7 +49,8 @@ def main() -> None:
     base = dataclasses.replace(base, gantry_angles_deg=(90.0, 270.0), beamlet_primaries=args.beamlet_primaries,
                                final_primaries=args.final_primaries, max_iterations=args.iterations)
     paths = {"today": dataclasses.replace(base, optimization_grid_mm=None, final_uncertainty_pct=None),
-             "levers": base}
+             "levers": dataclasses.replace(base, final_primaries=args.final_cap,
+                                           final_uncertainty_pct=args.uncertainty)}
     print(f"pelvis phantom: PTV radius {args.radius:g} mm ({case.target_cc:.0f} cc), CT {case.ct.shape_zyx} "
           f"(z, y, x) at {case.ct.spacing_mm} mm")
     rows = {}

@@ -9,6 +9,7 @@ from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning.auto_rules import AutoPlanning, PlanningRule
 from orthanc_rt.planning.protocols import Goal, goal_from
 from orthanc_rt.planning.request import Objective, PlanRequest, validate_parameters, validate_rois
+from orthanc_rt.scheduling.submission import parse
 
 
 def test_the_prostate_protocol_scales_objectives_and_goals_to_the_prescription():
@@ -100,3 +101,15 @@ def test_an_automatic_rule_may_name_the_site_protocol():
     with pytest.raises(PlanRequestError, match="nor a site protocol"):
         rules.request_for(PlanningRule(name="x", target_pattern="PTV", workflow="proton-impt", protocol="lung"),
                           "PTV")
+
+
+def test_a_rest_body_naming_the_protocol_gets_its_beams_goals_and_new_fields():
+    workflow, request = parse({"study": "s", "target_roi": "PTV", "protocol": "prostate", "prescription_gy": 60})
+    assert workflow == "proton-impt" and request.gantry_angles == (90.0, 270.0) and len(request.goals) == 6
+    assert request.optimization_grid_mm == 3.0 and request.final_uncertainty_pct == 1.0
+    _, own = parse({"study": "s", "target_roi": "PTV", "prescription_gy": 2, "optimization_grid_mm": None,
+                    "final_uncertainty_pct": None, "goals": [{"roi": "PTV", "metric": "D95", "min": 1.9}]})
+    assert own.optimization_grid_mm is None and own.final_uncertainty_pct is None and own.gantry_angles == (0, 180)
+    with pytest.raises(PlanRequestError, match="goals, protocol: not a parameter of workflow photon-ccc"):
+        parse({"study": "s", "workflow": "photon-ccc", "target_roi": "PTV", "prescription_gy": 2,
+               "protocol": "prostate", "goals": []})
