@@ -305,18 +305,22 @@ def _roi_mask(name: str, mask_zyx: np.ndarray, origin: Sequence[float], spacing:
                    origin=tuple(float(v) for v in origin), spacing=tuple(float(v) for v in spacing))
 
 
-# Non-zeros of one spot's beamlet on a 3 mm grid, MCsquare's sparse threshold (measured: bench/planning_scale.py),
-# and the bytes each costs while OpenTPS holds the matrix (float32 value + int32 row index, and the copy the
-# optimiser makes when it crops the matrix to the ROIs).
-NONZEROS_PER_SPOT_3MM = 6_000
+# Non-zeros of one spot's beamlet on a 3 mm grid at MCsquare's sparse threshold, and how they grow on finer grids
+# (bench/planning_scale.py, pelvis phantom, 1,211 spots: 7,130 per spot at 3 mm, 16,100 at 2 mm, so about
+# 1/spacing²: a beamlet is thin, its cross-section is what the grid resolves); the bytes each costs while
+# OpenTPS holds the matrix (float32 value + int32 row index: 8, measured) twice (the copy the optimiser crops
+# to the ROIs).
+NONZEROS_PER_SPOT_3MM = 7_100
+NONZEROS_SPACING_EXPONENT = 2.0
 BYTES_PER_NONZERO = 16
 MEMORY_SHARE = 0.8  # of what the machine has available: the rest is for the CT, the masks, the worker itself
 
 
 def beamlet_memory_bytes(spots: int, grid: ScoringGrid, scenarios: int = 1) -> float:
     """What the beamlet matrices of `spots` on `grid` will hold in memory (bytes), estimated before computing."""
-    voxel_mm3 = float(np.prod(grid.spacing_mm))
-    return spots * scenarios * NONZEROS_PER_SPOT_3MM * (27.0 / voxel_mm3) * BYTES_PER_NONZERO
+    spacing = float(np.prod(grid.spacing_mm)) ** (1.0 / 3.0)
+    return spots * scenarios * NONZEROS_PER_SPOT_3MM * (3.0 / spacing) ** NONZEROS_SPACING_EXPONENT \
+        * BYTES_PER_NONZERO
 
 
 def require_memory_for_beamlets(spots: int, grid: ScoringGrid, scenarios: int = 1,
