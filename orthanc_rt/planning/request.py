@@ -18,6 +18,9 @@ from orthanc_rt.planning.protocols import MAX_GOALS, Goal, goal_from, protocol_f
 from orthanc_rt.settings import default_of
 
 OBJECTIVE_TYPES = ("DMin", "DMax", "DMean", "DUniform", "DVHMin", "DVHMax")
+# The names clinical planning systems show (RayStation's optimisation functions), accepted for the types above.
+OBJECTIVE_ALIASES = {"min dose": "DMin", "max dose": "DMax", "average dose": "DMean", "mean dose": "DMean",
+                     "uniform dose": "DUniform", "min dvh": "DVHMin", "max dvh": "DVHMax"}
 OPTIMIZERS = ("Scipy_L-BFGS-B", "Scipy_BFGS", "Scipy_SLSQP", "Scipy_trust-constr", "Gradient", "BFGS", "LBFGS",
               "FISTA")
 MAX_BEAMS = 9
@@ -202,6 +205,9 @@ def _at_most_objectives(count: int) -> None:
 def _objective(item: dict, index: int) -> Objective:
     if not isinstance(item, dict):
         raise PlanRequestError(f"objective {index}: expected an object with roi, type, dose_gy, weight, volume_pct")
+    kind = item.get("type")
+    if isinstance(kind, str) and kind.strip().lower() in OBJECTIVE_ALIASES:
+        item = {**item, "type": OBJECTIVE_ALIASES[kind.strip().lower()]}
     try:
         return Objective(**item)
     except TypeError as exc:

@@ -85,7 +85,8 @@ _OPTIMISATION = (
     Parameter("target_margin_mm", "number", "margin around the target that the beams cover",
               _DEFAULT.target_margin_mm, "mm", *pr.MARGIN_RANGE_MM),
     Parameter("objectives", "array", "[{roi, type, dose_gy, weight, volume_pct}] with type one of "
-              f"{', '.join(pr.OBJECTIVE_TYPES)} (volume_pct for DVH types); default: uniform prescription dose "
+              f"{', '.join(pr.OBJECTIVE_TYPES)} or their clinical names ({', '.join(pr.OBJECTIVE_ALIASES)}; "
+              "volume_pct for DVH types); default: uniform prescription dose "
               "on the target with DMin and DMax (103 %) penalties", choices=pr.OBJECTIVE_TYPES,
               max_items=pr.MAX_OBJECTIVES),
     Parameter("optimizer", "string", "OpenTPS optimiser", _DEFAULT.optimizer, choices=pr.OPTIMIZERS),

@@ -113,3 +113,13 @@ def test_a_rest_body_naming_the_protocol_gets_its_beams_goals_and_new_fields():
     with pytest.raises(PlanRequestError, match="goals, protocol: not a parameter of workflow photon-ccc"):
         parse({"study": "s", "workflow": "photon-ccc", "target_roi": "PTV", "prescription_gy": 2,
                "protocol": "prostate", "goals": []})
+
+
+def test_objectives_are_accepted_by_their_clinical_names():
+    request = PlanRequest.from_dict({"target_roi": "PTV", "prescription_gy": 2.0, "objectives": [
+        {"roi": "PTV", "type": "Uniform dose", "dose_gy": 2.0}, {"roi": "Cord", "type": "max dose", "dose_gy": 1.0},
+        {"roi": "Rectum", "type": "Max DVH", "dose_gy": 1.5, "volume_pct": 20}]})
+    assert [o.type for o in request.objectives] == ["DUniform", "DMax", "DVHMax"]
+    with pytest.raises(PlanRequestError, match="type 'Max EUD' is not one of"):
+        validate_parameters(PlanRequest.from_dict({"target_roi": "PTV", "prescription_gy": 2.0, "objectives": [
+            {"roi": "PTV", "type": "Max EUD", "dose_gy": 2.0}]}))
