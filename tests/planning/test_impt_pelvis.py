@@ -22,7 +22,11 @@ RX_GY = 2.0
 UNCERTAINTY_PCT = 2.0
 # Coarse (3 mm beamlet sum, 1000 primaries per spot) against fine (2 mm Monte Carlo at 2 %): the target's D95 and
 # mean dose agree within these fractions of the prescription. Partial-volume averaging of the 3 mm grid at the
-# target's edge and the two noises make the difference; measured 0.6-1.6 % (D95) and 0.3-0.9 % (Dmean).
+# target's edge and the two noises make the difference (noise lowers the fine D95: the coarse prediction reads
+# higher). Measured in one run (shared 2-core machine): D95 1.979 Gy coarse, 1.921 Gy fine (2.9 % of the
+# prescription); Dmean 2.000 and 2.010 Gy (0.5 %); 491 spots; beamlets 17 s, optimiser 26 s (300 iterations),
+# final dose 54 s to 2.0 %. The goals of that run: PTV D95 96.0 % (goal 98 %: failed) and D2 107 % (105 %: failed)
+# at these few primaries; rectum V70Gy 1.7 %, bladder 0.5 %, femoral heads Dmax 1.06 Gy of 2 Gy: passed.
 D95_TOLERANCE = 0.04
 DMEAN_TOLERANCE = 0.03
 
