@@ -1,9 +1,10 @@
 """Benchmark: IMPT planning at scale, time per stage of today's path and of the levers of issue 14, from one run.
 
-The case is the pelvis-like phantom of tests/support/pelvis.py (body ellipse in air, femoral heads, rectum with a
-gas pocket, bladder, a spherical PTV between them; 2 mm CT voxels), two lateral fields, 5 mm spots and layers,
-prostate objectives (orthanc_rt.planning.protocols). `--radius` is the size knob: 18 mm gives about 1,200 spots,
-35 mm is prostate-sized (7,000+ spots, about an hour on two cores: extrapolate from a mid size instead).
+The case is the pelvis phantom (orthanc_rt.ops.phantom.patient_like_case through tests/support/pelvis.py: body in
+air with fat, pelvic bone, femoral heads, bladder, rectum with a gas pocket, a prostate-like PTV between them; 2 mm
+CT voxels), two lateral fields, 5 mm spots and layers, the prostate protocol (orthanc_rt.planning.protocols).
+`--scale` is the size knob (of the PTV): 0.6 gives about 1,000 spots, 1.2 is prostate-sized (7,000 spots or so,
+about an hour on two cores: extrapolate from a mid size instead).
 
 Two plans of the same request, one after the other:
 - today: beamlets and optimiser on the final dose's grid (optimization_grid_mm null), final dose at a fixed
@@ -13,7 +14,7 @@ Two plans of the same request, one after the other:
 Prints per stage the seconds of each and their ratio, the beamlet matrix (voxels x spots, non-zeros, MB) and the
 optimiser's time per iteration, the target's D95 and D2 of each final dose and the uncertainty reached.
 
-    nice -n 10 .venv/bin/python -m bench.planning_scale [--radius 18] [--beamlet-primaries 2000]
+    nice -n 10 .venv/bin/python -m bench.planning_scale [--scale 0.6] [--threads 1] [--beamlet-primaries 2000]
         [--final-primaries 1e6 (today)] [--final-cap 1e7 --uncertainty 1 (levers)] [--iterations 100]
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _count(text: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--radius", type=float, default=18.0, help="PTV radius, mm (the size knob)")
+    parser.add_argument("--scale", type=float, default=0.6, help="PTV size relative to 60 x 50 x 60 mm (the knob)")
     parser.add_argument("--beamlet-primaries", type=int, default=2000)
     parser.add_argument("--final-primaries", type=_count, default=1_000_000)
     parser.add_argument("--final-cap", type=_count, default=10_000_000)
@@ -44,14 +45,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
-    case = pelvis_case(args.radius)
+    case = pelvis_case(args.scale)
     base = protocol_request("prostate", target_roi="PTV")
     base = dataclasses.replace(base, gantry_angles_deg=(90.0, 270.0), beamlet_primaries=args.beamlet_primaries,
                                final_primaries=args.final_primaries, max_iterations=args.iterations)
     paths = {"today": dataclasses.replace(base, optimization_grid_mm=None, final_uncertainty_pct=None),
              "levers": dataclasses.replace(base, final_primaries=args.final_cap,
                                            final_uncertainty_pct=args.uncertainty)}
-    print(f"pelvis phantom: PTV radius {args.radius:g} mm ({case.target_cc:.0f} cc), CT {case.ct.shape_zyx} "
+    print(f"pelvis phantom: PTV scale {args.scale:g} ({case.target_cc:.0f} cc), CT {case.ct.shape_zyx} "
           f"(z, y, x) at {case.ct.spacing_mm} mm")
     rows = {}
     work = Path(tempfile.mkdtemp(prefix="orthanc-rt-bench-scale-"))
