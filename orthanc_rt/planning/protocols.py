@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from orthanc_rt.errors import PlanRequestError
+
+if TYPE_CHECKING:
+    from orthanc_rt.planning.request import PlanRequest
 
 METRIC = re.compile(r"^(?:D(\d+(?:\.\d+)?)|Dmax|Dmean|Dmin|V(\d+(?:\.\d+)?)Gy)$")
 MAX_GOALS = 50
@@ -116,8 +119,8 @@ def protocol_fields(name: str, target_roi: str, prescription_gy: float | None = 
             "gantry_angles_deg": list(protocol["gantry_angles_deg"]), "objectives": objectives, "goals": goals}
 
 
-def protocol_request(name: str, *, target_roi: str, prescription_gy: float | None = None):  # -> PlanRequest
+def protocol_request(name: str, *, target_roi: str, prescription_gy: float | None = None) -> PlanRequest:
     """A PlanRequest of site protocol `name` (for benchmarks and tests; the REST path uses `protocol` in the body)."""
-    from orthanc_rt.planning.request import PlanRequest
+    from orthanc_rt.planning.request import PlanRequest  # request imports this module
 
     return PlanRequest.from_dict({"target_roi": target_roi, **protocol_fields(name, target_roi, prescription_gy)})
