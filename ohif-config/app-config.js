@@ -248,7 +248,10 @@
           el('b', {}, plan.workflow), ` ${plan.target_roi} ${plan.request?.prescription_gy ?? ''} Gy: ${plan.status}`,
           qa.length ? el('div', { 'data-rt-qa': plan.id }, qa.join(', ')) : '');
       });
-      fill('plans', rows.length ? el('ul', {}, rows) : el('p', {}, 'No plan for this study yet.'));
+      // Only the plans Orthanc-RT made: an RTPLAN another system exported is a series of the study, and its dose
+      // and check are jobs above; saying "no plan" next to it in the series list would read as a contradiction.
+      fill('plans', rows.length ? el('ul', {}, rows)
+        : el('p', {}, 'Orthanc-RT has planned nothing in this study. Plans from other systems are in the series list; their doses and checks are listed under jobs.'));
       return answer.items.some(plan => ACTIVE.includes(plan.status));
     } catch (error) {
       refused('plans', error);
@@ -322,7 +325,7 @@
       return;
     }
     node.replaceChildren(
-      section('Orthanc-RT jobs', 'jobs'), section('Plans', 'plans'),
+      section('Orthanc-RT jobs', 'jobs'), section('Plans made by Orthanc-RT', 'plans'),
       section('DVH of the dose on screen', 'dvh'), section('Measurements', 'measurements'),
       el('button', { 'data-rt-refresh': '', style: 'text-decoration:underline' }, 'Refresh'));
     node.querySelector('[data-rt-refresh]').addEventListener('click', () => {
@@ -414,6 +417,26 @@
           ticks: { position: 'left', style: { ...(settings.tickStyles || {}), labelMargin: 5 } },
           width: '15px',
         });
+        labelDoseUnit(`colorbar-container-${id}-${dose.displaySetInstanceUID}`);
+      };
+      // Cornerstone's colour bar prints bare numbers (and only under the mouse): its unit stays beside it. OHIF
+      // renders the bar's container (id colorbar-container-<viewport>-<display set>) after the service's event.
+      const labelDoseUnit = (containerId, tries = 0) => {
+        const container = document.getElementById(containerId);
+        if (!container) {
+          if (tries < 20) {
+            setTimeout(() => labelDoseUnit(containerId, tries + 1), 250);
+          }
+          return;
+        }
+        if (!container.querySelector('[data-orthanc-rt-unit]')) {
+          container.appendChild(el('span', {
+            'data-orthanc-rt-unit': 'Gy', title: 'Dose in Gy',
+            // Above the bar's right end: beside it are OHIF's own buttons, and the bar's canvas covers its container.
+            style: 'position: absolute; right: -26px; top: -20px; z-index: 1001; color: #d0d0d0; '
+              + 'font: 13px Inter, sans-serif; pointer-events: none',
+          }, 'Gy'));
+        }
       };
       const subscriptions = [viewports.EVENTS.VIEWPORT_DATA_CHANGED, viewports.EVENTS.VIEWPORT_VOLUMES_CHANGED]
         .filter(Boolean).map(event => viewports.subscribe(event, (data = {}) => {

@@ -190,6 +190,11 @@ class Settings:
     dose_check: Mapping[str, Any] = field(default_factory=dict)
     # OrthancRT.AutoComputeFrom as configured; orthanc_rt.scheduling.params.AutoComputeFrom reads it.
     auto_compute_from: Mapping[str, Any] = field(default_factory=dict)
+    # OrthancRT.Robustness as configured (Protocols: name -> goals); orthanc_rt.scheduling.robustness reads it.
+    robustness: Mapping[str, Any] = field(default_factory=dict)
+    # OrthancRT.AutoRobustness as configured (a robustness evaluation of arriving RT Ion Plans);
+    # orthanc_rt.scheduling.robustness.AutoRobustness reads it.
+    auto_robustness: Mapping[str, Any] = field(default_factory=dict)
     plan_job_timeout_seconds: int = default_of("plan_job_timeout_seconds")  # beamlets + optimisation + final dose
     # OrthancRT.Metrics.RequireRole: GET /rt/metrics needs the `read` permission; false: any user Orthanc let in
     # (a Prometheus scraper with an Orthanc login and no Orthanc-RT role), or anyone when authentication is off.
@@ -268,6 +273,8 @@ class Settings:
             auto_planning=dict(section.get("AutoPlanning", {})),
             dose_check=dict(section.get("DoseCheck", {})),
             auto_compute_from=dict(section.get("AutoComputeFrom", {})),
+            robustness=dict(section.get("Robustness", {})),
+            auto_robustness=dict(section.get("AutoRobustness", {})),
             metrics_require_role=_as_bool(dict(section.get("Metrics", {})).get("RequireRole", True)),
         )
 

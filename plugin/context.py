@@ -13,7 +13,7 @@ from orthanc_rt.records.checks import CheckStore
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.measurements import MeasurementStore
 from orthanc_rt.records.plans import PlanStore
-from orthanc_rt.scheduling.params import CheckConfig
+from orthanc_rt.scheduling.params import AutoComputeFrom, CheckConfig
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.scheduling.submission import PlanSubmitter
@@ -33,6 +33,7 @@ class Context:
     submitter: PlanSubmitter
     checks: CheckStore
     check_config: CheckConfig  # OrthancRT.DoseCheck, parsed once (the settings are frozen)
+    compute_from: AutoComputeFrom  # OrthancRT.AutoComputeFrom, parsed once
 
     @classmethod
     def create(cls, orthanc: OrthancApi, settings: Settings, store: JobStore, dispatcher: Dispatcher) -> "Context":
@@ -42,4 +43,4 @@ class Context:
         return cls(orthanc=orthanc, settings=settings, store=store, dispatcher=dispatcher, scheduler=scheduler,
                    measurements=MeasurementStore(store.url), plans=plans, index=index,
                    submitter=PlanSubmitter(index, plans, scheduler), checks=CheckStore(store.url),
-                   check_config=CheckConfig.of(settings))
+                   check_config=CheckConfig.of(settings), compute_from=AutoComputeFrom.of(settings))

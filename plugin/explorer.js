@@ -70,8 +70,13 @@
   function renderPlans(list, studyId) {
     $.ajax({ url: '../rt/plans', data: { study: studyId, limit: 20 }, dataType: 'json', cache: false })
       .done(function (answer) {
-        list.empty().append('<li data-role="list-divider">Orthanc-RT plans (' + answer.total + ')</li>');
-        if (answer.items.length === 0) { list.append('<li>No plan for this study yet.</li>'); }
+        list.empty().append('<li data-role="list-divider">Plans made by Orthanc-RT (' + answer.total + ')</li>');
+        // Another system's RTPLAN is a series of the study (its recompute and check are jobs): "no plan" beside it
+        // would read as a contradiction.
+        if (answer.items.length === 0) {
+          list.append('<li>Orthanc-RT has planned nothing in this study. Plans from other systems are among its ' +
+                      'series; their doses and checks are listed under jobs.</li>');
+        }
         $.each(answer.items, function (_, plan) { list.append(planLine(plan)); });
         list.listview('refresh');
         if (answer.items.some(function (p) { return ['queued', 'running', 'waiting-for-input'].indexOf(p.status) >= 0; })) {
@@ -161,6 +166,53 @@
       });
   }
 
+  // A plan's robustness evaluations: per evaluation, its goals x worst case (pass/fail) and links to the
+  // minimum and maximum RTDOSEs and the DVH bands. A plain box, not a listview: the links stay links.
+  function robustnessBlock(instanceId, job) {
+    var out = job.outputs || {};
+    var head = '<a href="../rt/jobs/' + esc(job.id) + '" target="_blank">' + esc(job.id) + '</a> · ' + esc(job.state);
+    if (job.state !== 'succeeded') {
+      return '<div data-rt-robustness="' + esc(job.id) + '"><p>' + head + (job.message ? '<br><small>' +
+        esc(job.message) + '</small>' : '') + '</p></div>';
+    }
+    var links = ['rtdose-min', 'rtdose-max'].filter(function (k) { return out[k]; }).map(function (k) {
+      return '<a href="#instance?uuid=' + esc(out[k].orthanc_id) + '">' + (k === 'rtdose-min' ? 'min' : 'max') +
+        ' dose</a>';
+    });
+    var bands = '../rt/instances/' + instanceId + '/robustness/' + job.id + '/dvh-bands';
+    links.push('<a href="' + bands + '.png" target="_blank">DVH bands</a>', '<a href="' + bands +
+      '" target="_blank">(JSON)</a>');
+    var rows = (out.goals || []).map(function (g) {
+      var colour = g.passed ? '#1a7f37' : '#c62828';
+      return '<tr><td>' + esc(g.goal) + '<br><small>nominal ' + esc(Number(g.nominal).toFixed(2)) +
+        '</small></td><td>' + esc(Number(g.worst).toFixed(2)) + '<br><small>' + esc(g.worst_scenario) +
+        '</small></td><td style="color:' + colour + '" data-rt-goal-passed="' + esc(g.passed) + '"><b>' +
+        (g.passed ? 'PASS' : 'FAIL') + '</b></td></tr>';
+    }).join('');
+    return '<div data-rt-robustness="' + esc(job.id) + '"><p>' + head + ' · ' +
+      esc((out.scenarios || []).length) + ' scenarios, goals from ' + esc(out.goals_from) + '<br>' +
+      links.join(' · ') + '</p><table style="width:100%;font-size:12px;border-collapse:collapse">' +
+      '<tr><th align="left">goal</th><th align="left">worst case</th><th></th></tr>' + rows + '</table></div>';
+  }
+
+  function renderRobustness(box, instanceId, studyId) {
+    $.ajax({ url: '../rt/jobs', data: { kind: 'robustness', study: studyId, limit: 20 }, dataType: 'json',
+             cache: false })
+      .done(function (answer) {
+        var mine = answer.items.filter(function (j) {
+          return j.inputs.plan && j.inputs.plan.orthanc_id === instanceId;
+        });
+        box.empty().append('<h3>Robustness evaluations of this plan (' + mine.length + ')</h3>');
+        if (mine.length === 0) { box.append('<p>No robustness evaluation yet.</p>'); }
+        $.each(mine, function (_, job) { box.append(robustnessBlock(instanceId, job)); });
+        if (mine.some(function (j) { return ['queued', 'running'].indexOf(j.state) >= 0; })) {
+          setTimeout(function () {
+            if ($('#orthanc-rt-robustness').length) { renderRobustness(box, instanceId, studyId); }
+          }, 3000);
+        }
+      });
+  }
+
   $('#study').live('pagebeforeshow', function () {
     var studyId = $.mobile.pageData && $.mobile.pageData.uuid;
     $('#orthanc-rt-study, #orthanc-rt-ohif, #orthanc-rt-plans, #orthanc-rt-plan-form, #orthanc-rt-checks').remove();
@@ -247,7 +299,7 @@
 
   $('#instance').live('pagebeforeshow', function () {
     var instanceId = $.mobile.pageData && $.mobile.pageData.uuid;
-    $('#orthanc-rt-instance, #orthanc-rt-plan-checks').remove();
+    $('#orthanc-rt-instance, #orthanc-rt-plan-checks, #orthanc-rt-robustness').remove();
     if (!instanceId) { return; }
     $.ajax({ url: '../instances/' + instanceId + '/metadata/SopClassUid', dataType: 'text', cache: false })
       .done(function (sopClass) {
@@ -258,6 +310,11 @@
           '<label>Primaries <input id="orthanc-rt-primaries" type="number" value="1000000" min="1000"></label>' +
           '<label>Scoring grid (mm, empty: CT grid) <input id="orthanc-rt-spacing" type="number" step="0.5"></label>' +
           '<a href="#" data-role="button" data-icon="gear" id="orthanc-rt-dose">Compute dose</a>' +
+          '<label>Setup error (mm) <input id="orthanc-rt-setup" type="number" value="3" min="0" max="10" step="0.5">' +
+          '</label><label>Range error (%) <input id="orthanc-rt-range" type="number" value="3.5" min="0" max="10" ' +
+          'step="0.5"></label>' +
+          '<a href="#" data-role="button" data-icon="gear" id="orthanc-rt-robust">Evaluate robustness (21 ' +
+          'scenarios)</a>' +
           '<p id="orthanc-rt-result"></p></div>');
         box.insertAfter($('#instance-info'));
         box.trigger('create');
@@ -266,6 +323,30 @@
           checks.insertAfter(box);
           checks.listview();
           renderChecks(checks, { plan: instance.MainDicomTags.SOPInstanceUID }, 'Dose checks of this plan');
+          var robust = $('<div id="orthanc-rt-robustness" class="ui-body ui-body-c"></div>');
+          robust.insertAfter(checks);
+          $.getJSON('../instances/' + instanceId + '/study', function (study) {
+            renderRobustness(robust, instanceId, study.ID);
+          });
+        });
+        $('#orthanc-rt-robust').click(function (e) {
+          e.preventDefault();
+          var body = { primaries: parseInt($('#orthanc-rt-primaries').val(), 10),
+                       setup_error_mm: parseFloat($('#orthanc-rt-setup').val()),
+                       range_error_pct: parseFloat($('#orthanc-rt-range').val()) };
+          $.ajax({ url: '../rt/instances/' + instanceId + '/robustness', type: 'POST', data: JSON.stringify(body),
+                   contentType: 'application/json', dataType: 'json' })
+            .done(function (answer) {
+              $('#orthanc-rt-result').html((answer.created ? 'Robustness evaluation queued: ' : 'Already requested: ') +
+                '<a href="../rt/jobs/' + esc(answer.job.id) + '" target="_blank">' + esc(answer.job.id) +
+                '</a> (' + esc(answer.job.state) + ', ' + esc(answer.scenarios.length) + ' scenarios)');
+              var list = $('#orthanc-rt-robustness');
+              if (list.length) { renderRobustness(list, instanceId, answer.job.orthanc_study_id); }
+            })
+            .fail(function (xhr) {
+              var text = xhr.responseJSON ? xhr.responseJSON.error : xhr.statusText;
+              $('#orthanc-rt-result').text('Refused: ' + text);
+            });
         });
         $('#orthanc-rt-dose').click(function (e) {
           e.preventDefault();

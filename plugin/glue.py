@@ -18,7 +18,7 @@ from orthanc_rt.errors import OrthancError, ValidationError
 from orthanc_rt.planning.auto_rules import shown_settings
 from orthanc_rt.records import audit, db
 from orthanc_rt.records.jobs import JobStore
-from orthanc_rt.scheduling.params import AutoComputeFrom, auto_dose_params
+from orthanc_rt.scheduling.params import auto_dose_params
 from orthanc_rt.scheduling.queue import Dispatcher
 from orthanc_rt.scheduling.triggers import Triggers
 from orthanc_rt.settings import Settings
@@ -93,6 +93,10 @@ def install(orthanc: Any) -> None:
     elif access.enforced and not access.roles:
         logger.error("Orthanc-RT: AuthenticationEnabled without OrthancRT.Roles: every user is refused (403)")
 
+    # Checked before anything records them: the audit of the configuration must show the settings in force,
+    # whether the database answers now or only later.
+    settings = _checked_auto_dose(settings)
+
     def prepare_database() -> None:
         db.upgrade(settings.database_url)
         audit.record(settings.database_url, "orthanc-rt-plugin", audit.CONFIG_LOADED, "", None,
@@ -106,17 +110,17 @@ def install(orthanc: Any) -> None:
                      "answer 503 and triggers wait until it is back", type(exc).__name__, exc)
         waiting_for_database = prepare_database
 
-    settings = _checked_auto_dose(settings)
     api_client = InProcessOrthanc(orthanc)
     dispatcher = Dispatcher(settings.redis_url, job_timeout_s=settings.dose_job_timeout_seconds,
                             plan_timeout_s=settings.plan_job_timeout_seconds)
     ctx = Context.create(api_client, settings, JobStore(settings.database_url), dispatcher)
     if ctx.check_config.problem:
         logger.error("Orthanc-RT: dose checks are off: %s", ctx.check_config.problem)
-    if AutoComputeFrom.of(settings).problem:
-        logger.error("Orthanc-RT: no upload starts Monte Carlo by itself: %s", AutoComputeFrom.of(settings).problem)
+    if ctx.compute_from.problem:
+        logger.error("Orthanc-RT: no upload starts Monte Carlo by itself: %s", ctx.compute_from.problem)
     router = Router(all_routes(ctx), access)
-    triggers = Triggers(api_client, ctx.scheduler, settings, planner=ctx.submitter, check_config=ctx.check_config)
+    triggers = Triggers(api_client, ctx.scheduler, settings, planner=ctx.submitter, check_config=ctx.check_config,
+                        compute_from=ctx.compute_from)
     events = EventDispatcher(api_client, trigger_table(triggers))
     maintenance = Maintenance(api_client, ctx.scheduler, settings, triggers, events=events,
                               prepare=waiting_for_database)

@@ -25,6 +25,13 @@ from orthanc_rt.scheduling.params import (
     RBE_MODELS,
     THRESHOLD_PERCENT_RANGE,
 )
+from orthanc_rt.scheduling.robustness import (
+    MAX_GOALS,
+    RANDOM_SCENARIOS_RANGE,
+    RANGE_ERROR_RANGE_PCT,
+    SCENARIO_SETS,
+    SETUP_RANGE_MM,
+)
 from plugin.router import MAX_OFFSET, MAX_PAGE, PARAM_PATTERNS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -136,6 +143,28 @@ def _range(low_high: tuple[float, float], **extra: Any) -> dict[str, Any]:
     return {"type": "number", "minimum": low_high[0], "maximum": low_high[1], **extra}
 
 
+_ROBUSTNESS_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "setup_error_mm": {**_range(SETUP_RANGE_MM), "description": "systematic setup error (default 3)"},
+        "range_error_pct": {**_range(RANGE_ERROR_RANGE_PCT), "description": "range error in % (default 3.5)"},
+        "scenarios": {"description": "\"reduced\" (21: 7 positions x 3 ranges, default), \"full\" (81) or "
+                                     "{\"random\": n (1-100), \"seed\": s}",
+                      "oneOf": [{"type": "string", "enum": list(SCENARIO_SETS)},
+                                {"type": "object", "properties": {
+                                    "random": {"type": "integer", "minimum": RANDOM_SCENARIOS_RANGE[0],
+                                               "maximum": RANDOM_SCENARIOS_RANGE[1]},
+                                    "seed": {"type": "integer", "minimum": 0}}, "required": ["random"]}]},
+        "primaries": {"type": "integer", "minimum": PRIMARIES_RANGE[0], "maximum": PRIMARIES_RANGE[1],
+                      "description": "per scenario"},
+        "goals": {"type": "array", "maxItems": MAX_GOALS, "description": "\"CTV D95 >= 95 %\" or {roi, metric, "
+                                                                         "op, value, unit}; default: target coverage",
+                  "items": {"oneOf": [{"type": "string"}, {"type": "object"}]}},
+        "protocol": {"type": "string", "description": "a protocol of OrthancRT.Robustness.Protocols"},
+    },
+}
+
 _DOSE_BODY = {
     "type": "object",
     "additionalProperties": False,
@@ -225,6 +254,19 @@ def spec(version: str) -> dict[str, Any]:
                             "the analysis job", params=[_INSTANCE_ID],
                             body={"type": "object", "properties": {"structure_set": {"type": "string"}}},
                             errors=(404, 413, 503))},
+            "/rt/instances/{instance_id}/robustness": {
+                "post": _op("Request a robustness evaluation of an RT Ion Plan: its dose in error scenarios "
+                            "(fanned out over the workers), goals in every scenario and their worst case, the "
+                            "voxel-wise minimum and maximum dose as RTDOSEs (idempotent per plan and parameters)",
+                            "compute", "the job (created or existing), the scenarios' names and where the goals "
+                            "come from", params=[_INSTANCE_ID], body=_ROBUSTNESS_BODY, errors=(404, 413, 503))},
+            "/rt/instances/{instance_id}/robustness/{job_id}/dvh-bands": {
+                "get": _op("DVH bands of a finished robustness evaluation: per ROI the nominal cumulative DVH and "
+                           "the minimum and maximum over the scenarios", "read", "the bands",
+                           params=[_INSTANCE_ID, _JOB_ID], errors=(404, 409, 503))},
+            "/rt/instances/{instance_id}/robustness/{job_id}/dvh-bands.png": {
+                "get": _op("The DVH bands as a PNG plot (nominal curve inside the shaded band)", "read",
+                           "a PNG", params=[_INSTANCE_ID, _JOB_ID], errors=(404, 409, 503))},
             "/rt/measurements": {
                 "get": _op("Measurement rows: filters, sorting, paging, CSV/JSON export", "read", "a page of rows",
                            params=[*_MEASUREMENT_FILTERS, *_PAGE], errors=(404, 503)),
@@ -246,6 +288,13 @@ def spec(version: str) -> dict[str, Any]:
                            errors=(404, 503))},
             "/rt/doses/{dose}/dvh.png": {
                 "get": _op("The DVH plot", "read", "a PNG", params=[_DOSE], errors=(404, 503))},
+            "/rt/doses/{dose}/dlvh": {
+                "get": _op("Cumulative dose-LET volume histograms of an RTDOSE whose LETd was scored, per ROI",
+                           "read", "the histograms", params=[_DOSE], errors=(404, 503))},
+            "/rt/doses/{dose}/dlvh.png": {
+                "get": _op("One ROI's dose-LET volume histogram as iso-volume lines", "read", "a PNG", params=[
+                    _DOSE, _q("roi", {"type": "string", "maxLength": 64}, "the ROI's name")],
+                    errors=(400, 404, 503))},
             "/rt/doses/{dose}/overlay.png": {
                 "get": _op("The dose over its CT with isodose lines and structures", "read", "a PNG", params=[
                     _DOSE, _q("plane", {"type": "string", "enum": ["axial", "coronal", "sagittal"]}),

@@ -11,6 +11,9 @@ dev="${1:-}"
 apt_packages=(orthanc orthanc-python orthanc-dicomweb orthanc-postgresql dcmtk
               redis-server python3-venv python3-dev curl
               poppler-utils dicom3tools)  # pdftotext/pdftoppm and dciodvfy: the dose-check report's tests
+# The container image's tools: podman builds it without a Docker engine, debootstrap makes its
+# debian:bookworm base without a registry (scripts/container-image.sh, tests/integration/test_container_image.py).
+[ "$dev" = "--dev" ] && apt_packages+=(podman debootstrap)
 sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -54,8 +57,11 @@ for f in "${req_files[@]}"; do
   fi
 done
 
-# The project itself, editable, so `python -m worker` and the tests import it.
-(cd / && "$venv/bin/python" -c "import orthanc_rt" 2>/dev/null) || pip_quiet install --no-deps -e "$here"
+# The project itself, editable, so `python -m worker` and the tests import it (not yet in the container
+# image's first layer, which holds only what this script reads: its sources come in a later layer).
+if [ -f "$here/pyproject.toml" ]; then
+  (cd / && "$venv/bin/python" -c "import orthanc_rt" 2>/dev/null) || pip_quiet install --no-deps -e "$here"
+fi
 MPLBACKEND=Agg "$venv/bin/python" "$here/scripts/fix_opentps.py"
 
 # The OHIF viewer: the prebuilt @ohif/app published on npm (its dist/ folder), pinned.

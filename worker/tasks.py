@@ -1,5 +1,5 @@
 """Every function RQ calls lives here. RQ stores each one's path (orthanc_rt.scheduling.queue's RUN_JOB,
-ON_FAILURE, RUN_PART) with the job, so these names and this module's path must not change.
+ON_FAILURE, RUN_PART, RUN_SCENARIO) with the job, so these names and this module's path must not change.
 
 `run_job` runs a database job by its kind's runner (orthanc_rt.scheduling.kinds); `run_part` one part of a plan's
 beamlet fan-out (worker.engines.beamlet_fanout); `on_failure` records what RQ's failures mean for the job.
@@ -43,6 +43,13 @@ def run_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
     from worker.engines import beamlet_fanout
 
     return beamlet_fanout.compute_part(fanout_id, index, part)
+
+
+def run_scenario(fanout_id: str, index: int, payload: tuple) -> dict[str, Any]:
+    """The RQ job of one error scenario of a robustness evaluation (worker.engines.scenario_fanout)."""
+    from worker.engines import scenario_fanout
+
+    return scenario_fanout.compute_scenario(fanout_id, index, payload)
 
 
 def on_failure(rq_job: Any, connection: Any, exc_type: type, exc_value: BaseException, tb: Any) -> None:

@@ -1,4 +1,5 @@
-"""Dose-averaged LET (LETd) maps: where they mean something, and their per-ROI statistics. Pure numpy.
+"""Dose-averaged LET (LETd) maps: where they mean something, their per-ROI statistics and dose-LET volume
+histograms. Pure numpy.
 
 Threshold. MCsquare scores LETd in every voxel a particle deposits energy in. Where the dose is a small
 fraction of the maximum (beyond the distal fall-off, far in the lateral penumbra) that energy comes from a
@@ -17,6 +18,9 @@ import numpy as np
 from orthanc_rt.dicom.models import DoseGrid, LetGrid
 
 LET_DOSE_THRESHOLD_FRACTION = 0.01
+# Dose-LET volume histogram bins: at most this many per axis, so a histogram of one ROI stays a few thousand
+# numbers however high its dose or LETd goes; the bin widths are rounded up to 1, 2 or 5 × a power of ten.
+DLVH_MAX_BINS = 50
 
 
 @dataclass(frozen=True)
@@ -72,3 +76,51 @@ def let_statistics(let: LetGrid, dose: DoseGrid, mask: np.ndarray) -> LetStatist
         return None
     return LetStatistics(mean_kev_um=float(selected.mean()), max_kev_um=float(selected.max()),
                          l50_kev_um=float(np.median(selected)), voxels=int(selected.size))
+
+
+@dataclass(frozen=True)
+class DoseLetHistogram:
+    """Cumulative dose-LET volume histogram of one ROI: volume_pct[i][j] is the percentage of the ROI's voxels
+    with dose >= dose_gy[i] AND LETd >= let_kev_um[j]. Row 0 (dose >= 0) is the ROI's LET volume histogram,
+    column 0 (LETd >= 0) its dose volume histogram. Voxels below the map's dose threshold have LETd 0: they
+    count in column 0 only."""
+
+    dose_gy: list[float]
+    let_kev_um: list[float]
+    volume_pct: list[list[float]]
+    voxels: int
+
+
+def dose_let_volume_histogram(let: LetGrid, dose: DoseGrid, mask: np.ndarray,
+                              max_bins: int = DLVH_MAX_BINS) -> DoseLetHistogram | None:
+    """The ROI's cumulative dose-LET volume histogram (`mask` [z, y, x] on the grid); None for an empty ROI."""
+    values, doses, mask = np.asarray(let.let_kev_um), np.asarray(dose.dose_gy), np.asarray(mask, dtype=bool)
+    if not (values.shape == doses.shape == mask.shape):
+        raise ValueError(f"LET {values.shape}, dose {doses.shape} and ROI mask {mask.shape} differ in shape")
+    if max_bins < 2:
+        raise ValueError(f"max_bins must be at least 2, not {max_bins}")
+    d, l = doses[mask].astype(np.float64), values[mask].astype(np.float64)
+    if d.size == 0:
+        return None
+    dose_step, let_step = _nice_step(float(d.max()), max_bins), _nice_step(float(l.max()), max_bins)
+    # Bin index of each voxel (a voxel on an edge belongs to the bin above it: ">=" thresholds), then counts of
+    # voxels at or above each (dose, LET) edge pair by summing the 2D counts from the top right corner.
+    di = np.minimum((d / dose_step + 1e-9).astype(np.int64), max_bins - 1)
+    li = np.minimum((l / let_step + 1e-9).astype(np.int64), max_bins - 1)
+    nd, nl = int(di.max()) + 1, int(li.max()) + 1
+    counts = np.zeros((nd, nl), dtype=np.int64)
+    np.add.at(counts, (di, li), 1)
+    at_least = counts[::-1, ::-1].cumsum(axis=0).cumsum(axis=1)[::-1, ::-1]
+    volume = np.round(100.0 * at_least / d.size, 4)
+    return DoseLetHistogram(dose_gy=[round(i * dose_step, 6) for i in range(nd)],
+                            let_kev_um=[round(j * let_step, 6) for j in range(nl)],
+                            volume_pct=volume.tolist(), voxels=int(d.size))
+
+
+def _nice_step(top: float, max_bins: int) -> float:
+    """The smallest of 1, 2, 5 × 10^k that covers 0..top in at most max_bins bins."""
+    if top <= 0:
+        return 1.0
+    raw = top / (max_bins - 1)
+    power = 10.0 ** np.floor(np.log10(raw))
+    return float(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))

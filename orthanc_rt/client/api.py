@@ -20,11 +20,19 @@ from typing import Any, Callable, Mapping
 
 import requests
 
-from orthanc_rt.client.results import Check, CheckRequest, Job, JobRequest, MeasurementPage, Page, Plan
+from orthanc_rt.client.results import (
+    Check,
+    CheckRequest,
+    Job,
+    JobRequest,
+    MeasurementPage,
+    Page,
+    Plan,
+    RobustnessRequest,
+)
 from orthanc_rt.errors import OrthancUnavailable, RtApiError, RtApiUnreachable, RtJobError
 from orthanc_rt.pacs.client import HttpOrthanc
-from orthanc_rt.records.jobs import FAILED, FINAL_STATES, SUCCEEDED, TRANSIENT_FAILURE
-from orthanc_rt.scheduling.scheduler import MAX_ATTEMPTS_AFTER_OUTAGES
+from orthanc_rt.records.jobs import FAILED, FINAL_STATES, MAX_ATTEMPTS_AFTER_OUTAGES, SUCCEEDED, TRANSIENT_FAILURE
 from orthanc_rt.settings import from_environment, local_orthanc_url
 
 ProgressCallback = Callable[[Job], None]
@@ -117,6 +125,20 @@ class RtClient:
                       wait_for_ct_seconds=wait_for_ct_seconds, restrict_to_body=restrict_to_body, crop_grid=crop_grid,
                       let=let, rbe_model=rbe_model, alpha_beta_gy=alpha_beta_gy, alpha_beta_by_roi=alpha_beta_by_roi)
         return self._json("POST", f"/rt/instances/{plan_instance_id}/dose", json=body)
+
+    def request_robustness(self, plan_instance_id: str, *, setup_error_mm: float | None = None,
+                           range_error_pct: float | None = None, scenarios: str | dict[str, int] | None = None,
+                           primaries: int | None = None, goals: list[str | dict[str, Any]] | None = None,
+                           protocol: str | None = None) -> RobustnessRequest:
+        """POST /rt/instances/{id}/robustness: a stored RT Ion Plan in error scenarios (docs/robustness.md);
+        parameters left out take the server's defaults. The job's outputs hold the goals' worst cases."""
+        body = _given(setup_error_mm=setup_error_mm, range_error_pct=range_error_pct, scenarios=scenarios,
+                      primaries=primaries, goals=goals, protocol=protocol)
+        return self._json("POST", f"/rt/instances/{plan_instance_id}/robustness", json=body)
+
+    def dvh_bands(self, plan_instance_id: str, job_id: str) -> dict[str, Any]:
+        """GET /rt/instances/{id}/robustness/{job}/dvh-bands: per ROI the nominal DVH and the scenarios' band."""
+        return self._json("GET", f"/rt/instances/{plan_instance_id}/robustness/{job_id}/dvh-bands")
 
     def request_analysis(self, dose_instance_id: str, structure_set_id: str) -> JobRequest:
         """POST /rt/instances/{id}/analysis: DVH metrics of a stored RTDOSE with an RTSTRUCT (Orthanc ids)."""

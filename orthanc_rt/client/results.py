@@ -63,6 +63,16 @@ class JobRequest(TypedDict):
     job: Job
 
 
+class RobustnessRequest(TypedDict):
+    """POST /rt/instances/{id}/robustness: the job, the scenarios' names (nominal first), where the goals come
+    from (request, protocol <name>, default)."""
+
+    created: bool
+    job: Job
+    scenarios: list[str]
+    goals_from: str
+
+
 class PlanJob(TypedDict):
     id: str
     state: str

@@ -48,6 +48,10 @@ def add_commands(sub: Any) -> None:
     dose.add_argument("--keep-outside-body", action="store_true", help="keep the dose in air (restrict_to_body "
                       "false)")
     dose.add_argument("--full-grid", action="store_true", help="store the whole grid (crop_grid false)")
+    dose.add_argument("--let", action="store_true", help="also score LETd and store it as a Parametric Map")
+    dose.add_argument("--rbe-model", metavar="MODEL", help="also store an RBE-weighted RTDOSE: constant, mcnamara "
+                      "or wedenberg (docs/physics.md)")
+    dose.add_argument("--alpha-beta", type=float, metavar="GY", help="α/β of the RBE model (default: the server's)")
 
     plan = sub.add_parser("plan", parents=[connection, waiting], help="plan a study (POST /rt/plans) and wait "
                           "for its RTPLAN and RTDOSE")
@@ -171,7 +175,8 @@ def _following(args: argparse.Namespace, label: str, err: TextIO, wait: Callable
 def _dose(client: RtClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     requested = client.request_dose(args.plan, primaries=args.primaries, scoring_spacing_mm=args.scoring_spacing,
                                     restrict_to_body=False if args.keep_outside_body else None,
-                                    crop_grid=False if args.full_grid else None)
+                                    crop_grid=False if args.full_grid else None, let=True if args.let else None,
+                                    rbe_model=args.rbe_model, alpha_beta_gy=args.alpha_beta)
     job = requested["job"]
     if args.no_wait:
         return _print(out, args, requested, f"dose job {job['id']}: {job['state']} "
@@ -181,10 +186,13 @@ def _dose(client: RtClient, args: argparse.Namespace, out: TextIO, err: TextIO) 
               file=out, flush=True)
     job = _following(args, "dose", err, lambda report: client.wait_job(job["id"], on_progress=report,
                                                                         timeout_s=args.timeout))
-    rtdose = job["outputs"].get("rtdose") or {}
-    return _print(out, args, job, f"succeeded: RTDOSE {rtdose.get('orthanc_id')} "
-                                  f"(SOPInstanceUID {rtdose.get('sop_instance_uid')})\n"
-                                  f"  {client.base_url}/app/explorer.html#instance?uuid={rtdose.get('orthanc_id')}")
+    outputs = job["outputs"]
+    lines = [f"succeeded: RTDOSE {(outputs.get('rtdose') or {}).get('orthanc_id')} "
+             f"(SOPInstanceUID {(outputs.get('rtdose') or {}).get('sop_instance_uid')})"]
+    for key, what in (("rtdose", "RTDOSE"), ("letmap", "LETd map"), ("rtdose-effective", "RBE-weighted RTDOSE")):
+        if outputs.get(key):
+            lines.append(f"  {what}: {client.base_url}/app/explorer.html#instance?uuid={outputs[key]['orthanc_id']}")
+    return _print(out, args, job, "\n".join(lines))
 
 
 def _plan(client: RtClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

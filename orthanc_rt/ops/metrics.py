@@ -75,7 +75,7 @@ class JobMetrics(Collector):
 
     # -- the database ----------------------------------------------------------------------------------
     def _database(self, now: datetime) -> list[Metric]:
-        return [self._jobs(), self._durations(), self._failures(), self._primaries_rate(),
+        return [self._jobs(), self._durations(), self._stage_durations(), self._failures(), self._primaries_rate(),
                 self._oldest_queued(now), self._checks()]
 
     def _jobs(self) -> Metric:
@@ -100,6 +100,19 @@ class JobMetrics(Collector):
             for state in jobs.FINAL_STATES:
                 values = by_key.get((kind, state), [])
                 family.add_metric([kind, state], _buckets(values), sum(values))
+        return family
+
+    def _stage_durations(self) -> Metric:
+        family = HistogramMetricFamily(
+            PREFIX + "stage_duration_seconds",
+            "Time jobs spent in each stage they ran to its end (from entering it to the job's next stage or end), "
+            "by kind and stage; stages are named by the code (fetching inputs, Monte Carlo, computing beamlets, "
+            "optimizing, ...), a series appears with the first stage of its name", labels=["kind", "stage"])
+        by_key: dict[tuple[str, str], list[float]] = {}
+        for kind, stage, seconds in self.store.stage_seconds():
+            by_key.setdefault((kind, stage), []).append(seconds)
+        for (kind, stage), values in sorted(by_key.items()):
+            family.add_metric([kind, stage], _buckets(values), sum(values))
         return family
 
     def _failures(self) -> Metric:

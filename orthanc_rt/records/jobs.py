@@ -33,6 +33,9 @@ FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 # The stage of a job that failed for want of Orthanc, the database or a living worker, not for its inputs:
 # the scheduler runs it again (a bounded number of times) once Orthanc-RT is running again.
 TRANSIENT_FAILURE = "failed: outage"
+# Starts of one job (RQ's retries included) after which an outage no longer runs it again: a job whose worker
+# dies every time (out of memory) must stop somewhere. RQ retries 3 times per enqueue, so this is two rounds.
+MAX_ATTEMPTS_AFTER_OUTAGES = 8
 # The stages the workers give a failed job so that why it failed can be counted without reading its message
 # (`failure_class`): its inputs (DICOM or a plan request), the dose engine, or the time limit. What the job was
 # doing when it failed stays in its history and its message.
@@ -50,6 +53,11 @@ def job_id(kind: str, *inputs: str, params: dict[str, Any] | None = None) -> str
     """Deterministic id: same inputs (DICOM UIDs) and parameters, same job."""
     canonical = json.dumps({"kind": kind, "inputs": list(inputs), "params": params or {}}, sort_keys=True)
     return f"{kind}-{hashlib.sha256(canonical.encode()).hexdigest()[:24]}"
+
+
+def stage_name(stage: str) -> str:
+    """A stage without its detail ("computing beamlets: part 3/8" -> "computing beamlets")."""
+    return stage.split(":", 1)[0].strip()
 
 
 def actor_name() -> str:
@@ -242,13 +250,36 @@ class JobStore:
             return moved
 
     def progress(self, job_id_: str, *, stage: str, fraction: float, eta_seconds: float | None) -> None:
+        """A running job's progress. Entering a new stage (the text before a ':', which may add a detail such as
+        a part count) is also an event of its history, so how long each stage took can be read back
+        (`stage_seconds`)."""
         with session_scope(self.url) as s:
+            current = s.execute(select(Job.stage).where(Job.id == job_id_, Job.state == RUNNING)).scalar()
+            if current is None:
+                return
             s.execute(
                 update(Job)
                 .where(Job.id == job_id_, Job.state == RUNNING)
                 .values(stage=stage, progress=max(0.0, min(1.0, fraction)), eta_seconds=eta_seconds,
                         updated_at=utcnow())
             )
+            if stage_name(stage) != stage_name(current):
+                s.add(JobEvent(job_id=job_id_, state=RUNNING, stage=stage_name(stage)[:64], actor=actor_name()))
+
+    def stage_seconds(self) -> list[tuple[str, str, float]]:
+        """(kind, stage, seconds) of every stage a job ran to its end: from the event that entered the stage to
+        the job's next event (the next stage, or its end)."""
+        # The type given: SQLite hands a window function's datetime back as text otherwise.
+        after = func.lead(JobEvent.at, type_=JobEvent.__table__.c.at.type).over(partition_by=JobEvent.job_id,
+                                                                                 order_by=JobEvent.id)
+        events = (select(JobEvent.job_id, JobEvent.state, JobEvent.stage, JobEvent.at, after.label("next_at"))
+                  .subquery())
+        stmt = (select(Job.kind, events.c.stage, events.c.at, events.c.next_at)
+                .join(Job, Job.id == events.c.job_id)
+                .where(events.c.state == RUNNING, events.c.next_at.is_not(None)))
+        with read_scope(self.url) as s:
+            return [(kind, stage_name(stage), max(0.0, (aware(end) - aware(start)).total_seconds()))
+                    for kind, stage, start, end in s.execute(stmt)]
 
     def mark_enqueued(self, job_id_: str) -> bool:
         """Claim the right to push the job to Redis (exactly one caller wins)."""

@@ -17,9 +17,10 @@ from sqlalchemy import delete, select
 
 from orthanc_rt.records.db import paged, read_scope, session_scope
 from orthanc_rt.records.jobs import aware
-from orthanc_rt.records.tables import DvhCurve, Measurement, utcnow
+from orthanc_rt.records.tables import DoseLetHistogram, DvhCurve, Measurement, utcnow
 
-SOURCES = ("dvh", "image", "manual", "sr", "let")  # let: per-ROI LETd of a dose job with LET
+SOURCES = ("dvh", "image", "manual", "sr", "let", "robustness")  # let: per-ROI LETd of a dose job with LET;
+# robustness: clinical goals per error scenario and their worst case (worker.jobs.robustness)
 # Export columns, in this order, for CSV and JSON alike: their names are a stable interface.
 COLUMNS = ("id", "source", "type", "metric", "value", "unit", "label", "roi_number", "roi_name",
            "study_instance_uid", "series_instance_uid", "sop_instance_uid", "frame_number",
@@ -50,10 +51,11 @@ class MeasurementStore:
 
     # -- computed rows ----------------------------------------------------
     def replace_job_results(self, job_id: str, measurements: Sequence[Measurement],
-                            curves: Sequence[DvhCurve]) -> None:
+                            curves: Sequence[DvhCurve | DoseLetHistogram]) -> None:
+        """The job's rows, replacing what an earlier run of it recorded (measurements, DVH and DLVH curves)."""
         with session_scope(self.url) as s:
-            s.execute(delete(Measurement).where(Measurement.job_id == job_id))
-            s.execute(delete(DvhCurve).where(DvhCurve.job_id == job_id))
+            for table in (Measurement, DvhCurve, DoseLetHistogram):
+                s.execute(delete(table).where(table.job_id == job_id))
             s.add_all([*measurements, *curves])
 
     def replace_sr_results(self, sr_instance_uid: str, measurements: Sequence[Measurement]) -> None:
@@ -128,6 +130,12 @@ class MeasurementStore:
             line["units"][m.metric] = m.unit
         return list(table.values())
 
+    def dose_let_histograms(self, dose_sop_instance_uid: str) -> list[DoseLetHistogram]:
+        with session_scope(self.url) as s:
+            return list(s.scalars(select(DoseLetHistogram)
+                                  .where(DoseLetHistogram.dose_sop_instance_uid == dose_sop_instance_uid)
+                                  .order_by(DoseLetHistogram.roi_number, DoseLetHistogram.roi_name)))
+
     def curves(self, dose_sop_instance_uid: str) -> list[DvhCurve]:
         with session_scope(self.url) as s:
             return list(s.scalars(select(DvhCurve).where(DvhCurve.dose_sop_instance_uid == dose_sop_instance_uid)
@@ -158,3 +166,9 @@ def curve_dict(c: DvhCurve) -> dict[str, Any]:
             "structure_set_sop_instance_uid": c.structure_set_sop_instance_uid, "job_id": c.job_id,
             "bin_width_gy": c.bin_width_gy,
             "dose_gy": [round(i * c.bin_width_gy, 6) for i in range(len(values))], "volume_pct": values}
+
+
+def dose_let_histogram_dict(h: DoseLetHistogram) -> dict[str, Any]:
+    return {"roi_number": h.roi_number, "roi_name": h.roi_name, "voxels": h.voxels, "threshold_gy": h.threshold_gy,
+            "structure_set_sop_instance_uid": h.structure_set_sop_instance_uid, "job_id": h.job_id,
+            "let_sop_instance_uid": h.let_sop_instance_uid, **(h.histogram or {})}

@@ -131,6 +131,26 @@ class DvhCurve(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class DoseLetHistogram(Base):
+    """The cumulative dose-LET volume histogram of one ROI on one dose (orthanc_rt.analysis.let): volume (% of the
+    ROI) with dose >= dose_gy[i] and LETd >= let_kev_um[j], from the LETd map of the dose job that made it."""
+
+    __tablename__ = "dose_let_histograms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    dose_sop_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    let_sop_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    structure_set_sop_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    roi_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    roi_name: Mapped[str] = mapped_column(String(64), default="")
+    voxels: Mapped[int] = mapped_column(Integer)
+    threshold_gy: Mapped[float] = mapped_column(Float)
+    histogram: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"dose_gy", "let_kev_um", "volume_pct"}
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Plan(Base):
     """A treatment plan asked of Orthanc-RT: the request, where it came from, and the job that makes it.
 

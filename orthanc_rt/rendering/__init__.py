@@ -2,4 +2,4 @@
 """
 
 # The modules other packages may import; a module whose name starts with _ is private.
-__all__ = ["check_report", "dose_scene", "dvh_plot", "overlay", "render_thread"]
+__all__ = ["check_report", "dlvh_plot", "dose_scene", "dvh_plot", "overlay", "render_thread"]

@@ -33,11 +33,13 @@ ANALYSIS_QUEUE = "orthanc-rt-analysis"
 BEAMLETS_QUEUE = "orthanc-rt-beamlets"
 DOSE_QUEUE = "orthanc-rt-dose"
 PLAN_QUEUE = "orthanc-rt-plan"
+SCENARIOS_QUEUE = "orthanc-rt-scenarios"
 
 # Workers take from these queues in this order. Analyses and SR imports take seconds: their own queue, never
 # behind Monte Carlo jobs. Beamlet sub-jobs come before new dose and plan work: they finish a plan already under
 # way. Plans (beamlets + optimisation, up to hours) have their own queue so they never hold up doses.
-QUEUE_PRIORITY = (ANALYSIS_QUEUE, BEAMLETS_QUEUE, DOSE_QUEUE, PLAN_QUEUE)
+# Scenario sub-jobs (robustness evaluations), likewise, finish an evaluation under way.
+QUEUE_PRIORITY = (ANALYSIS_QUEUE, BEAMLETS_QUEUE, SCENARIOS_QUEUE, DOSE_QUEUE, PLAN_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,11 @@ KINDS = (
     JobKind("plan", PLAN_QUEUE, "worker.jobs.plan", "plan_job_timeout_seconds"),
     # Compares doses (gamma, DVHs, report): minutes at most. Its recompute is a dose job, on the dose queue.
     JobKind("check", ANALYSIS_QUEUE, "worker.jobs.check", 1800),
+    # Error-scenario doses of a plan (one Monte Carlo run each, fanned out as scenario sub-jobs), then goals.
+    JobKind("robustness", DOSE_QUEUE, "worker.jobs.robustness", "plan_job_timeout_seconds"),
 )
-SUB_JOBS = (SubJobs("beamlets", BEAMLETS_QUEUE, "worker.engines.beamlet_fanout", preload=True),)
+SUB_JOBS = (SubJobs("beamlets", BEAMLETS_QUEUE, "worker.engines.beamlet_fanout", preload=True),
+            SubJobs("scenarios", SCENARIOS_QUEUE, "worker.engines.scenario_fanout", preload=True))
 
 BY_NAME: dict[str, JobKind] = {kind.name: kind for kind in KINDS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)

@@ -26,10 +26,13 @@ from orthanc_rt.pacs.resources import (
 from orthanc_rt.records.jobs import JobStore
 
 # The kinds that store DICOM, and the names their results' UIDs derive from.
-MAKERS = ("dose", "plan", "check")
+MAKERS = ("dose", "plan", "check", "robustness")
 # The LETd Parametric Map and the RBE-weighted RTDOSE of a dose job with LET (worker.jobs.let_results).
 LET_MAP_RESULT, EFFECTIVE_DOSE_RESULT = "letmap", "rtdose-effective"
-RESULT_NAMES = ("rtdose", "rtplan", "difference", "gamma", "report", LET_MAP_RESULT, EFFECTIVE_DOSE_RESULT)
+# The voxel-wise minimum and maximum dose over a robustness evaluation's scenarios (worker.jobs.robustness).
+MIN_DOSE_RESULT, MAX_DOSE_RESULT = "rtdose-min", "rtdose-max"
+RESULT_NAMES = ("rtdose", "rtplan", "difference", "gamma", "report", LET_MAP_RESULT, EFFECTIVE_DOSE_RESULT,
+                MIN_DOSE_RESULT, MAX_DOSE_RESULT)
 _MANUFACTURER, _SOP_INSTANCE_UID, _STUDY_INSTANCE_UID = "0008,0070", "0008,0018", "0020,000d"
 
 

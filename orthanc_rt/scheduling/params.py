@@ -67,11 +67,11 @@ def dose_params(body: Mapping[str, Any] | None, defaults: AutoDose) -> DoseParam
     unknown = sorted(set(body) - known)
     if unknown:
         raise ValidationError(unknown[0], f"unknown field; expected one of {sorted(known)}")
-    primaries = _number(body, "primaries", defaults.primaries, integer=True, limits=PRIMARIES_RANGE)
+    primaries = field_number(body, "primaries", defaults.primaries, integer=True, limits=PRIMARIES_RANGE)
     spacing = body.get("scoring_spacing_mm", defaults.scoring_spacing_mm)
     if spacing is not None:
-        spacing = _number(body, "scoring_spacing_mm", spacing, integer=False, limits=SPACING_RANGE_MM)
-    wait = _number(body, "wait_for_ct_seconds", defaults.wait_for_ct_seconds, integer=True, limits=WAIT_RANGE_S)
+        spacing = field_number(body, "scoring_spacing_mm", spacing, integer=False, limits=SPACING_RANGE_MM)
+    wait = field_number(body, "wait_for_ct_seconds", defaults.wait_for_ct_seconds, integer=True, limits=WAIT_RANGE_S)
     switches = {name: _switch(body, name) for name in _SWITCHES}
     return DoseParams(primaries=int(primaries), scoring_spacing_mm=spacing, wait_for_ct_seconds=int(wait),
                       **switches, **_let_fields(body))
@@ -109,7 +109,7 @@ def _let_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("alpha_beta_gy", "alpha_beta_by_roi"):
         if name in body and model in (None, "constant"):
             raise ValidationError(name, "only used by the variable RBE models (rbe_model mcnamara or wedenberg)")
-    alpha_beta = _number(body, "alpha_beta_gy", DEFAULT_ALPHA_BETA_GY, integer=False, limits=ALPHA_BETA_RANGE_GY)
+    alpha_beta = field_number(body, "alpha_beta_gy", DEFAULT_ALPHA_BETA_GY, integer=False, limits=ALPHA_BETA_RANGE_GY)
     by_roi = body.get("alpha_beta_by_roi")
     if by_roi is not None:
         if not isinstance(by_roi, dict) or not by_roi or len(by_roi) > MAX_ROI_ALPHA_BETA:
@@ -119,7 +119,7 @@ def _let_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         for roi, value in by_roi.items():
             if not isinstance(roi, str) or not roi.strip() or len(roi) > 64:
                 raise ValidationError("alpha_beta_by_roi", f"ROI name {roi!r:.40} must be 1 to 64 characters")
-            checked[roi] = _number({"alpha_beta_by_roi": value}, "alpha_beta_by_roi", value, integer=False,
+            checked[roi] = field_number({"alpha_beta_by_roi": value}, "alpha_beta_by_roi", value, integer=False,
                                    limits=ALPHA_BETA_RANGE_GY)
         by_roi = checked
     return {"let": let, "rbe_model": model, "alpha_beta_gy": alpha_beta, "alpha_beta_by_roi": by_roi}
@@ -132,7 +132,7 @@ def _switch(body: Mapping[str, Any], name: str) -> bool:
     return value
 
 
-def _number(body: Mapping[str, Any], name: str, default: Any, *, integer: bool, limits: tuple) -> float | int:
+def field_number(body: Mapping[str, Any], name: str, default: Any, *, integer: bool, limits: tuple) -> float | int:
     value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(name, f"must be a number, got {type(value).__name__} {value!r:.40}")
@@ -269,7 +269,7 @@ class CheckConfig:
         body = {keys[k]: v for k, v in cfg.items() if k not in ("Enabled", "WaitSeconds")}
         try:
             defaults = check_params(body, CheckParams())
-            wait = _number(cfg, "WaitSeconds", cls.wait_seconds, integer=True, limits=WAIT_RANGE_S)
+            wait = field_number(cfg, "WaitSeconds", cls.wait_seconds, integer=True, limits=WAIT_RANGE_S)
         except ValidationError as exc:
             field = next((k for k, v in keys.items() if v == exc.field), exc.field)
             raise ValidationError(f"OrthancRT.DoseCheck.{field}", str(exc)[len(exc.field) + 2:]) from None
@@ -287,15 +287,15 @@ def check_params(body: Mapping[str, Any] | None, defaults: CheckParams) -> Check
     if unknown:
         raise ValidationError(unknown[0], f"unknown field; expected one of {sorted(known)}")
     merged = {**defaults.as_dict(), **body}
-    dose = _number(merged, "dose_percent", None, integer=False, limits=DOSE_PERCENT_RANGE)
-    distance = _number(merged, "distance_mm", None, integer=False, limits=DISTANCE_MM_RANGE)
-    threshold = _number(merged, "low_dose_threshold_percent", None, integer=False, limits=THRESHOLD_PERCENT_RANGE)
-    passing = _number(merged, "pass_percent", None, integer=False, limits=LIMIT_PERCENT_RANGE)
-    action = _number(merged, "action_percent", None, integer=False, limits=LIMIT_PERCENT_RANGE)
+    dose = field_number(merged, "dose_percent", None, integer=False, limits=DOSE_PERCENT_RANGE)
+    distance = field_number(merged, "distance_mm", None, integer=False, limits=DISTANCE_MM_RANGE)
+    threshold = field_number(merged, "low_dose_threshold_percent", None, integer=False, limits=THRESHOLD_PERCENT_RANGE)
+    passing = field_number(merged, "pass_percent", None, integer=False, limits=LIMIT_PERCENT_RANGE)
+    action = field_number(merged, "action_percent", None, integer=False, limits=LIMIT_PERCENT_RANGE)
     if action > passing:
         raise ValidationError("action_percent", f"must not exceed pass_percent ({passing:g}), got {action:g}")
-    level_warn = _number(merged, "dose_level_warn_percent", None, integer=False, limits=DOSE_LEVEL_RANGE)
-    level_action = _number(merged, "dose_level_action_percent", None, integer=False, limits=DOSE_LEVEL_RANGE)
+    level_warn = field_number(merged, "dose_level_warn_percent", None, integer=False, limits=DOSE_LEVEL_RANGE)
+    level_action = field_number(merged, "dose_level_action_percent", None, integer=False, limits=DOSE_LEVEL_RANGE)
     if level_warn > level_action:
         raise ValidationError("dose_level_warn_percent",
                               f"must not exceed dose_level_action_percent ({level_action:g}), got {level_warn:g}")
@@ -311,7 +311,7 @@ def check_params(body: Mapping[str, Any] | None, defaults: CheckParams) -> Check
                          for name, value in by_manufacturer.items()))
     primaries = merged["primaries"]
     if primaries is not None:
-        primaries = int(_number(merged, "primaries", None, integer=True, limits=PRIMARIES_RANGE))
+        primaries = int(field_number(merged, "primaries", None, integer=True, limits=PRIMARIES_RANGE))
     return CheckParams(dose_percent=float(dose), distance_mm=float(distance),
                        low_dose_threshold_percent=float(threshold), local=local, also_report=also,
                        pass_percent=float(passing), action_percent=float(action),
@@ -336,8 +336,8 @@ def _criteria_list(value: Any) -> tuple[tuple[float, float], ...]:
         if not isinstance(item, (list, tuple)) or len(item) != 2:
             raise ValidationError("also_report", f"{item!r:.40} is not a criterion such as \"2%/2mm\" or [2, 2]")
         pair = {"dose_percent": item[0], "distance_mm": item[1]}
-        dose = _number(pair, "dose_percent", None, integer=False, limits=DOSE_PERCENT_RANGE)
-        distance = _number(pair, "distance_mm", None, integer=False, limits=DISTANCE_MM_RANGE)
+        dose = field_number(pair, "dose_percent", None, integer=False, limits=DOSE_PERCENT_RANGE)
+        distance = field_number(pair, "distance_mm", None, integer=False, limits=DISTANCE_MM_RANGE)
         result.append((float(dose), float(distance)))
     return tuple(result)
 

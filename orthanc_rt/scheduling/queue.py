@@ -29,6 +29,7 @@ QUEUE_NAMES = kinds.queue_names()
 RUN_JOB = "worker.tasks.run_job"
 ON_FAILURE = "worker.tasks.on_failure"
 RUN_PART = "worker.tasks.run_part"
+RUN_SCENARIO = "worker.tasks.run_scenario"  # a robustness evaluation's scenario (worker.engines.scenario_fanout)
 # The field of an RQ worker's Redis hash where an Orthanc-RT worker publishes the settings it runs with
 # (`Settings.for_workers`); it lives and dies with the worker's registration.
 WORKER_SETTINGS_FIELD = "orthanc_rt_settings"

@@ -19,11 +19,9 @@ from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import Job, utcnow
 from orthanc_rt.scheduling.params import AnalysisParams, CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import Dispatcher
+from orthanc_rt.scheduling.robustness import RobustnessParams
 
 log = logging.getLogger("orthanc_rt.scheduling.scheduler")
-# Starts of one job (RQ's retries included) after which an outage no longer runs it again: a job whose worker
-# dies every time (out of memory) must stop somewhere. RQ retries 3 times per enqueue, so this is two rounds.
-MAX_ATTEMPTS_AFTER_OUTAGES = 8
 
 
 class Scheduler:
@@ -79,6 +77,17 @@ class Scheduler:
             inputs={"plan": _input(plan)}, study=plan, source=source, requested_by=requested_by,
             wait_seconds=params.wait_for_ct_seconds, rerun_failed=rerun_failed)
 
+    def request_robustness(self, plan: InstanceRef, params: RobustnessParams, *, source: str,
+                           requested_by: str = "", rerun_failed: bool = False,
+                           wait_for_ct_seconds: float = 3600) -> tuple[Job, bool]:
+        """One robustness evaluation per (plan, scenarios, goals, primaries): a second request returns the first
+        job (runs it again when it failed or was cancelled, with `rerun_failed`). A CT still arriving is
+        waited for, at most `wait_for_ct_seconds`, as a dose job waits."""
+        return self.request(
+            "robustness", identity=[plan.sop_instance_uid], identity_params=params.identity(),
+            params=params.as_dict(), inputs={"plan": _input(plan)}, study=plan, source=source,
+            requested_by=requested_by, rerun_failed=rerun_failed, wait_seconds=wait_for_ct_seconds)
+
     def request_analysis(self, dose: InstanceRef, structure_set: InstanceRef | None, params: AnalysisParams, *,
                          frame_of_reference_uid: str, source: str, requested_by: str = "") -> tuple[Job, bool]:
         """One job per (RTDOSE, RTSTRUCT, settings); without a structure set, one job waiting for it."""
@@ -129,7 +138,7 @@ class Scheduler:
             inputs={"reference": _input(reference), "evaluated": _input(evaluated)}, study=reference,
             source=source, requested_by=requested_by, rerun_failed=rerun_failed)
 
-    def rerun_after_outages(self, max_attempts: int = MAX_ATTEMPTS_AFTER_OUTAGES) -> list[str]:
+    def rerun_after_outages(self, max_attempts: int = jobs.MAX_ATTEMPTS_AFTER_OUTAGES) -> list[str]:
         """Jobs that failed because Orthanc, the database or their worker was gone run again (the plugin calls
         this while it runs, so Orthanc is back); after `max_attempts` starts a job stays failed."""
         rerun = []
@@ -170,8 +179,9 @@ class Scheduler:
             if job is None or job.inputs.get("dose", {}).get("sop_instance_uid") != dose_sop_instance_uid:
                 continue
             if self.store.transition(jid, jobs.SUCCEEDED, from_states=[jobs.WAITING], stage="done",
-                                     message="a structure set arrived; see outputs.analysed_by",
-                                     actor="scheduler", outputs={"analysed_by": list(analysed_by)}):
+                                     message="analysed with the structure set that arrived: "
+                                             + ", ".join(analysed_by),
+                                     actor="scheduler", progress=1.0, outputs={"analysed_by": list(analysed_by)}):
                 closed.append(jid)
         return closed
 
@@ -213,7 +223,7 @@ class Scheduler:
             job = self.store.get(jid)
             if job is None or self.dispatcher.runs(jid):
                 continue
-            if job.attempts >= MAX_ATTEMPTS_AFTER_OUTAGES:  # lost every time: stop, say so
+            if job.attempts >= jobs.MAX_ATTEMPTS_AFTER_OUTAGES:  # lost every time: stop, say so
                 self.store.transition(jid, jobs.FAILED, from_states=[jobs.RUNNING], stage=jobs.TRANSIENT_FAILURE,
                                       message=f"no worker ran it to its end in {job.attempts} starts",
                                       actor="scheduler")

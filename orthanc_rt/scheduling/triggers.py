@@ -49,6 +49,7 @@ from orthanc_rt.pacs.resources import (
     instance_ref,
     instance_tag,
     referenced_plan_uid,
+    sop_class_of,
     stored_by,
 )
 from orthanc_rt.planning.auto_rules import AutoPlanning
@@ -56,7 +57,15 @@ from orthanc_rt.records import audit, jobs
 from orthanc_rt.records.checks import CheckStore
 from orthanc_rt.records.tables import Job
 from orthanc_rt.scheduling.origin import foreign_doses_of, foreign_ion_plans, made_by_job
-from orthanc_rt.scheduling.params import AnalysisParams, AutoComputeFrom, CheckConfig, DoseParams, auto_dose_params
+from orthanc_rt.scheduling.params import (
+    PRIMARIES_RANGE,
+    AnalysisParams,
+    AutoComputeFrom,
+    CheckConfig,
+    DoseParams,
+    auto_dose_params,
+)
+from orthanc_rt.scheduling.robustness import AutoRobustness
 from orthanc_rt.scheduling.scheduler import Scheduler
 from orthanc_rt.scheduling.submission import PlanSubmitter
 from orthanc_rt.settings import Settings
@@ -67,6 +76,7 @@ Trigger = Callable[[str], None]  # called with the Orthanc id of the instance or
 
 _PATIENT_ID = "0010,0020"
 _DOSE_TYPE = "3004,0004"
+_RT_PLAN_LABEL = "300a,0002"
 _SR_TEMPLATE = "0040,a504/0/0040,db00"  # ContentTemplateSequence / TemplateIdentifier
 # What waiting jobs wait for (orthanc_rt.pacs.inputs, worker.jobs.analysis): a CT, or a structure set.
 _AWAITED_MODALITIES = ("CT", "RTSTRUCT")
@@ -74,7 +84,8 @@ _AWAITED_MODALITIES = ("CT", "RTSTRUCT")
 
 class Triggers:
     def __init__(self, orthanc: OrthancApi, scheduler: Scheduler, settings: Settings,
-                 planner: PlanSubmitter | None = None, check_config: CheckConfig | None = None):
+                 planner: PlanSubmitter | None = None, check_config: CheckConfig | None = None,
+                 compute_from: AutoComputeFrom | None = None):
         self.orthanc = orthanc
         self.scheduler = scheduler
         self.settings = settings
@@ -82,7 +93,10 @@ class Triggers:
         self.auto_planning = AutoPlanning.of(settings)
         self.planner = planner
         self.check_config = check_config if check_config is not None else CheckConfig.of(settings)
-        self.compute_from = AutoComputeFrom.of(settings)
+        self.compute_from = compute_from if compute_from is not None else AutoComputeFrom.of(settings)
+        self.auto_robustness = AutoRobustness.of(settings, primaries_range=PRIMARIES_RANGE)
+        if self.auto_robustness.problem:
+            log.warning("Orthanc-RT: %s; no automatic robustness evaluation", self.auto_robustness.problem)
 
     def for_new_instance(self) -> dict[str, list[Trigger]]:
         """The triggers of an arriving instance, by SOP class, in the order they run."""
@@ -96,6 +110,28 @@ class Triggers:
         return table
 
     def plan_arrived(self, instance_id: str) -> None:
+        self._dose_and_check(instance_id)
+        self._robustness(instance_id)
+
+    def _robustness(self, instance_id: str) -> None:
+        """OrthancRT.AutoRobustness: evaluate an arriving RT Ion Plan whose label matches the rule."""
+        rule = self.auto_robustness
+        if not rule.enabled or rule.params is None or sop_class_of(self.orthanc, instance_id) != sop.RT_ION_PLAN:
+            return
+        label = instance_tag(self.orthanc, instance_id, _RT_PLAN_LABEL) or ""
+        if not rule.matches(label) or made_by_job(self.orthanc, self.scheduler.store, instance_id):
+            return
+        who = self.may_compute(instance_id, "auto-robustness")
+        if who is None:
+            return
+        plan = instance_ref(self.orthanc, instance_id)
+        job, created = self.scheduler.request_robustness(
+            plan, rule.params, source="auto", requested_by=_caused_by("auto-robustness", who),
+            wait_for_ct_seconds=self.settings.auto_dose.wait_for_ct_seconds)
+        log.info("Orthanc-RT: plan %s (%s) -> robustness job %s (%s)", plan.sop_instance_uid, label, job.id,
+                 "new" if created else "existing")
+
+    def _dose_and_check(self, instance_id: str) -> None:
         auto = self.settings.auto_dose
         checking = self.check_config.enabled
         if not (auto.enabled or checking):
@@ -105,6 +141,11 @@ class Triggers:
         if maker:
             log.info("Orthanc-RT: plan %s was made by job %s; no dose job", plan.sop_instance_uid, maker)
             return
+        # Without the automatic dose, only a check would compute: ask the uploader's permission (and audit a
+        # refusal) only when there is another system's dose to check.
+        to_check = checking and self._has_foreign_dose(plan)
+        if not (auto.enabled or to_check):
+            return
         who = self.may_compute(instance_id, "auto-dose" if auto.enabled else "auto-check")
         if who is None:
             return
@@ -113,7 +154,7 @@ class Triggers:
                                                        requested_by=_caused_by("auto-dose", who))
             log.info("Orthanc-RT: plan %s -> job %s (%s)", plan.sop_instance_uid, job.id,
                      "new" if created else "existing")
-        if checking and self._has_foreign_dose(plan):
+        if to_check:
             self._check(plan, caused_by=_caused_by("auto-check", who))
 
     def dose_arrived(self, instance_id: str) -> None:
@@ -267,7 +308,7 @@ class Triggers:
     def series_stable(self, series_id: str) -> None:
         series = get_json(self.orthanc, f"/series/{series_id}")
         modality = series["MainDicomTags"].get("Modality")
-        resumed = [job for kind in ("dose", "analysis", "plan")
+        resumed = [job for kind in ("dose", "analysis", "plan", "robustness")
                    for job in self.scheduler.resume_waiting(series["ParentStudy"], kind)] \
             if modality in _AWAITED_MODALITIES else []
         if resumed:

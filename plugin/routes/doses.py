@@ -1,4 +1,4 @@
-"""/rt/doses/{dose}/...: a dose's DVH (JSON and plot) and its overlay on the CT."""
+"""/rt/doses/{dose}/...: a dose's DVH and dose-LET volume histograms (JSON and plots) and its overlay on the CT."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -23,6 +23,8 @@ def routes(ctx: Context) -> list[Route]:
     return [
         Route("GET", "/rt/doses/{dose}/dvh", partial(_dvh, ctx), roles.READ),
         Route("GET", "/rt/doses/{dose}/dvh.png", partial(_dvh_png, ctx), roles.READ),
+        Route("GET", "/rt/doses/{dose}/dlvh", partial(_dlvh, ctx), roles.READ),
+        Route("GET", "/rt/doses/{dose}/dlvh.png", partial(_dlvh_png, ctx), roles.READ),
         Route("GET", "/rt/doses/{dose}/overlay.png", partial(_overlay_png, ctx, scenes), roles.READ),
     ]
 
@@ -45,6 +47,34 @@ def _dvh_png(ctx: Context, request: Request, dose: str) -> Response:
 
     uid, curves = _curves(ctx, dose)
     return Response(200, dvh_png(curves, title=f"Cumulative DVH, RTDOSE {uid}"), content_type="image/png")
+
+
+def _histograms(ctx: Context, dose: str) -> tuple[str, list[dict[str, Any]]]:
+    uid = instance_uid(ctx.orthanc, dose)
+    found = [records.dose_let_histogram_dict(h) for h in ctx.measurements.dose_let_histograms(uid)]
+    if not found:
+        raise NotFound(f"no dose-LET volume histogram for dose {dose}: LETd was not scored with it (ask for the "
+                       "dose with let: true), or no structure set of its frame")
+    return uid, found
+
+
+def _dlvh(ctx: Context, request: Request, dose: str) -> Response:
+    uid, found = _histograms(ctx, dose)
+    return Response(200, {"dose_sop_instance_uid": uid, "histograms": found})
+
+
+def _dlvh_png(ctx: Context, request: Request, dose: str) -> Response:
+    from orthanc_rt.rendering.dlvh_plot import dlvh_png  # matplotlib only when a plot is asked for
+
+    uid, found = _histograms(ctx, dose)
+    roi = request.query.get("roi")
+    if not roi:
+        raise HttpError(400, f"roi: the ROI to plot, one of {', '.join(h['roi_name'] for h in found)}", field="roi")
+    chosen = next((h for h in found if h["roi_name"] == roi), None)
+    if chosen is None:
+        raise HttpError(404, f"no dose-LET volume histogram of ROI {roi!r} for dose {dose}; there are: "
+                             f"{', '.join(h['roi_name'] for h in found)}")
+    return Response(200, dlvh_png(chosen, title=f"Dose-LET volume histogram, RTDOSE {uid}"), content_type="image/png")
 
 
 def _overlay_png(ctx: Context, scenes: OrderedDict[str, Any], request: Request, dose: str) -> Response:

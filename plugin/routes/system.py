@@ -11,7 +11,6 @@ from sqlalchemy.exc import SQLAlchemyError
 import orthanc_rt
 from orthanc_rt.pacs.client import get_json
 from orthanc_rt.planning.auto_rules import shown_settings
-from orthanc_rt.scheduling.params import AutoComputeFrom
 from orthanc_rt.scheduling.reconcile import reconcile as queue_plans_without_dose
 from plugin import openapi, roles
 from plugin.context import Context
@@ -55,7 +54,7 @@ def _health(ctx: Context, request: Request) -> Response:
         "python": platform.python_version(),
         "checks": checks,
         "settings": {**shown_settings(ctx.settings), "dose_check": _dose_check(ctx),
-                     "auto_compute_from": AutoComputeFrom.of(ctx.settings).shown()},
+                     "auto_compute_from": ctx.compute_from.shown()},
     }
     return Response(200 if ok else 503, body)
 

@@ -20,6 +20,7 @@ from tests.support.stack import (
     AUTO_PLANNING,
     DOSE_CHECK,
     FAULT_JOB_TIMEOUT_S,
+    ROBUSTNESS,
     STACK_REDIS_URL,
     TEST_PRIMARIES,
     WORKER_USER,
@@ -47,7 +48,8 @@ def rt_stack(tmp_path_factory, stack_database) -> Iterator[StackConfig]:
         stable_age_s=2,
         workers=1,
         auto_dose={"Primaries": TEST_PRIMARIES, "WaitForCtSeconds": 600},
-        orthanc_overrides={"OrthancRT": {"AutoPlanning": AUTO_PLANNING, "DoseCheck": DOSE_CHECK}},
+        orthanc_overrides={"OrthancRT": {"AutoPlanning": AUTO_PLANNING, "DoseCheck": DOSE_CHECK,
+                                         "Robustness": ROBUSTNESS}},
         viewer_port=free_port(),
     )
     stack.ensure_redis(cfg)

@@ -17,7 +17,7 @@ from orthanc_rt.dicom import sop
 from orthanc_rt.dicom.serialize import from_bytes
 from orthanc_rt.ops.phantom import patient_like_case
 from tests.support import cases as util
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import ARTIFACTS, artifact
 from tests.support.senders import c_store, rest_upload, stow_rs
 from tests.support.stack import DOSE_CHECK
 from tests.support.tps_exports import tps_dose_grid, tps_rtdose, with_mu_scaled
@@ -78,7 +78,7 @@ def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, expor
                           check=True).stdout
     assert "PASS" in text and "TargetVolume" in text and "3%/2mm" in text
     assert "no CT" not in text  # the slices show the anatomy
-    subprocess.run(["pdftoppm", "-r", "40", "-png", str(tmp_path / "report.pdf"), str(ARTIFACTS / "dose-check")],
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(tmp_path / "report.pdf"), str(artifact("dose-check"))],
                    check=True)
     pages = sorted(ARTIFACTS.glob("dose-check-*.png"))
     assert len(pages) >= 4, pages  # verdict, ROI table, DVHs, slices
@@ -107,7 +107,7 @@ def test_a_tps_export_passes_with_a_report_in_the_study(orthanc, rt_stack, expor
     row.wait_for(timeout=30_000)
     assert row.locator("[data-rt-verdict]").inner_text() == "PASS"
     assert row.locator("a[data-rt-report]").get_attribute("href") == f"../rt/checks/{check['id']}/report.pdf"
-    page.screenshot(path=str(ARTIFACTS / "explorer-dose-check.png"), full_page=True)
+    page.screenshot(path=str(artifact("explorer-dose-check.png")), full_page=True)
     plan_id = orthanc.post("/tools/lookup", data=str(case.plan.SOPInstanceUID)).json()[0]["ID"]
     page.goto(f"{orthanc.base}/app/explorer.html#instance?uuid={plan_id}")
     page.locator(f"#orthanc-rt-plan-checks [data-rt-check='{check['id']}'] [data-rt-verdict='pass']").wait_for(

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.support import cases as util
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import artifact
 from tests.support.senders import rest_upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -23,7 +23,8 @@ def test_a_plan_requested_in_explorer_is_listed_with_its_results(orthanc, rt_sta
     study_id = orthanc.post("/tools/lookup", data=case.study.study_instance_uid).json()[0]["ID"]
     page = browser.new_page(viewport={"width": 1200, "height": 1400})
     page.goto(f"{orthanc.base}/app/explorer.html#study?uuid={study_id}")
-    page.locator("#orthanc-rt-plans").get_by_text("No plan for this study yet.").wait_for(timeout=30_000)
+    empty = page.locator("#orthanc-rt-plans").get_by_text("Orthanc-RT has planned nothing in this study.", exact=False)
+    empty.wait_for(timeout=30_000)
     form = page.locator("#orthanc-rt-plan-form")
     form.wait_for()
     page.wait_for_function("document.querySelectorAll('#orthanc-rt-target option').length >= 2", timeout=30_000)
@@ -53,4 +54,4 @@ def test_a_plan_requested_in_explorer_is_listed_with_its_results(orthanc, rt_sta
         f"#instance?uuid={plan['results']['rtplan']['orthanc_id']}"
     assert row.locator("a", has_text="RTDOSE").count() == 1 and "D95" in row.inner_text()
     page.locator("#orthanc-rt-study").get_by_text("plan succeeded").wait_for(timeout=30_000)  # the job, live
-    page.screenshot(path=str(ARTIFACTS / "explorer-plan-request.png"), full_page=True)
+    page.screenshot(path=str(artifact("explorer-plan-request.png")), full_page=True)

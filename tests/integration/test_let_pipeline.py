@@ -46,6 +46,21 @@ def test_dose_request_with_let_stores_rtdose_parametric_map_and_effective_rtdose
     rows = orthanc.get("/rt/measurements", params={"job": job["id"], "source": "let"}).json()["items"]
     assert {(r["roi_name"], r["metric"]) for r in rows} >= {("TargetVolume", "LETd_mean"), ("TargetVolume", "L50"),
                                                             ("TargetVolume", "LETd_max")}
+    # The dose-LET volume histograms, per ROI, as JSON and as a plot of one ROI; the physical dose's only.
+    dose_id = outputs["rtdose"]["orthanc_id"]
+    histograms = orthanc.get(f"/rt/doses/{dose_id}/dlvh").json()["histograms"]
+    target = next(h for h in histograms if h["roi_name"] == "TargetVolume")
+    assert target["volume_pct"][0][0] == 100.0 and target["let_sop_instance_uid"] == str(letmap.SOPInstanceUID)
+    assert len(target["volume_pct"]) == len(target["dose_gy"]) and len(target["volume_pct"][0]) == len(
+        target["let_kev_um"])
+    plot = orthanc.get(f"/rt/doses/{dose_id}/dlvh.png", params={"roi": "TargetVolume"})
+    assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")
+    no_roi = orthanc.get(f"/rt/doses/{dose_id}/dlvh.png")
+    assert no_roi.status_code == 400 and "TargetVolume" in no_roi.json()["error"]
+    assert orthanc.get(f"/rt/doses/{dose_id}/dlvh.png", params={"roi": "Nope"}).status_code == 404
+    no_let = orthanc.get(f"/rt/doses/{outputs['rtdose-effective']['orthanc_id']}/dlvh")
+    assert no_let.status_code == 404 and "let: true" in no_let.json()["error"]
+
     analysis = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed")
                                 and j["inputs"]["dose"]["sop_instance_uid"] == str(effective_ds.SOPInstanceUID),
                                 study=study_uid, kind="analysis")

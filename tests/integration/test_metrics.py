@@ -76,7 +76,8 @@ def test_metrics_match_the_jobs_table_after_a_known_sequence(auth_stack):
     ages = [v for (name, _), v in samples.items() if name == "orthanc_rt_worker_heartbeat_age_seconds"]
     assert len(ages) == 1 and 0 <= ages[0] < 600
     queues = {dict(labels)["queue"] for (name, labels), _ in samples.items() if name == "orthanc_rt_queue_length"}
-    assert queues == {"orthanc-rt-analysis", "orthanc-rt-beamlets", "orthanc-rt-dose", "orthanc-rt-plan"}
+    assert queues == {"orthanc-rt-analysis", "orthanc-rt-beamlets", "orthanc-rt-scenarios",
+                      "orthanc-rt-dose", "orthanc-rt-plan"}
     # Primaries per second over the succeeded dose jobs: at least ours ran (20,000 primaries in some seconds).
     assert samples[("orthanc_rt_monte_carlo_primaries_per_second", frozenset({"kind": "dose"}.items()))] > 0
 

@@ -13,7 +13,7 @@ from orthanc_rt.records import audit
 from plugin import roles
 from plugin.orthanc_access import FAMILIES
 from tests.support import cases as util
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import artifact
 from tests.support.orthanc_routes import FAMILY_SAMPLES, REFUSED_BY_ORTHANC_ITSELF
 from tests.support.senders import c_store_result, dcmtk, rest_upload
 from tests.support.stack import (
@@ -244,7 +244,6 @@ def test_orthanc_explorer_works_for_a_viewer(auth_stack, browser):
     try:
         page.get_by_text(case.study.patient_id).first.wait_for(timeout=30_000)
     finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "explorer-as-viewer.png"))
+        page.screenshot(path=str(artifact("explorer-as-viewer.png")))
         context.close()
     assert refused == [], f"the Explorer asked for what a viewer may not have: {refused}"

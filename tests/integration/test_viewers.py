@@ -26,7 +26,7 @@ from PIL import Image
 
 from orthanc_rt.ops.viewer import CONFIG
 from tests.support import cases as util
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import artifact
 from tests.support.senders import rest_upload, stow_rs_response
 from tests.support.stack import AUTH_USERS, WORKER_USER, as_user, succeeded_dose_job
 
@@ -45,7 +45,6 @@ def _ohif_page(browser_or_context, **kw):
 
 def _open_in_ohif(browser, rt_stack, study_uid: str):
     """OHIF's viewer on the study, in a 1400 x 900 page; returns the page and the list its script errors go to."""
-    ARTIFACTS.mkdir(exist_ok=True)
     page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -62,7 +61,6 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     assert job["state"] == "succeeded", job["message"]
     study_uid = case.study.study_instance_uid
     viewer = f"http://127.0.0.1:{rt_stack.viewer_port}"
-    ARTIFACTS.mkdir(exist_ok=True)
 
     page = _ohif_page(browser, viewport={"width": 1400, "height": 900})
     responses: list[tuple[int, str]] = []
@@ -72,7 +70,7 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
 
     page.goto(f"{viewer}/?mrn={case.study.patient_id}", wait_until="networkidle")  # the list, filtered by MRN
     page.get_by_text(case.study.patient_id).first.wait_for(timeout=30_000)
-    page.screenshot(path=str(ARTIFACTS / "ohif-study-list.png"))
+    page.screenshot(path=str(artifact("ohif-study-list.png")))
 
     page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
     for modality in ("RTDOSE", "RTSTRUCT", "RTPLAN"):
@@ -82,9 +80,9 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     page.locator("[data-cy=panelSegmentation-btn]").first.click()  # the structure set's ROI list
     page.get_by_text("TargetVolume").first.wait_for(timeout=30_000)
     page.get_by_text("External").first.wait_for(timeout=30_000)
-    page.screenshot(path=str(ARTIFACTS / "ohif-rtstruct.png"))
+    page.screenshot(path=str(artifact("ohif-rtstruct.png")))
     time.sleep(2)  # let the dose frames arrive before the screenshot
-    page.screenshot(path=str(ARTIFACTS / "ohif-rtdose.png"))
+    page.screenshot(path=str(artifact("ohif-rtdose.png")))
 
     series = {uid: str(ds.SeriesInstanceUID) for uid, ds in (("ct", case.ct[0]), ("rtstruct", case.rtstruct))}
     dose_series = job["outputs"]["rtdose"]["series_instance_uid"]
@@ -109,13 +107,22 @@ def test_ohif_opens_an_rt_study_with_the_newest_dose_fused_over_the_ct(orthanc, 
     canvas.wait_for(timeout=30_000)
     box = canvas.bounding_box()
     shot = _wait_for_dose_colour_bar(page, box)
-    Image.fromarray(shot.astype(np.uint8)).save(ARTIFACTS / "ohif-fusion.png")
+    Image.fromarray(shot.astype(np.uint8)).save(artifact("ohif-fusion.png"))
     # The dose's colour bar (OHIF's Isodose map) along the viewport's bottom; its ticks (Gy) show under the mouse.
     bar = shot[int(0.9 * len(shot)):]
     assert ((bar[..., 0] > 200) & (bar[..., 1] < 60)).sum() > 100, "no dose colour bar"
+    # Its unit stays beside it, inside the viewport, next to the bar (not somewhere else on the page).
+    unit = page.locator("[id^=colorbar-container-orthanc-rt-fusion] [data-orthanc-rt-unit]")
+    unit.wait_for(timeout=10_000)
+    assert unit.inner_text() == "Gy"
+    label, viewport_box = unit.bounding_box(), box
+    assert viewport_box["x"] < label["x"] < viewport_box["x"] + viewport_box["width"]
+    assert label["y"] > viewport_box["y"] + 0.8 * viewport_box["height"]
+    drawn = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=label))).convert("L"))
+    assert (drawn > 150).sum() > 10, "the unit label is covered or not drawn"
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] - 25)
     time.sleep(0.5)
-    page.screenshot(path=str(ARTIFACTS / "ohif-fusion-page.png"))
+    page.screenshot(path=str(artifact("ohif-fusion-page.png")))
     # The wash and its colour bar span 0 .. the dose's maximum, in Gy (cornerstone's own state of the viewport).
     shown = page.evaluate("""() => {
         const viewport = cornerstone.getRenderingEngines()[0].getViewport('orthanc-rt-fusion');
@@ -201,7 +208,7 @@ def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt
     instance_number = int(re.search(r"I:\s*(\d+)", overlay.inner_text()).group(1))
     slice_ = next(ds for ds in case.ct if int(ds.InstanceNumber) == instance_number)
     top, bottom = _wait_for_water(page, x, box)
-    page.screenshot(path=str(ARTIFACTS / "ohif-before-length.png"))
+    page.screenshot(path=str(artifact("ohif-before-length.png")))
 
     # A vertical length over the middle half of the viewport, drawn by a mouse drag.
     y0, y1 = box["y"] + 0.25 * box["height"], box["y"] + 0.75 * box["height"]
@@ -215,7 +222,7 @@ def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt
     if not create.is_visible():
         page.locator("[data-cy=trackedMeasurements-btn]").click()
     shown_mm = float(page.get_by_text(re.compile(r"^\d+(\.\d+)? mm$")).last.inner_text().split()[0])
-    page.screenshot(path=str(ARTIFACTS / "ohif-length.png"))
+    page.screenshot(path=str(artifact("ohif-length.png")))
     create.click()
     page.get_by_placeholder("Report name").fill("Orthanc-RT e2e length")
     with page.expect_response(lambda r: r.request.method == "POST" and "/dicom-web/studies" in r.url,
@@ -225,7 +232,7 @@ def test_a_length_measured_in_ohif_is_stored_in_orthanc_and_recorded(orthanc, rt
     assert stow.value.url.startswith(f"{viewer}/dicom-web/"), "the report must go through the viewer's proxy"
     assert stow.value.status == 200, stow.value.text()
     page.get_by_text("measurement saved successfully").wait_for(timeout=30_000)  # OHIF's own confirmation
-    page.screenshot(path=str(ARTIFACTS / "ohif-report-saved.png"))
+    page.screenshot(path=str(artifact("ohif-report-saved.png")))
 
     # Orthanc holds the report ...
     job = orthanc.wait_job(lambda j: j["state"] in ("succeeded", "failed"), study=study_uid, kind="sr")
@@ -304,7 +311,6 @@ def test_the_viewer_is_no_way_around_orthancs_login(auth_stack, browser):
     dora = ("dora", AUTH_USERS["dora"][0])
     rest_upload(auth_stack.orthanc_url, case.ct, auth=dora)
     viewer = f"http://127.0.0.1:{auth_stack.viewer_port}"
-    ARTIFACTS.mkdir(exist_ok=True)
     study_uid, patient = case.study.study_instance_uid, case.study.patient_id
     vic = ("vic", AUTH_USERS["vic"][0])
     ct = case.ct[0]
@@ -347,7 +353,7 @@ def test_the_viewer_is_no_way_around_orthancs_login(auth_stack, browser):
         time.sleep(3)
         assert not [u for status, u in answered if status == 200], answered
         assert page.get_by_text(patient).count() == 0
-        page.screenshot(path=str(ARTIFACTS / "ohif-auth-refused.png"))
+        page.screenshot(path=str(artifact("ohif-auth-refused.png")))
     # The viewer's log (it records refusals) shows OHIF's own query (its MRN filter is tag 00100020) refused.
     log = (auth_stack.log_dir / "viewer.log").read_text().splitlines()
     assert [line for line in log if '"GET /dicom-web/studies?00100020=' in line and '" 401 ' in line], log[-5:]
@@ -355,14 +361,14 @@ def test_the_viewer_is_no_way_around_orthancs_login(auth_stack, browser):
         page = _ohif_page(logged_in)
         page.goto(f"{viewer}/?mrn={patient}", wait_until="networkidle")
         page.get_by_text(patient).first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "ohif-auth-study-list.png"))
+        page.screenshot(path=str(artifact("ohif-auth-study-list.png")))
         frames: list[str] = []
         page.on("response", lambda r: r.status == 200 and "/frames/" in r.url and frames.append(r.url))
         page.goto(f"{viewer}/viewer?StudyInstanceUIDs={study_uid}", wait_until="networkidle")
         overlay = page.locator("[data-cy=viewport-overlay-bottom-right]")
         overlay.get_by_text(f"/{len(case.ct)})").wait_for(timeout=30_000)
         assert any(f"/series/{ct.SeriesInstanceUID}/instances/" in u for u in frames), "no CT frame with the login"
-        page.screenshot(path=str(ARTIFACTS / "ohif-auth-viewer.png"))
+        page.screenshot(path=str(artifact("ohif-auth-viewer.png")))
 
 
 def test_the_orthanc_rt_panel_in_ohif_shows_jobs_dvh_and_metrics_with_the_users_role(auth_stack, browser):
@@ -378,7 +384,6 @@ def test_the_orthanc_rt_panel_in_ohif_shows_jobs_dvh_and_metrics_with_the_users_
     target = next(line for line in summary if line["roi_name"] == "TargetVolume"
                   and line["dose_sop_instance_uid"] == dose_uid)
     viewer = f"http://127.0.0.1:{auth_stack.viewer_port}"
-    ARTIFACTS.mkdir(exist_ok=True)
 
     vic = {"username": "vic", "password": AUTH_USERS["vic"][0]}
     with _context(browser, http_credentials=vic) as context:
@@ -408,7 +413,7 @@ def test_the_orthanc_rt_panel_in_ohif_shows_jobs_dvh_and_metrics_with_the_users_
         patient = vic_client.get(f"/studies/{job['orthanc_study_id']}").json()["PatientMainDicomTags"]
         text = panel.inner_text()
         assert not [patient[k] for k in ("PatientName", "PatientID") if patient.get(k) and patient[k] in text]
-        page.screenshot(path=str(ARTIFACTS / "ohif-rt-panel.png"))
+        page.screenshot(path=str(artifact("ohif-rt-panel.png")))
         assert not errors, f"page errors: {errors[:3]}"
 
     nobody = {"username": "nobody", "password": AUTH_USERS["nobody"][0]}
@@ -421,7 +426,7 @@ def test_the_orthanc_rt_panel_in_ohif_shows_jobs_dvh_and_metrics_with_the_users_
         page.get_by_text(refused).first.wait_for(timeout=30_000)
         page.locator("[data-sonner-toast]").last.hover(timeout=5_000)  # the notifications spread out (OHIF's own too)
         time.sleep(0.5)  # the notifications' own animation
-        page.screenshot(path=str(ARTIFACTS / "ohif-rt-panel-refused.png"))
+        page.screenshot(path=str(artifact("ohif-rt-panel-refused.png")))
         # The panel's tab is under that screen (clicked by its DOM event): the panel words the refusal too.
         page.locator("[data-cy=orthancRtResults-btn]").first.dispatch_event("click")
         refusal = page.locator("[data-cy=orthanc-rt-panel] [data-rt-error]").first
@@ -468,13 +473,13 @@ def test_orthanc_explorer_shows_jobs_and_computes_a_dose(orthanc, rt_stack, brow
     assert shown == ["TargetVolume", *(f"{target['metrics'][k]:.2f}" for k in ("volume", "Dmean", "D95", "Dmax"))]
     assert float(shown[2]) > 0 and float(shown[4]) >= float(shown[2])  # a dose was delivered: Dmax >= Dmean > 0
     page.locator("#orthanc-rt-measurement-counts").get_by_text("From OHIF reports (SR): 0").wait_for()
-    page.screenshot(path=str(ARTIFACTS / "explorer-study.png"))
+    page.screenshot(path=str(artifact("explorer-study.png")))
 
     page.goto(f"{orthanc.base}/app/explorer.html#instance?uuid={ids[-1]}")
     page.locator("#orthanc-rt-primaries").fill("30000")
     page.locator("#orthanc-rt-dose").click()
     page.get_by_text("Job queued:").wait_for(timeout=30_000)
-    page.screenshot(path=str(ARTIFACTS / "explorer-plan.png"))
+    page.screenshot(path=str(artifact("explorer-plan.png")))
     requested = [j for j in orthanc.jobs(study=case.study.study_instance_uid) if j["params"].get("primaries") == 30000]
     assert len(requested) == 1 and requested[0]["source"] == "api"
 
@@ -486,4 +491,4 @@ def test_orthanc_explorer_shows_jobs_and_computes_a_dose(orthanc, rt_stack, brow
     for image in ("#orthanc-rt-overlay", "#orthanc-rt-dvh"):
         page.wait_for_function(f"document.querySelector('{image}') && "
                                f"document.querySelector('{image}').naturalWidth > 0", timeout=30_000)
-    page.screenshot(path=str(ARTIFACTS / "explorer-dose.png"), full_page=True)
+    page.screenshot(path=str(artifact("explorer-dose.png")), full_page=True)

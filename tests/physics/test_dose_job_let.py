@@ -91,3 +91,18 @@ def test_a_dose_request_with_let_stores_rtdose_parametric_map_and_effective_rtdo
     assert {("TargetVolume", "LETd_mean"), ("TargetVolume", "L50"), ("External", "LETd_max")} <= set(metrics)
     assert metrics[("External", "LETd_max")] >= metrics[("TargetVolume", "LETd_max")]
     assert outputs["let_records"] == total
+
+    # The target's dose-LET volume histogram, against the stored dose and map counted voxel by voxel.
+    [target_h] = [h for h in MeasurementStore(url).dose_let_histograms(outputs["rtdose"]["sop_instance_uid"])
+                  if h.roi_name == "TargetVolume"]
+    assert target_h.job_id == jid and target_h.let_sop_instance_uid == map_ds.SOPInstanceUID
+    assert outputs["dose_let_histograms"] >= 2 and target_h.voxels == int(target.sum())
+    h = target_h.histogram
+    volume = np.asarray(h["volume_pct"])
+    assert volume[0, 0] == 100.0 and np.all(np.diff(volume, axis=0) <= 0) and np.all(np.diff(volume, axis=1) <= 0)
+    d, l_ = physical.dose_gy[target], let.let_kev_um[target]
+    for i in range(0, len(h["dose_gy"]), 7):
+        for j in range(0, len(h["let_kev_um"]), 5):
+            at_least = (d >= h["dose_gy"][i] - 1e-4) & (l_ >= h["let_kev_um"][j] - 1e-4)
+            counted = 100.0 * np.count_nonzero(at_least) / d.size
+            assert volume[i, j] == pytest.approx(counted, abs=100.0 / d.size + 1e-3), (i, j)

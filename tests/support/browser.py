@@ -6,6 +6,13 @@ from pathlib import Path
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
+def artifact(name: str) -> Path:
+    """Where a test keeps a screenshot or page image for people to look at (the folder made on first use,
+    whichever test runs first)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS / name
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 

@@ -23,6 +23,8 @@ SAMPLES = {
     ("GET", "/rt/studies/{study}/measurements/summary"): "/rt/studies/1.2.3/measurements/summary",
     ("GET", "/rt/doses/{dose}/dvh"): "/rt/doses/1.2.3/dvh",
     ("GET", "/rt/doses/{dose}/dvh.png"): "/rt/doses/1.2.3/dvh.png",
+    ("GET", "/rt/doses/{dose}/dlvh"): "/rt/doses/1.2.3/dlvh",
+    ("GET", "/rt/doses/{dose}/dlvh.png"): "/rt/doses/1.2.3/dlvh.png",
     ("GET", "/rt/doses/{dose}/overlay.png"): "/rt/doses/0a-1b/overlay.png",
     ("GET", "/rt/kinds"): "/rt/kinds",
     ("GET", "/rt/workflows"): "/rt/workflows",
@@ -38,6 +40,11 @@ SAMPLES = {
     ("GET", "/rt/checks/{check_id}"): "/rt/checks/check-1",
     ("GET", "/rt/checks/{check_id}/report.pdf"): "/rt/checks/check-1/report.pdf",
     ("GET", "/rt/metrics"): "/rt/metrics",
+    ("POST", "/rt/instances/{instance_id}/robustness"): "/rt/instances/0a-1b/robustness",
+    ("GET", "/rt/instances/{instance_id}/robustness/{job_id}/dvh-bands"):
+        "/rt/instances/0a-1b/robustness/r-1/dvh-bands",
+    ("GET", "/rt/instances/{instance_id}/robustness/{job_id}/dvh-bands.png"):
+        "/rt/instances/0a-1b/robustness/r-1/dvh-bands.png",
 }
 
 # The permission each route needs, stated independently of plugin/roles.py (tests/unit/test_roles.py and
@@ -47,12 +54,16 @@ PERMISSION = {("GET", "/rt/health"): "read", ("GET", "/rt/openapi.json"): "read"
               ("POST", "/rt/instances/{instance_id}/dose"): "compute", ("POST", "/rt/reconcile"): "reconcile",
               ("GET", "/rt/audit"): "audit", ("GET", "/rt/audit/verify"): "audit",
               ("POST", "/rt/instances/{instance_id}/analysis"): "compute",
+              ("POST", "/rt/instances/{instance_id}/robustness"): "compute",
+              ("GET", "/rt/instances/{instance_id}/robustness/{job_id}/dvh-bands"): "read",
+              ("GET", "/rt/instances/{instance_id}/robustness/{job_id}/dvh-bands.png"): "read",
               ("GET", "/rt/measurements"): "read", ("POST", "/rt/measurements"): "measure",
               ("GET", "/rt/measurements/{measurement_id}"): "read",
               ("PUT", "/rt/measurements/{measurement_id}"): "measure",
               ("DELETE", "/rt/measurements/{measurement_id}"): "measure",
               ("GET", "/rt/studies/{study}/measurements/summary"): "read", ("GET", "/rt/doses/{dose}/dvh"): "read",
               ("GET", "/rt/doses/{dose}/dvh.png"): "read", ("GET", "/rt/doses/{dose}/overlay.png"): "read",
+              ("GET", "/rt/doses/{dose}/dlvh"): "read", ("GET", "/rt/doses/{dose}/dlvh.png"): "read",
               ("GET", "/rt/kinds"): "read", ("GET", "/rt/workflows"): "read",
               ("GET", "/rt/workflows/{workflow}"): "read",
               ("POST", "/rt/plans"): "compute", ("GET", "/rt/plans"): "read", ("POST", "/rt/plans/batch"): "compute",

@@ -23,6 +23,8 @@ STACK_REDIS_URL = os.environ.get("ORTHANC_RT_TEST_STACK_REDIS", "redis://127.0.0
 TEST_PRIMARIES = 20_000
 # Dose checks recompute with more: at 2e4 primaries the Monte Carlo noise alone would fail a 3 %/2 mm gamma.
 DOSE_CHECK = {"Primaries": 500_000, "WaitSeconds": 900}
+# OrthancRT.Robustness of the test stack: one named protocol (tests/integration/test_robustness_pipeline.py).
+ROBUSTNESS = {"Protocols": {"phantom": ["TargetVolume D95 >= 90 %", "External V1Gy <= 100 %"]}}
 
 
 # One automatic planning rule, on an ROI name only tests/integration/test_planning.py uses.

@@ -7,11 +7,11 @@ import threading
 
 
 class CuttableProxy:
-    def __init__(self, target_host: str, target_port: int):
+    def __init__(self, target_host: str, target_port: int, bind_host: str = "127.0.0.1"):
         self.target = (target_host, target_port)
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
+        self.listener.bind((bind_host, 0))
         self.listener.listen(64)
         self.port = self.listener.getsockname()[1]
         self.open = threading.Event()

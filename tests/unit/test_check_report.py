@@ -8,7 +8,7 @@ from PIL import Image
 
 from orthanc_rt.analysis.dose_comparison import FAIL
 from orthanc_rt.rendering.check_report import render_check_report
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import ARTIFACTS, artifact
 from tests.support.comparisons import bare_comparison, synthetic_comparison
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
@@ -19,8 +19,7 @@ def _pages(pdf: bytes, name: str, tmp_path) -> list[np.ndarray]:
     """The pages as RGB arrays at 50 dpi; the PNGs are kept for a person to look at."""
     source = tmp_path / f"{name}.pdf"
     source.write_bytes(pdf)
-    ARTIFACTS.mkdir(exist_ok=True)
-    prefix = ARTIFACTS / f"check-report-{name}"
+    prefix = artifact(f"check-report-{name}")
     for old in ARTIFACTS.glob(f"check-report-{name}-*.png"):
         old.unlink()
     subprocess.run(["pdftoppm", "-r", "50", "-png", str(source), str(prefix)], check=True, timeout=60)

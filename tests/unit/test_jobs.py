@@ -11,11 +11,11 @@ from rq.job import JobStatus
 
 from orthanc_rt.pacs.resources import InstanceRef
 from orthanc_rt.records import jobs
-from orthanc_rt.records.jobs import JobQuery, JobStore
+from orthanc_rt.records.jobs import MAX_ATTEMPTS_AFTER_OUTAGES, JobQuery, JobStore
 from orthanc_rt.records.tables import utcnow
 from orthanc_rt.scheduling.params import CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import QUEUE_NAMES, Dispatcher, redis_for
-from orthanc_rt.scheduling.scheduler import MAX_ATTEMPTS_AFTER_OUTAGES, Scheduler
+from orthanc_rt.scheduling.scheduler import Scheduler
 
 PLAN = InstanceRef(orthanc_id="p-1", sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.481.8",
                series_instance_uid="1.2.3", study_instance_uid="1.2", orthanc_study_id="s-1")
@@ -123,6 +123,23 @@ def test_history_records_every_change(database_url):
     assert [e["state"] for e in full["events"]] == ["queued", "running", "queued", "running", "succeeded"]
     assert full["attempts"] == 2
     assert full["finished_at"] is not None
+
+
+def test_entering_a_stage_is_history_its_details_are_not(database_url):
+    store = JobStore(database_url)
+    job, _ = store.create(jobs_row("dose-stages"), actor="plugin")
+    assert store.start(job.id, actor="worker-a")
+    for stage, fraction in (("Monte Carlo", 0.1), ("Monte Carlo: 40 %", 0.4), ("Monte Carlo: 80 %", 0.8),
+                            ("storing", 0.96)):
+        store.progress(job.id, stage=stage, fraction=fraction, eta_seconds=None)
+    assert store.transition(job.id, jobs.SUCCEEDED, from_states=[jobs.RUNNING], stage="done", actor="worker-a")
+    store.progress(job.id, stage="late", fraction=1.0, eta_seconds=None)  # after its end: neither row nor history
+    events = jobs.to_dict(store.get(job.id, with_events=True), events=True)["events"]
+    assert [(e["state"], e["stage"]) for e in events] == [
+        ("queued", "queued"), ("running", "starting"), ("running", "Monte Carlo"), ("running", "storing"),
+        ("succeeded", "done")]
+    assert sorted(stage for kind, stage, _ in store.stage_seconds()) == ["Monte Carlo", "starting", "storing"]
+    assert store.get(job.id).stage == "done"
 
 
 def test_waiting_jobs_resume_per_study_and_expire(database_url, redis_url):

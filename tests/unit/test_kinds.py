@@ -21,17 +21,17 @@ from worker import tasks
 
 
 def test_kinds_and_queues_in_their_order():
-    assert kinds.NAMES == ("dose", "analysis", "sr", "plan", "check")  # as the REST API lists them
+    assert kinds.NAMES == ("dose", "analysis", "sr", "plan", "check", "robustness")  # as the REST API lists them
     # Workers take from the queues in this order: quick work, then beamlet parts of a plan under way, then new work.
     assert list(QUEUE_NAMES.items()) == [
         ("analysis", "orthanc-rt-analysis"), ("sr", "orthanc-rt-analysis"), ("check", "orthanc-rt-analysis"),
-        ("beamlets", "orthanc-rt-beamlets"),
-        ("dose", "orthanc-rt-dose"), ("plan", "orthanc-rt-plan")]
+        ("beamlets", "orthanc-rt-beamlets"), ("scenarios", "orthanc-rt-scenarios"),
+        ("dose", "orthanc-rt-dose"), ("robustness", "orthanc-rt-dose"), ("plan", "orthanc-rt-plan")]
 
 
 def test_time_limits_are_fixed_or_settings():
     assert Dispatcher("redis://127.0.0.1:1/0", job_timeout_s=60).timeouts == {
-        "dose": 60, "analysis": 900, "sr": 300, "plan": 6 * 3600, "check": 1800}
+        "dose": 60, "analysis": 900, "sr": 300, "plan": 6 * 3600, "check": 1800, "robustness": 6 * 3600}
     assert Dispatcher("redis://127.0.0.1:1/0", job_timeout_s=60, plan_timeout_s=7).timeouts["plan"] == 7
     fields = {field.name for field in dataclasses.fields(Settings)}
     assert all(kind.time_limit in fields for kind in kinds.KINDS if isinstance(kind.time_limit, str))
@@ -40,7 +40,8 @@ def test_time_limits_are_fixed_or_settings():
 def test_every_runner_runs_jobs_and_the_preloaded_modules_import():
     for kind in kinds.KINDS:
         assert callable(importlib.import_module(kind.runner).run), kind
-    assert kinds.preload_modules() == ["worker.jobs.dose", "worker.jobs.analysis", "worker.engines.beamlet_fanout"]
+    assert kinds.preload_modules() == ["worker.jobs.dose", "worker.jobs.analysis", "worker.engines.beamlet_fanout",
+                                       "worker.engines.scenario_fanout"]
     for module in kinds.preload_modules():
         importlib.import_module(module)
 
@@ -124,5 +125,6 @@ def test_kinds_route_shows_the_limits_jobs_are_enqueued_with_and_queue_lengths(t
     assert by_name["analysis"]["time_limit_setting"] is None and by_name["analysis"]["preloaded_by_workers"]
     assert [q["name"] for q in body["queues"]] == list(kinds.QUEUE_PRIORITY)
     waiting = {q["name"]: q["waiting"] for q in body["queues"]}
-    assert waiting == {kinds.ANALYSIS_QUEUE: 0, kinds.BEAMLETS_QUEUE: 0, kinds.DOSE_QUEUE: 1, kinds.PLAN_QUEUE: 0}
+    assert waiting == {kinds.ANALYSIS_QUEUE: 0, kinds.BEAMLETS_QUEUE: 0, kinds.SCENARIOS_QUEUE: 0,
+                       kinds.DOSE_QUEUE: 1, kinds.PLAN_QUEUE: 0}
     assert {q["name"]: q["serves"] for q in body["queues"]}[kinds.ANALYSIS_QUEUE] == ["analysis", "sr", "check"]

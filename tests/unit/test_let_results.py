@@ -79,7 +79,9 @@ def test_per_roi_alpha_beta_naming_an_unknown_roi_fails_with_the_rois_there_are(
 def test_let_records_per_roi_mean_max_l50(case):
     dose, let = _grids(case)
     structure_set = read_structure_set(case.rtstruct)
-    rows = let_records(JOB, let, dose, structure_set, {"study_instance_uid": case.study.study_instance_uid})
+    rows, histograms = let_records(JOB, let, dose, structure_set,
+                                   {"study_instance_uid": case.study.study_instance_uid,
+                                    "dose_sop_instance_uid": "2.25.77"}, let_sop_instance_uid="2.25.78")
     target = {r.metric: r.value for r in rows if r.roi_name == "TargetVolume"}
     assert target == {"LETd_mean": 4.0, "LETd_max": 4.0, "L50": 4.0}
     masks = structure_masks(structure_set, grid_as_volume(dose))
@@ -87,6 +89,18 @@ def test_let_records_per_roi_mean_max_l50(case):
     share = masks["TargetVolume"].sum() / masks["External"].sum()
     assert external["LETd_mean"] == pytest.approx(2.0 + 2.0 * share, abs=1e-3) and external["L50"] == 2.0
     assert all(r.unit == "keV/um" and r.source == "let" and r.job_id == JOB for r in rows)
+    # Each ROI's dose-LET volume histogram: the target (66 Gy, 4 keV/um) lies wholly at the top right.
+    by_roi = {h.roi_name: h for h in histograms}
+    assert set(by_roi) == {r.roi_name for r in rows}
+    target_h = by_roi["TargetVolume"].histogram
+    assert by_roi["TargetVolume"].dose_sop_instance_uid == "2.25.77" and by_roi["TargetVolume"].job_id == JOB
+    assert by_roi["TargetVolume"].let_sop_instance_uid == "2.25.78"
+    i, j = target_h["dose_gy"].index(66.0), target_h["let_kev_um"].index(4.0)
+    assert target_h["volume_pct"][i][j] == 100.0 and target_h["volume_pct"][-1][-1] == 100.0
+    external_h = by_roi["External"].histogram
+    j2 = external_h["let_kev_um"].index(2.0)
+    assert external_h["volume_pct"][0][j2] == 100.0  # every External voxel has LETd >= 2
+    assert external_h["volume_pct"][0][-1] == pytest.approx(100 * share, abs=1e-3)  # LETd 4: the target's share
 
 
 def test_let_for_a_photon_plan_is_refused_naming_the_field(case, tmp_path, redis_url):

@@ -122,7 +122,9 @@ def test_analysis_jobs_wait_pair_and_rerun(database_url, redis_url):
                                                source="auto")
     assert created and queue.job_ids == [pair.id] and pair.id != waiting.id
     assert scheduler.close_waiting_analysis(DOSE.sop_instance_uid, [pair.id]) == [waiting.id]
-    assert store.get(waiting.id).outputs == {"analysed_by": [pair.id]}
+    closed = store.get(waiting.id)
+    assert closed.outputs == {"analysed_by": [pair.id]} and closed.progress == 1.0  # done, not "succeeded 0 %"
+    assert pair.id in closed.message
     # The same pair again while it is queued: nothing new. Once finished: the same job runs again.
     assert scheduler.request_analysis(DOSE, STRUCTS, AnalysisParams(), frame_of_reference_uid="1.9",
                                       source="auto")[1] is False

@@ -71,6 +71,19 @@ def _known_jobs() -> list[Job]:
 QUEUED_EVENTS = {"d-queued-retried": [5000, 4000, 300], "a-queued": [50]}
 
 
+# Stage histories (age in s, state, stage): d-ok-1 started, ran Monte Carlo for 7 s and stored for 1 s; d-running
+# is still in Monte Carlo (not counted until it leaves it); the retried job's stages count once per run.
+STAGE_EVENTS = {
+    "d-ok-1": [(3600, jobs.QUEUED, ""), (3599, jobs.RUNNING, "starting"), (3597, jobs.RUNNING, "Monte Carlo"),
+               (3590, jobs.RUNNING, "storing"), (3589, jobs.SUCCEEDED, "done")],
+    "d-running": [(100, jobs.RUNNING, "starting"), (95, jobs.RUNNING, "Monte Carlo")],
+    "p-engine": [(9000, jobs.RUNNING, "starting"), (8999, jobs.RUNNING, "computing beamlets"),
+                 (8000, jobs.FAILED, jobs.TRANSIENT_FAILURE), (7300, jobs.RUNNING, "starting"),
+                 (7299, jobs.RUNNING, "computing beamlets"), (7000, jobs.RUNNING, "optimizing"),
+                 (100, jobs.FAILED, jobs.ENGINE_FAILURE)],
+}
+
+
 @pytest.fixture
 def filled(database_url):
     with session_scope(database_url) as s:
@@ -81,6 +94,9 @@ def filled(database_url):
             for age in ages:
                 s.add(JobEvent(job_id=job_id, at=_at(age), state=jobs.QUEUED, actor="unit"))
         s.add(JobEvent(job_id="d-queued-retried", at=_at(3000), state=jobs.RUNNING, actor="unit"))
+        for job_id, stages in STAGE_EVENTS.items():
+            for age, state, stage in stages:
+                s.add(JobEvent(job_id=job_id, at=_at(age), state=state, stage=stage, actor="unit"))
         for n, verdict in enumerate(("pass", "pass", "warn")):
             s.add(Check(id=f"check-{n}", mode="recompute", verdict=verdict, study_instance_uid=STUDY_UID))
     return database_url
@@ -148,6 +164,19 @@ def test_numbers_match_the_known_records(filled, dispatcher):
     assert _get(s, "job_duration_seconds_bucket", kind="plan", state="failed", le="3600.0") == 0
     assert _get(s, "job_duration_seconds_bucket", kind="plan", state="failed", le="7200.0") == 1
     assert _get(s, "job_duration_seconds_count", kind="analysis", state="cancelled") == 0  # never started
+
+    # Stage times from the jobs' histories: each stage ran to the next event of its job.
+    assert _get(s, "stage_duration_seconds_count", kind="dose", stage="starting") == 2
+    assert _get(s, "stage_duration_seconds_sum", kind="dose", stage="starting") == 2 + 5
+    assert _get(s, "stage_duration_seconds_count", kind="dose", stage="Monte Carlo") == 1  # d-running's goes on
+    assert _get(s, "stage_duration_seconds_sum", kind="dose", stage="Monte Carlo") == 7
+    assert _get(s, "stage_duration_seconds_sum", kind="dose", stage="storing") == 1
+    assert _get(s, "stage_duration_seconds_count", kind="plan", stage="computing beamlets") == 2
+    assert _get(s, "stage_duration_seconds_sum", kind="plan", stage="computing beamlets") == 999 + 299
+    assert _get(s, "stage_duration_seconds_bucket", kind="plan", stage="optimizing", le="3600.0") == 0
+    assert _get(s, "stage_duration_seconds_bucket", kind="plan", stage="optimizing", le="7200.0") == 1
+    assert not [labels for name, labels in s if name.startswith("orthanc_rt_stage_duration")
+                and dict(labels).get("stage") in ("", "done", jobs.TRANSIENT_FAILURE)]
 
     assert _get(s, "monte_carlo_primaries_per_second", kind="dose") == pytest.approx(3_000_000 / 40)
 

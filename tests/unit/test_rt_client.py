@@ -10,7 +10,7 @@ import pytest
 
 from orthanc_rt.client.api import RtClient
 from orthanc_rt.errors import RtApiError, RtApiUnreachable, RtJobError
-from orthanc_rt.scheduling.scheduler import MAX_ATTEMPTS_AFTER_OUTAGES
+from orthanc_rt.records.jobs import MAX_ATTEMPTS_AFTER_OUTAGES
 from tests.support.canned_http import Canned, canned_server
 from tests.support.services import free_port
 

@@ -43,7 +43,8 @@ class World:
     def __init__(self, url: str, redis_url: str, settings: Settings):
         self.orthanc = FakeOrthanc()
         self.ctx = Context.create(self.orthanc, settings, JobStore(url), Dispatcher(redis_url, job_timeout_s=60))
-        triggers = Triggers(self.orthanc, self.ctx.scheduler, settings, planner=self.ctx.submitter)
+        triggers = Triggers(self.orthanc, self.ctx.scheduler, settings, planner=self.ctx.submitter,
+                            check_config=self.ctx.check_config, compute_from=self.ctx.compute_from)
         self.events = EventDispatcher(self.orthanc, trigger_table(triggers))
 
     def arrive(self, *datasets: Any) -> list[dict[str, Any]]:
@@ -210,6 +211,15 @@ def test_a_refused_source_starts_no_check_and_no_plan_but_its_upload_is_analysed
     assert w.plans() == [] and w.jobs("plan") == []
     assert [r["after"]["rule"] for r in _refusals(w)] == ["auto-check", "auto-planning"]
     assert w.jobs("analysis") != []  # analyses take no Monte Carlo: every upload gets them
+
+
+def test_without_the_automatic_dose_a_plan_alone_asks_no_permission(world):
+    """Only a check would compute, and there is nothing to check yet: no refusal is audited for it."""
+    w = world(auto_dose=AutoDose(enabled=False), auto_compute_from={"RestUsers": ["dora"]})
+    _stored_by(w, CASE.ion_plan, Origin="RestApi", HttpUsername="vic")
+    assert _refusals(w) == [] and w.jobs("dose") == []
+    _stored_by(w, tps_dose_of(CASE.ion_plan, CASE.dvh.rtdose), Origin="RestApi", HttpUsername="vic")
+    assert [r["after"]["rule"] for r in _refusals(w)] == ["auto-check"] and w.jobs("check") == []
 
 
 def test_a_refused_source_configuration_starts_nothing_by_itself_and_says_why(world):
@@ -395,3 +405,15 @@ def test_triggers_that_meet_a_database_outage_run_again_when_it_is_back(redis_ur
     finally:
         db.engine_for.cache_clear()
         server.close()
+
+
+def test_automatic_robustness_evaluates_ion_plans_whose_label_matches(world):
+    label = str(CASE.ion_plan.RTPlanLabel)
+    w = world(auto_robustness={"Enabled": True, "LabelPattern": f"^{label[:3]}", "Scenarios": {"random": 2}})
+    w.arrive(CASE.ion_plan, CASE.photon_plan)
+    [job] = w.jobs("robustness")
+    assert (job.source, job.inputs["plan"]["sop_instance_uid"]) == ("auto", _uid(CASE.ion_plan))
+    assert job.requested_by.startswith("auto-robustness") and len(job.params["scenario_list"]) == 3
+    other = world(auto_robustness={"Enabled": True, "LabelPattern": "^NOT-THIS-PLAN"})
+    other.arrive(CASE.ion_plan)
+    assert other.jobs("robustness") == [] and [j.kind for j in other.jobs()] == ["dose"]

@@ -73,6 +73,20 @@ def test_dose_follows_the_job_and_prints_its_rtdose(capsys):
     assert "dose: running Monte Carlo (20 %)" in captured.err and "dose: succeeded (100 %)" in captured.err
 
 
+def test_dose_with_let_and_rbe_asks_for_them_and_prints_every_object(capsys):
+    outputs = {"rtdose": {"orthanc_id": "0f-1e", "sop_instance_uid": "1.2.9"},
+               "letmap": {"orthanc_id": "1a-2b", "sop_instance_uid": "1.2.10"},
+               "rtdose-effective": {"orthanc_id": "3c-4d", "sop_instance_uid": "1.2.11"}}
+    with canned_server({DOSE_ROUTE: {"created": True, "job": _job("queued", 0.0)},
+                        ("GET", "/rt/jobs/dose-7"): [_job("succeeded", 1.0, "done", outputs=outputs)]}) as server:
+        code = cli.main(["dose", PLAN_ID, "--let", "--rbe-model", "mcnamara", "--alpha-beta", "3", "--url",
+                         server.url, "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert server.requests[0].body == {"let": True, "rbe_model": "mcnamara", "alpha_beta_gy": 3.0}
+    assert "LETd map: " in out and "uuid=1a-2b" in out and "RBE-weighted RTDOSE: " in out and "uuid=3c-4d" in out
+
+
 def test_a_failed_job_is_exit_1_with_its_message(capsys):
     failed = _job("failed", 0.4, "failed", message="CT series 1.2.840.9 never arrived")
     with canned_server({DOSE_ROUTE: {"created": False, "job": _job("queued", 0.0)},

@@ -107,6 +107,9 @@ _POLL_S = 0.5
 _CANCEL_CHECK_EVERY_S = 1.0  # how often a running part looks at its parent's heartbeat
 
 PartHook = Callable[[int, int], None]
+# One part's computation, in whichever process runs it: (context blob, part index, part payload, threads=,
+# work_dir=, on_progress=) -> (the result's bytes, left in Redis for the parent; a summary for RQ's result).
+PartWork = Callable[..., tuple[bytes, dict[str, Any]]]
 # Called with (part index, attempt) as every attempt of a part starts, in whichever process runs it; what it
 # raises fails that attempt. None in production: tests set it (tests/support/beamlet_faults.py) to inject faults.
 part_hook: PartHook | None = None
@@ -172,15 +175,15 @@ class DistributedBeamlets:
             self.last_report.stolen = [0]
             self.last_report.seconds = time.monotonic() - started
             return result
-        fanout = _Fanout(self.redis, uuid.uuid4().hex, parts, ttl_s=self.part_timeout_s * (self.retries + 2))
+        fanout = Fanout(self.redis, uuid.uuid4().hex, parts, ttl_s=self.part_timeout_s * (self.retries + 2))
         plans = part_plans(plan, parts)
         context = pack_context(ct, grid, primaries, errors, model)
         self.last_report.context_bytes = len(context)
         try:
             fanout.publish(context)
             fanout.enqueue(plans, timeout_s=self.part_timeout_s, retries=self.retries)
-            matrices = fanout.collect(plans, threads=threads, work_dir=Path(work_dir), on_progress=on_progress,
-                                      report=self.last_report)
+            matrices = [unpack_matrices(blob) for blob in fanout.collect(
+                plans, threads=threads, work_dir=Path(work_dir), on_progress=on_progress, report=self.last_report)]
         finally:
             fanout.close(self.last_report)
         self.last_report.seconds = time.monotonic() - started
@@ -204,27 +207,49 @@ class DistributedBeamlets:
 def compute_part(fanout_id: str, index: int, part: IonPlan) -> dict[str, Any]:
     """One part, in any worker (RQ job `worker.tasks.run_part`): computed in a folder of its own, the result
     left in Redis."""
+    return serve_part(fanout_id, index, part, name="beamlets", parent="plan", work=_beamlet_work)
+
+
+def serve_part(fanout_id: str, index: int, part: Any, *, name: str, parent: str, work: PartWork) -> dict[str, Any]:
+    """A part of the fan-out `name` taken by this worker (the RQ job now running); `parent`: the kind of job
+    that fanned out."""
     rq_job = get_current_job()
     settings = Settings.from_env()
-    fanout = _Fanout(rq_job.connection, fanout_id, ttl_s=int(rq_job.result_ttl or 24 * 3600))
+    fanout = Fanout(rq_job.connection, fanout_id, ttl_s=int(rq_job.result_ttl or 24 * 3600), work=work, name=name)
     if not fanout.parent_alive():
-        return {"skipped": "the plan job is gone (cancelled, failed or finished)"}
-    work_dir = Path(settings.work_dir) / f"beamlets-{fanout_id}-{index}"
+        return {"skipped": f"the {parent} job is gone (cancelled, failed or finished)"}
+    work_dir = Path(settings.work_dir) / f"{name}-{fanout_id}-{index}"
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     (work_dir / "owner.pid").write_text(str(os.getpid()))  # worker.__main__ spares folders of live processes
     try:
-        with _stop_when_parent_gone(fanout):
+        with stop_when_parent_gone(fanout):
             return fanout.execute(index, part, threads=settings.mcsquare_threads, work_dir=work_dir,
                                   executor=rq_job.worker_name or socket.gethostname())
     except PartCancelled:
-        return {"cancelled": "the plan job is gone"}
+        return {"cancelled": f"the {parent} job is gone"}
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
+def _beamlet_work(blob: bytes, index: int, part: IonPlan, *, threads: int, work_dir: Path,
+                  on_progress: ProgressCallback) -> tuple[bytes, dict[str, Any]]:
+    """One beamlet part: its spots' beamlets (and those of the error scenarios) as packed matrices."""
+    ct, grid, primaries, errors, bdl_name = unpack_context(blob)
+    model = default_beam_model()
+    if Path(model.bdl_path).name != bdl_name:
+        raise BeamletFanoutError(f"this worker's beam model is {Path(model.bdl_path).name}, the plan's {bdl_name}")
+    nominal, scenarios = local_beamlets(ct, proton_plan(part), model, grid, primaries=primaries, work_dir=work_dir,
+                                        threads=threads, on_progress=on_progress, errors=errors)
+    matrices = [beamlets.toSparseMatrix() for beamlets in (nominal, *scenarios)]
+    if any(m.shape[1] != part.spot_count for m in matrices):
+        raise BeamletFanoutError(f"part {index + 1}: MCsquare returned {matrices[0].shape[1]} columns for "
+                                 f"{part.spot_count} spots")
+    return pack_matrices(matrices), {"spots": part.spot_count, "nonzeros": int(matrices[0].nnz)}
+
+
 @contextmanager
-def _stop_when_parent_gone(fanout: "_Fanout") -> Iterator[None]:
+def stop_when_parent_gone(fanout: "Fanout") -> Iterator[None]:
     """Raise PartCancelled in this (the work-horse's main) thread once the parent's heartbeat has lapsed.
 
     A thread watches the heartbeat and signals the main thread, whose handler
@@ -261,16 +286,23 @@ def _stop_when_parent_gone(fanout: "_Fanout") -> Iterator[None]:
         signal.signal(signal.SIGUSR1, previous)
 
 
-class _Fanout:
+class Fanout:
     """The Redis side of one fan-out: keys, queueing, claiming, results, heartbeat."""
 
-    def __init__(self, redis: Redis, fanout_id: str, parts: list[Part] | None = None, *, ttl_s: int):
+    def __init__(self, redis: Redis, fanout_id: str, parts: list[Any] | None = None, *, ttl_s: int,
+                 work: PartWork | None = None, name: str = "beamlets", queue: str = QUEUE, entry: str = RUN_PART):
+        """`parts`: objects with `index`, `spots` (the weight of their progress) and `label(count)`; `work`
+        computes one part (default: beamlets); `name`, `queue` and `entry` (the RQ function) tell the fan-outs
+        of other work apart (worker.engines.scenario_fanout)."""
         self.redis = redis
         self.id = fanout_id
         self.parts = parts or []
         self.ttl_s = ttl_s
-        self.queue = Queue(QUEUE, connection=redis)
-        self._prefix = f"orthanc-rt:beamlets:{fanout_id}"
+        self.work = work or _beamlet_work
+        self.name = name
+        self.entry = entry
+        self.queue = Queue(queue, connection=redis)
+        self._prefix = f"orthanc-rt:{name}:{fanout_id}"
         self._stop_heartbeat = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -279,13 +311,13 @@ class _Fanout:
         return f"{self._prefix}:{name}"
 
     def job_id(self, index: int) -> str:
-        return f"beamlets-{self.id}-{index}"
+        return f"{self.name}-{self.id}-{index}"
 
     # parent side
     def publish(self, context: bytes) -> None:
         self.redis.set(self._key("context"), context, ex=self.ttl_s)
         self.redis.set(self._key("alive"), "1", ex=HEARTBEAT_TTL_S)
-        self._heartbeat = threading.Thread(target=self._beat, name=f"beamlets-{self.id}-heartbeat", daemon=True)
+        self._heartbeat = threading.Thread(target=self._beat, name=f"{self.name}-{self.id}-heartbeat", daemon=True)
         self._heartbeat.start()
 
     def _beat(self) -> None:
@@ -295,16 +327,17 @@ class _Fanout:
             except Exception:  # noqa: BLE001 - Redis briefly away: the next beat tries again
                 logger.warning("beamlet fan-out %s: heartbeat not written", self.id, exc_info=True)
 
-    def enqueue(self, plans: list[IonPlan], *, timeout_s: int, retries: int) -> None:
+    def enqueue(self, plans: list[Any], *, timeout_s: int, retries: int) -> None:
         for part, part_plan in zip(self.parts, plans):
-            self.queue.enqueue(RUN_PART, self.id, part.index, part_plan, job_id=self.job_id(part.index),
+            self.queue.enqueue(self.entry, self.id, part.index, part_plan, job_id=self.job_id(part.index),
                                job_timeout=timeout_s, result_ttl=self.ttl_s, failure_ttl=self.ttl_s,
                                retry=Retry(max=retries) if retries else None, description=part.label(len(self.parts)))
 
-    def collect(self, plans: list[IonPlan], *, threads: int, work_dir: Path,
-                on_progress: ProgressCallback | None, report: FanoutReport) -> list[list[sp.csc_matrix]]:
-        """Every part's matrices, in part order; computes unclaimed parts here while waiting."""
-        results: dict[int, list[sp.csc_matrix]] = {}
+    def collect(self, plans: list[Any], *, threads: int, work_dir: Path,
+                on_progress: ProgressCallback | None, report: FanoutReport) -> list[bytes]:
+        """Every part's result (the bytes its `work` returned), in part order; computes unclaimed parts here
+        while waiting."""
+        results: dict[int, bytes] = {}
         pending = [part.index for part in self.parts]
         last_reported = -1.0
 
@@ -313,13 +346,13 @@ class _Fanout:
             # Said on every poll, news or not, so the job's ETA keeps moving (worker.jobs.progress).
             last_reported = max(last_reported, self._progress(pending))
             if on_progress is not None:
-                on_progress(last_reported, f"{len(self.parts) - len(pending)}/{len(self.parts)} beamlet parts done")
+                on_progress(last_reported, f"{len(self.parts) - len(pending)}/{len(self.parts)} {self.name} parts done")
 
         while pending:
             statuses = self._statuses(pending)  # before the results: a part finished here has its result stored
             for index, blob in zip(pending, self.redis.mget([self._key(f"result:{i}") for i in pending])):
                 if blob is not None:
-                    results[index] = unpack_matrices(blob)
+                    results[index] = blob
                     report.result_bytes += len(blob)
                     self.redis.delete(self._key(f"result:{index}"))
                 elif statuses[index] in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, JobStatus.FINISHED,
@@ -369,7 +402,7 @@ class _Fanout:
                 return index
         return None
 
-    def _run_claimed(self, index: int, part: IonPlan, *, threads: int, work_dir: Path,
+    def _run_claimed(self, index: int, part: Any, *, threads: int, work_dir: Path,
                      on_progress: Callable[[], None]) -> None:
         folder = work_dir / f"part-{index + 1}"
         rq_job = RqJob.fetch(self.job_id(index), connection=self.redis)
@@ -378,7 +411,7 @@ class _Fanout:
                          on_progress=lambda _: on_progress())
             rq_job.delete()  # done here: the RQ job only held the claim
         except PartCancelled:
-            raise BeamletFanoutError("the plan's beamlet fan-out lost its Redis keys while it ran") from None
+            raise BeamletFanoutError(f"the {self.name} fan-out lost its Redis keys while it ran") from None
         except JobTimeoutException:
             raise  # the plan job's own time limit: it ends here (close() stops the other parts)
         except Exception as exc:
@@ -429,7 +462,7 @@ class _Fanout:
     def parent_alive(self) -> bool:
         return bool(self.redis.exists(self._key("alive")))
 
-    def execute(self, index: int, part: IonPlan, *, threads: int, work_dir: Path, executor: str,
+    def execute(self, index: int, part: Any, *, threads: int, work_dir: Path, executor: str,
                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
         attempt = int(self.redis.hincrby(self._key("attempts"), str(index), 1))
         self.redis.expire(self._key("attempts"), self.ttl_s)
@@ -442,11 +475,6 @@ class _Fanout:
             blob = self.redis.get(self._key("context"))
             if blob is None:
                 raise PartCancelled()
-            ct, grid, primaries, errors, bdl_name = unpack_context(blob)
-            model = default_beam_model()
-            if Path(model.bdl_path).name != bdl_name:
-                raise BeamletFanoutError(f"this worker's beam model is {Path(model.bdl_path).name}, the plan's "
-                                         f"{bdl_name}")
 
             def progress(done: float, _: str) -> None:
                 self.redis.hset(self._key("progress"), str(index), f"{done:.4f}")
@@ -454,17 +482,10 @@ class _Fanout:
                 if on_progress is not None:
                     on_progress(done)
 
-            nominal, scenarios = local_beamlets(ct, proton_plan(part), model, grid, primaries=primaries,
-                                                work_dir=work_dir, threads=threads, on_progress=progress,
-                                                errors=errors)
-            matrices = [beamlets.toSparseMatrix() for beamlets in (nominal, *scenarios)]
-            if any(m.shape[1] != part.spot_count for m in matrices):
-                raise BeamletFanoutError(f"part {index + 1}: MCsquare returned {matrices[0].shape[1]} columns for "
-                                         f"{part.spot_count} spots")
-            self.redis.set(self._key(f"result:{index}"), pack_matrices(matrices), ex=self.ttl_s)
+            result, summary = self.work(blob, index, part, threads=threads, work_dir=work_dir, on_progress=progress)
+            self.redis.set(self._key(f"result:{index}"), result, ex=self.ttl_s)
             outcome = "done"
-            return {"part": index + 1, "attempt": attempt, "spots": part.spot_count,
-                    "nonzeros": int(matrices[0].nnz)}
+            return {"part": index + 1, "attempt": attempt, **summary}
         except PartCancelled:
             outcome = "cancelled"
             raise

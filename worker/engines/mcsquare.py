@@ -140,11 +140,14 @@ class JobFolder:
 
 def write_inputs(folder: JobFolder, ct: CTImage, plan: ProtonPlan, beam_model: BDL,
                  calibration: AbstractCTCalibration, *, primaries: int, threads: int,
-                 scoring: ScoringGrid | None, extra_config: dict | None = None, let: bool = False) -> None:
+                 scoring: ScoringGrid | None, extra_config: dict | None = None, let: bool = False,
+                 density_scale: float = 1.0) -> None:
     """Write everything MCsquare reads into the job folder, removing any earlier output.
 
     `extra_config` entries override the dose configuration (the beamlet mode of
     `worker.engines.beamlets` sets its own output keys this way). `let` adds MCsquare's LETd output.
+    `density_scale` multiplies every density of the HU-to-density table, and so every stopping power per
+    length: ranges scale by 1 / `density_scale` (a range-error scenario, worker.engines.scenario_dose).
     """
     folder.root.mkdir(parents=True, exist_ok=True)
     # A reused folder must not hand an earlier job's files to this run (or to the checks below).
@@ -161,10 +164,25 @@ def write_inputs(folder: JobFolder, ct: CTImage, plan: ProtonPlan, beam_model: B
         raise DoseEngineError("OpenTPS did not write the MCsquare plan file (see the worker log)")
     mcsquareIO.writeCTCalibrationAndBDL(calibration, str(folder.scanner), str(folder.materials),
                                         beam_model, str(folder.bdl))
+    if density_scale != 1.0:
+        scale_densities(folder.scanner / "HU_Density_Conversion.txt", density_scale)
     config = _config(folder, primaries=primaries, threads=threads, scoring=scoring, let=let)
     for key, value in (extra_config or {}).items():
         config[key] = value
     mcsquareIO.writeConfig(config, str(folder.config))
+
+
+def scale_densities(table: Path, factor: float) -> None:
+    """Multiply the density column of MCsquare's HU-to-density table (lines "HU density"; # comments)."""
+    if not factor > 0:
+        raise ValueError(f"density scale must be positive, not {factor}")
+    lines = []
+    for line in table.read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 2 and not line.lstrip().startswith("#"):
+            line = f"{fields[0]} {float(fields[1]) * factor:.6g}"
+        lines.append(line)
+    table.write_text("\n".join(lines) + "\n")
 
 
 # The MCsquare build opentps-core 2.0.0 ships now and then dies of SIGSEGV part-way through a run (seen here

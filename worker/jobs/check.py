@@ -23,7 +23,6 @@ UIDs derive from the job id: a check run again replaces its results.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -54,7 +53,7 @@ from orthanc_rt.errors import DicomInputError, InputNotReady, OrthancError
 from orthanc_rt.pacs.client import OrthancApi, post_json
 from orthanc_rt.pacs.inputs import complete_series, fetch_series, read_instance, study_of
 from orthanc_rt.pacs.resources import find_instance, find_instances, frame_of_reference_of
-from orthanc_rt.records import audit, jobs
+from orthanc_rt.records import jobs
 from orthanc_rt.records.checks import CheckStore
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import Check, Job
@@ -62,7 +61,7 @@ from orthanc_rt.scheduling.origin import foreign_doses_of
 from orthanc_rt.scheduling.params import PROTON_RBE, RBE_AS_LABELLED, RBE_WEIGHTED, CheckParams
 from orthanc_rt.settings import Settings
 from worker.jobs import frame as job_frame
-from worker.jobs.frame import Cancelled
+from worker.jobs.frame import Cancelled, store_result
 from worker.jobs.progress import Progress
 
 log = logging.getLogger("orthanc_rt.worker")
@@ -449,12 +448,6 @@ def _store_results(api: OrthancApi, store: JobStore, job: Job, comparison: DoseC
     stored: dict[str, Any] = {}
     for name, ds in objects.items():
         uid = str(ds.SOPInstanceUID)
-        previous = find_instance(api, uid)
-        if previous is not None:
-            api.delete(f"/instances/{previous}")
-        orthanc_id = json.loads(api.post_bytes("/instances", to_bytes(ds), "application/dicom"))["ID"]
-        audit.record(store.url, jobs.actor_name(), audit.RESULT_STORED, job.id,
-                     {"replaced_orthanc_id": previous} if previous else None,
-                     {f"{name}_orthanc_id": orthanc_id, "sop_instance_uid": uid})
+        orthanc_id = store_result(api, store, job.id, uid, to_bytes(ds), name)
         stored[name] = {"orthanc_id": orthanc_id, "sop_instance_uid": uid}
     return stored

@@ -23,7 +23,6 @@ RBE-weighted RTDOSE when `rbe_model` is set, and per-ROI LETd records (worker.jo
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -40,16 +39,16 @@ from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError, DoseEngineError
 from orthanc_rt.pacs.client import OrthancApi
 from orthanc_rt.pacs.inputs import fetch_series, locate_plan_ct, read_instance, study_of
-from orthanc_rt.pacs.resources import exists, find_instance
-from orthanc_rt.records import audit, jobs
+from orthanc_rt.pacs.resources import exists
+from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.measurements import MeasurementStore
 from orthanc_rt.settings import Settings
 from worker.engines import mcsquare
 from worker.engines.proton_dose import compute_dose, compute_dose_and_let
 from worker.jobs import frame as job_frame
-from worker.jobs.frame import Cancelled
-from worker.jobs.let_results import let_objects, let_records
+from worker.jobs.frame import Cancelled, store_result
+from worker.jobs.let_results import LET_MAP, let_objects, let_records
 from worker.jobs.progress import Progress
 
 log = logging.getLogger("orthanc_rt.worker")
@@ -72,21 +71,10 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
     progress = Progress(store, job.id)
     progress.enter("fetching inputs")
     plan_input = job.inputs["plan"]
-    plan_ds = read_instance(api, plan_input["orthanc_id"])
-    plan = read_ion_plan(plan_ds)
-    ct_ref = locate_plan_ct(api, orthanc_study_id=job.orthanc_study_id,
-                            frame_of_reference_uid=plan.frame_of_reference_uid,
-                            structure_set_uid=plan.referenced_structure_set_uid)
-    ct_datasets = fetch_series(api, ct_ref)
-    ct = read_ct_series(ct_datasets)
-    warnings = beams_outside(plan, ct)
-    if ct_ref.structure_set_missing:  # worth a look: matched by frame of reference, not by the plan's reference
-        warnings.append(f"CT found by {ct_ref.found_by}")
+    _, plan, ct_ref, ct_datasets, ct, warnings = plan_and_ct(api, job)
 
     progress.enter("preparing MCsquare")
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    (work_dir / "owner.pid").write_text(str(os.getpid()))
+    fresh_work_dir(work_dir)
     params = job.params
     progress.enter("Monte Carlo")
     simulate = dict(primaries=int(params["primaries"]), work_dir=work_dir,
@@ -131,18 +119,19 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
         raise Cancelled()
     if not exists(api, f"/instances/{plan_input['orthanc_id']}"):
         raise DicomInputError("the RTPLAN was deleted from Orthanc while its dose was computed; nothing was stored")
-    dose_id = _store(api, store, job.id, sop_uid, dose_bytes, "rtdose_orthanc_id")
-    more = {item.name: {"orthanc_id": _store(api, store, job.id, item.sop_instance_uid, item.data,
-                                             f"{item.name}_orthanc_id"),
+    dose_id = store_result(api, store, job.id, sop_uid, dose_bytes, "rtdose")
+    more = {item.name: {"orthanc_id": store_result(api, store, job.id, item.sop_instance_uid, item.data, item.name),
                         "sop_instance_uid": item.sop_instance_uid, "series_instance_uid": item.series_instance_uid}
             for item in extra}
     if let is not None:
         provenance = dict(study_instance_uid=study.study_instance_uid, series_instance_uid=series_uid,
                           sop_instance_uid=sop_uid, dose_sop_instance_uid=sop_uid, dose_series_instance_uid=series_uid,
                           ct_series_instance_uid=ct_ref.series_instance_uid)
-        rows = let_records(job.id, let, grid, structure_set, provenance)
-        MeasurementStore(settings.database_url).replace_job_results(job.id, rows, [])
+        rows, histograms = let_records(job.id, let, grid, structure_set, provenance,
+                                       let_sop_instance_uid=(more.get(LET_MAP) or {}).get("sop_instance_uid", ""))
+        MeasurementStore(settings.database_url).replace_job_results(job.id, rows, histograms)
         let_notes["let_records"] = len(rows)
+        let_notes["dose_let_histograms"] = len(histograms)
     return {
         **more, **let_notes,
         "rtdose": {"orthanc_id": dose_id, "sop_instance_uid": sop_uid, "series_instance_uid": series_uid},
@@ -165,16 +154,27 @@ def _compute_and_store(job: Any, api: OrthancApi, settings: Settings, store: Job
     }
 
 
-def _store(api: OrthancApi, store: JobStore, job_id: str, sop_uid: str, data: bytes, what: str) -> str:
-    """Store one result in Orthanc, replacing the one an earlier run of the job stored; its Orthanc id."""
-    previous = find_instance(api, sop_uid)
-    if previous is not None:  # a retried job replaces its earlier result
-        api.delete(f"/instances/{previous}")
-    orthanc_id = json.loads(api.post_bytes("/instances", data, "application/dicom"))["ID"]
-    audit.record(store.url, jobs.actor_name(), audit.RESULT_STORED, job_id,
-                 {"replaced_orthanc_id": previous} if previous else None,
-                 {what: orthanc_id, "sop_instance_uid": sop_uid})
-    return orthanc_id
+def plan_and_ct(api: OrthancApi, job: Any) -> tuple[Any, IonPlan, Any, list, CtVolume, list[str]]:
+    """The job's RT Ion Plan (dataset and model) and its CT (reference, datasets, volume), with the warnings
+    about them (isocentres outside the CT, a CT found by frame of reference only)."""
+    plan_ds = read_instance(api, job.inputs["plan"]["orthanc_id"])
+    plan = read_ion_plan(plan_ds)
+    ct_ref = locate_plan_ct(api, orthanc_study_id=job.orthanc_study_id,
+                            frame_of_reference_uid=plan.frame_of_reference_uid,
+                            structure_set_uid=plan.referenced_structure_set_uid)
+    ct_datasets = fetch_series(api, ct_ref)
+    ct = read_ct_series(ct_datasets)
+    warnings = beams_outside(plan, ct)
+    if ct_ref.structure_set_missing:  # worth a look: matched by frame of reference, not by the plan's reference
+        warnings.append(f"CT found by {ct_ref.found_by}")
+    return plan_ds, plan, ct_ref, ct_datasets, ct, warnings
+
+
+def fresh_work_dir(work_dir: Path) -> None:
+    """An empty folder for the job's MCsquare runs, marked as this process's (worker.__main__ spares it)."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    (work_dir / "owner.pid").write_text(str(os.getpid()))
 
 
 def beams_outside(plan: IonPlan, ct: CtVolume) -> list[str]:

@@ -8,6 +8,7 @@ job readably, without a retry.
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable, Sequence
 
@@ -16,7 +17,8 @@ from sqlalchemy.exc import OperationalError
 
 from orthanc_rt.errors import DicomInputError, DoseEngineError, InputNotReady, OrthancUnavailable, PhotonEngineError
 from orthanc_rt.pacs.client import HttpOrthanc, OrthancApi
-from orthanc_rt.records import jobs
+from orthanc_rt.pacs.resources import find_instance
+from orthanc_rt.records import audit, jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import Job
 from orthanc_rt.settings import Settings
@@ -70,3 +72,16 @@ def run(job_id: str, settings: Settings, store: JobStore, compute: Compute, *,
     store.transition(job_id, jobs.SUCCEEDED, from_states=[jobs.RUNNING], stage="done",
                      message="; ".join(outputs.get("warnings") or ()), actor=actor, progress=1.0, outputs=outputs)
     return outputs
+
+
+def store_result(api: OrthancApi, store: JobStore, job_id: str, sop_instance_uid: str, data: bytes, what: str) -> str:
+    """Store one result of a job in Orthanc, replacing the one an earlier run of the job stored (its SOP
+    Instance UID is derived from the job), and audit it; its Orthanc id."""
+    previous = find_instance(api, sop_instance_uid)
+    if previous is not None:
+        api.delete(f"/instances/{previous}")
+    orthanc_id = json.loads(api.post_bytes("/instances", data, "application/dicom"))["ID"]
+    audit.record(store.url, jobs.actor_name(), audit.RESULT_STORED, job_id,
+                 {"replaced_orthanc_id": previous} if previous else None,
+                 {f"{what}_orthanc_id": orthanc_id, "sop_instance_uid": sop_instance_uid})
+    return orthanc_id

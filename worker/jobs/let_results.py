@@ -5,7 +5,8 @@
   DoseComment name the model and α/β; the analysis job that every new RTDOSE gets records its DVH metrics
   next to those of the physical dose;
 - per-ROI LETd mean, maximum and L50 as measurement records (source "let", unit keV/um) of the job,
-  against the physical RTDOSE, for every ROI of the structure set the dose was restricted with.
+  against the physical RTDOSE, for every ROI of the structure set the dose was restricted with, and each ROI's
+  cumulative dose-LET volume histogram (`GET /rt/doses/{dose}/dlvh`).
 
 UIDs derive from the job id and RESULT_NAMES (orthanc_rt.scheduling.origin), so a retried job replaces them.
 """
@@ -18,7 +19,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from orthanc_rt.analysis.body import grid_as_volume
-from orthanc_rt.analysis.let import let_on_region, let_statistics, restrict_let
+from orthanc_rt.analysis.let import dose_let_volume_histogram, let_on_region, let_statistics, restrict_let
 from orthanc_rt.analysis.rbe import alpha_beta_map, describe, rbe_weighted_dose
 from orthanc_rt.analysis.roi_masks import structure_masks
 from orthanc_rt.dicom.dose import build_rtdose
@@ -28,7 +29,7 @@ from orthanc_rt.dicom.rtstruct import StructureSet
 from orthanc_rt.dicom.serialize import to_bytes
 from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import DicomInputError
-from orthanc_rt.records.tables import Measurement
+from orthanc_rt.records.tables import DoseLetHistogram, Measurement
 from orthanc_rt.scheduling.origin import EFFECTIVE_DOSE_RESULT, LET_MAP_RESULT
 from orthanc_rt.scheduling.params import DEFAULT_ALPHA_BETA_GY
 
@@ -95,16 +96,28 @@ def let_objects(job_id: str, params: dict[str, Any], dose: DoseGrid, let_full: L
 
 
 def let_records(job_id: str, let: LetGrid, dose: DoseGrid, structure_set: StructureSet | None,
-                provenance: dict[str, Any]) -> list[Measurement]:
-    """Per-ROI LETd mean, maximum and L50 (keV/µm) over the ROI's voxels with dose above the threshold."""
+                provenance: dict[str, Any], let_sop_instance_uid: str = ""
+                ) -> tuple[list[Measurement], list[DoseLetHistogram]]:
+    """Per-ROI LETd mean, maximum and L50 (keV/µm) over the ROI's voxels with dose above the threshold, and
+    the ROI's dose-LET volume histogram (all its voxels)."""
     if structure_set is None:
-        return []
-    rows = []
+        return [], []
+    rows, histograms = [], []
     for name, mask in _masks(structure_set, dose).items():
+        number = next((roi.number for roi in structure_set.rois if roi.name == name), None)
+        histogram = dose_let_volume_histogram(let, dose, mask)
+        if histogram is not None:
+            histograms.append(DoseLetHistogram(
+                job_id=job_id, study_instance_uid=provenance.get("study_instance_uid", ""),
+                dose_sop_instance_uid=provenance.get("dose_sop_instance_uid", ""),
+                let_sop_instance_uid=let_sop_instance_uid,
+                structure_set_sop_instance_uid=structure_set.sop_instance_uid, roi_number=number,
+                roi_name=name[:64], voxels=histogram.voxels, threshold_gy=round(let.threshold_gy, 6),
+                histogram={"dose_gy": histogram.dose_gy, "let_kev_um": histogram.let_kev_um,
+                           "volume_pct": histogram.volume_pct}))
         stats = let_statistics(let, dose, mask)
         if stats is None:
             continue
-        number = next((roi.number for roi in structure_set.rois if roi.name == name), None)
         for metric, value in (("LETd_mean", stats.mean_kev_um), ("LETd_max", stats.max_kev_um),
                               ("L50", stats.l50_kev_um)):
             rows.append(Measurement(source="let", type="let", metric=metric, value=round(value, 4), unit="keV/um",
@@ -114,7 +127,7 @@ def let_records(job_id: str, let: LetGrid, dose: DoseGrid, structure_set: Struct
                                     structure_set_sop_instance_uid=structure_set.sop_instance_uid,
                                     structure_set_series_instance_uid=structure_set.series_instance_uid,
                                     **provenance))
-    return rows
+    return rows, histograms
 
 
 def _masks(structure_set: StructureSet | None, dose: DoseGrid) -> dict[str, np.ndarray]:

@@ -14,7 +14,6 @@ result is left behind.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -38,14 +37,14 @@ from orthanc_rt.pacs.inputs import (
     read_instance,
     study_of,
 )
-from orthanc_rt.pacs.resources import exists, find_instance
+from orthanc_rt.pacs.resources import exists
 from orthanc_rt.planning.request import PlanRequest
-from orthanc_rt.records import audit, jobs
+from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.settings import Settings
 from worker.engines import beamlet_fanout, mcsquare
 from worker.jobs import frame as job_frame
-from worker.jobs.frame import Cancelled
+from worker.jobs.frame import Cancelled, store_result
 from worker.jobs.progress import Progress
 from worker.planning.impt import plan_impt
 
@@ -145,19 +144,13 @@ def _plan_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobSto
     _require_inputs(api, inputs, "nothing was stored")
     stored = {}
     for name, ds in (("rtdose", dose_ds), ("rtplan", plan_ds)):  # the dose first: the plan names it
-        previous = find_instance(api, uids[name])
-        if previous is not None:  # a retried job replaces its earlier result
-            api.delete(f"/instances/{previous}")
-        stored[name] = json.loads(api.post_bytes("/instances", to_bytes(ds), "application/dicom"))["ID"]
+        stored[name] = store_result(api, store, job.id, uids[name], to_bytes(ds), name)
     try:
         _require_inputs(api, inputs, "the plan and dose just stored were removed again")
     except DicomInputError:
         for orthanc_id in stored.values():
             api.delete(f"/instances/{orthanc_id}")
         raise
-    audit.record(store.url, jobs.actor_name(), audit.RESULT_STORED, job.id, None,
-                 {"rtplan_orthanc_id": stored["rtplan"], "rtdose_orthanc_id": stored["rtdose"],
-                  "rtplan_sop_instance_uid": uids["rtplan"], "rtdose_sop_instance_uid": uids["rtdose"]})
 
     progress.enter("analysing")
     return {
