@@ -125,6 +125,11 @@ _PLAN_FIELDS = {
                         "maximum": plan_request.MAX_FINAL_PRIMARIES},
     "optimizer": {"type": "string"}, "max_iterations": {"type": "integer", "minimum": 1, "maximum": 10000},
     "scoring_spacing_mm": {"type": ["number", "null"]}, "beamlet_spacing_mm": {"type": "number"},
+    "optimization_grid_mm": {"type": ["number", "null"]}, "final_uncertainty_pct": {"type": ["number", "null"]},
+    "protocol": {"type": ["string", "null"]},
+    "goals": {"type": ["array", "null"], "items": {"type": "object", "required": ["roi", "metric"], "properties": {
+        "roi": {"type": "string"}, "metric": {"type": "string"}, "min": {"type": "number"},
+        "max": {"type": "number"}}}},
 }
 _PLAN_BODY = {"type": "object", "required": ["study", "target_roi", "prescription_gy"], "properties": {
     "study": {"type": "string", "description": "Orthanc study id or StudyInstanceUID"},

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning import request as pr
+from orthanc_rt.planning.protocols import SITE_PROTOCOLS
 from orthanc_rt.settings import WORKER_ONLY, Settings
 
 _PLANNING_WORKFLOWS = ("proton-impt", "proton-robust")
@@ -97,10 +98,16 @@ class AutoPlanning:
         if rule.workflow not in _PLANNING_WORKFLOWS:
             raise PlanRequestError(f"rule {rule.name}: workflow {rule.workflow!r} cannot plan automatically; "
                                       f"use one of {', '.join(_PLANNING_WORKFLOWS)}")
-        if rule.protocol not in self.protocols:
+        # A name of the configuration's Protocols, else a site protocol (orthanc_rt.planning.protocols: "prostate").
+        if rule.protocol in self.protocols:
+            fields = dict(self.protocols[rule.protocol])
+        elif rule.protocol in SITE_PROTOCOLS:
+            fields = {"protocol": rule.protocol}
+        else:
             raise PlanRequestError(f"rule {rule.name}: protocol {rule.protocol!r} is not in Protocols "
-                                      f"({', '.join(sorted(self.protocols)) or 'none defined'})")
-        request = pr.PlanRequest.from_dict({**self.protocols[rule.protocol], "target_roi": target_roi})
+                                   f"({', '.join(sorted(self.protocols)) or 'none defined'}) nor a site protocol "
+                                   f"({', '.join(SITE_PROTOCOLS)})")
+        request = pr.PlanRequest.from_dict({**fields, "target_roi": target_roi})
         pr.validate_parameters(request)
         return request
 

@@ -14,9 +14,13 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 from orthanc_rt.errors import PlanRequestError
+from orthanc_rt.planning.protocols import MAX_GOALS, Goal, goal_from, protocol_fields
 from orthanc_rt.settings import default_of
 
 OBJECTIVE_TYPES = ("DMin", "DMax", "DMean", "DUniform", "DVHMin", "DVHMax")
+# The names clinical planning systems show (RayStation's optimisation functions), accepted for the types above.
+OBJECTIVE_ALIASES = {"min dose": "DMin", "max dose": "DMax", "average dose": "DMean", "mean dose": "DMean",
+                     "uniform dose": "DUniform", "min dvh": "DVHMin", "max dvh": "DVHMax"}
 OPTIMIZERS = ("Scipy_L-BFGS-B", "Scipy_BFGS", "Scipy_SLSQP", "Scipy_trust-constr", "Gradient", "BFGS", "LBFGS",
               "FISTA")
 MAX_BEAMS = 9
@@ -26,6 +30,12 @@ SPACING_RANGE_MM = (1.0, 20.0)
 BEAMLET_SPACING_RANGE_MM = (2.0, 20.0)  # photon bixels at the isocentre
 MARGIN_RANGE_MM = (0.0, 30.0)
 SCORING_RANGE_MM = (1.0, 10.0)
+# The optimiser's dose grid: 3 mm is the clinical norm for optimisation; the final dose stays on the finer grid.
+DEFAULT_OPTIMIZATION_GRID_MM = 3.0
+# Final dose to a statistical uncertainty (MCsquare's Stat_uncertainty, mcsquare.STAT_UNCERTAINTY_DEFINITION): below
+# 0.2 % the primaries cap decides anyway; above 10 % D95 and D2 are read off noise.
+UNCERTAINTY_RANGE_PCT = (0.2, 10.0)
+DEFAULT_FINAL_UNCERTAINTY_PCT = 1.0
 MAX_SETUP_ERROR_MM = 10.0
 MAX_RANGE_ERROR_PCT = 10.0
 MAX_ROI_NAME = 64  # DICOM's ROIName is an LO: 64 characters
@@ -95,11 +105,18 @@ class PlanRequest:
     objectives: tuple[Objective, ...] | None = None  # None: default_objectives()
     robustness: Robustness | None = None  # None or zero errors: nominal optimisation
     beamlet_primaries: int = 5_000  # per spot
-    final_primaries: int = 1_000_000
+    final_primaries: int = 1_000_000  # with final_uncertainty_pct: the cap
+    # The final dose stops at this uncertainty or at final_primaries, whichever comes first; None: final_primaries.
+    final_uncertainty_pct: float | None = DEFAULT_FINAL_UNCERTAINTY_PCT
     optimizer: str = "Scipy_L-BFGS-B"
     max_iterations: int = 300
-    scoring_spacing_mm: float | None = None  # None: the CT grid
+    scoring_spacing_mm: float | None = None  # None: the CT grid (the final dose's grid)
+    # Beamlets and optimisation on this isotropic grid (mm); None: on the final dose's grid (the pre-#14 path).
+    optimization_grid_mm: float | None = DEFAULT_OPTIMIZATION_GRID_MM
     beamlet_spacing_mm: float = 5.0  # photons (photon-ccc): bixel size on the beam's-eye view at the isocentre
+    # A site protocol (orthanc_rt.planning.protocols.SITE_PROTOCOLS) gives the fields the request leaves out.
+    protocol: str | None = None
+    goals: tuple[Goal, ...] | None = None  # clinical goals the QA summary evaluates
 
     @classmethod
     def from_dict(cls, payload: dict) -> "PlanRequest":
@@ -111,10 +128,25 @@ class PlanRequest:
         if unknown:
             raise PlanRequestError(f"unknown plan request field(s) {', '.join(unknown)}; "
                                    f"known: {', '.join(sorted(known))}")
-        missing = sorted(name for name in ("target_roi", "prescription_gy") if name not in payload)
+        needed = ("target_roi",) if payload.get("protocol") is not None else ("target_roi", "prescription_gy")
+        missing = sorted(name for name in needed if name not in payload)
         if missing:
             raise PlanRequestError(f"a plan request needs {', '.join(missing)}")
         values = dict(payload)
+        if values.get("protocol") is not None:
+            if not isinstance(values["protocol"], str):
+                raise PlanRequestError(f"protocol must be a protocol name, not {values['protocol']!r:.40}")
+            rx = values["prescription_gy"] if _is_number(values.get("prescription_gy")) else None
+            values = {**protocol_fields(values["protocol"], str(values["target_roi"]), rx), **values}
+            if "beam_count" in payload and "gantry_angles_deg" not in payload:
+                values.pop("gantry_angles_deg")  # the request's beam count wins over the protocol's angles
+        if values.get("goals") is not None:
+            if not isinstance(values["goals"], (list, tuple)):
+                raise PlanRequestError(f"goals must be a list, not {type(values['goals']).__name__}")
+            if len(values["goals"]) > MAX_GOALS:
+                raise PlanRequestError(f"goals: at most {MAX_GOALS}, not {len(values['goals'])}")
+            values["goals"] = tuple(g if isinstance(g, Goal) else goal_from(g, k)
+                                    for k, g in enumerate(values["goals"], start=1))
         for name in ("gantry_angles_deg", "couch_angles_deg", "objectives"):
             if values.get(name) is not None and not isinstance(values[name], (list, tuple)):
                 raise PlanRequestError(f"{name} must be a list, not {type(values[name]).__name__}")
@@ -173,6 +205,9 @@ def _at_most_objectives(count: int) -> None:
 def _objective(item: dict, index: int) -> Objective:
     if not isinstance(item, dict):
         raise PlanRequestError(f"objective {index}: expected an object with roi, type, dose_gy, weight, volume_pct")
+    kind = item.get("type")
+    if isinstance(kind, str) and kind.strip().lower() in OBJECTIVE_ALIASES:
+        item = {**item, "type": OBJECTIVE_ALIASES[kind.strip().lower()]}
     try:
         return Objective(**item)
     except TypeError as exc:
@@ -217,6 +252,10 @@ def validate_parameters(request: PlanRequest) -> None:
             <= SCORING_RANGE_MM[1]:
         raise PlanRequestError(f"scoring_spacing_mm must be between {SCORING_RANGE_MM[0]:g} and "
                                f"{SCORING_RANGE_MM[1]:g} mm, not {request.scoring_spacing_mm!r}")
+    for name, value, (lo, hi) in (("optimization_grid_mm", request.optimization_grid_mm, SCORING_RANGE_MM),
+                                  ("final_uncertainty_pct", request.final_uncertainty_pct, UNCERTAINTY_RANGE_PCT)):
+        if value is not None and not (_is_number(value) and lo <= value <= hi):
+            raise PlanRequestError(f"{name} must be between {lo:g} and {hi:g} (or null), not {value!r:.40}")
     for name, value, most in (("beamlet_primaries", request.beamlet_primaries, MAX_BEAMLET_PRIMARIES),
                               ("final_primaries", request.final_primaries, MAX_FINAL_PRIMARIES)):
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= MIN_PRIMARIES):
@@ -263,7 +302,8 @@ def validate_rois(request: PlanRequest, contoured: Mapping[str, bool]) -> None:
     """Raise PlanRequestError when an ROI the request names is not in `contoured` ({name: has contours})."""
     available = ", ".join(sorted(contoured)) or "none"
     named = [(request.target_roi, "target")] + [
-        (o.roi, f"objective {i} ({o.type} on {o.roi}):") for i, o in enumerate(request.effective_objectives, 1)]
+        (o.roi, f"objective {i} ({o.type} on {o.roi}):") for i, o in enumerate(request.effective_objectives, 1)] + [
+        (g.roi, f"goal {i} ({g.metric} on {g.roi}):") for i, g in enumerate(request.goals or (), 1)]
     for roi, what in named:
         if roi not in contoured:
             raise PlanRequestError(f"{what} ROI {roi!r} is not in the structure set (available: {available})")

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning import ccc_engine as photon_ccc
 from orthanc_rt.planning import request as pr
+from orthanc_rt.planning.protocols import MAX_GOALS, SITE_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ _OPTIMISATION = (
     Parameter("target_margin_mm", "number", "margin around the target that the beams cover",
               _DEFAULT.target_margin_mm, "mm", *pr.MARGIN_RANGE_MM),
     Parameter("objectives", "array", "[{roi, type, dose_gy, weight, volume_pct}] with type one of "
-              f"{', '.join(pr.OBJECTIVE_TYPES)} (volume_pct for DVH types); default: uniform prescription dose "
+              f"{', '.join(pr.OBJECTIVE_TYPES)} or their clinical names ({', '.join(pr.OBJECTIVE_ALIASES)}; "
+              "volume_pct for DVH types); default: uniform prescription dose "
               "on the target with DMin and DMax (103 %) penalties", choices=pr.OBJECTIVE_TYPES,
               max_items=pr.MAX_OBJECTIVES),
     Parameter("optimizer", "string", "OpenTPS optimiser", _DEFAULT.optimizer, choices=pr.OPTIMIZERS),
@@ -106,6 +108,17 @@ _PROTON = (
     Parameter("final_primaries", "integer", "Monte Carlo protons for the final dose (the most: half the plan "
               "time limit on two cores)", _DEFAULT.final_primaries, minimum=pr.MIN_PRIMARIES,
               maximum=pr.MAX_FINAL_PRIMARIES),
+    Parameter("final_uncertainty_pct", "number", "the final dose stops at this statistical uncertainty in the "
+              "high-dose region (MCsquare's estimate) or at final_primaries, whichever comes first; null: "
+              "final_primaries", _DEFAULT.final_uncertainty_pct, "%", *pr.UNCERTAINTY_RANGE_PCT),
+    Parameter("optimization_grid_mm", "number", "isotropic dose grid of the beamlets and the optimiser (the final "
+              "dose stays on scoring_spacing_mm); null: the final dose's grid", _DEFAULT.optimization_grid_mm, "mm",
+              *pr.SCORING_RANGE_MM),
+    Parameter("protocol", "string", "site protocol giving the fields the request leaves out (objectives with OAR "
+              "sparing, clinical goals, prescription and fractions; scaled to the request's prescription)",
+              choices=tuple(SITE_PROTOCOLS)),
+    Parameter("goals", "array", "clinical goals the QA summary evaluates (pass/fail): [{roi, metric, min and/or max}] "
+              "with metric D<volume %> (Gy), Dmax, Dmean, Dmin (Gy) or V<dose>Gy (%)", max_items=MAX_GOALS),
 )
 _PHOTON = (
     Parameter("beamlet_spacing_mm", "number", "bixel size on the beam's-eye view at the isocentre",

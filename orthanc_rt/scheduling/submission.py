@@ -53,7 +53,10 @@ def parse(body: Any) -> tuple[str, PlanRequest]:
     if foreign:
         raise PlanRequestError(f"{', '.join(foreign)}: not a parameter of workflow {workflow.id} "
                                f"(its parameters: {', '.join(accepted)})")
-    request = PlanRequest.from_dict({**workflow.defaults, **fields})
+    defaults = dict(workflow.defaults)
+    if fields.get("protocol") is not None:
+        defaults.pop("beam_count", None)  # the protocol's beams, unless the request names its own
+    request = PlanRequest.from_dict({**defaults, **fields})
     validate_parameters(request)
     if workflow.id == "proton-robust" and not (request.robustness and request.robustness.enabled):
         raise PlanRequestError("proton-robust needs robustness with setup_mm or range_pct above 0")

@@ -30,7 +30,11 @@ pytestmark = pytest.mark.integration
 RX_GY = 2.0
 FINAL_PRIMARIES = 400_000
 REQUEST = {"target_roi": "TargetVolume", "prescription_gy": RX_GY, "beam_count": 1, "beamlet_primaries": 1000,
-           "final_primaries": FINAL_PRIMARIES, "max_iterations": 150}
+           "final_primaries": FINAL_PRIMARIES, "max_iterations": 150,
+           # 0.5 % is beyond 4e5 primaries here: the cap decides, as the round trip below wants, and the QA says so.
+           "final_uncertainty_pct": 0.5,
+           "goals": [{"roi": "TargetVolume", "metric": "D95", "min": 0.9 * RX_GY},
+                     {"roi": "External", "metric": "V2.5Gy", "max": 0.0}]}
 
 
 def _wait_plan(orthanc, plan_id: str, states=("succeeded", "failed", "cancelled"), timeout_s: float = 600):
@@ -108,6 +112,23 @@ def test_qa_summary_shows_a_covered_target_and_the_optimiser_record(orthanc, pla
     assert qa["optimizer"]["objective_final"] < qa["optimizer"]["objective_initial"]
     assert [b["gantry_angle_deg"] for b in qa["beams"]] == [0.0]
     assert qa["primaries"] == {"beamlets_per_spot": 1000, "final": FINAL_PRIMARIES}
+
+
+def test_qa_summary_states_the_final_dose_noise_and_the_clinical_goals(orthanc, planned):
+    _, plan = planned
+    qa = plan["qa"]
+    noise = qa["final_dose_uncertainty"]
+    assert noise["target_pct"] == 0.5 and noise["primaries_cap"] == FINAL_PRIMARIES and "50 %" in noise["definition"]
+    assert 0.5 < noise["reached_pct"] < 10, noise  # the cap came first
+    rtdose = _dataset(orthanc, plan["results"]["rtdose"]["orthanc_id"])
+    assert rtdose.SeriesDescription == f"IMPT dose {noise['reached_pct']:.2g} % stat. unc. (Orthanc-RT)"
+    d95, hot = qa["goals"]
+    assert d95 == {"roi": "TargetVolume", "metric": "D95", "min": 0.9 * RX_GY, "unit": "Gy",
+                   "value": pytest.approx(qa["target"]["D95"], abs=1e-3), "passed": True}
+    # 2.5 Gy is 125 % of the prescription: no voxel of a 2 Gy plan is expected there, and a zero limit fails on one.
+    assert hot["unit"] == "%" and hot["passed"] is (hot["value"] == 0.0)
+    assert qa["goals_passed"] is (d95["passed"] and hot["passed"])
+    assert qa["optimization_grid_mm"] == [3.0, 3.0, 3.0] and "notes" not in qa
 
 
 def test_the_same_request_finds_the_same_plan(orthanc, planned):

@@ -31,7 +31,7 @@ def planned(tmp_path_factory):
     case = small_phantom_case("impt-phantom")
     stages: list[tuple[str, float]] = []
     request = PlanRequest("TargetVolume", RX_GY, fractions=2, beam_count=1, beamlet_primaries=3000,
-                          final_primaries=FINAL_PRIMARIES)
+                          final_primaries=FINAL_PRIMARIES, final_uncertainty_pct=None)  # exactly 4e6: see above
     result = plan_impt(case.ct_volume, {"TargetVolume": case.target_mask, "External": case.external_mask}, request,
                        work_dir=tmp_path_factory.mktemp("impt"), threads=1,
                        on_progress=lambda stage, fraction: stages.append((stage, fraction)))

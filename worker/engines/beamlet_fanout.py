@@ -343,10 +343,10 @@ class Fanout:
 
         def report_progress() -> None:  # never backwards: a retried part starts again from zero
             nonlocal last_reported
-            done = self._progress(pending)
-            if on_progress is not None and done > last_reported:
-                last_reported = done
-                on_progress(done, f"{len(self.parts) - len(pending)}/{len(self.parts)} {self.name} parts done")
+            # Said on every poll, news or not, so the job's ETA keeps moving (worker.jobs.progress).
+            last_reported = max(last_reported, self._progress(pending))
+            if on_progress is not None:
+                on_progress(last_reported, f"{len(self.parts) - len(pending)}/{len(self.parts)} {self.name} parts done")
 
         while pending:
             statuses = self._statuses(pending)  # before the results: a part finished here has its result stored

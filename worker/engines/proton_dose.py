@@ -110,7 +110,8 @@ def default_beam_model() -> BeamModel:
 
 def compute_dose(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path,
                  scoring_spacing_mm: float | None = None, threads: int = 0,
-                 on_progress: ProgressCallback | None = None, density_scale: float = 1.0) -> DoseGrid:
+                 on_progress: ProgressCallback | None = None, density_scale: float = 1.0,
+                 stat_uncertainty_pct: float | None = None) -> DoseGrid:
     """The whole-plan dose (all planned fractions, Gy) of `plan` on `ct`, by MCsquare.
 
     Everything MCsquare needs and writes goes into `work_dir` (created if
@@ -118,10 +119,14 @@ def compute_dose(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path,
     it may run on. `on_progress(fraction, stage)` is called from this thread
     while MCsquare runs. `density_scale` scales every density MCsquare sees
     (ranges by its inverse: a range-error scenario). Raises DicomInputError for plan content the engine
-    cannot simulate and DoseEngineError when MCsquare fails.
+    cannot simulate and DoseEngineError when MCsquare fails. With `stat_uncertainty_pct`, MCsquare stops as
+    soon as its uncertainty estimate (`mcsquare.STAT_UNCERTAINTY_DEFINITION`) reaches it, `primaries` being the
+    cap; `mcsquare.stat_uncertainty_percent` reads what it reached from `work_dir`.
     """
     dose, _ = _simulate(ct, plan, primaries=primaries, work_dir=work_dir, scoring_spacing_mm=scoring_spacing_mm,
-                        threads=threads, on_progress=on_progress, let=False, density_scale=density_scale)
+                        threads=threads, on_progress=on_progress, let=False, density_scale=density_scale,
+                        extra_config=mcsquare.uncertainty_config(primaries, stat_uncertainty_pct)
+                        if stat_uncertainty_pct else None)
     return dose
 
 
@@ -142,7 +147,7 @@ def compute_dose_and_let(ct: CtVolume, plan: IonPlan, *, primaries: int, work_di
 
 def _simulate(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path, scoring_spacing_mm: float | None,
               threads: int, on_progress: ProgressCallback | None, let: bool,
-              density_scale: float = 1.0) -> tuple[DoseGrid, LetGrid | None]:
+              density_scale: float = 1.0, extra_config: dict | None = None) -> tuple[DoseGrid, LetGrid | None]:
     report = on_progress or (lambda fraction, stage: None)
     if primaries < 1:
         raise ValueError(f"primaries must be positive, not {primaries}")
@@ -159,7 +164,7 @@ def _simulate(ct: CtVolume, plan: IonPlan, *, primaries: int, work_dir: Path, sc
     folder = mcsquare.JobFolder.at(work_dir)
     mcsquare.write_inputs(folder, opentps_ct, opentps_plan, model.bdl, model.calibration, primaries=primaries,
                           threads=threads, scoring=grid if independent else None, let=let,
-                          density_scale=density_scale)
+                          density_scale=density_scale, extra_config=extra_config)
     report(_MC_START, f"Monte Carlo: {primaries:.3g} primaries" + (" with LET" if let else ""))
     started = time.monotonic()
     mcsquare.run(folder, on_progress=lambda done, stage: report(_MC_START + _MC_SHARE * done, stage))

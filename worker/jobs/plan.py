@@ -42,7 +42,7 @@ from orthanc_rt.planning.request import PlanRequest
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.settings import Settings
-from worker.engines import beamlet_fanout
+from worker.engines import beamlet_fanout, mcsquare
 from worker.jobs import frame as job_frame
 from worker.jobs.frame import Cancelled, store_result
 from worker.jobs.progress import Progress
@@ -130,7 +130,7 @@ def _plan_and_store(job: Any, api: OrthancApi, settings: Settings, store: JobSto
         dose_description = f"{label} dose, CCC 6 MV (Orthanc-RT)"
     else:
         plan_ds = build_ion_plan(study, result.plan.beams, **plan_fields)
-        dose_description = f"{label} dose {request.final_primaries:.0e} primaries (Orthanc-RT)"
+        dose_description = f"{label} dose{_uncertainty_note(result)} (Orthanc-RT)"
     # Dose outside the patient is no dose (docs/physics.md), in a plan's dose as in a recompute. The grid stays the
     # one the plan was optimised and evaluated on (its QA summary), so it is not cropped.
     reported = restrict_to_body(result.dose, body_on_grid(ct, result.dose, structure_set), crop=False)
@@ -197,7 +197,17 @@ def qa_summary(result: Any, request: PlanRequest, *, photon: bool = False) -> di
             "beams": [{"name": b.name, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
                        "layers": len(b.layers), "spots": sum(len(layer.spot_mu) for layer in b.layers),
                        "meterset_mu": round(b.meterset_mu, 4)} for b in result.plan.beams],
-            "primaries": {"beamlets_per_spot": request.beamlet_primaries, "final": request.final_primaries}})
+            "primaries": {"beamlets_per_spot": request.beamlet_primaries, "final": request.final_primaries},
+            "optimization_grid_mm": list(result.optimizer_dose.spacing_mm) if result.optimizer_dose else None,
+            "final_dose_uncertainty": {"reached_pct": _rounded(result.final_uncertainty_pct),
+                                       "target_pct": request.final_uncertainty_pct,
+                                       "primaries_cap": request.final_primaries,
+                                       "definition": mcsquare.STAT_UNCERTAINTY_DEFINITION}})
+    if getattr(result, "goals", None):  # clinical goals (request or protocol): pass/fail next to the metrics
+        summary["goals"] = result.goals
+        summary["goals_passed"] = all(g["passed"] for g in result.goals)
+    if getattr(result, "notes", None):
+        summary["notes"] = list(result.notes)
     if getattr(result, "scenario_qa", None) is not None:  # robust proton plans
         summary["robustness"] = {"setup_mm": request.robustness.setup_mm, "range_pct": request.robustness.range_pct,
                                  "scenarios": len(result.scenario_qa["D95"]),
@@ -206,6 +216,12 @@ def qa_summary(result: Any, request: PlanRequest, *, photon: bool = False) -> di
                                  "worst_D95_gy": _rounded(result.scenario_qa["worst_D95"]),
                                  "worst_D5_gy": _rounded(result.scenario_qa["worst_D5"])}
     return summary
+
+
+def _uncertainty_note(result: Any) -> str:
+    """' 0.9 % unc.' for the RTDOSE's SeriesDescription (64 characters): the noise of the dose, stated."""
+    reached = getattr(result, "final_uncertainty_pct", None)
+    return "" if reached is None else f" {reached:.2g} % stat. unc."
 
 
 def _rounded(value: Any) -> Any:

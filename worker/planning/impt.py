@@ -12,11 +12,13 @@
    become worst-case (robust) objectives, and `PlanResult.scenario_qa` gives
    the target's D95/D5 in every scenario (beamlet doses);
 3. optimizing: OpenTPS' `IntensityModulationOptimizer` on the request's
-   objectives (`FidObjective` metrics), masks resampled to the scoring grid;
+   objectives (`FidObjective` metrics), masks resampled to the optimisation
+   grid (`optimization_grid`: 3 mm by default, the beamlets are scored on it);
 4. final dose: the optimised OpenTPS plan is converted to our `IonPlan`
    (`worker.engines.plan_convert`) and `worker.engines.proton_dose.compute_dose` computes its
-   dose with `final_primaries` in `work_dir/final`: the plan that is exported
-   and the dose that is reported are the same object.
+   dose on the final grid (the CT's or `scoring_spacing_mm`) in `work_dir/final`, stopping at
+   `final_uncertainty_pct` or `final_primaries`: the plan that is exported and the dose that is
+   reported are the same object.
 
 Doses are whole-plan doses (all fractions, Gy), like every DoseGrid. The
 prescription is the plan dose too. QA metrics (`orthanc_rt.analysis.dvh_metrics`) are
@@ -27,10 +29,12 @@ tens of MB, 20x that for robust plans); the caller removes it.
 from __future__ import annotations
 
 import logging
+import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from opentps.core.data.images import ROIMask
@@ -41,10 +45,12 @@ from opentps.core.processing.planOptimization.planOptimization import (
 )
 
 from orthanc_rt.analysis.dvh_metrics import roi_dose_metrics, target_dose_metrics
+from orthanc_rt.analysis.plan_goals import evaluate_goals, objective_conflicts
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, IonPlan
 from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning.request import PlanRequest, validate_parameters, validate_rois
+from worker.engines import mcsquare
 from worker.engines.beamlets import BeamletRunner, ScenarioErrors, local_beamlets
 from worker.engines.mcsquare import ScoringGrid
 from worker.engines.plan_convert import from_opentps_plan
@@ -94,9 +100,13 @@ class PlanResult:
     spot_count: int
     layer_count: int
     qa: dict[str, dict[str, float]]  # every ROI -> roi_dose_metrics; the target -> target_dose_metrics
-    optimizer_dose: DoseGrid | None = None  # beamlet-sum dose the optimiser saw (same grid)
+    optimizer_dose: DoseGrid | None = None  # beamlet-sum dose the optimiser saw (on the optimisation grid)
     # Robust plans: the target's D95/D5 (Gy) in each error scenario (beamlet doses), and the worst of each.
     scenario_qa: dict[str, float | list[float]] | None = None
+    # MCsquare's uncertainty estimate of the final dose (mcsquare.STAT_UNCERTAINTY_DEFINITION), %; None if not logged
+    final_uncertainty_pct: float | None = None
+    goals: list[dict] = field(default_factory=list)  # protocols.evaluate_goals on the final dose
+    notes: list[str] = field(default_factory=list)  # e.g. conflicting objectives (protocols.objective_conflicts)
 
 
 def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct: CtVolume) -> None:
@@ -127,7 +137,8 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
 
     report(STAGES[0], 0.0)
     started = time.monotonic()
-    grid = scoring_grid(ct, request.scoring_spacing_mm)
+    final_grid = scoring_grid(ct, request.scoring_spacing_mm)
+    grid = optimization_grid(ct, request)  # beamlets and optimiser
     opentps_ct = to_opentps_ct(ct)
     target_ct = _roi_mask(request.target_roi, structures[request.target_roi], ct.origin_mm, ct.spacing_mm)
     design = ProtonPlanDesign()
@@ -148,6 +159,8 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
         raise PlanRequestError(f"no spot could be placed on target {request.target_roi!r} (outside the CT, or "
                                "beyond the beam model's energies?)")
     times.building_plan_s = time.monotonic() - started
+    require_memory_for_beamlets(plan.numberOfSpots, grid, 1 + (20 if request.robustness is not None
+                                                              and request.robustness.enabled else 0))
     report(STAGES[0], 1.0)
     logger.info("plan design: %d spots in %.1f s", plan.numberOfSpots, times.building_plan_s)
 
@@ -176,8 +189,8 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
 
     report(STAGES[2], 0.0)
     started = time.monotonic()
-    # Every ROI, not only those with objectives: the QA reports them all.
-    grid_masks = {name: mask_on_grid(np.asarray(mask, dtype=bool), ct, grid) for name, mask in structures.items()}
+    grid_masks = {name: mask_on_grid(np.asarray(mask, dtype=bool), ct, grid)
+                  for name, mask in structures.items()}
     for objective in request.effective_objectives:
         roi = _roi_mask(objective.roi, grid_masks[objective.roi], grid.origin_mm, grid.spacing_mm)
         robust_objective = robust and (objective.robust if objective.robust is not None
@@ -186,7 +199,8 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
                                           float(objective.weight), volume=objective.volume_pct,
                                           robust=robust_objective)
     optimizer = IntensityModulationOptimizer(method=request.optimizer, plan=plan, maxiter=request.max_iterations)
-    optimizer_dose_image, history = optimizer.optimize()
+    with _iterations_reported(lambda done: report(STAGES[2], min(done / request.max_iterations, 0.99))):
+        optimizer_dose_image, history = optimizer.optimize()
     times.optimizing_s = time.monotonic() - started
     report(STAGES[2], 1.0)
     history = [float(v) for v in np.ravel(history)]
@@ -196,7 +210,9 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     ion_plan = _ion_plan(plan, ct, request)
     dose = compute_dose(ct, ion_plan, primaries=request.final_primaries, work_dir=work_dir / "final",
                         scoring_spacing_mm=request.scoring_spacing_mm, threads=threads,
-                        on_progress=lambda done, _: report(STAGES[3], done))
+                        on_progress=lambda done, _: report(STAGES[3], done),
+                        stat_uncertainty_pct=request.final_uncertainty_pct)
+    uncertainty = mcsquare.stat_uncertainty_percent(mcsquare.JobFolder.at(work_dir / "final"))
     times.final_dose_s = time.monotonic() - started
     report(STAGES[3], 1.0)
 
@@ -204,7 +220,12 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
                                                            dtype=np.float32),
                               origin_mm=grid.origin_mm, spacing_mm=grid.spacing_mm,
                               frame_of_reference_uid=ct.frame_of_reference_uid)
-    qa = dose_qa(dose, grid_masks, request)
+    # Every ROI, not only those with objectives: the QA reports them all, on the final dose's grid.
+    final_masks = grid_masks if final_grid == grid else {
+        name: mask_on_grid(np.asarray(mask, dtype=bool), ct, final_grid) for name, mask in structures.items()}
+    qa = dose_qa(dose, final_masks, request)
+    goals = evaluate_goals(tuple(request.goals or ()), dose.dose_gy, final_masks)
+    notes = objective_conflicts(request.effective_objectives, final_masks)
     scenario_qa = None
     if scenario_matrices:
         # Plan dose of each scenario: the optimiser's weights are sqrt(MU x fractions) (OpenTPS' xSquared).
@@ -216,7 +237,43 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     info = OptimizerInfo.of_run(request.optimizer, optimizer.niter, history, times)
     return PlanResult(plan=ion_plan, dose=dose, optimizer=info, spot_count=ion_plan.spot_count,
                       layer_count=sum(len(b.layers) for b in ion_plan.beams), qa=qa, optimizer_dose=optimizer_dose,
-                      scenario_qa=scenario_qa)
+                      scenario_qa=scenario_qa, final_uncertainty_pct=uncertainty, goals=goals, notes=notes)
+
+
+# OpenTPS' scipy solvers log "Iteration <n> of Scipy-<method>" once per iteration: the optimiser's only progress.
+_SOLVER_LOGGER = "opentps.core.processing.planOptimization.solvers.scipyOpt"
+_ITERATION = re.compile(r"^Iteration (\d+) of ")
+
+
+class _IterationHandler(logging.Handler):
+    def __init__(self, on_iteration: Callable[[int], None]):
+        super().__init__(logging.DEBUG)
+        self.on_iteration = on_iteration
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:  # what the solver warns about still reaches the worker's log
+            logging.getLogger("opentps").handle(record)
+            return
+        match = _ITERATION.match(record.getMessage())
+        if match:
+            self.on_iteration(int(match.group(1)) + 1)
+
+
+@contextmanager
+def _iterations_reported(on_iteration: Callable[[int], None]) -> Iterator[None]:
+    """Call `on_iteration(iterations done)` while OpenTPS' optimiser runs (its INFO records, kept from the root)."""
+    solver_log = logging.getLogger(_SOLVER_LOGGER)
+    handler = _IterationHandler(on_iteration)
+    saved = solver_log.level, solver_log.propagate
+    solver_log.addHandler(handler)
+    solver_log.setLevel(logging.INFO)
+    solver_log.propagate = False  # two INFO lines per iteration would flood the worker's log
+    try:
+        yield
+    finally:
+        solver_log.removeHandler(handler)
+        solver_log.setLevel(saved[0])
+        solver_log.propagate = saved[1]
 
 
 def dose_qa(dose: DoseGrid, masks: dict[str, np.ndarray], request: PlanRequest) -> dict[str, dict[str, float]]:
@@ -246,6 +303,60 @@ def _ion_plan(plan: ProtonPlan, ct: CtVolume, request: PlanRequest) -> IonPlan:
 def _roi_mask(name: str, mask_zyx: np.ndarray, origin: Sequence[float], spacing: Sequence[float]) -> ROIMask:
     return ROIMask(imageArray=np.ascontiguousarray(np.asarray(mask_zyx, dtype=bool).transpose(2, 1, 0)), name=name,
                    origin=tuple(float(v) for v in origin), spacing=tuple(float(v) for v in spacing))
+
+
+# Non-zeros of one spot's beamlet on a 3 mm grid at MCsquare's sparse threshold, and how they grow on finer grids
+# (bench/planning_scale.py, pelvis phantom, 1,211 spots: 7,130 per spot at 3 mm, 16,100 at 2 mm, so about
+# 1/spacing²: a beamlet is thin, its cross-section is what the grid resolves); the bytes each costs while
+# OpenTPS holds the matrix (float32 value + int32 row index: 8, measured) twice (the copy the optimiser crops
+# to the ROIs).
+NONZEROS_PER_SPOT_3MM = 7_100
+NONZEROS_SPACING_EXPONENT = 2.0
+BYTES_PER_NONZERO = 16
+MEMORY_SHARE = 0.8  # of what the machine has available: the rest is for the CT, the masks, the worker itself
+
+
+def beamlet_memory_bytes(spots: int, grid: ScoringGrid, scenarios: int = 1) -> float:
+    """What the beamlet matrices of `spots` on `grid` will hold in memory (bytes), estimated before computing."""
+    spacing = float(np.prod(grid.spacing_mm)) ** (1.0 / 3.0)
+    return spots * scenarios * NONZEROS_PER_SPOT_3MM * (3.0 / spacing) ** NONZEROS_SPACING_EXPONENT \
+        * BYTES_PER_NONZERO
+
+
+def require_memory_for_beamlets(spots: int, grid: ScoringGrid, scenarios: int = 1,
+                                available: float | None = None) -> None:
+    """Refuse (PlanRequestError with the estimate and the remedy) a plan whose beamlets cannot fit in memory."""
+    available = _available_memory_bytes() if available is None else available
+    needed = beamlet_memory_bytes(spots, grid, scenarios)
+    if available and needed > MEMORY_SHARE * available:
+        raise PlanRequestError(
+            f"the beamlets of {spots} spots{f' x {scenarios} scenarios' if scenarios > 1 else ''} on a "
+            f"{'x'.join(f'{s:g}' for s in grid.spacing_mm)} mm grid would need about {needed / 1e9:.1f} GB, more than "
+            f"the {MEMORY_SHARE * available / 1e9:.1f} GB this worker can give them: use a coarser "
+            "optimization_grid_mm, a larger spot_spacing_mm or layer_spacing_mm, or a smaller target_margin_mm")
+
+
+def _available_memory_bytes() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def optimization_grid(ct: CtVolume, request: PlanRequest) -> ScoringGrid:
+    """The grid of the beamlets and the optimiser: `optimization_grid_mm` unless the final dose's grid is as coarse.
+
+    A coarser grid cuts the beamlet matrix (voxels x spots) and every optimiser iteration by the ratio of voxel
+    counts; the final dose, on the fine grid, is the one reported (docs/planning.md#speed-levers).
+    """
+    final = scoring_grid(ct, request.scoring_spacing_mm)
+    if request.optimization_grid_mm is None:
+        return final
+    coarse = scoring_grid(ct, request.optimization_grid_mm)
+    return coarse if np.prod(coarse.size_xyz) < np.prod(final.size_xyz) else final
 
 
 def mask_on_grid(mask_zyx: np.ndarray, ct: CtVolume, grid: ScoringGrid) -> np.ndarray:

@@ -1,0 +1,126 @@
+"""Site protocols (objectives with OAR sparing, clinical goals) and the evaluation of clinical goals.
+
+A goal is a limit on one dose-volume metric of one ROI: `D<x>` (the dose, Gy, that x % of the ROI receives;
+`Dmax`, `Dmean`, `Dmin`) or `V<d>Gy` (the % of the ROI receiving at least d Gy), with `min` or `max`
+(`{"roi": "Rectum", "metric": "V70Gy", "max": 20}`). A request carries goals (`PlanRequest.goals`) or names a
+protocol (`PlanRequest.protocol`) whose objectives and goals, given relative to the prescription, are scaled to
+the request's prescription; the QA summary lists every goal with its value and pass/fail
+(`orthanc_rt.analysis.plan_goals`).
+
+The prostate protocol (docs/planning.md#prostate-protocol) is written for 76 Gy in 38 fractions: its goals are
+the issue's (ICRU 78-style coverage: PTV D95 >= 98 %, D2 <= 105 %; QUANTEC-style OAR limits: rectum V70Gy
+<= 20 %, bladder V70Gy <= 15 %, femoral heads Dmax < 50 Gy), each OAR dose as a fraction of 76 Gy.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from orthanc_rt.errors import PlanRequestError
+
+if TYPE_CHECKING:
+    from orthanc_rt.planning.request import PlanRequest
+
+METRIC = re.compile(r"^(?:D(\d+(?:\.\d+)?)|Dmax|Dmean|Dmin|V(\d+(?:\.\d+)?)Gy)$")
+MAX_GOALS = 50
+_PROSTATE_RX = 76.0
+
+# Objectives and goals relative to the prescription ("rx": a fraction of it); "{target}" is the request's target.
+SITE_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "prostate": {
+        "prescription_gy": _PROSTATE_RX, "fractions": 38, "gantry_angles_deg": (90.0, 270.0),
+        "objectives": (
+            {"roi": "{target}", "type": "DUniform", "rx": 1.0, "weight": 1.0},
+            {"roi": "{target}", "type": "DMin", "rx": 0.98, "weight": 5.0},
+            {"roi": "{target}", "type": "DMax", "rx": 1.04, "weight": 5.0},
+            {"roi": "Rectum", "type": "DVHMax", "rx": 65.0 / _PROSTATE_RX, "volume_pct": 15.0, "weight": 1.0},
+            {"roi": "Bladder", "type": "DVHMax", "rx": 65.0 / _PROSTATE_RX, "volume_pct": 10.0, "weight": 1.0},
+            {"roi": "FemoralHead_L", "type": "DMax", "rx": 40.0 / _PROSTATE_RX, "weight": 1.0},
+            {"roi": "FemoralHead_R", "type": "DMax", "rx": 40.0 / _PROSTATE_RX, "weight": 1.0},
+        ),
+        "goals": (
+            {"roi": "{target}", "metric": "D95", "min_rx": 0.98},
+            {"roi": "{target}", "metric": "D2", "max_rx": 1.05},
+            {"roi": "Rectum", "metric": "V{70}Gy", "max": 20.0},
+            {"roi": "Bladder", "metric": "V{70}Gy", "max": 15.0},
+            {"roi": "FemoralHead_L", "metric": "Dmax", "max_rx": 50.0 / _PROSTATE_RX},
+            {"roi": "FemoralHead_R", "metric": "Dmax", "max_rx": 50.0 / _PROSTATE_RX},
+        ),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Goal:
+    roi: str
+    metric: str  # D<x>, Dmax, Dmean, Dmin (Gy) or V<d>Gy (%)
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def unit(self) -> str:
+        return "%" if self.metric.startswith("V") else "Gy"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in (("roi", self.roi), ("metric", self.metric), ("min", self.min), ("max", self.max))
+                if v is not None}
+
+
+def goal_from(item: Any, index: int) -> Goal:
+    """A goal from request JSON; PlanRequestError naming what is wrong."""
+    if not isinstance(item, Mapping):
+        raise PlanRequestError(f"goal {index}: expected an object {{roi, metric, min or max}}")
+    unknown = sorted(set(item) - {"roi", "metric", "min", "max"})
+    if unknown:
+        raise PlanRequestError(f"goal {index}: unknown field(s) {', '.join(unknown)} (fields: roi, metric, min, max)")
+    roi, metric = item.get("roi"), item.get("metric")
+    if not isinstance(roi, str) or not roi or len(roi) > 64:
+        raise PlanRequestError(f"goal {index}: roi must be an ROI name, not {roi!r:.80}")
+    if not isinstance(metric, str) or not METRIC.match(metric):
+        raise PlanRequestError(f"goal {index} on {roi}: metric must be D<volume %> (D95, D2), Dmax, Dmean, Dmin or "
+                               f"V<dose>Gy (V70Gy), not {metric!r:.40}")
+    limits = [item.get(k) for k in ("min", "max")]
+    if all(v is None for v in limits) or any(
+            v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0)
+            for v in limits):
+        raise PlanRequestError(f"goal {index} ({metric} on {roi}): give min and/or max as non-negative numbers")
+    return Goal(roi, metric, *(None if v is None else float(v) for v in limits))
+
+
+def protocol_fields(name: str, target_roi: str, prescription_gy: float | None = None) -> dict[str, Any]:
+    """The request fields of site protocol `name` for `target_roi`, scaled to `prescription_gy` (default: its own)."""
+    if name not in SITE_PROTOCOLS:
+        raise PlanRequestError(f"protocol {name!r} is not one of {', '.join(SITE_PROTOCOLS)}")
+    protocol = SITE_PROTOCOLS[name]
+    rx = float(prescription_gy if prescription_gy is not None else protocol["prescription_gy"])
+    scale = rx / protocol["prescription_gy"]
+
+    def roi(value: str) -> str:
+        return target_roi if value == "{target}" else value
+
+    objectives = [{"roi": roi(o["roi"]), "type": o["type"], "dose_gy": round(o["rx"] * rx, 4),
+                   "weight": o["weight"], **({"volume_pct": o["volume_pct"]} if "volume_pct" in o else {})}
+                  for o in protocol["objectives"]]
+    goals = []
+    for g in protocol["goals"]:
+        # V{70}Gy: the dose level scales with the prescription like the objectives.
+        metric = re.sub(r"\{(\d+(?:\.\d+)?)\}", lambda m: f"{float(m.group(1)) * scale:g}", g["metric"])
+        goal = {"roi": roi(g["roi"]), "metric": metric}
+        for side in ("min", "max"):
+            if f"{side}_rx" in g:
+                goal[side] = round(g[f"{side}_rx"] * rx, 4)
+            elif side in g:
+                goal[side] = g[side]
+        goals.append(goal)
+    return {"prescription_gy": rx, "fractions": protocol["fractions"],
+            "gantry_angles_deg": list(protocol["gantry_angles_deg"]), "objectives": objectives, "goals": goals}
+
+
+def protocol_request(name: str, *, target_roi: str, prescription_gy: float | None = None) -> PlanRequest:
+    """A PlanRequest of site protocol `name` (for benchmarks and tests; the REST path uses `protocol` in the body)."""
+    from orthanc_rt.planning.request import PlanRequest  # request imports this module
+
+    return PlanRequest.from_dict({"target_roi": target_roi, **protocol_fields(name, target_roi, prescription_gy)})
