@@ -72,3 +72,4 @@ def test_a_scenario_that_keeps_failing_fails_the_evaluation_naming_it(case, redi
     runner = ScenarioDoses(redis_url, part_timeout_s=600, retries=1)
     with pytest.raises(BeamletFanoutError, match=rf"scenario 3/3 \({scenarios[2].name}\) failed after 2"):
         runner(ct, plan, scenarios, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
+

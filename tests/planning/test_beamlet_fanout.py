@@ -20,18 +20,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue
 from rq.job import Job as RqJob
 
 from orthanc_rt.errors import BeamletFanoutError
-from orthanc_rt.ops import stack
-from orthanc_rt.ops.stack import StackConfig
 from orthanc_rt.scheduling.queue import Dispatcher
 from tests.support import netns
 from tests.support.beamlet_faults import fail_first_attempt
@@ -380,6 +377,7 @@ def test_plan_impt_optimises_the_merged_beamlets(redis_url, tmp_path):
 
 
 @pytest.mark.physics
+@pytest.mark.timeout(240)  # a lost part would make the parent wait: fail instead
 def test_a_worker_on_another_host_computes_parts_sharing_only_redis(inputs, single_job, redis_url, tmp_path):
     """Past one machine: a worker in a network namespace of its own, reaching nothing of this host but Redis
     (forwarded to it on the test network), in a mount namespace where /tmp and its data folder are empty tmpfs,
@@ -389,28 +387,13 @@ def test_a_worker_on_another_host_computes_parts_sharing_only_redis(inputs, sing
     if reason:
         pytest.skip(reason)
     ct, plan, model, grid = inputs
-    address = urlparse(redis_url)
     with netns.isolated_host() as host:
-        port = host.forward(address.port or 6379)
-        remote = StackConfig(data_dir=tmp_path / "remote", redis_url=f"redis://{host.host_ip}:{port}{address.path}",
-                             mcsquare_threads=1)
-        command, env = stack.worker_command(remote, "remote-host-worker")
-        env.update({"ORTHANC_RT_ORTHANC_URL": "http://127.0.0.1:9", "ORTHANC_RT_DATABASE_URL":
-                    "postgresql://orthanc-rt@127.0.0.1:9/none"})  # nothing answers there: parts need neither
-        with open(tmp_path / "remote-worker.log", "wb") as log:
-            host.spawn(command, env, private=[remote.data_dir], output=log)
-        redis = Redis.from_url(redis_url)
-        deadline = time.monotonic() + 90
-        while "remote-host-worker" not in {w.name for w in Worker.all(connection=redis)}:
-            assert time.monotonic() < deadline, (tmp_path / "remote-worker.log").read_text()[-2000:]
-            time.sleep(0.3)
-        (tmp_path / "parent").mkdir()
-        (tmp_path / "parent" / "only-here").write_text("the parent's disk")
+        remote = netns.start_worker(host, redis_url, tmp_path / "remote", tmp_path / "remote-worker.log")
         runner = DistributedBeamlets(redis_url, split_spots=SPLIT_SPOTS, part_timeout_s=600, executors=3)
         nominal, _ = runner(ct, plan, model, grid, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
     report = runner.last_report
     by = {run["part"]: run["executor"] for run in report.runs}
-    assert "remote-host-worker" in by.values(), report.runs  # the other host did its share
+    assert remote in by.values(), report.runs  # the other host did its share
     assert len(report.parts) == 3 and sorted(set(by) | set(report.stolen)) == [0, 1, 2]
     assert_equal_within_noise(sp.csc_matrix(nominal.toSparseMatrix()), single_job, grid)
     assert not (tmp_path / "remote").exists()  # what it wrote stayed on its own disk

@@ -16,11 +16,15 @@ import random
 import shlex
 import shutil
 import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator, Sequence
+from urllib.parse import urlparse
 
+from orthanc_rt.ops import stack
+from orthanc_rt.ops.stack import StackConfig
 from tests.support.tcp_proxy import CuttableProxy
 
 
@@ -59,6 +63,34 @@ class IsolatedHost:
             env=env, stdout=output or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append(process)
         return process
+
+
+def start_worker(host: IsolatedHost, redis_url: str, data_dir: Path, log: Path, timeout_s: float = 90.0) -> str:
+    """A worker as the launcher starts one (`python -m worker`), on the isolated host: Redis forwarded to it, its
+    data folder an empty tmpfs, Orthanc and the database pointed at a port where nothing answers (the parts of a
+    fan-out need neither). Returns its name (the host's: one worker per host) once it has registered with Redis;
+    its output goes to `log`."""
+    from redis import Redis
+    from rq import Worker
+
+    name = f"{host.name}-worker"
+    address = urlparse(redis_url)
+    port = host.forward(address.port or 6379)
+    remote = StackConfig(data_dir=data_dir, redis_url=f"redis://{host.host_ip}:{port}{address.path}",
+                         mcsquare_threads=1)
+    command, env = stack.worker_command(remote, name)
+    env.update({"ORTHANC_RT_ORTHANC_URL": "http://127.0.0.1:9",
+                "ORTHANC_RT_DATABASE_URL": "postgresql://orthanc-rt@127.0.0.1:9/none"})
+    with open(log, "wb") as output:
+        host.spawn(command, env, private=[data_dir], output=output)
+    redis = Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout_s
+    while name not in {w.name for w in Worker.all(connection=redis)}:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the isolated worker did not register in {timeout_s:.0f} s: "
+                               f"{log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.3)
+    return name
 
 
 def _ip(*args: str) -> None:

@@ -3,6 +3,7 @@ shared PostgreSQL server."""
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 
 
@@ -26,6 +27,9 @@ class CuttableProxy:
         with self._lock:
             for s in self._sockets:
                 try:
+                    # Reset, not a polite FIN: a server may not read a client it holds blocked (Redis kept a
+                    # BLPOP of a vanished worker, which then swallowed the next test's queued job).
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
