@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from orthanc_rt.planning import request as plan_request
+from orthanc_rt.planning.goals import MAX_GOALS
 from orthanc_rt.records import measurements as measurement_records
 from orthanc_rt.records.checks import VERDICTS
 from orthanc_rt.scheduling import kinds
@@ -26,7 +27,6 @@ from orthanc_rt.scheduling.params import (
     THRESHOLD_PERCENT_RANGE,
 )
 from orthanc_rt.scheduling.robustness import (
-    MAX_GOALS,
     RANDOM_SCENARIOS_RANGE,
     RANGE_ERROR_RANGE_PCT,
     SCENARIO_SETS,
@@ -158,8 +158,9 @@ _ROBUSTNESS_BODY = {
                                     "seed": {"type": "integer", "minimum": 0}}, "required": ["random"]}]},
         "primaries": {"type": "integer", "minimum": PRIMARIES_RANGE[0], "maximum": PRIMARIES_RANGE[1],
                       "description": "per scenario"},
-        "goals": {"type": "array", "maxItems": MAX_GOALS, "description": "\"CTV D95 >= 95 %\" or {roi, metric, "
-                                                                         "op, value, unit}; default: target coverage",
+        "goals": {"type": "array", "maxItems": MAX_GOALS, "description": "\"CTV D95 >= 95 %\", {roi, metric, "
+                                                                         "min and/or max, unit} or {roi, metric, op, "
+                                                                         "value, unit}; default: target coverage",
                   "items": {"oneOf": [{"type": "string"}, {"type": "object"}]}},
         "protocol": {"type": "string", "description": "a protocol of OrthancRT.Robustness.Protocols"},
     },

@@ -2,4 +2,5 @@
 """
 
 # The modules other packages may import; a module whose name starts with _ is private.
-__all__ = ["body", "dose_analysis", "dose_comparison", "dvh", "dvh_metrics", "gamma", "plan_goals", "roi_masks"]
+__all__ = ["body", "dose_analysis", "dose_comparison", "dvh", "dvh_metrics", "gamma", "goals", "let", "rbe",
+           "robustness", "roi_masks"]

@@ -1,44 +1,22 @@
-"""A robustness evaluation's numbers: the scenarios' dose envelope, clinical goals in every scenario, DVH bands.
+"""A robustness evaluation's numbers: the scenarios' dose envelope, its default goals, DVH bands.
 
 Everything works on doses that share one grid (the scenarios of one plan on
-one CT) and boolean ROI masks on that grid. Dose-volume values are the
-plans' QA definitions (orthanc_rt.analysis.dvh_metrics: Dx interpolated
-between voxels, Vd the share of voxels receiving at least d).
-
-The worst case of a goal is its least favourable value over the scenarios:
-the minimum for a `>=` goal, the maximum for a `<=` goal; a goal passes
-robustly when that worst value meets it.
+one CT) and boolean ROI masks on that grid. The goals in every scenario and
+their worst case are orthanc_rt.analysis.goals.evaluate_goals over the
+scenarios' doses.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from orthanc_rt.analysis.dvh_metrics import dose_at_volume_interpolated, volume_at_dose
 from orthanc_rt.dicom.models import DoseGrid
-from orthanc_rt.errors import DicomInputError
-from orthanc_rt.scheduling.robustness import DEFAULT_TARGET_COVERAGE_PCT, Goal
+from orthanc_rt.planning.goals import Goal
+from orthanc_rt.scheduling.robustness import DEFAULT_TARGET_COVERAGE_PCT
 
 BAND_POINTS = 101  # dose bins of a DVH band (0 to the largest dose in the ROI over all scenarios)
-
-
-@dataclass(frozen=True)
-class GoalResult:
-    goal: Goal
-    values: list[float]  # per scenario, in the goal's unit
-    worst: float
-    worst_scenario: int  # index
-    reference_gy: float | None  # what "%" of a dose goal is relative to
-    reference: str  # "prescription", "nominal" or "" (absolute goals, volume goals)
-
-    @property
-    def passed(self) -> bool:
-        return self.goal.passes(self.worst)
-
-    def passed_in(self, index: int) -> bool:
-        return self.goal.passes(self.values[index])
 
 
 def dose_envelope(doses: Sequence[DoseGrid]) -> tuple[DoseGrid, DoseGrid]:
@@ -54,46 +32,7 @@ def dose_envelope(doses: Sequence[DoseGrid]) -> tuple[DoseGrid, DoseGrid]:
 
 def default_goals(target_names: Sequence[str]) -> tuple[Goal, ...]:
     """Target coverage: D95 >= 95 % (of the prescription, or of the nominal D95) of every target."""
-    return tuple(Goal(roi=name, metric="D95", op=">=", value=DEFAULT_TARGET_COVERAGE_PCT, unit="%")
-                 for name in target_names)
-
-
-def metric_gy_or_pct(metric: str, doses: np.ndarray) -> float:
-    """A goal's metric of the doses inside an ROI: Gy for dose metrics, % of the ROI for VxGy."""
-    if metric == "Dmean":
-        return float(doses.mean())
-    if metric == "Dmax":
-        return float(doses.max())
-    if metric == "Dmin":
-        return float(doses.min())
-    if metric.startswith("V"):
-        return volume_at_dose(doses, float(metric[1:-2]))
-    return dose_at_volume_interpolated(doses, float(metric[1:]))
-
-
-def evaluate_goals(goals: Sequence[Goal], doses: Sequence[np.ndarray], masks: Mapping[str, np.ndarray], *,
-                   prescription_gy: float | None, nominal: int = 0) -> list[GoalResult]:
-    """Every goal in every scenario; DicomInputError names a goal's ROI missing from (or empty in) the masks."""
-    results = []
-    for goal in goals:
-        mask = masks.get(goal.roi)
-        if mask is None:
-            raise DicomInputError(f"goal {goal.text!r}: no ROI {goal.roi!r} in the structure set (it has: "
-                                  f"{', '.join(sorted(masks)) or 'none'})")
-        if not np.any(mask):
-            raise DicomInputError(f"goal {goal.text!r}: ROI {goal.roi!r} holds no voxel of the dose grid")
-        raw = [metric_gy_or_pct(goal.metric, np.asarray(dose)[mask]) for dose in doses]
-        reference_gy, reference = None, ""
-        if goal.is_dose and goal.unit == "%":
-            reference_gy, reference = ((prescription_gy, "prescription") if prescription_gy
-                                       else (raw[nominal], "nominal"))
-            values = [100.0 * value / reference_gy if reference_gy else float("nan") for value in raw]
-        else:
-            values = raw
-        worst = goal.worst(values)
-        results.append(GoalResult(goal=goal, values=values, worst=worst, worst_scenario=values.index(worst),
-                                  reference_gy=reference_gy, reference=reference))
-    return results
+    return tuple(Goal(roi=name, metric="D95", min=DEFAULT_TARGET_COVERAGE_PCT, unit="%") for name in target_names)
 
 
 def dvh_bands(doses: Sequence[np.ndarray], masks: Mapping[str, np.ndarray], *, nominal: int = 0,

@@ -5,4 +5,4 @@ recorded plan and its job, and the planning itself runs in `worker.planning`.
 """
 
 # The modules other packages may import; a module whose name starts with _ is private.
-__all__ = ["auto_rules", "ccc_engine", "protocols", "request", "workflows"]
+__all__ = ["auto_rules", "ccc_engine", "goals", "protocols", "request", "workflows"]

@@ -1,11 +1,8 @@
-"""Site protocols (objectives with OAR sparing, clinical goals) and the evaluation of clinical goals.
+"""Site protocols: objectives with OAR sparing and clinical goals (orthanc_rt.planning.goals) for a site.
 
-A goal is a limit on one dose-volume metric of one ROI: `D<x>` (the dose, Gy, that x % of the ROI receives;
-`Dmax`, `Dmean`, `Dmin`) or `V<d>Gy` (the % of the ROI receiving at least d Gy), with `min` or `max`
-(`{"roi": "Rectum", "metric": "V70Gy", "max": 20}`). A request carries goals (`PlanRequest.goals`) or names a
-protocol (`PlanRequest.protocol`) whose objectives and goals, given relative to the prescription, are scaled to
-the request's prescription; the QA summary lists every goal with its value and pass/fail
-(`orthanc_rt.analysis.plan_goals`).
+A request carries goals (`PlanRequest.goals`) or names a protocol (`PlanRequest.protocol`) whose objectives and
+goals, given relative to the prescription, are scaled to the request's prescription; the QA summary lists every
+goal with its value and pass/fail (`orthanc_rt.analysis.goals`).
 
 The prostate protocol (docs/planning.md#prostate-protocol) is written for 76 Gy in 38 fractions: its goals are
 the issue's (ICRU 78-style coverage: PTV D95 >= 98 %, D2 <= 105 %; QUANTEC-style OAR limits: rectum V70Gy
@@ -14,18 +11,13 @@ the issue's (ICRU 78-style coverage: PTV D95 >= 98 %, D2 <= 105 %; QUANTEC-style
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from orthanc_rt.errors import PlanRequestError
 
 if TYPE_CHECKING:
     from orthanc_rt.planning.request import PlanRequest
 
-METRIC = re.compile(r"^(?:D(\d+(?:\.\d+)?)|Dmax|Dmean|Dmin|V(\d+(?:\.\d+)?)Gy)$")
-MAX_GOALS = 50
 _PROSTATE_RX = 76.0
 
 # Objectives and goals relative to the prescription ("rx": a fraction of it); "{target}" is the request's target.
@@ -51,43 +43,6 @@ SITE_PROTOCOLS: dict[str, dict[str, Any]] = {
         ),
     },
 }
-
-
-@dataclass(frozen=True)
-class Goal:
-    roi: str
-    metric: str  # D<x>, Dmax, Dmean, Dmin (Gy) or V<d>Gy (%)
-    min: float | None = None
-    max: float | None = None
-
-    @property
-    def unit(self) -> str:
-        return "%" if self.metric.startswith("V") else "Gy"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in (("roi", self.roi), ("metric", self.metric), ("min", self.min), ("max", self.max))
-                if v is not None}
-
-
-def goal_from(item: Any, index: int) -> Goal:
-    """A goal from request JSON; PlanRequestError naming what is wrong."""
-    if not isinstance(item, Mapping):
-        raise PlanRequestError(f"goal {index}: expected an object {{roi, metric, min or max}}")
-    unknown = sorted(set(item) - {"roi", "metric", "min", "max"})
-    if unknown:
-        raise PlanRequestError(f"goal {index}: unknown field(s) {', '.join(unknown)} (fields: roi, metric, min, max)")
-    roi, metric = item.get("roi"), item.get("metric")
-    if not isinstance(roi, str) or not roi or len(roi) > 64:
-        raise PlanRequestError(f"goal {index}: roi must be an ROI name, not {roi!r:.80}")
-    if not isinstance(metric, str) or not METRIC.match(metric):
-        raise PlanRequestError(f"goal {index} on {roi}: metric must be D<volume %> (D95, D2), Dmax, Dmean, Dmin or "
-                               f"V<dose>Gy (V70Gy), not {metric!r:.40}")
-    limits = [item.get(k) for k in ("min", "max")]
-    if all(v is None for v in limits) or any(
-            v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0)
-            for v in limits):
-        raise PlanRequestError(f"goal {index} ({metric} on {roi}): give min and/or max as non-negative numbers")
-    return Goal(roi, metric, *(None if v is None else float(v) for v in limits))
 
 
 def protocol_fields(name: str, target_roi: str, prescription_gy: float | None = None) -> dict[str, Any]:

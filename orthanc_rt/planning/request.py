@@ -4,7 +4,8 @@
 (`worker.planning.impt.plan_impt`); the limits below are the ones `/rt/workflows`
 publishes. `validate_parameters` needs nothing but the request, so the REST
 layer answers 400 before a job exists; `validate_rois` checks the ROIs it
-names against a structure set's ({name: has contours}).
+names against a structure set's ({name: has contours}); `objective_conflicts` notes
+objectives no dose can meet together, for the QA summary.
 """
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
-from orthanc_rt.errors import PlanRequestError
-from orthanc_rt.planning.protocols import MAX_GOALS, Goal, goal_from, protocol_fields
+import numpy as np
+
+from orthanc_rt.errors import PlanRequestError, ValidationError
+from orthanc_rt.planning.goals import MAX_GOALS, Goal, parse_goal
+from orthanc_rt.planning.protocols import protocol_fields
 from orthanc_rt.settings import default_of
 
 OBJECTIVE_TYPES = ("DMin", "DMax", "DMean", "DUniform", "DVHMin", "DVHMax")
@@ -145,8 +149,10 @@ class PlanRequest:
                 raise PlanRequestError(f"goals must be a list, not {type(values['goals']).__name__}")
             if len(values["goals"]) > MAX_GOALS:
                 raise PlanRequestError(f"goals: at most {MAX_GOALS}, not {len(values['goals'])}")
-            values["goals"] = tuple(g if isinstance(g, Goal) else goal_from(g, k)
-                                    for k, g in enumerate(values["goals"], start=1))
+            try:
+                values["goals"] = tuple(parse_goal(g, f"goal {k}") for k, g in enumerate(values["goals"], start=1))
+            except ValidationError as exc:
+                raise PlanRequestError(str(exc)) from None
         for name in ("gantry_angles_deg", "couch_angles_deg", "objectives"):
             if values.get(name) is not None and not isinstance(values[name], (list, tuple)):
                 raise PlanRequestError(f"{name} must be a list, not {type(values[name]).__name__}")
@@ -309,6 +315,28 @@ def validate_rois(request: PlanRequest, contoured: Mapping[str, bool]) -> None:
             raise PlanRequestError(f"{what} ROI {roi!r} is not in the structure set (available: {available})")
         if not contoured[roi]:
             raise PlanRequestError(f"{what} ROI {roi!r} has no contours in the structure set")
+
+
+def objective_conflicts(objectives: tuple, masks: Mapping[str, np.ndarray]) -> list[str]:
+    """Notes on objectives no dose can meet together: a minimum dose on one ROI above a maximum on an overlapping one.
+
+    Still a valid request (the optimiser weighs them): the QA summary says it instead of failing the plan.
+    """
+    # DVH objectives bound part of a volume only: an overlap smaller than that part does not make them conflict.
+    lows = [o for o in objectives if o.type in ("DMin", "DUniform")]
+    highs = [o for o in objectives if o.type in ("DMax", "DUniform")]
+    notes = []
+    for low in lows:
+        for high in highs:
+            if low is high or not low.dose_gy > high.dose_gy:
+                continue
+            overlap = int(np.count_nonzero(np.asarray(masks[low.roi], bool) & np.asarray(masks[high.roi], bool))) \
+                if low.roi in masks and high.roi in masks else 0
+            if low.roi == high.roi or overlap:
+                where = "the same ROI" if low.roi == high.roi else f"{overlap} voxels of overlap"
+                notes.append(f"{low.type} {low.dose_gy:g} Gy on {low.roi} and {high.type} {high.dose_gy:g} Gy on "
+                             f"{high.roi} conflict ({where}): the optimiser can meet at most one of them there")
+    return notes
 
 
 def _is_number(value: object) -> bool:

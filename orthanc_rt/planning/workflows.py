@@ -12,7 +12,8 @@ from typing import Any, Callable
 from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning import ccc_engine as photon_ccc
 from orthanc_rt.planning import request as pr
-from orthanc_rt.planning.protocols import MAX_GOALS, SITE_PROTOCOLS
+from orthanc_rt.planning.goals import MAX_GOALS
+from orthanc_rt.planning.protocols import SITE_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,9 @@ _PROTON = (
     Parameter("protocol", "string", "site protocol giving the fields the request leaves out (objectives with OAR "
               "sparing, clinical goals, prescription and fractions; scaled to the request's prescription)",
               choices=tuple(SITE_PROTOCOLS)),
-    Parameter("goals", "array", "clinical goals the QA summary evaluates (pass/fail): [{roi, metric, min and/or max}] "
-              "with metric D<volume %> (Gy), Dmax, Dmean, Dmin (Gy) or V<dose>Gy (%)", max_items=MAX_GOALS),
+    Parameter("goals", "array", "clinical goals the QA summary evaluates (pass/fail): [{roi, metric, min and/or "
+              "max, unit}] or texts (\"PTV D95 >= 98 %\"), metric D<volume %>, Dmax, Dmean, Dmin (Gy, or % of the "
+              "prescription) or V<dose>Gy (%)", max_items=MAX_GOALS),
 )
 _PHOTON = (
     Parameter("beamlet_spacing_mm", "number", "bixel size on the beam's-eye view at the isocentre",

@@ -16,15 +16,13 @@ means ranges 3.5 % longer, densities divided by 1.035):
 
 Scenarios that coincide (an error of 0) are listed once. The nominal scenario is always first.
 
-Goals: `{"roi": "CTV", "metric": "D95", "op": ">=", "value": 95, "unit": "%"}` or the same as the text
-"CTV D95 >= 95 %". Metrics: Dx (dose to x % of the ROI), Dmean, Dmax, Dmin, VxGy (% of the ROI receiving at
-least x Gy). A dose goal in "%" is relative to the prescription (`prescription_gy`), or when none is known to
-the nominal scenario's value of the same metric; its records say which.
+Goals (orthanc_rt.planning.goals): "CTV D95 >= 95 %" or the same as an object. A dose goal in "%" is relative
+to the plan's prescription, or when none is known to the nominal scenario's value of the same metric; its
+records say which.
 """
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
@@ -32,17 +30,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from orthanc_rt.errors import ValidationError
+from orthanc_rt.planning.goals import Goal, parse_goals
 from orthanc_rt.scheduling.params import field_number
 
 SETUP_RANGE_MM = (0.0, 10.0)
 RANGE_ERROR_RANGE_PCT = (0.0, 10.0)
 RANDOM_SCENARIOS_RANGE = (1, 100)
 SCENARIO_SETS = ("reduced", "full")
-MAX_GOALS = 50
-OPS = (">=", "<=")
-_METRIC = re.compile(r"^(D(\d+(?:\.\d+)?)|Dmean|Dmax|Dmin|V(\d+(?:\.\d+)?)Gy)$")
-_GOAL_TEXT = re.compile(r"^\s*(?P<roi>.+?)\s+(?P<metric>\S+)\s*(?P<op>>=|<=)\s*(?P<value>[-+0-9.eE]+)\s*"
-                        r"(?P<unit>%|Gy)\s*$")
 # The default goal when the request names neither goals nor a protocol: target coverage.
 DEFAULT_TARGET_COVERAGE_PCT = 95.0
 
@@ -69,30 +63,6 @@ class Scenario:
 
 
 @dataclass(frozen=True)
-class Goal:
-    roi: str
-    metric: str  # D95, Dmean, Dmax, Dmin, V70Gy
-    op: str  # >= or <=
-    value: float
-    unit: str  # "%" or "Gy"
-
-    @property
-    def text(self) -> str:
-        return f"{self.roi} {self.metric} {self.op} {self.value:g} {self.unit}"
-
-    @property
-    def is_dose(self) -> bool:
-        return not self.metric.startswith("V")
-
-    def passes(self, value: float) -> bool:
-        return value >= self.value if self.op == ">=" else value <= self.value
-
-    def worst(self, values: list[float]) -> float:
-        """The least favourable of the scenarios' values."""
-        return min(values) if self.op == ">=" else max(values)
-
-
-@dataclass(frozen=True)
 class RobustnessParams:
     setup_error_mm: float
     range_error_pct: float
@@ -105,7 +75,7 @@ class RobustnessParams:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["goals"] = [asdict(goal) for goal in self.goals]
+        data["goals"] = [goal.as_dict() for goal in self.goals]
         data["scenario_list"] = [scenario.as_dict() for scenario in self.scenario_list]
         return data
 
@@ -178,42 +148,6 @@ def scenario_set(chosen: Any, setup_mm: float, range_pct: float) -> list[Scenari
         scenario = Scenario(tuple(v + 0.0 for v in scenario.shift_mm), scenario.range_pct + 0.0)  # -0.0 -> 0.0
         unique.setdefault((scenario.shift_mm, scenario.range_pct), scenario)
     return list(unique.values())
-
-
-def parse_goals(value: Any, where: str) -> tuple[Goal, ...]:
-    """Goals from a list of texts ("CTV D95 >= 95 %") or objects; ValidationError names `where`."""
-    if not isinstance(value, list) or not 1 <= len(value) <= MAX_GOALS:
-        raise ValidationError(where, f"must be a list of 1 to {MAX_GOALS} goals, e.g. [\"CTV D95 >= 95 %\"]")
-    return tuple(_goal(item, f"{where}[{k}]") for k, item in enumerate(value))
-
-
-def _goal(item: Any, where: str) -> Goal:
-    if isinstance(item, str):
-        match = _GOAL_TEXT.match(item)
-        if not match:
-            raise ValidationError(where, f"{item!r:.80} is not \"<ROI> <metric> >=|<= <value> %|Gy\"")
-        item = match.groupdict()
-    if not isinstance(item, dict) or set(item) != {"roi", "metric", "op", "value", "unit"}:
-        raise ValidationError(where, "a goal has roi, metric, op, value and unit")
-    roi, metric, op, unit = (item[k] for k in ("roi", "metric", "op", "unit"))
-    if not isinstance(roi, str) or not roi.strip() or len(roi) > 64:
-        raise ValidationError(where, f"roi {roi!r:.40} must be 1 to 64 characters")
-    if not isinstance(metric, str) or not _METRIC.match(metric):
-        raise ValidationError(where, f"metric {metric!r:.40}: expected Dx (e.g. D95), Dmean, Dmax, Dmin or VxGy")
-    if op not in OPS:
-        raise ValidationError(where, f"op {op!r:.10} must be >= or <=")
-    try:
-        number = float(item["value"])
-    except (TypeError, ValueError):
-        raise ValidationError(where, f"value {item['value']!r:.40} is not a number") from None
-    if not math.isfinite(number) or number < 0:
-        raise ValidationError(where, f"value {number} must be a finite number >= 0")
-    is_volume = metric.startswith("V")
-    if unit not in ("%", "Gy") or (is_volume and unit != "%"):
-        raise ValidationError(where, f"unit {unit!r:.10}: a volume goal is in %, a dose goal in % or Gy")
-    if metric.startswith("D") and metric[1:].replace(".", "", 1).isdigit() and not 0 <= float(metric[1:]) <= 100:
-        raise ValidationError(where, f"{metric}: the volume must be 0-100 %")
-    return Goal(roi=roi.strip(), metric=metric, op=op, value=number, unit=unit)
 
 
 # OrthancRT.AutoRobustness keys -> request fields.

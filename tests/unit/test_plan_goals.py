@@ -1,14 +1,20 @@
-"""Clinical goals, site protocols and the request fields of issue 14 (optimisation grid, uncertainty stop)."""
+"""Site protocols, goals in plan requests, conflicting objectives and the request fields of issue 14 (optimisation
+grid, uncertainty stop). The goals themselves: test_goals."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from orthanc_rt.analysis.plan_goals import evaluate_goals, metric_value, objective_conflicts
 from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning.auto_rules import AutoPlanning, PlanningRule
-from orthanc_rt.planning.protocols import Goal, goal_from
-from orthanc_rt.planning.request import Objective, PlanRequest, validate_parameters, validate_rois
+from orthanc_rt.planning.goals import Goal
+from orthanc_rt.planning.request import (
+    Objective,
+    PlanRequest,
+    objective_conflicts,
+    validate_parameters,
+    validate_rois,
+)
 from orthanc_rt.scheduling.submission import parse
 
 
@@ -44,16 +50,13 @@ def test_goals_and_objectives_name_rois_the_structure_set_must_contour():
         validate_rois(goal_only, {"PTV": True})
 
 
-@pytest.mark.parametrize("item, message", [
-    ({"roi": "PTV", "metric": "D95"}, "min and/or max"),
-    ({"roi": "PTV", "metric": "V70", "max": 3}, "V<dose>Gy"),
-    ({"roi": "PTV", "metric": "D95", "min": -1}, "non-negative"),
-    ({"roi": "PTV", "metric": "D95", "min": 1, "unit": "Gy"}, "unknown field"),
-    ({"roi": "", "metric": "D95", "min": 1}, "roi must be"),
-])
-def test_bad_goals_are_refused_by_name(item, message):
-    with pytest.raises(PlanRequestError, match=message):
-        goal_from(item, 1)
+def test_a_bad_goal_in_a_plan_request_is_refused_naming_it():
+    with pytest.raises(PlanRequestError, match=r"goal 2: unknown field\(s\) dose"):
+        PlanRequest.from_dict({"target_roi": "PTV", "prescription_gy": 2.0,
+                               "goals": ["PTV D95 >= 98 %", {"roi": "PTV", "metric": "D95", "dose": 1}]})
+    relative = PlanRequest.from_dict({"target_roi": "PTV", "prescription_gy": 2.0, "goals": ["PTV D95 >= 98 %"]})
+    assert relative.goals == (Goal("PTV", "D95", min=98.0, unit="%"),)
+    assert PlanRequest.from_dict(relative.as_dict()) == relative
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -64,19 +67,6 @@ def test_bad_goals_are_refused_by_name(item, message):
 def test_bad_request_fields_are_refused_by_name(fields, message):
     with pytest.raises(PlanRequestError, match=message):
         validate_parameters(PlanRequest.from_dict({"target_roi": "PTV", "prescription_gy": 2.0, **fields}))
-
-
-def test_metrics_and_goal_verdicts_on_a_known_dose():
-    dose = np.arange(100, dtype=np.float64).reshape(1, 10, 10)  # 0..99 Gy, one voxel each
-    everything = np.ones_like(dose, dtype=bool)
-    assert metric_value("Dmax", dose.ravel()) == 99.0 and metric_value("Dmean", dose.ravel()) == 49.5
-    assert metric_value("V70Gy", dose.ravel()) == 30.0  # 70..99
-    assert metric_value("D95", dose.ravel()) == pytest.approx(np.percentile(dose, 5))
-    verdicts = evaluate_goals((Goal("A", "V70Gy", max=30.0), Goal("A", "V70Gy", max=29.9),
-                               Goal("A", "D50", min=49.0, max=50.0), Goal("Gone", "Dmax", max=1.0)),
-                              dose, {"A": everything})
-    assert [v["passed"] for v in verdicts] == [True, False, True, None]
-    assert verdicts[0]["unit"] == "%" and verdicts[2]["unit"] == "Gy" and verdicts[3]["value"] is None
 
 
 def test_a_minimum_above_an_overlapping_maximum_is_a_note_not_a_failure():

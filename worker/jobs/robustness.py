@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from orthanc_rt.analysis.body import body_on_grid, body_structure_set, grid_as_volume, restrict_to_body
-from orthanc_rt.analysis.robustness import default_goals, dose_envelope, dvh_bands, evaluate_goals
+from orthanc_rt.analysis.goals import GoalResult, evaluate_goals
+from orthanc_rt.analysis.robustness import default_goals, dose_envelope, dvh_bands
 from orthanc_rt.analysis.roi_masks import structure_masks
 from orthanc_rt.dicom.dose import build_rtdose
 from orthanc_rt.dicom.rtstruct import StructureSet
@@ -34,12 +35,13 @@ from orthanc_rt.errors import DicomInputError, DoseEngineError
 from orthanc_rt.pacs.client import OrthancApi
 from orthanc_rt.pacs.inputs import study_of
 from orthanc_rt.pacs.resources import exists
+from orthanc_rt.planning.goals import Goal, parse_goals
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.measurements import MeasurementStore
 from orthanc_rt.records.tables import Measurement
 from orthanc_rt.scheduling.origin import MAX_DOSE_RESULT, MIN_DOSE_RESULT
-from orthanc_rt.scheduling.robustness import Goal, Scenario, parse_goals
+from orthanc_rt.scheduling.robustness import Scenario
 from orthanc_rt.settings import Settings
 from worker.jobs import frame as job_frame
 from worker.jobs.dose import fresh_work_dir, plan_and_ct
@@ -166,7 +168,7 @@ def prescription_gy(plan_ds: Any) -> float | None:
     return None
 
 
-def goal_summary(result: Any, scenarios: list[Scenario]) -> dict[str, Any]:
+def goal_summary(result: GoalResult, scenarios: list[Scenario]) -> dict[str, Any]:
     return {"goal": result.goal.text, "roi": result.goal.roi, "metric": result.goal.metric,
             "worst": round(result.worst, 4), "worst_scenario": scenarios[result.worst_scenario].name,
             "passed": result.passed, "nominal": round(result.values[0], 4), "reference": result.reference,
@@ -174,7 +176,7 @@ def goal_summary(result: Any, scenarios: list[Scenario]) -> dict[str, Any]:
             "values": {s.name: round(v, 4) for s, v in zip(scenarios, result.values)}}
 
 
-def goal_records(job_id: str, results: list[Any], scenarios: list[Scenario], structure_set: StructureSet | None,
+def goal_records(job_id: str, results: list[GoalResult], scenarios: list[Scenario], structure_set: StructureSet | None,
                  provenance: dict[str, Any]) -> list[Measurement]:
     """One record per goal and scenario (label: the scenario's name) and one per goal for its worst case."""
     rows = []

@@ -45,11 +45,11 @@ from opentps.core.processing.planOptimization.planOptimization import (
 )
 
 from orthanc_rt.analysis.dvh_metrics import roi_dose_metrics, target_dose_metrics
-from orthanc_rt.analysis.plan_goals import evaluate_goals, objective_conflicts
+from orthanc_rt.analysis.goals import evaluate_goals
 from orthanc_rt.dicom.models import CtVolume, DoseGrid, IonPlan
 from orthanc_rt.dicom.uids import derive_uid
 from orthanc_rt.errors import PlanRequestError
-from orthanc_rt.planning.request import PlanRequest, validate_parameters, validate_rois
+from orthanc_rt.planning.request import PlanRequest, objective_conflicts, validate_parameters, validate_rois
 from worker.engines import mcsquare
 from worker.engines.beamlets import BeamletRunner, ScenarioErrors, local_beamlets
 from worker.engines.mcsquare import ScoringGrid
@@ -105,8 +105,8 @@ class PlanResult:
     scenario_qa: dict[str, float | list[float]] | None = None
     # MCsquare's uncertainty estimate of the final dose (mcsquare.STAT_UNCERTAINTY_DEFINITION), %; None if not logged
     final_uncertainty_pct: float | None = None
-    goals: list[dict] = field(default_factory=list)  # protocols.evaluate_goals on the final dose
-    notes: list[str] = field(default_factory=list)  # e.g. conflicting objectives (protocols.objective_conflicts)
+    goals: list[dict] = field(default_factory=list)  # analysis.goals results on the final dose (summary)
+    notes: list[str] = field(default_factory=list)  # e.g. conflicting objectives (request.objective_conflicts)
 
 
 def validate_request(request: PlanRequest, structures: dict[str, np.ndarray], ct: CtVolume) -> None:
@@ -224,7 +224,9 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     final_masks = grid_masks if final_grid == grid else {
         name: mask_on_grid(np.asarray(mask, dtype=bool), ct, final_grid) for name, mask in structures.items()}
     qa = dose_qa(dose, final_masks, request)
-    goals = evaluate_goals(tuple(request.goals or ()), dose.dose_gy, final_masks)
+    goals = [result.summary() for result in evaluate_goals(request.goals or (), [dose.dose_gy], final_masks,
+                                                          prescription_gy=request.prescription_gy,
+                                                          require_rois=False)]
     notes = objective_conflicts(request.effective_objectives, final_masks)
     scenario_qa = None
     if scenario_matrices:
