@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from orthanc_rt.records import jobs
+from orthanc_rt.records import durations, jobs
 from orthanc_rt.records.checks import CheckStore
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import utcnow
@@ -34,9 +34,6 @@ from orthanc_rt.scheduling.queue import Dispatcher
 # The Prometheus text exposition format, version 0.0.4 (what generate_latest writes; every Prometheus reads it).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "orthanc_rt_"
-# Job run times span an analysis of seconds to a plan of hours (the plan time limit is 6 h by default).
-DURATION_BUCKETS_S = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
-                      21600.0)
 # Monte Carlo throughput is averaged over this many of the latest succeeded dose jobs: recent enough to show a
 # slower host or a changed thread count, enough jobs to smooth out their sizes.
 PRIMARIES_RATE_JOBS = 100
@@ -88,18 +85,15 @@ class JobMetrics(Collector):
         return family
 
     def _durations(self) -> Metric:
-        runs = self.store.run_seconds()
+        found = durations.histograms(self.store.url, durations.JOB)
         family = HistogramMetricFamily(
             PREFIX + "job_duration_seconds",
-            "Run time of finished jobs (last start to end; waiting in a queue not included), by kind and state",
-            labels=["kind", "state"])
-        by_key: dict[tuple[str, str], list[float]] = {}
-        for kind, state, seconds in runs:
-            by_key.setdefault((kind, state), []).append(seconds)
-        for kind in _kinds(k for k, _, _ in runs):
+            "Run time of finished jobs (last start to end; waiting in a queue not included), by kind and state; "
+            "a job run again after an outage counts each end", labels=["kind", "state"])
+        empty = durations.Histogram([0] * (len(durations.BUCKETS_S) + 1), 0.0)
+        for kind in _kinds(k for k, _ in found):
             for state in jobs.FINAL_STATES:
-                values = by_key.get((kind, state), [])
-                family.add_metric([kind, state], _buckets(values), sum(values))
+                family.add_metric([kind, state], *_buckets(found.get((kind, state), empty)))
         return family
 
     def _stage_durations(self) -> Metric:
@@ -108,11 +102,8 @@ class JobMetrics(Collector):
             "Time jobs spent in each stage they ran to its end (from entering it to the job's next stage or end), "
             "by kind and stage; stages are named by the code (fetching inputs, Monte Carlo, computing beamlets, "
             "optimizing, ...), a series appears with the first stage of its name", labels=["kind", "stage"])
-        by_key: dict[tuple[str, str], list[float]] = {}
-        for kind, stage, seconds in self.store.stage_seconds():
-            by_key.setdefault((kind, stage), []).append(seconds)
-        for (kind, stage), values in sorted(by_key.items()):
-            family.add_metric([kind, stage], _buckets(values), sum(values))
+        for (kind, stage), histogram in durations.histograms(self.store.url, durations.STAGE).items():
+            family.add_metric([kind, stage], *_buckets(histogram))
         return family
 
     def _failures(self) -> Metric:
@@ -186,10 +177,10 @@ def _kinds(found: Iterable[str]) -> list[str]:
     return [*kinds.NAMES, *extra]
 
 
-def _buckets(values: list[float]) -> list[tuple[str, float]]:
-    """Cumulative histogram buckets of `values` over DURATION_BUCKETS_S, ending with +Inf."""
-    return [*((repr(bound), sum(1 for v in values if v <= bound)) for bound in DURATION_BUCKETS_S),
-            ("+Inf", len(values))]
+def _buckets(histogram: durations.Histogram) -> tuple[list[tuple[str, float]], float]:
+    """prometheus_client's buckets (cumulative, ending with +Inf) and sum of a histogram."""
+    bounds = [*map(repr, durations.BUCKETS_S), "+Inf"]
+    return list(zip(bounds, histogram.cumulative)), histogram.seconds
 
 
 def registry_for(store: JobStore, checks: CheckStore, dispatcher: Dispatcher | None, *,

@@ -16,8 +16,7 @@ from typing import Any, Iterable
 from sqlalchemy import func, select
 
 from orthanc_rt.records import audit
-from orthanc_rt.records.db import paged, read_scope, session_scope
-from orthanc_rt.records.jobs import aware
+from orthanc_rt.records.db import aware, paged, read_scope, session_scope
 from orthanc_rt.records.tables import Check, utcnow
 
 PASS, WARN, FAIL = "pass", "warn", "fail"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -134,6 +135,11 @@ def paged(session: Session, stmt: Select, order: Sequence[Any], limit: int, offs
         width = len(stmt.column_descriptions)
         return [row[0] if width == 1 else tuple(row[:width]) for row in result], int(result[0][-1])
     return [], int(session.scalar(total_of) or 0) if offset else 0
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def upgrade(url: str, revision: str = "head") -> None:

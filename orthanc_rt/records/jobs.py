@@ -12,14 +12,15 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from orthanc_rt.records import audit
-from orthanc_rt.records.db import paged, read_scope, session_scope
+from orthanc_rt.records import audit, durations
+from orthanc_rt.records.db import aware, paged, read_scope, session_scope
+from orthanc_rt.records.durations import stage_name
 from orthanc_rt.records.tables import Job, JobEvent, utcnow
 
 QUEUED = "queued"
@@ -53,11 +54,6 @@ def job_id(kind: str, *inputs: str, params: dict[str, Any] | None = None) -> str
     """Deterministic id: same inputs (DICOM UIDs) and parameters, same job."""
     canonical = json.dumps({"kind": kind, "inputs": list(inputs), "params": params or {}}, sort_keys=True)
     return f"{kind}-{hashlib.sha256(canonical.encode()).hexdigest()[:24]}"
-
-
-def stage_name(stage: str) -> str:
-    """A stage without its detail ("computing beamlets: part 3/8" -> "computing beamlets")."""
-    return stage.split(":", 1)[0].strip()
 
 
 def actor_name() -> str:
@@ -151,14 +147,6 @@ class JobStore:
             rows = s.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
             return {(kind, state): n for kind, state, n in rows}
 
-    def run_seconds(self) -> list[tuple[str, str, float]]:
-        """(kind, final state, seconds from its last start to its end) of every finished job that started."""
-        stmt = select(Job.kind, Job.state, Job.started_at, Job.finished_at).where(
-            Job.state.in_(FINAL_STATES), Job.started_at.is_not(None), Job.finished_at.is_not(None))
-        with read_scope(self.url) as s:
-            return [(kind, state, max(0.0, (aware(end) - aware(start)).total_seconds()))
-                    for kind, state, start, end in s.execute(stmt)]
-
     def failure_counts(self) -> dict[tuple[str, str], int]:
         """(kind, failure_class) -> jobs failed or cancelled; grouped in the database by what the class reads
         (the start of the message is all `failure_class` looks at)."""
@@ -223,7 +211,12 @@ class JobStore:
             before = _locked_state(s, job_id_)
             moved = s.execute(stmt.values(**values)).rowcount == 1
             if moved:
-                s.add(JobEvent(job_id=job_id_, state=state, stage=stage or "", message=message or "", actor=actor))
+                durations.stage_ended(s, job_id_, values["updated_at"])
+                if state in FINAL_STATES:
+                    kind, started = s.execute(select(Job.kind, Job.started_at).where(Job.id == job_id_)).one()
+                    durations.job_ended(s, kind, state, started, values["finished_at"])
+                s.add(JobEvent(job_id=job_id_, at=values["updated_at"], state=state, stage=stage or "",
+                               message=message or "", actor=actor))
                 after: dict[str, Any] = {"state": state, "message": message or ""}
                 if fields.get("outputs"):
                     after["outputs"] = fields["outputs"]
@@ -232,18 +225,20 @@ class JobStore:
 
     def start(self, job_id_: str, *, actor: str) -> bool:
         """A worker takes the job (from queued; also from running when a dead worker's job is retried)."""
+        now = utcnow()
         with session_scope(self.url) as s:
             before = _locked_state(s, job_id_)
             stmt = (
                 update(Job)
                 .where(Job.id == job_id_, Job.state.in_([QUEUED, RUNNING]))
-                .values(state=RUNNING, started_at=utcnow(), updated_at=utcnow(), attempts=Job.attempts + 1,
+                .values(state=RUNNING, started_at=now, updated_at=now, attempts=Job.attempts + 1,
                         stage="starting", progress=0.0, message="")
             )
             moved = s.execute(stmt).rowcount == 1
             if moved:
                 attempt = s.scalar(select(Job.attempts).where(Job.id == job_id_))
-                s.add(JobEvent(job_id=job_id_, state=RUNNING, stage="starting",
+                durations.stage_ended(s, job_id_, now)  # a dead worker's stage, when retried from running
+                s.add(JobEvent(job_id=job_id_, at=now, state=RUNNING, stage="starting",
                                message=f"attempt {attempt}", actor=actor))
                 audit.record(s, actor, audit.JOB_PREFIX + "started", job_id_, {"state": before},
                              {"state": RUNNING, "attempt": attempt})
@@ -251,8 +246,8 @@ class JobStore:
 
     def progress(self, job_id_: str, *, stage: str, fraction: float, eta_seconds: float | None) -> None:
         """A running job's progress. Entering a new stage (the text before a ':', which may add a detail such as
-        a part count) is also an event of its history, so how long each stage took can be read back
-        (`stage_seconds`)."""
+        a part count) is also an event of its history, and ends the stage before it (`durations`)."""
+        now = utcnow()
         with session_scope(self.url) as s:
             current = s.execute(select(Job.stage).where(Job.id == job_id_, Job.state == RUNNING)).scalar()
             if current is None:
@@ -261,25 +256,12 @@ class JobStore:
                 update(Job)
                 .where(Job.id == job_id_, Job.state == RUNNING)
                 .values(stage=stage, progress=max(0.0, min(1.0, fraction)), eta_seconds=eta_seconds,
-                        updated_at=utcnow())
+                        updated_at=now)
             )
             if stage_name(stage) != stage_name(current):
-                s.add(JobEvent(job_id=job_id_, state=RUNNING, stage=stage_name(stage)[:64], actor=actor_name()))
-
-    def stage_seconds(self) -> list[tuple[str, str, float]]:
-        """(kind, stage, seconds) of every stage a job ran to its end: from the event that entered the stage to
-        the job's next event (the next stage, or its end)."""
-        # The type given: SQLite hands a window function's datetime back as text otherwise.
-        after = func.lead(JobEvent.at, type_=JobEvent.__table__.c.at.type).over(partition_by=JobEvent.job_id,
-                                                                                 order_by=JobEvent.id)
-        events = (select(JobEvent.job_id, JobEvent.state, JobEvent.stage, JobEvent.at, after.label("next_at"))
-                  .subquery())
-        stmt = (select(Job.kind, events.c.stage, events.c.at, events.c.next_at)
-                .join(Job, Job.id == events.c.job_id)
-                .where(events.c.state == RUNNING, events.c.next_at.is_not(None)))
-        with read_scope(self.url) as s:
-            return [(kind, stage_name(stage), max(0.0, (aware(end) - aware(start)).total_seconds()))
-                    for kind, stage, start, end in s.execute(stmt)]
+                durations.stage_ended(s, job_id_, now)
+                s.add(JobEvent(job_id=job_id_, at=now, state=RUNNING, stage=stage_name(stage)[:64],
+                               actor=actor_name()))
 
     def mark_enqueued(self, job_id_: str) -> bool:
         """Claim the right to push the job to Redis (exactly one caller wins)."""
@@ -351,11 +333,6 @@ def failure_class(state: str, stage: str, message: str) -> str | None:
     if stage in (INPUT_FAILURE, WAITED_FOR_INPUT) or message.startswith("gave up waiting for input"):
         return "input"
     return "other"
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def to_dict(job: Job, *, events: bool = False) -> dict[str, Any]:

@@ -15,8 +15,7 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import delete, select
 
-from orthanc_rt.records.db import paged, read_scope, session_scope
-from orthanc_rt.records.jobs import aware
+from orthanc_rt.records.db import aware, paged, read_scope, session_scope
 from orthanc_rt.records.tables import DoseLetHistogram, DvhCurve, Measurement, utcnow
 
 SOURCES = ("dvh", "image", "manual", "sr", "let", "robustness")  # let: per-ROI LETd of a dose job with LET;

@@ -17,8 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from orthanc_rt.records import audit, jobs
-from orthanc_rt.records.db import paged, read_scope, session_scope
-from orthanc_rt.records.jobs import aware
+from orthanc_rt.records.db import aware, paged, read_scope, session_scope
 from orthanc_rt.records.tables import Job, Plan, utcnow
 
 DELETED = "deleted"

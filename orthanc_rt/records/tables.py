@@ -70,6 +70,25 @@ class JobEvent(Base):
     job: Mapped[Job] = relationship(back_populates="events")
 
 
+class DurationTotal(Base):
+    """Running totals of how long jobs ran and how long their stages took, one row per histogram bucket.
+
+    /rt/metrics reads these few rows instead of every job's history, so a scrape costs the same however many
+    jobs the database holds (`orthanc_rt.records.durations`). `family` is "job" (label: the final state) or
+    "stage" (label: the stage's name); `bucket` indexes durations.BUCKETS_S, its length meaning +Inf;
+    `count` and `seconds` are of the durations that fell in that bucket (not cumulative).
+    """
+
+    __tablename__ = "duration_totals"
+
+    family: Mapped[str] = mapped_column(String(8), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class Measurement(Base):
     """One measured value with its provenance (a DVH metric, an image statistic, a manual or SR measurement).
 

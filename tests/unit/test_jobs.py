@@ -10,12 +10,14 @@ from rq.job import Job as RqJob
 from rq.job import JobStatus
 
 from orthanc_rt.pacs.resources import InstanceRef
-from orthanc_rt.records import jobs
+from orthanc_rt.records import durations, jobs
+from orthanc_rt.records.db import session_scope
 from orthanc_rt.records.jobs import MAX_ATTEMPTS_AFTER_OUTAGES, JobQuery, JobStore
 from orthanc_rt.records.tables import utcnow
 from orthanc_rt.scheduling.params import CheckParams, DoseParams
 from orthanc_rt.scheduling.queue import QUEUE_NAMES, Dispatcher, redis_for
 from orthanc_rt.scheduling.scheduler import Scheduler
+from tests.support.records import jobs_row
 
 PLAN = InstanceRef(orthanc_id="p-1", sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.481.8",
                series_instance_uid="1.2.3", study_instance_uid="1.2", orthanc_study_id="s-1")
@@ -138,8 +140,34 @@ def test_entering_a_stage_is_history_its_details_are_not(database_url):
     assert [(e["state"], e["stage"]) for e in events] == [
         ("queued", "queued"), ("running", "starting"), ("running", "Monte Carlo"), ("running", "storing"),
         ("succeeded", "done")]
-    assert sorted(stage for kind, stage, _ in store.stage_seconds()) == ["Monte Carlo", "starting", "storing"]
+    stages = durations.histograms(database_url, durations.STAGE)
+    assert sorted(stage for _, stage in stages) == ["Monte Carlo", "starting", "storing"]
+    assert all(histogram.count == 1 for histogram in stages.values())
     assert store.get(job.id).stage == "done"
+
+
+def test_duration_totals_added_as_jobs_run_equal_those_rebuilt_from_their_histories(database_url):
+    store = JobStore(database_url)
+    for n, outcome in enumerate((jobs.SUCCEEDED, jobs.FAILED, jobs.SUCCEEDED)):
+        job, _ = store.create(jobs_row(f"dose-totals-{n}"), actor="plugin")
+        assert store.start(job.id, actor="worker-a")
+        store.progress(job.id, stage="Monte Carlo: 10 %", fraction=0.1, eta_seconds=None)
+        if n == 1:  # a dead worker's job, taken again from running: its stage ends with the retry
+            assert store.start(job.id, actor="worker-b")
+            store.progress(job.id, stage="Monte Carlo", fraction=0.1, eta_seconds=None)
+        assert store.transition(job.id, outcome, from_states=[jobs.RUNNING], stage="done", actor="worker-a")
+    live = {family: durations.histograms(database_url, family) for family in (durations.JOB, durations.STAGE)}
+    with session_scope(database_url) as s:
+        durations.rebuild(s)
+    rebuilt = {family: durations.histograms(database_url, family) for family in (durations.JOB, durations.STAGE)}
+    assert live[durations.JOB].keys() == rebuilt[durations.JOB].keys() == {("dose", jobs.SUCCEEDED),
+                                                                           ("dose", jobs.FAILED)}
+    assert live[durations.STAGE][("dose", "Monte Carlo")].count == 4 and live[durations.STAGE][
+        ("dose", "starting")].count == 4
+    for family in live:
+        for key, histogram in live[family].items():
+            assert histogram.cumulative == rebuilt[family][key].cumulative, key
+            assert histogram.seconds == pytest.approx(rebuilt[family][key].seconds, abs=1e-3), key
 
 
 def test_waiting_jobs_resume_per_study_and_expire(database_url, redis_url):
@@ -168,14 +196,6 @@ def test_list_filters_and_pages(database_url):
     assert total == 2 and {r.id for r in rows} == {"dose-1", "dose-3"}
     page, total = store.list(JobQuery(limit=2, offset=4))
     assert total == 5 and len(page) == 1
-
-
-def jobs_row(job_id: str, study: str = "1.2"):
-    from orthanc_rt.records.tables import Job
-
-    return Job(id=job_id, kind="dose", state=jobs.QUEUED, stage="queued", progress=0.0, message="",
-               source="api", requested_by="", study_instance_uid=study, orthanc_study_id="s", params={},
-               inputs={}, outputs={}, attempts=0)
 
 
 @pytest.fixture(autouse=True)

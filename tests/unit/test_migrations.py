@@ -1,4 +1,6 @@
-"""The Alembic migrations, run from empty, produce exactly the tables the models describe."""
+"""The Alembic migrations, run from empty, produce exactly the tables the models describe; data migrations."""
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -20,8 +22,28 @@ def test_upgrade_is_idempotent(database_url):
 
 def _head() -> str:
     """The newest revision of the migrations shipped (each file names its revision)."""
-    from pathlib import Path
-
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory(str(Path(db.__file__).parent / "migrations")).get_current_head()
+
+
+def test_the_duration_totals_migration_fills_them_from_the_histories(database_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from orthanc_rt.records import durations, jobs
+    from tests.support.records import jobs_row
+
+    store = jobs.JobStore(database_url)
+    job, _ = store.create(jobs_row("dose-before-0008"), actor="plugin")
+    store.start(job.id, actor="worker")
+    store.progress(job.id, stage="Monte Carlo", fraction=0.5, eta_seconds=None)
+    store.transition(job.id, jobs.SUCCEEDED, from_states=[jobs.RUNNING], stage="done", actor="worker")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
+    cfg.attributes["connection_url"] = db.normalize_url(database_url)
+    command.downgrade(cfg, "0007")  # the table goes: these jobs ran before it existed
+    db.upgrade(database_url)
+    stages = durations.histograms(database_url, durations.STAGE)
+    assert {stage for _, stage in stages} == {"starting", "Monte Carlo"}
+    assert durations.histograms(database_url, durations.JOB)[("dose", jobs.SUCCEEDED)].count == 1
