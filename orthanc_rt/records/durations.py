@@ -5,9 +5,9 @@ running event of the job's history) to the job's next event, whatever that is: t
 `JobStore` adds each duration in the transaction that records the event ending it (`stage_ended`, `job_ended`),
 so /rt/metrics reads a few rows per scrape (`histograms`) instead of every job's history: with 100,000 jobs a
 whole scrape took 5.1 s on PostgreSQL here when it scanned the histories, 84 ms with the totals (most of it now
-counting jobs by state; bench/metrics_scrape.py). Every ending counts, so a job failed by an outage and run again counts twice, as
-Prometheus histograms (counters) expect. `rebuild` recomputes the totals from the histories: the migration that
-made the table fills it with it.
+counting jobs by state; bench/metrics_scrape.py). Every ending counts, so a job failed by an outage and run
+again counts twice, as Prometheus histograms (counters) expect. `rebuild` recomputes the totals from the
+histories: the migration that made the table fills it with it.
 """
 from __future__ import annotations
 
