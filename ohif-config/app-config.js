@@ -665,7 +665,9 @@
         routes: { 0: { layoutInstance: { props: { rightPanels: { $push: [PANEL_ID] } } } } },
       },
     },
-    customizationService: {},
+    // No first-visit guided tour: it covers the toolbar and the viewport of the study a physicist came to see
+    // from a link (Orthanc Explorer, a job's result); OHIF's own documentation is a click away in its menu.
+    customizationService: { 'ohif.tours': { $set: [] } },
     maxNumberOfWebWorkers: 2,
     showWarningMessageForCrossOrigin: false,
     showCPUFallbackMessage: true,

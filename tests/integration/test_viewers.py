@@ -39,10 +39,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
 def _ohif_page(browser_or_context, **kw):
-    """A page without OHIF's first-visit guided tour (it covers the toolbar): the tour is marked as seen."""
-    page = browser_or_context.new_page(**kw)
-    page.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
-    return page
+    """A page as a first visit opens it (fresh storage: OHIF would show its guided tour, which our configuration
+    turns off; test_ohif_shows_ct_structures_and_our_dose checks that it stays off)."""
+    return browser_or_context.new_page(**kw)
 
 
 def _open_in_ohif(browser, rt_stack, study_uid: str):
@@ -85,6 +84,8 @@ def test_ohif_shows_ct_structures_and_our_dose(orthanc, rt_stack, browser):
     page.screenshot(path=str(artifact("ohif-rtstruct.png")))
     time.sleep(2)  # let the dose frames arrive before the screenshot
     page.screenshot(path=str(artifact("ohif-rtdose.png")))
+    # A first visit, the viewport drawn: OHIF's guided tour (Shepherd.js steps over it) is configured away.
+    assert page.locator(".shepherd-element").count() == 0, "OHIF's first-visit tour covers the viewer"
 
     series = {uid: str(ds.SeriesInstanceUID) for uid, ds in (("ct", case.ct[0]), ("rtstruct", case.rtstruct))}
     dose_series = job["outputs"]["rtdose"]["series_instance_uid"]
