@@ -599,3 +599,11 @@ def trigger_case(name: str = "triggers") -> TriggerCase:
     phantom = small_phantom_case(name)
     return TriggerCase(dvh=dvh, report=measurement_report(dvh, name=name), ion_plan=phantom.plan,
                        photon_plan=photon_plan(phantom), plan_with_dose=with_referenced_dose(phantom.plan, dvh.rtdose))
+
+
+def scenario_doses() -> list[np.ndarray]:
+    """Three doses of a robustness evaluation on a 4 x 4 x 4 grid: nominal (10 Gy in the central 2 x 2 x 2 voxels,
+    0 around), cold (0.9 x) and hot (1.05 x)."""
+    base = np.zeros((4, 4, 4))
+    base[1:3, 1:3, 1:3] = 10.0
+    return [base, base * 0.9, base * 1.05]

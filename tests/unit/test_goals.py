@@ -8,6 +8,7 @@ import pytest
 from orthanc_rt.analysis.goals import evaluate_goals, metric_value
 from orthanc_rt.errors import DicomInputError, ValidationError
 from orthanc_rt.planning.goals import Goal, parse_goal, parse_goals
+from tests.support.cases import scenario_doses
 
 
 def test_the_three_spellings_are_one_goal():
@@ -66,14 +67,8 @@ def test_metrics_and_verdicts_on_a_known_dose():
     assert summaries[4]["value"] == pytest.approx(99.0) and summaries[4]["reference_gy"] == 50.0
 
 
-def _doses():
-    base = np.zeros((4, 4, 4))
-    base[1:3, 1:3, 1:3] = 10.0
-    return [base, base * 0.9, base * 1.05]  # nominal, cold, hot
-
-
 def test_worst_case_is_the_least_favourable_scenario():
-    doses = _doses()
+    doses = scenario_doses()
     target = doses[0] > 0
     masks = {"CTV": target, "OAR": ~target}
     hot_limit, coverage, window = evaluate_goals(
@@ -90,7 +85,7 @@ def test_worst_case_is_the_least_favourable_scenario():
 
 
 def test_a_goal_on_a_missing_or_empty_roi_is_named():
-    doses = _doses()
+    doses = scenario_doses()
     masks = {"CTV": doses[0] > 0, "Empty": np.zeros((4, 4, 4), bool)}
     with pytest.raises(DicomInputError, match="no ROI 'Rectum'.*CTV, Empty"):
         evaluate_goals([Goal("Rectum", "V70Gy", max=15)], doses, masks, prescription_gy=None)

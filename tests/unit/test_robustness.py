@@ -10,6 +10,7 @@ from orthanc_rt.dicom.models import DoseGrid
 from orthanc_rt.errors import ValidationError
 from orthanc_rt.planning.goals import Goal
 from orthanc_rt.scheduling.robustness import Scenario, robustness_params, scenario_set
+from tests.support.cases import scenario_doses
 
 LIMITS = dict(primaries_range=(1000, 10**9), default_primaries=10**6)
 
@@ -57,14 +58,8 @@ def test_goals_from_request_protocol_or_default():
     assert stored == [{"roi": "CTV", "metric": "Dmean", "max": 60.0, "unit": "Gy"}]  # what the job re-reads
 
 
-def _doses():
-    base = np.zeros((4, 4, 4))
-    base[1:3, 1:3, 1:3] = 10.0
-    return [base, base * 0.9, base * 1.05]  # nominal, cold, hot
-
-
 def test_bands_hold_the_nominal_curve_and_the_envelope_brackets_every_scenario():
-    doses = _doses()
+    doses = scenario_doses()
     bands = dvh_bands(doses, {"CTV": doses[0] > 0})["CTV"]
     assert all(lo <= nom <= hi for lo, nom, hi in zip(bands["min"], bands["nominal"], bands["max"]))
     assert bands["nominal"][0] == 100.0 and bands["max"][-1] > 0
