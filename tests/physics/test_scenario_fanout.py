@@ -8,8 +8,12 @@ alone (one lost run costs one scenario), and one that keeps failing fails the ev
 """
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
+from redis import Redis
 
 pytest.importorskip("opentps.core")
 
@@ -117,3 +121,45 @@ def test_a_worker_on_another_host_computes_scenarios_sharing_only_redis(case, re
         difference, noise = high_dose_difference(dose, alone), high_dose_difference(again, alone)
         assert difference < NOISE_FACTOR * noise, (scenario.name, difference, noise)
     assert not (tmp_path / "remote").exists()  # what it wrote stayed on its own disk
+
+
+@pytest.mark.physics
+@pytest.mark.timeout(300)  # the lost scenario must be redone, not waited for: fail instead of hanging
+def test_a_worker_host_lost_mid_scenario_costs_that_scenario_only(case, redis_url, tmp_path):
+    """The isolated host loses power while it computes a scenario: the evaluation finishes without it, the lost
+    scenario redone (here by the evaluation job) once its lease lapses, every dose as computed in place."""
+    reason = netns.available()
+    if reason:
+        pytest.skip(reason)
+    ct, plan, scenarios = case
+    redis = Redis.from_url(redis_url)
+    with netns.isolated_host() as host:
+        remote = netns.start_worker(host, redis_url, tmp_path / "remote", tmp_path / "remote-worker.log")
+        lost: list[str] = []
+
+        def pull_the_plug() -> None:  # as soon as the remote worker holds a scenario
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                for key in redis.scan_iter("orthanc-rt:scenarios:*:lease:*"):
+                    if redis.get(key) == remote.encode():
+                        host.power_off()
+                        lost.append(key.decode())
+                        return
+                time.sleep(0.01)
+
+        plug = threading.Thread(target=pull_the_plug, daemon=True)
+        plug.start()
+        runner = ScenarioDoses(redis_url, part_timeout_s=600)
+        doses = runner(ct, plan, scenarios, primaries=PRIMARIES, work_dir=tmp_path / "parent", threads=1)
+        plug.join()
+    report = runner.last_report
+    assert lost, report.runs  # the plug was pulled while the remote worker held a scenario
+    lost_part = int(lost[0].rsplit(":", 1)[1])
+    outcomes = [(run["part"], run["executor"], run["outcome"]) for run in report.runs]
+    assert (lost_part, remote, "lost") in outcomes, outcomes
+    assert (lost_part, "plan job", "done") in outcomes, outcomes  # redone by the evaluation job
+    assert sorted(run["part"] for run in report.runs if run["outcome"] == "done") == [0, 1, 2], outcomes
+    for scenario, dose in zip(scenarios, doses):
+        alone = scenario_dose(ct, plan, scenario, primaries=PRIMARIES, work_dir=tmp_path / "alone", threads=1)
+        assert dose.dose_gy.sum() == pytest.approx(float(alone.dose_gy.sum()), rel=0.03), scenario.name
+        assert np.abs(centre_mm(dose) - centre_mm(alone)).max() < 0.5, scenario.name
