@@ -50,11 +50,15 @@ to hours later, and a job a vanished client had popped from the queue (Redis
 hands a queued job to a blocked BLPOP whose client is gone but whose
 connection lingers) is in neither the queue nor any worker. So a sub-job
 holds a lease on its part (a key it refreshes every few seconds while it
-runs), and the parent treats a part it has no result of, that is neither in
-the queue nor leased for `LEASE_TTL_S`, as lost: like a failed attempt, it
+runs, lapsing `LEASE_TTL_S` after the last renewal), and the parent treats
+a part it has no result of as lost when it is neither in the queue nor
+leased: for `_LAPSE_GRACE_S` after a lease it saw lapsed, for
+`_UNCLAIMED_GRACE_S` when it never saw one (the moments between a worker
+popping the job and its work-horse taking the lease: a fork and a few
+imports, seconds on a loaded machine). Like a failed attempt, a lost part
 goes back to the queue with one retry fewer (recorded as a run "lost"), or
 fails the plan naming the worker when no retry is left. A lost worker thus
-costs its part's Monte Carlo run and `LEASE_TTL_S`, never the plan.
+costs its part's Monte Carlo run and about 20 s, never the plan.
 """
 from __future__ import annotations
 
@@ -117,10 +121,10 @@ logger = logging.getLogger(__name__)
 QUEUE = QUEUE_NAMES["beamlets"]
 PART_RETRIES = 2
 HEARTBEAT_TTL_S = 15  # a sub-job of a vanished parent stops within this
-# A part neither queued nor leased for this long is lost. It also covers the moments between a worker popping
-# the job and its work-horse taking the lease (a fork and a few imports; seconds on a loaded machine).
-LEASE_TTL_S = 30
+LEASE_TTL_S = 15  # a running part's lease lapses this long after its last renewal (module docstring)
 _LEASE_EVERY_S = 3.0
+_LAPSE_GRACE_S = 5.0  # covers a failed attempt's moment between its lease deleted and RQ's retry queued
+_UNCLAIMED_GRACE_S = 30.0
 _HEARTBEAT_EVERY_S = 3.0
 _POLL_S = 0.5
 _CANCEL_CHECK_EVERY_S = 1.0  # how often a running part looks at its parent's heartbeat
@@ -360,6 +364,7 @@ class Fanout:
         results: dict[int, bytes] = {}
         pending = [part.index for part in self.parts]
         unattended_since: dict[int, float] = {}  # part -> when it was first seen neither queued nor leased
+        leased_before: set[int] = set()  # parts seen leased since they were last queued
         last_reported = -1.0
 
         def report_progress() -> None:  # never backwards: a retried part starts again from zero
@@ -383,7 +388,7 @@ class Fanout:
             report_progress()
             if not pending:
                 break
-            for index in self._unattended(pending, statuses, unattended_since):
+            for index in self._unattended(pending, statuses, unattended_since, leased_before):
                 self._requeue_lost(index)
             index = self._claim(pending)
             if index is None:
@@ -402,9 +407,9 @@ class Fanout:
                 statuses[index] = None
         return statuses
 
-    def _unattended(self, pending: list[int], statuses: dict[int, str | None],
-                    since: dict[int, float]) -> list[int]:
-        """The parts lost by now (module docstring: Lost workers); updates `since`."""
+    def _unattended(self, pending: list[int], statuses: dict[int, str | None], since: dict[int, float],
+                    leased_before: set[int]) -> list[int]:
+        """The parts lost by now (module docstring: Lost workers); updates `since` and `leased_before`."""
         now = time.monotonic()
         waiting = [index for index in pending if statuses[index] in (JobStatus.QUEUED, JobStatus.STARTED)]
         with self.redis.pipeline(transaction=False) as pipe:
@@ -414,10 +419,17 @@ class Fanout:
             answers = pipe.execute()
         lost = []
         for index, leased, position in zip(waiting, answers[0::2], answers[1::2]):
+            if leased:
+                leased_before.add(index)
+            if position is not None:
+                leased_before.discard(index)
             if leased or position is not None:
                 since.pop(index, None)
-            elif now - since.setdefault(index, now) > LEASE_TTL_S:
+                continue
+            grace = _LAPSE_GRACE_S if index in leased_before else _UNCLAIMED_GRACE_S
+            if now - since.setdefault(index, now) > grace:
                 since.pop(index)
+                leased_before.discard(index)
                 lost.append(index)
         for index in set(since) - set(waiting):
             since.pop(index)
@@ -434,9 +446,9 @@ class Fanout:
             "finished": time.time(), "outcome": "lost"}))
         self.redis.expire(self._key("runs"), self.ttl_s)
         if not rq_job.retries_left:
-            raise BeamletFanoutError(f"{label} was lost with {holder} (no word from it for {LEASE_TTL_S} s) after "
-                                     f"{attempts} attempt(s)")
-        logger.warning("%s lost with %s (no word for %d s); back in the queue", label, holder, LEASE_TTL_S)
+            raise BeamletFanoutError(f"{label} was lost with {holder} (its lease lapsed, or it never took one) "
+                                     f"after {attempts} attempt(s)")
+        logger.warning("%s lost with %s (its lease lapsed, or it never took one); back in the queue", label, holder)
         rq_job.retries_left -= 1
         # Else RQ's own clean-up would later find the dead execution and mark the requeued job failed.
         StartedJobRegistry(queue=self.queue).remove_executions(rq_job)
