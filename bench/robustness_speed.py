@@ -34,9 +34,9 @@ import numpy as np
 
 from bench._common import BENCH_REDIS_URL
 from orthanc_rt.dicom.ion_plan import read_ion_plan
-from orthanc_rt.scheduling.robustness import scenario_set
 from orthanc_rt.dicom.models import CtVolume, IonPlan
 from orthanc_rt.ops.phantom import case_uid
+from orthanc_rt.scheduling.robustness import scenario_set
 from tests.support.cases import small_phantom_case
 from tests.support.opentps_plans import designed_plan
 from tests.support.pelvis import pelvis_case
