@@ -1,7 +1,7 @@
 """Benchmark 9: a robustness evaluation's scenario doses over 1 and 2 workers (worker.engines.scenario_fanout).
 
-The case (`--case`) is the small water phantom of tests/support/cases.py (its
-plan: one field, 64 spots), or `pelvis` (the issue's case): the pelvis
+The case (`--case`) is `water`, the small water phantom of tests/support/cases.py (its
+plan: one field, 64 spots), or `pelvis` (the default, the issue's case): the pelvis
 phantom of tests/support/pelvis.py (2 mm CT) with two lateral fields whose
 spots OpenTPS places on the PTV as planning places them (`ProtonPlanDesign`,
 tests/support/opentps_plans.designed_plan; `--scale` sizes the PTV,
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--primaries", type=int, default=100_000, help="per scenario (and for the nominal dose)")
     parser.add_argument("--setup-mm", type=float, default=3.0)
     parser.add_argument("--range-pct", type=float, default=3.5)
-    parser.add_argument("--case", choices=("water", "pelvis"), default="water")
+    parser.add_argument("--case", choices=("water", "pelvis"), default="pelvis")
     parser.add_argument("--scale", type=float, default=1.0, help="pelvis: PTV size (1.0: about 94 cc)")
     parser.add_argument("--spot-spacing", type=float, default=5.0, help="pelvis: mm between spots and layers")
     parser.add_argument("--redis", default=os.environ.get("ORTHANC_RT_BENCH_REDIS", BENCH_REDIS_URL))
