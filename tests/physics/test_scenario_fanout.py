@@ -28,10 +28,12 @@ from worker.engines import beamlet_fanout  # noqa: E402
 from worker.engines.scenario_fanout import ScenarioDoses, scenario_dose  # noqa: E402
 
 PRIMARIES = 20_000
-# Mean absolute difference of two runs over a few hundred high-dose voxels varies by a few % between pairs of
-# runs: 1.5 times the measured noise leaves room for chance, and none for a misplaced or misscaled dose
-# (measured once: a 3 mm shift gives 1.9 times the noise; the centroid check catches 0.5 mm).
-NOISE_FACTOR = 1.5
+# Mean absolute voxel difference where the dose exceeds half its maximum, relative to the maximum, between two
+# runs of the same scenario at PRIMARIES: 0.041 to 0.052 over 18 pairs of runs in place (4 runs of each of this
+# module's 3 scenarios; measured once); the same scenario shifted by 1 mm gave 0.053 to 0.060, by 3 mm 0.099.
+# So 0.075 lets noise pass and not a scenario mixed up with another; smaller misplacements are the centroid
+# check's (0.5 mm).
+HIGH_DOSE_TOLERANCE = 0.075
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +100,7 @@ def test_a_worker_on_another_host_computes_scenarios_sharing_only_redis(case, re
     It takes scenarios from the queue; every merged scenario dose equals the same scenario computed in place
     within Monte Carlo noise (the tolerances of the test above: integral within 3 %, dose-weighted centre within
     0.5 mm, against the scenarios' 3 mm shifts; and the mean absolute voxel difference where the dose exceeds
-    half its maximum, relative to the maximum, at most NOISE_FACTOR times that of a second run in place: at 2e4
-    primaries two runs in place differ by about 5 % of the maximum there, measured here, not assumed)."""
+    half its maximum within HIGH_DOSE_TOLERANCE of the maximum)."""
     reason = netns.available()
     if reason:
         pytest.skip(reason)
@@ -117,9 +118,8 @@ def test_a_worker_on_another_host_computes_scenarios_sharing_only_redis(case, re
         assert dose.dose_gy.shape == alone.dose_gy.shape
         assert dose.dose_gy.sum() == pytest.approx(float(alone.dose_gy.sum()), rel=0.03), scenario.name
         assert np.abs(centre_mm(dose) - centre_mm(alone)).max() < 0.5, scenario.name
-        again = scenario_dose(ct, plan, scenario, primaries=PRIMARIES, work_dir=tmp_path / "again", threads=1)
-        difference, noise = high_dose_difference(dose, alone), high_dose_difference(again, alone)
-        assert difference < NOISE_FACTOR * noise, (scenario.name, difference, noise)
+        difference = high_dose_difference(dose, alone)
+        assert difference < HIGH_DOSE_TOLERANCE, (scenario.name, difference)
     assert not (tmp_path / "remote").exists()  # what it wrote stayed on its own disk
 
 
