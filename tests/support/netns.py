@@ -64,6 +64,18 @@ class IsolatedHost:
         self.processes.append(process)
         return process
 
+    def power_off(self) -> None:
+        """As if the host lost power: every process in its network namespace killed at once (RQ's work-horses
+        and MCsquare included, which run in sessions of their own), its forwarded connections reset."""
+        pids = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+        for proxy in self.proxies:
+            proxy.cut()
+
 
 def start_worker(host: IsolatedHost, redis_url: str, data_dir: Path, log: Path, timeout_s: float = 90.0) -> str:
     """A worker as the launcher starts one (`python -m worker`), on the isolated host: Redis forwarded to it, its

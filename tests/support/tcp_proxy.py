@@ -26,14 +26,7 @@ class CuttableProxy:
         self.open.clear()
         with self._lock:
             for s in self._sockets:
-                try:
-                    # Reset, not a polite FIN: a server may not read a client it holds blocked (Redis kept a
-                    # BLPOP of a vanished worker, which then swallowed the next test's queued job).
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+                _reset(s)
             self._sockets.clear()
 
     def restore(self) -> None:
@@ -59,6 +52,10 @@ class CuttableProxy:
                 continue
             upstream.settimeout(None)
             with self._lock:
+                if not self.open.is_set():  # cut while this one was connecting: it would escape the cut
+                    _reset(client)
+                    _reset(upstream)
+                    continue
                 self._sockets += [client, upstream]
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
@@ -71,8 +68,23 @@ class CuttableProxy:
         except OSError:
             pass
         finally:
+            # Shut down, not only close: the other direction's thread is blocked in recv() on one of these, and
+            # on Linux close() neither wakes it nor releases the socket while it waits, so the connection to the
+            # server stayed open with nobody behind it (Redis then handed a queued job to a vanished worker's
+            # pending BLPOP).
             for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+                _reset(s)
+
+
+def _reset(s: socket.socket) -> None:
+    """End a forwarded connection now: a reset, not a polite FIN (a server may not read a client it holds
+    blocked), and a shutdown first, which wakes a thread blocked on the socket so the socket is released."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already shut down or closed by the other direction
+    try:
+        s.close()
+    except OSError:
+        pass

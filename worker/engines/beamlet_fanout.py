@@ -41,6 +41,24 @@ kills the parent's process group; or dead) stops before starting or, while
 it runs, about a second after the key lapses (`HEARTBEAT_TTL_S`; MCsquare is
 killed by `worker.engines.mcsquare.run`). A parent leaving on an error or its time
 limit removes its queued parts and stops the running ones.
+
+Lost workers
+------------
+A worker that vanishes while it holds a part (killed, its host down, its
+network cut) would leave the part "started" until RQ's own clean-up, minutes
+to hours later, and a job a vanished client had popped from the queue (Redis
+hands a queued job to a blocked BLPOP whose client is gone but whose
+connection lingers) is in neither the queue nor any worker. So a sub-job
+holds a lease on its part (a key it refreshes every few seconds while it
+runs, lapsing `LEASE_TTL_S` after the last renewal), and the parent treats
+a part it has no result of as lost when it is neither in the queue nor
+leased: for `_LAPSE_GRACE_S` after a lease it saw lapsed, for
+`_UNCLAIMED_GRACE_S` when it never saw one (the moments between a worker
+popping the job and its work-horse taking the lease: a fork and a few
+imports, seconds on a loaded machine). Like a failed attempt, a lost part
+goes back to the queue with one retry fewer (recorded as a run "lost"), or
+fails the plan naming the worker when no retry is left. A lost worker thus
+costs its part's Monte Carlo run and about 20 s, never the plan.
 """
 from __future__ import annotations
 
@@ -70,6 +88,7 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RqJob
 from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
 from rq.worker import Worker
 
@@ -102,6 +121,10 @@ logger = logging.getLogger(__name__)
 QUEUE = QUEUE_NAMES["beamlets"]
 PART_RETRIES = 2
 HEARTBEAT_TTL_S = 15  # a sub-job of a vanished parent stops within this
+LEASE_TTL_S = 15  # a running part's lease lapses this long after its last renewal (module docstring)
+_LEASE_EVERY_S = 3.0
+_LAPSE_GRACE_S = 5.0  # covers a failed attempt's moment between its lease deleted and RQ's retry queued
+_UNCLAIMED_GRACE_S = 30.0
 _HEARTBEAT_EVERY_S = 3.0
 _POLL_S = 0.5
 _CANCEL_CHECK_EVERY_S = 1.0  # how often a running part looks at its parent's heartbeat
@@ -222,10 +245,11 @@ def serve_part(fanout_id: str, index: int, part: Any, *, name: str, parent: str,
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     (work_dir / "owner.pid").write_text(str(os.getpid()))  # worker.__main__ spares folders of live processes
+    executor = rq_job.worker_name or socket.gethostname()
     try:
-        with stop_when_parent_gone(fanout):
+        with fanout.leased(index, executor), stop_when_parent_gone(fanout):
             return fanout.execute(index, part, threads=settings.mcsquare_threads, work_dir=work_dir,
-                                  executor=rq_job.worker_name or socket.gethostname())
+                                  executor=executor)
     except PartCancelled:
         return {"cancelled": f"the {parent} job is gone"}
     finally:
@@ -339,6 +363,8 @@ class Fanout:
         while waiting."""
         results: dict[int, bytes] = {}
         pending = [part.index for part in self.parts]
+        unattended_since: dict[int, float] = {}  # part -> when it was first seen neither queued nor leased
+        leased_before: set[int] = set()  # parts seen leased since they were last queued
         last_reported = -1.0
 
         def report_progress() -> None:  # never backwards: a retried part starts again from zero
@@ -362,6 +388,8 @@ class Fanout:
             report_progress()
             if not pending:
                 break
+            for index in self._unattended(pending, statuses, unattended_since, leased_before):
+                self._requeue_lost(index)
             index = self._claim(pending)
             if index is None:
                 time.sleep(_POLL_S)
@@ -378,6 +406,53 @@ class Fanout:
             except NoSuchJobError:
                 statuses[index] = None
         return statuses
+
+    def _unattended(self, pending: list[int], statuses: dict[int, str | None], since: dict[int, float],
+                    leased_before: set[int]) -> list[int]:
+        """The parts lost by now (module docstring: Lost workers); updates `since` and `leased_before`."""
+        now = time.monotonic()
+        waiting = [index for index in pending if statuses[index] in (JobStatus.QUEUED, JobStatus.STARTED)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for index in waiting:
+                pipe.exists(self._key(f"lease:{index}"))
+                pipe.lpos(self.queue.key, self.job_id(index))
+            answers = pipe.execute()
+        lost = []
+        for index, leased, position in zip(waiting, answers[0::2], answers[1::2]):
+            if leased:
+                leased_before.add(index)
+            if position is not None:
+                leased_before.discard(index)
+            if leased or position is not None:
+                since.pop(index, None)
+                continue
+            grace = _LAPSE_GRACE_S if index in leased_before else _UNCLAIMED_GRACE_S
+            if now - since.setdefault(index, now) > grace:
+                since.pop(index)
+                leased_before.discard(index)
+                lost.append(index)
+        for index in set(since) - set(waiting):
+            since.pop(index)
+        return lost
+
+    def _requeue_lost(self, index: int) -> None:
+        """Put a lost part back in the queue with one retry fewer, or fail the plan when none is left."""
+        rq_job = RqJob.fetch(self.job_id(index), connection=self.redis)
+        label = self.parts[index].label(len(self.parts))
+        holder = rq_job.worker_name or "a worker that never started it"
+        attempts = int(self.redis.hget(self._key("attempts"), str(index)) or 0)
+        self.redis.rpush(self._key("runs"), json.dumps({
+            "part": index, "attempt": attempts, "executor": holder, "pid": None, "started": None,
+            "finished": time.time(), "outcome": "lost"}))
+        self.redis.expire(self._key("runs"), self.ttl_s)
+        if not rq_job.retries_left:
+            raise BeamletFanoutError(f"{label} was lost with {holder} (its lease lapsed, or it never took one) "
+                                     f"after {attempts} attempt(s)")
+        logger.warning("%s lost with %s (its lease lapsed, or it never took one); back in the queue", label, holder)
+        rq_job.retries_left -= 1
+        # Else RQ's own clean-up would later find the dead execution and mark the requeued job failed.
+        StartedJobRegistry(queue=self.queue).remove_executions(rq_job)
+        self.queue.enqueue_job(rq_job)
 
     def _failure(self, index: int, status: str | None) -> str:
         label = self.parts[index].label(len(self.parts))
@@ -456,11 +531,39 @@ class Fanout:
         report.attempts = {int(k): int(v) for k, v in self.redis.hgetall(self._key("attempts")).items()}
         report.runs = [json.loads(entry) for entry in self.redis.lrange(self._key("runs"), 0, -1)]
         self.redis.delete(*(self._key(name) for name in ("context", "attempts", "runs", "progress")),
-                          *(self._key(f"result:{part.index}") for part in self.parts))
+                          *(self._key(f"{kind}:{part.index}") for part in self.parts for kind in ("result", "lease")))
 
     # sub-job side (also the parent, for the parts it claims)
     def parent_alive(self) -> bool:
         return bool(self.redis.exists(self._key("alive")))
+
+    @contextmanager
+    def leased(self, index: int, executor: str) -> Iterator[None]:
+        """Hold part `index`'s lease (module docstring: Lost workers) while the block runs."""
+        key = self._key(f"lease:{index}")
+        finished = threading.Event()
+
+        def renew() -> None:
+            while True:
+                try:
+                    self.redis.set(key, executor, ex=LEASE_TTL_S)
+                except RedisError:
+                    pass  # Redis briefly away: the next renewal tries again, well within the lease
+                if finished.wait(_LEASE_EVERY_S):
+                    return
+
+        self.redis.set(key, executor, ex=LEASE_TTL_S)
+        renewer = threading.Thread(target=renew, name=f"{self.name}-{self.id}-{index}-lease", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            finished.set()
+            renewer.join()
+            try:
+                self.redis.delete(key)
+            except RedisError:
+                pass  # it lapses by itself
 
     def execute(self, index: int, part: Any, *, threads: int, work_dir: Path, executor: str,
                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
