@@ -21,8 +21,9 @@ OBJECTIVE_TYPES = ("DMin", "DMax", "DMean", "DUniform", "DVHMin", "DVHMax")
 # The names clinical planning systems show (RayStation's optimisation functions), accepted for the types above.
 OBJECTIVE_ALIASES = {"min dose": "DMin", "max dose": "DMax", "average dose": "DMean", "mean dose": "DMean",
                      "uniform dose": "DUniform", "min dvh": "DVHMin", "max dvh": "DVHMax"}
+# "orthanc-rt": ours (worker.planning.optimizer; robust requests go to OpenTPS' Scipy_L-BFGS-B); the others OpenTPS'.
 OPTIMIZERS = ("Scipy_L-BFGS-B", "Scipy_BFGS", "Scipy_SLSQP", "Scipy_trust-constr", "Gradient", "BFGS", "LBFGS",
-              "FISTA")
+              "FISTA", "orthanc-rt")
 MAX_BEAMS = 9
 PRESCRIPTION_RANGE_GY = (0.1, 100.0)  # plan dose; beyond this a typo is likelier than a treatment
 FRACTIONS_RANGE = (1, 60)
