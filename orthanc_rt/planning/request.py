@@ -109,7 +109,7 @@ class PlanRequest:
     final_primaries: int = 1_000_000  # with final_uncertainty_pct: the cap
     # The final dose stops at this uncertainty or at final_primaries, whichever comes first; None: final_primaries.
     final_uncertainty_pct: float | None = DEFAULT_FINAL_UNCERTAINTY_PCT
-    optimizer: str = "Scipy_L-BFGS-B"
+    optimizer: str = "orthanc-rt"  # worker.planning.optimizer; measured against OpenTPS in docs/planning.md
     max_iterations: int = 300
     scoring_spacing_mm: float | None = None  # None: the CT grid (the final dose's grid)
     # Beamlets and optimisation on this isotropic grid (mm); None: on the final dose's grid (the pre-#14 path).

@@ -72,8 +72,8 @@ logger = logging.getLogger(__name__)
 
 # OpenTPS' postProcess threshold (thresholdSpotRemoval): spots below it (MU per fraction) leave the plan.
 SPOT_REMOVAL_MU = 1e-6
-# Robust (worst-case) requests: our optimiser does nominal objectives only, so they go to OpenTPS' L-BFGS-B.
-OPENTPS_ROBUST_OPTIMIZER = "Scipy_L-BFGS-B"
+# What robust (worst-case) requests and photon plans use when they ask for ours: it optimises nominal IMPT only.
+OPENTPS_FALLBACK_OPTIMIZER = "Scipy_L-BFGS-B"
 
 STAGES = ("building plan", "computing beamlets", "optimizing", "final dose")
 ProgressCallback = Callable[[str, float], None]
@@ -217,7 +217,7 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
             design.objectives.addFidObjective(roi, FidObjective.Metrics(objective.type), float(objective.dose_gy),
                                               float(objective.weight), volume=objective.volume_pct,
                                               robust=robust_objective)
-        method = request.optimizer if request.optimizer != OPTIMIZER_NAME else OPENTPS_ROBUST_OPTIMIZER
+        method = request.optimizer if request.optimizer != OPTIMIZER_NAME else OPENTPS_FALLBACK_OPTIMIZER
         optimizer = IntensityModulationOptimizer(method=method, plan=plan, maxiter=request.max_iterations)
         with _iterations_reported(lambda done: report(STAGES[2], min(done / request.max_iterations, 0.99))):
             optimizer_dose_image, history = optimizer.optimize()
