@@ -112,3 +112,29 @@ def test_bad_objectives_are_refused_with_the_reason():
     with pytest.raises(PlanRequestError, match="no dose"):
         initial_weights(ObjectiveFunction(sp.csr_matrix((4, 2)), [DoseObjective("DMax", np.arange(4), 1.0, 1.0)]),
                         2.0)
+
+
+def test_robust_objectives_count_in_their_worst_scenario():
+    matrix, weights, rng = _random_problem(seed=11)
+    hot = sp.csc_matrix(matrix.toarray() * 1.3)  # a scenario that overdoses everything: the worst for a DMax
+    cold = sp.csc_matrix(matrix.toarray() * 0.8)
+    target = np.arange(0, 30)
+    limit = float(np.median((matrix @ weights)[target]))
+    robust = DoseObjective("DMax", target, limit, 2.0, robust=True)
+    plain = DoseObjective("DUniform", np.arange(30, 60), 1.0, 1.0)
+    function = ObjectiveFunction(matrix, [robust, plain], scenarios=[cold, hot])
+    value, gradient = function.value_and_gradient(weights)
+    # F = the plain term on the nominal dose + the robust term on the hot scenario's dose (its worst).
+    expected = ObjectiveFunction(matrix, [plain]).value(weights) + ObjectiveFunction(hot, [robust]).value(weights)
+    assert value == pytest.approx(expected, rel=1e-6)
+    assert value > ObjectiveFunction(matrix, [robust, plain]).value(weights)
+    numeric = _central_differences(function, weights)
+    assert np.allclose(gradient, numeric, rtol=5e-3, atol=5e-3 * np.abs(numeric).max())
+
+
+def test_without_robust_objectives_the_scenarios_do_not_count():
+    matrix, weights, _ = _random_problem(seed=12)
+    objectives = [DoseObjective("DMax", np.arange(60), 1.0, 1.0)]
+    hot = sp.csc_matrix(matrix.toarray() * 2.0)
+    assert ObjectiveFunction(matrix, objectives, scenarios=[hot]).value(weights) == pytest.approx(
+        ObjectiveFunction(matrix, objectives).value(weights))

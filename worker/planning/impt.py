@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 
 # OpenTPS' postProcess threshold (thresholdSpotRemoval): spots below it (MU per fraction) leave the plan.
 SPOT_REMOVAL_MU = 1e-6
-# What robust (worst-case) requests and photon plans use when they ask for ours: it optimises nominal IMPT only.
+# What photon plans use when they ask for ours: it optimises IMPT spots only.
 OPENTPS_FALLBACK_OPTIMIZER = "Scipy_L-BFGS-B"
 
 STAGES = ("building plan", "computing beamlets", "optimizing", "final dose")
@@ -204,21 +204,18 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     grid_masks = {name: mask_on_grid(np.asarray(mask, dtype=bool), ct, grid)
                   for name, mask in structures.items()}
     optimizer = None
-    if request.optimizer == OPTIMIZER_NAME and not robust:
-        weights, iterations, history = _optimize_ours(plan, design.beamlets.toSparseMatrix(), grid_masks, request,
-                                                      lambda fraction: report(STAGES[2], fraction))
+    if request.optimizer == OPTIMIZER_NAME:
+        weights, iterations, history = _optimize_ours(plan, design.beamlets.toSparseMatrix(), scenario_matrices,
+                                                      grid_masks, request, lambda f: report(STAGES[2], f))
         optimizer_dose_zyx = _beamlet_dose(design.beamlets.toSparseMatrix(), weights, grid)
     else:
-        # OpenTPS' optimisers: the only ones that do worst-case (robust) optimisation here.
         for objective in request.effective_objectives:
             roi = _roi_mask(objective.roi, grid_masks[objective.roi], grid.origin_mm, grid.spacing_mm)
-            robust_objective = robust and (objective.robust if objective.robust is not None
-                                           else objective.roi == request.target_roi)
             design.objectives.addFidObjective(roi, FidObjective.Metrics(objective.type), float(objective.dose_gy),
                                               float(objective.weight), volume=objective.volume_pct,
-                                              robust=robust_objective)
-        method = request.optimizer if request.optimizer != OPTIMIZER_NAME else OPENTPS_FALLBACK_OPTIMIZER
-        optimizer = IntensityModulationOptimizer(method=method, plan=plan, maxiter=request.max_iterations)
+                                              robust=_is_robust(objective, request))
+        optimizer = IntensityModulationOptimizer(method=request.optimizer, plan=plan,
+                                                 maxiter=request.max_iterations)
         with _iterations_reported(lambda done: report(STAGES[2], min(done / request.max_iterations, 0.99))):
             optimizer_dose_image, history = optimizer.optimize()
         iterations = optimizer.niter
@@ -249,8 +246,8 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     notes = objective_conflicts(request.effective_objectives, final_masks)
     scenario_qa = None
     if scenario_matrices:
-        # Plan dose of each scenario: the optimiser's weights are sqrt(MU x fractions) (OpenTPS' xSquared).
-        plan_mu = np.square(np.asarray(optimizer.weights, dtype=np.float64))
+        # Plan dose of each scenario: MU x fractions (ours) or their square roots (OpenTPS' xSquared).
+        plan_mu = weights if optimizer is None else np.square(np.asarray(optimizer.weights, dtype=np.float64))
         target = grid_masks[request.target_roi]
         metrics = [roi_dose_metrics(_beamlet_dose(matrix, plan_mu, grid), target) for matrix in scenario_matrices]
         scenario_qa = {"D95": [m["D95"] for m in metrics], "D5": [m["D5"] for m in metrics],
@@ -262,9 +259,18 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
                       scenario_qa=scenario_qa, final_uncertainty_pct=uncertainty, goals=goals, notes=notes)
 
 
-def _optimize_ours(plan: ProtonPlan, matrix, grid_masks: dict[str, np.ndarray], request: PlanRequest,
-                   on_fraction: Callable[[float], None]) -> tuple[np.ndarray, int, list[float]]:
+def _is_robust(objective, request: PlanRequest) -> bool:
+    """Whether `objective` counts in its worst error scenario: its own flag, by default the target's (robust plans)."""
+    if request.robustness is None or not request.robustness.enabled:
+        return False
+    return objective.robust if objective.robust is not None else objective.roi == request.target_roi
+
+
+def _optimize_ours(plan: ProtonPlan, matrix, scenario_matrices: list, grid_masks: dict[str, np.ndarray],
+                   request: PlanRequest, on_fraction: Callable[[float], None]) -> tuple[np.ndarray, int, list[float]]:
     """Our optimiser (worker.planning.optimizer) on the request's objectives; sets the plan's MUs.
+
+    `scenario_matrices` (robust plans): the error scenarios' beamlets, where the robust objectives count.
 
     Returns the weights (MU x fractions, one per beamlet column), the iterations and the objective history.
     """
@@ -275,8 +281,8 @@ def _optimize_ours(plan: ProtonPlan, matrix, grid_masks: dict[str, np.ndarray], 
             raise PlanRequestError(f"ROI {objective.roi!r} of a {objective.type} objective has no voxel on the "
                                    "optimisation grid (smaller than its voxels?): use a finer optimization_grid_mm")
         objectives.append(DoseObjective(objective.type, voxels, float(objective.dose_gy), float(objective.weight),
-                                        objective.volume_pct))
-    function = ObjectiveFunction(matrix, objectives)
+                                        objective.volume_pct, robust=_is_robust(objective, request)))
+    function = ObjectiveFunction(matrix, objectives, scenario_matrices)
     result = optimize_weights(function, initial_weights(function, float(request.prescription_gy)),
                               max_iterations=request.max_iterations,
                               on_iteration=lambda done: on_fraction(min(done / request.max_iterations, 0.99)))

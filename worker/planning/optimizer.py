@@ -21,6 +21,9 @@ either optimiser), each the mean over the ROI's voxels of a squared deviation, t
 - DVHMin: the voxels dosed between D_v and L pay their shortfall ("at least v at L or above").
 D_v is read as OpenTPS reads it (the sorted doses at index floor((1 - v) n)); DVH terms are piecewise smooth (their
 voxel set changes with the dose), as in every gradient planning system that uses them.
+
+Robust plans: objectives flagged robust count in their worst error scenario (minimax over the nominal and the
+scenario beamlets, as OpenTPS' worst-case optimisation), the others on the nominal dose.
 """
 from __future__ import annotations
 
@@ -52,6 +55,7 @@ class DoseObjective:
     dose_gy: float
     weight: float
     volume_pct: float | None = None
+    robust: bool = False  # counted in the worst error scenario (ObjectiveFunction's `scenarios`)
 
     def __post_init__(self):
         if self.type not in OBJECTIVE_TYPES:
@@ -74,50 +78,82 @@ class OptimizationResult:
     seconds: float = 0.0
 
 
-class ObjectiveFunction:
-    """F(w) = sum of weight x objective term of the dose `matrix @ w`, with its gradient (one pass over the matrix).
-
-    The matrix is cropped to the objectives' rows at construction (float32 CSR); `dose(w)` is on those rows.
-    """
+class _Rows:
+    """A beamlet matrix cropped to `rows` (float32 CSR, and its transpose) and the objectives on it."""
 
     def __init__(self, matrix: sp.spmatrix, objectives: Sequence[DoseObjective]):
-        if not objectives:
-            raise PlanRequestError("the optimiser needs at least one objective")
         rows = np.unique(np.concatenate([np.asarray(o.voxels, dtype=np.int64) for o in objectives]))
         if rows[0] < 0 or rows[-1] >= matrix.shape[0]:
             raise PlanRequestError(f"objective voxels outside the beamlet matrix's {matrix.shape[0]} rows")
-        self.matrix = sp.csr_matrix(matrix[rows] if not sp.isspmatrix_csr(matrix) or len(rows) < matrix.shape[0]
-                                    else matrix, dtype=np.float32)
+        self.matrix = sp.csr_matrix(matrix, dtype=np.float32)[rows]
         self.matrix_t = self.matrix.T.tocsr()  # A^T as CSR: the gradient's mat-vec streams rows too
-        self.spots = matrix.shape[1]
         # Each objective's voxels as positions in the cropped rows.
-        self._terms = [(o, np.searchsorted(rows, np.asarray(o.voxels, dtype=np.int64))) for o in objectives]
-        self.evaluations = 0
+        self.terms = [(o, np.searchsorted(rows, np.asarray(o.voxels, dtype=np.int64))) for o in objectives]
 
-    def dose(self, weights: np.ndarray) -> np.ndarray:
-        return self.matrix @ np.asarray(weights, dtype=np.float32)
+    def dose(self, weights32: np.ndarray) -> np.ndarray:
+        return self.matrix @ weights32
 
-    def value(self, weights: np.ndarray) -> float:
-        return self._value_and_voxel_gradient(self.dose(weights))[0]
-
-    def value_and_gradient(self, weights: np.ndarray) -> tuple[float, np.ndarray]:
-        dose = self.dose(weights)
-        value, voxel_gradient = self._value_and_voxel_gradient(dose)
-        gradient = self.matrix_t @ voxel_gradient
-        return value, np.asarray(gradient, dtype=np.float64)
-
-    def _value_and_voxel_gradient(self, dose: np.ndarray) -> tuple[float, np.ndarray]:
-        """F and dF/d(dose of each cropped row)."""
-        self.evaluations += 1
+    def evaluate(self, dose: np.ndarray, terms) -> tuple[float, np.ndarray]:
+        """The weighted sum of `terms` on `dose` and its derivative by the dose of each cropped row."""
         total = 0.0
         voxel_gradient = np.zeros(dose.shape[0], dtype=np.float32)
-        for objective, at in self._terms:
-            d = dose[at].astype(np.float64)
-            value, derivative = _term(objective, d)
+        for objective, at in terms:
+            value, derivative = _term(objective, dose[at].astype(np.float64))
             total += objective.weight * value
             if derivative is not None:  # one objective's voxels are distinct: fancy += adds each once
                 voxel_gradient[at] += (objective.weight * derivative).astype(np.float32)
-        return float(total), voxel_gradient
+        return total, voxel_gradient
+
+
+class ObjectiveFunction:
+    """F(w) of the dose `matrix @ w`, with its gradient: value and gradient in one pass over the matrix.
+
+    Without robust objectives F is the sum of weight x objective term. With `scenarios` (beamlet matrices of the
+    error scenarios, rows as `matrix`), the robust objectives count in their worst case, as OpenTPS' DoseFidelity
+    counts them: F = non-robust terms on the nominal dose + the largest, over the nominal and every scenario dose,
+    of the robust terms' sum; the gradient is that worst scenario's (a subgradient where two tie).
+    The matrices are cropped to the objectives' rows at construction; `dose(w)` is the nominal one on those rows.
+    """
+
+    def __init__(self, matrix: sp.spmatrix, objectives: Sequence[DoseObjective],
+                 scenarios: Sequence[sp.spmatrix] = ()):
+        if not objectives:
+            raise PlanRequestError("the optimiser needs at least one objective")
+        self.spots = matrix.shape[1]
+        self._nominal = _Rows(matrix, objectives)
+        self._plain = [(o, at) for o, at in self._nominal.terms if not o.robust]
+        self._robust = [(o, at) for o, at in self._nominal.terms if o.robust]
+        robust = [o for o in objectives if o.robust]
+        self._scenarios = [_Rows(scenario, robust) for scenario in scenarios] if robust else []
+        self.evaluations = 0
+
+    @property
+    def matrix(self) -> sp.csr_matrix:
+        return self._nominal.matrix
+
+    def dose(self, weights: np.ndarray) -> np.ndarray:
+        return self._nominal.dose(np.asarray(weights, dtype=np.float32))
+
+    def value(self, weights: np.ndarray) -> float:
+        return self.value_and_gradient(weights)[0]
+
+    def value_and_gradient(self, weights: np.ndarray) -> tuple[float, np.ndarray]:
+        self.evaluations += 1
+        w32 = np.asarray(weights, dtype=np.float32)
+        dose = self._nominal.dose(w32)
+        plain, voxel_gradient = self._nominal.evaluate(dose, self._plain)
+        worst, worst_gradient = self._nominal.evaluate(dose, self._robust)
+        worst_scenario = None
+        for scenario in self._scenarios:
+            value, gradient = scenario.evaluate(scenario.dose(w32), scenario.terms)
+            if value > worst:
+                worst, worst_gradient, worst_scenario = value, gradient, scenario
+        if worst_scenario is None:
+            voxel_gradient += worst_gradient
+        gradient = self._nominal.matrix_t @ voxel_gradient
+        if worst_scenario is not None:
+            gradient = gradient + worst_scenario.matrix_t @ worst_gradient
+        return float(plain + worst), np.asarray(gradient, dtype=np.float64)
 
 
 def _term(objective: DoseObjective, dose: np.ndarray) -> tuple[float, np.ndarray | None]:
