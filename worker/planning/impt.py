@@ -11,9 +11,9 @@
    error scenarios (20 with setup and range errors), the target's objectives
    become worst-case (robust) objectives, and `PlanResult.scenario_qa` gives
    the target's D95/D5 in every scenario (beamlet doses);
-3. optimizing: OpenTPS' `IntensityModulationOptimizer` on the request's
-   objectives (`FidObjective` metrics), masks resampled to the optimisation
-   grid (`optimization_grid`: 3 mm by default, the beamlets are scored on it);
+3. optimizing: our optimiser (`worker.planning.optimizer`, `optimizer` "orthanc-rt", the default) or
+   OpenTPS' `IntensityModulationOptimizer` on the request's objectives (`FidObjective` metrics), masks
+   resampled to the optimisation grid (`optimization_grid`: 3 mm by default, the beamlets are scored on it);
 4. final dose: the optimised OpenTPS plan is converted to our `IonPlan`
    (`worker.engines.plan_convert`) and `worker.engines.proton_dose.compute_dose` computes its
    dose on the final grid (the CT's or `scoring_spacing_mm`) in `work_dir/final`, stopping at
