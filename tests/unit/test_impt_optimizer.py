@@ -6,6 +6,8 @@ import pytest
 import scipy.sparse as sp
 
 from orthanc_rt.errors import PlanRequestError
+from worker.engines.mcsquare import ScoringGrid
+from worker.planning.impt import _beamlet_dose, _beamlet_rows
 from worker.planning.optimizer import (
     DoseObjective,
     ObjectiveFunction,
@@ -138,3 +140,12 @@ def test_without_robust_objectives_the_scenarios_do_not_count():
     hot = sp.csc_matrix(matrix.toarray() * 2.0)
     assert ObjectiveFunction(matrix, objectives, scenarios=[hot]).value(weights) == pytest.approx(
         ObjectiveFunction(matrix, objectives).value(weights))
+
+
+def test_roi_rows_follow_the_beamlet_matrix_voxel_order():
+    # The rows our optimiser reads an ROI from are the voxels `_beamlet_dose` puts back on the [z, y, x] grid.
+    grid = ScoringGrid(origin_mm=(0.0, 0.0, 0.0), spacing_mm=(3.0, 3.0, 3.0), size_xyz=(5, 4, 3))
+    mask = np.random.default_rng(2).random((3, 4, 5)) < 0.3  # [z, y, x]
+    rows = _beamlet_rows(mask)
+    identity = sp.identity(rows.size, format="csr")
+    assert np.array_equal(_beamlet_dose(identity, rows.astype(np.float64), grid) > 0.5, mask)

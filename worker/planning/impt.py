@@ -276,7 +276,7 @@ def _optimize_ours(plan: ProtonPlan, matrix, scenario_matrices: list, grid_masks
     """
     objectives = []
     for objective in request.effective_objectives:
-        voxels = np.flatnonzero(beamlet_rows(grid_masks[objective.roi]))
+        voxels = np.flatnonzero(_beamlet_rows(grid_masks[objective.roi]))
         if not voxels.size:
             raise PlanRequestError(f"ROI {objective.roi!r} of a {objective.type} objective has no voxel on the "
                                    "optimisation grid (smaller than its voxels?): use a finer optimization_grid_mm")
@@ -295,7 +295,7 @@ def _optimize_ours(plan: ProtonPlan, matrix, scenario_matrices: list, grid_masks
     return result.weights, result.iterations, result.history
 
 
-def beamlet_rows(mask_zyx: np.ndarray) -> np.ndarray:
+def _beamlet_rows(mask_zyx: np.ndarray) -> np.ndarray:
     """A [z, y, x] mask on the beamlet grid as a flag per beamlet-matrix row (the inverse of `_beamlet_dose`)."""
     return np.ravel(np.flip(np.asarray(mask_zyx, dtype=bool).transpose(2, 1, 0), (0, 1)), order="F")
 
