@@ -39,11 +39,12 @@ from orthanc_rt.errors import PlanRequestError
 from orthanc_rt.planning.request import OBJECTIVE_TYPES
 
 OPTIMIZER_NAME = "orthanc-rt"
-# L-BFGS-B stops when an iteration lowers the objective by less than this fraction of it (scipy's `ftol`). Chosen by
-# measurement on the pelvis phantom (docs/planning.md#the-optimiser): below it the plan's D95/D2 no longer moved.
+# L-BFGS-B stops when an iteration lowers the objective by less than ftol x max(objective, 1) (scipy's `ftol`).
+# Measured on the pelvis phantom (docs/planning.md#the-optimiser): converged at 603 iterations, the plan's D95/D2
+# 0.05 Gy from where 300 iterations left them.
 DEFAULT_FTOL = 1e-5
 DEFAULT_GTOL = 1e-6
-# Correction pairs kept by L-BFGS-B: scipy's default is 10; more cost little next to a mat-vec of 1e7 non-zeros.
+# Correction pairs kept by L-BFGS-B (scipy's default: 10): 20 x spots doubles, small next to the matrix; not tuned.
 DEFAULT_MAXCOR = 20
 
 
