@@ -90,7 +90,8 @@ _OPTIMISATION = (
               "volume_pct for DVH types); default: uniform prescription dose "
               "on the target with DMin and DMax (103 %) penalties", choices=pr.OBJECTIVE_TYPES,
               max_items=pr.MAX_OBJECTIVES),
-    Parameter("optimizer", "string", "OpenTPS optimiser", _DEFAULT.optimizer, choices=pr.OPTIMIZERS),
+    Parameter("optimizer", "string", "optimiser: orthanc-rt (ours) or one of OpenTPS'", _DEFAULT.optimizer,
+              choices=pr.OPTIMIZERS),
     Parameter("max_iterations", "integer", "optimiser iteration limit", _DEFAULT.max_iterations, minimum=1,
               maximum=10_000),
     Parameter("scoring_spacing_mm", "number", "dose grid spacing (default: the CT's)", None, "mm",

@@ -1,7 +1,7 @@
 """Orthanc Explorer's plan panel in a real headless Chromium: request a plan, watch it, open its results.
 
 Cost: one 1-beam plan on the small phantom with the workflow's default
-primaries (5000 per spot, 1e6 final), 30-60 s on the 2-core machine.
+primaries (1000 per spot, 1e6 final; 5000 when this was measured), 30-60 s on the 2-core machine.
 """
 from __future__ import annotations
 

@@ -11,9 +11,9 @@
    error scenarios (20 with setup and range errors), the target's objectives
    become worst-case (robust) objectives, and `PlanResult.scenario_qa` gives
    the target's D95/D5 in every scenario (beamlet doses);
-3. optimizing: OpenTPS' `IntensityModulationOptimizer` on the request's
-   objectives (`FidObjective` metrics), masks resampled to the optimisation
-   grid (`optimization_grid`: 3 mm by default, the beamlets are scored on it);
+3. optimizing: our optimiser (`worker.planning.optimizer`, `optimizer` "orthanc-rt", the default) or
+   OpenTPS' `IntensityModulationOptimizer` on the request's objectives (`FidObjective` metrics), masks
+   resampled to the optimisation grid (`optimization_grid`: 3 mm by default, the beamlets are scored on it);
 4. final dose: the optimised OpenTPS plan is converted to our `IonPlan`
    (`worker.engines.plan_convert`) and `worker.engines.proton_dose.compute_dose` computes its
    dose on the final grid (the CT's or `scoring_spacing_mm`) in `work_dir/final`, stopping at
@@ -60,8 +60,20 @@ from worker.engines.proton_dose import (
     scoring_grid,
     to_opentps_ct,
 )
+from worker.planning.optimizer import (
+    OPTIMIZER_NAME,
+    DoseObjective,
+    ObjectiveFunction,
+    initial_weights,
+    optimize_weights,
+)
 
 logger = logging.getLogger(__name__)
+
+# OpenTPS' postProcess threshold (thresholdSpotRemoval): spots below it (MU per fraction) leave the plan.
+SPOT_REMOVAL_MU = 1e-6
+# What photon plans use when they ask for ours: it optimises IMPT spots only.
+OPENTPS_FALLBACK_OPTIMIZER = "Scipy_L-BFGS-B"
 
 STAGES = ("building plan", "computing beamlets", "optimizing", "final dose")
 ProgressCallback = Callable[[str, float], None]
@@ -191,19 +203,26 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     started = time.monotonic()
     grid_masks = {name: mask_on_grid(np.asarray(mask, dtype=bool), ct, grid)
                   for name, mask in structures.items()}
-    for objective in request.effective_objectives:
-        roi = _roi_mask(objective.roi, grid_masks[objective.roi], grid.origin_mm, grid.spacing_mm)
-        robust_objective = robust and (objective.robust if objective.robust is not None
-                                       else objective.roi == request.target_roi)
-        design.objectives.addFidObjective(roi, FidObjective.Metrics(objective.type), float(objective.dose_gy),
-                                          float(objective.weight), volume=objective.volume_pct,
-                                          robust=robust_objective)
-    optimizer = IntensityModulationOptimizer(method=request.optimizer, plan=plan, maxiter=request.max_iterations)
-    with _iterations_reported(lambda done: report(STAGES[2], min(done / request.max_iterations, 0.99))):
-        optimizer_dose_image, history = optimizer.optimize()
+    optimizer = None
+    if request.optimizer == OPTIMIZER_NAME:
+        weights, iterations, history = _optimize_ours(plan, design.beamlets.toSparseMatrix(), scenario_matrices,
+                                                      grid_masks, request, lambda f: report(STAGES[2], f))
+        optimizer_dose_zyx = _beamlet_dose(design.beamlets.toSparseMatrix(), weights, grid)
+    else:
+        for objective in request.effective_objectives:
+            roi = _roi_mask(objective.roi, grid_masks[objective.roi], grid.origin_mm, grid.spacing_mm)
+            design.objectives.addFidObjective(roi, FidObjective.Metrics(objective.type), float(objective.dose_gy),
+                                              float(objective.weight), volume=objective.volume_pct,
+                                              robust=_is_robust(objective, request))
+        optimizer = IntensityModulationOptimizer(method=request.optimizer, plan=plan,
+                                                 maxiter=request.max_iterations)
+        with _iterations_reported(lambda done: report(STAGES[2], min(done / request.max_iterations, 0.99))):
+            optimizer_dose_image, history = optimizer.optimize()
+        iterations = optimizer.niter
+        history = [float(v) for v in np.ravel(history)]
+        optimizer_dose_zyx = optimizer_dose_image.imageArray.transpose(2, 1, 0)
     times.optimizing_s = time.monotonic() - started
     report(STAGES[2], 1.0)
-    history = [float(v) for v in np.ravel(history)]
 
     report(STAGES[3], 0.0)
     started = time.monotonic()
@@ -216,8 +235,7 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     times.final_dose_s = time.monotonic() - started
     report(STAGES[3], 1.0)
 
-    optimizer_dose = DoseGrid(dose_gy=np.ascontiguousarray(optimizer_dose_image.imageArray.transpose(2, 1, 0),
-                                                           dtype=np.float32),
+    optimizer_dose = DoseGrid(dose_gy=np.ascontiguousarray(optimizer_dose_zyx, dtype=np.float32),
                               origin_mm=grid.origin_mm, spacing_mm=grid.spacing_mm,
                               frame_of_reference_uid=ct.frame_of_reference_uid)
     # Every ROI, not only those with objectives: the QA reports them all, on the final dose's grid.
@@ -230,16 +248,58 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     notes = objective_conflicts(request.effective_objectives, final_masks)
     scenario_qa = None
     if scenario_matrices:
-        # Plan dose of each scenario: the optimiser's weights are sqrt(MU x fractions) (OpenTPS' xSquared).
-        plan_mu = np.square(np.asarray(optimizer.weights, dtype=np.float64))
+        # Plan dose of each scenario: MU x fractions (ours) or their square roots (OpenTPS' xSquared).
+        plan_mu = weights if optimizer is None else np.square(np.asarray(optimizer.weights, dtype=np.float64))
         target = grid_masks[request.target_roi]
         metrics = [roi_dose_metrics(_beamlet_dose(matrix, plan_mu, grid), target) for matrix in scenario_matrices]
         scenario_qa = {"D95": [m["D95"] for m in metrics], "D5": [m["D5"] for m in metrics],
                        "worst_D95": min(m["D95"] for m in metrics), "worst_D5": max(m["D5"] for m in metrics)}
-    info = OptimizerInfo.of_run(request.optimizer, optimizer.niter, history, times)
+    info = OptimizerInfo.of_run(request.optimizer if optimizer is None else optimizer.method, iterations, history,
+                                times)
     return PlanResult(plan=ion_plan, dose=dose, optimizer=info, spot_count=ion_plan.spot_count,
                       layer_count=sum(len(b.layers) for b in ion_plan.beams), qa=qa, optimizer_dose=optimizer_dose,
                       scenario_qa=scenario_qa, final_uncertainty_pct=uncertainty, goals=goals, notes=notes)
+
+
+def _is_robust(objective, request: PlanRequest) -> bool:
+    """Whether `objective` counts in its worst error scenario: its own flag, by default the target's (robust plans)."""
+    if request.robustness is None or not request.robustness.enabled:
+        return False
+    return objective.robust if objective.robust is not None else objective.roi == request.target_roi
+
+
+def _optimize_ours(plan: ProtonPlan, matrix, scenario_matrices: list, grid_masks: dict[str, np.ndarray],
+                   request: PlanRequest, on_fraction: Callable[[float], None]) -> tuple[np.ndarray, int, list[float]]:
+    """Our optimiser (worker.planning.optimizer) on the request's objectives; sets the plan's MUs.
+
+    `scenario_matrices` (robust plans): the error scenarios' beamlets, where the robust objectives count.
+
+    Returns the weights (MU x fractions, one per beamlet column), the iterations and the objective history.
+    """
+    objectives = []
+    for objective in request.effective_objectives:
+        voxels = np.flatnonzero(_beamlet_rows(grid_masks[objective.roi]))
+        if not voxels.size:
+            raise PlanRequestError(f"ROI {objective.roi!r} of a {objective.type} objective has no voxel on the "
+                                   "optimisation grid (smaller than its voxels?): use a finer optimization_grid_mm")
+        objectives.append(DoseObjective(objective.type, voxels, float(objective.dose_gy), float(objective.weight),
+                                        objective.volume_pct, robust=_is_robust(objective, request)))
+    function = ObjectiveFunction(matrix, objectives, scenario_matrices)
+    result = optimize_weights(function, initial_weights(function, float(request.prescription_gy)),
+                              max_iterations=request.max_iterations,
+                              on_iteration=lambda done: on_fraction(min(done / request.max_iterations, 0.99)))
+    logger.info("optimiser %s: %d iterations, %d evaluations, %.1f s, objective %.4g -> %.4g (%s)", OPTIMIZER_NAME,
+                result.iterations, result.evaluations, result.seconds, result.history[0], result.history[-1],
+                result.message)
+    # What OpenTPS' postProcess does with its weights: MU per fraction, spots below SPOT_REMOVAL_MU dropped.
+    plan.spotMUs = (result.weights / plan.numberOfFractionsPlanned).astype(np.float32)
+    plan.simplify(threshold=SPOT_REMOVAL_MU)
+    return result.weights, result.iterations, result.history
+
+
+def _beamlet_rows(mask_zyx: np.ndarray) -> np.ndarray:
+    """A [z, y, x] mask on the beamlet grid as a flag per beamlet-matrix row (the inverse of `_beamlet_dose`)."""
+    return np.ravel(np.flip(np.asarray(mask_zyx, dtype=bool).transpose(2, 1, 0), (0, 1)), order="F")
 
 
 # OpenTPS' scipy solvers log "Iteration <n> of Scipy-<method>" once per iteration: the optimiser's only progress.

@@ -61,6 +61,7 @@ from worker.engines.ccc import DensityGrid, compute_beamlets
 from worker.engines.mcsquare import ScoringGrid
 from worker.engines.proton_dose import default_beam_model, scoring_grid, to_opentps_ct
 from worker.planning.impt import (
+    OPENTPS_FALLBACK_OPTIMIZER,
     STAGES,
     OptimizerInfo,
     ProgressCallback,
@@ -69,6 +70,7 @@ from worker.planning.impt import (
     mask_on_grid,
 )
 from worker.planning.impt import validate_request as validate_structures
+from worker.planning.optimizer import OPTIMIZER_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +168,9 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRe
         roi = _roi_mask(objective.roi, masks[objective.roi], grid)
         design.objectives.addFidObjective(roi, FidObjective.Metrics(objective.type), float(objective.dose_gy),
                                           float(objective.weight), volume=objective.volume_pct)
-    optimizer = IntensityModulationOptimizer(method=request.optimizer, plan=opentps_plan,
-                                             maxiter=request.max_iterations)
+    # Our optimiser plans IMPT spots only (worker.planning.optimizer): photon beamlets go to OpenTPS' L-BFGS-B.
+    method = OPENTPS_FALLBACK_OPTIMIZER if request.optimizer == OPTIMIZER_NAME else request.optimizer
+    optimizer = IntensityModulationOptimizer(method=method, plan=opentps_plan, maxiter=request.max_iterations)
     _, history = optimizer.optimize()
     times.optimizing_s = time.monotonic() - started
     report(STAGES[2], 1.0)
@@ -183,7 +186,7 @@ def plan_photon(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRe
     times.final_dose_s = time.monotonic() - started
     report(STAGES[3], 1.0)
 
-    info = OptimizerInfo.of_run(request.optimizer, optimizer.niter, history, times)
+    info = OptimizerInfo.of_run(method, optimizer.niter, history, times)
     return PhotonPlanResult(plan=plan, dose=dose, optimizer=info, beamlet_count=int(np.count_nonzero(plan_weights)),
                             qa=dose_qa(dose, masks, request))
 
