@@ -12,6 +12,7 @@ histories: the migration that made the table fills it with it.
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,14 +44,13 @@ def stage_name(stage: str) -> str:
     return stage.split(":", 1)[0].strip()
 
 
-def stage_ended(session: Session, job_id: str, at: datetime) -> None:
+def stage_ended(session: Session, job_id: str, kind: str, at: datetime) -> None:
     """The job's next event happens at `at`: the stage its last event entered, if any, ends there."""
     from orthanc_rt.records.jobs import RUNNING  # jobs imports this module
 
     last = session.execute(select(JobEvent.state, JobEvent.stage, JobEvent.at).where(JobEvent.job_id == job_id)
                            .order_by(JobEvent.id.desc()).limit(1)).first()
     if last is not None and last.state == RUNNING:
-        kind = session.scalar(select(Job.kind).where(Job.id == job_id))
         _add(session, STAGE, kind, stage_name(last.stage), (aware(at) - aware(last.at)).total_seconds())
 
 
@@ -70,14 +70,7 @@ def histograms(url: str, family: str) -> dict[tuple[str, str], Histogram]:
             counts, total = rows.setdefault((kind, label), [[0] * (len(BUCKETS_S) + 1), 0.0])
             counts[min(bucket, len(BUCKETS_S))] += count
             rows[(kind, label)][1] = total + seconds
-    out = {}
-    for key, (counts, total) in sorted(rows.items()):
-        cumulative, running = [], 0
-        for count in counts:
-            running += count
-            cumulative.append(running)
-        out[key] = Histogram(cumulative, total)
-    return out
+    return {key: Histogram(list(itertools.accumulate(counts)), total) for key, (counts, total) in sorted(rows.items())}
 
 
 def rebuild(connection: Connection | Session) -> None:
@@ -89,7 +82,7 @@ def rebuild(connection: Connection | Session) -> None:
 
     def count(family: str, kind: str, label: str, seconds: float) -> None:
         seconds = max(0.0, seconds)
-        entry = totals.setdefault((family, kind, label, bisect.bisect_left(BUCKETS_S, seconds)), [0, 0.0])
+        entry = totals.setdefault((family, kind, label, _bucket(seconds)), [0, 0.0])
         entry[0] += 1
         entry[1] += seconds
 
@@ -110,6 +103,11 @@ def rebuild(connection: Connection | Session) -> None:
             for (family, kind, label, bucket), (n, seconds) in totals.items()])
 
 
+def _bucket(seconds: float) -> int:
+    """The index in BUCKETS_S of the first bound >= `seconds` (Prometheus buckets are `le`), len for +Inf."""
+    return bisect.bisect_left(BUCKETS_S, seconds)
+
+
 def _add(session: Session, family: str, kind: str, label: str, seconds: float) -> None:
     """One duration added to its bucket's row, made if missing, atomically (concurrent workers add to it)."""
     seconds = max(0.0, seconds)
@@ -117,7 +115,7 @@ def _add(session: Session, family: str, kind: str, label: str, seconds: float) -
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
     table = DurationTotal.__table__
     stmt = insert(table).values(family=family, kind=kind, label=label[:64],
-                                bucket=bisect.bisect_left(BUCKETS_S, seconds), count=1, seconds=seconds)
+                                bucket=_bucket(seconds), count=1, seconds=seconds)
     session.execute(stmt.on_conflict_do_update(
         index_elements=["family", "kind", "label", "bucket"],
         set_={"count": table.c.count + 1, "seconds": table.c.seconds + seconds}))

@@ -211,9 +211,9 @@ class JobStore:
             before = _locked_state(s, job_id_)
             moved = s.execute(stmt.values(**values)).rowcount == 1
             if moved:
-                durations.stage_ended(s, job_id_, values["updated_at"])
+                kind, started = s.execute(select(Job.kind, Job.started_at).where(Job.id == job_id_)).one()
+                durations.stage_ended(s, job_id_, kind, values["updated_at"])
                 if state in FINAL_STATES:
-                    kind, started = s.execute(select(Job.kind, Job.started_at).where(Job.id == job_id_)).one()
                     durations.job_ended(s, kind, state, started, values["finished_at"])
                 s.add(JobEvent(job_id=job_id_, at=values["updated_at"], state=state, stage=stage or "",
                                message=message or "", actor=actor))
@@ -236,8 +236,8 @@ class JobStore:
             )
             moved = s.execute(stmt).rowcount == 1
             if moved:
-                attempt = s.scalar(select(Job.attempts).where(Job.id == job_id_))
-                durations.stage_ended(s, job_id_, now)  # a dead worker's stage, when retried from running
+                attempt, kind = s.execute(select(Job.attempts, Job.kind).where(Job.id == job_id_)).one()
+                durations.stage_ended(s, job_id_, kind, now)  # a dead worker's stage, when retried from running
                 s.add(JobEvent(job_id=job_id_, at=now, state=RUNNING, stage="starting",
                                message=f"attempt {attempt}", actor=actor))
                 audit.record(s, actor, audit.JOB_PREFIX + "started", job_id_, {"state": before},
@@ -249,9 +249,10 @@ class JobStore:
         a part count) is also an event of its history, and ends the stage before it (`durations`)."""
         now = utcnow()
         with session_scope(self.url) as s:
-            current = s.execute(select(Job.stage).where(Job.id == job_id_, Job.state == RUNNING)).scalar()
-            if current is None:
+            row = s.execute(select(Job.stage, Job.kind).where(Job.id == job_id_, Job.state == RUNNING)).first()
+            if row is None:
                 return
+            current, kind = row
             s.execute(
                 update(Job)
                 .where(Job.id == job_id_, Job.state == RUNNING)
@@ -259,7 +260,7 @@ class JobStore:
                         updated_at=now)
             )
             if stage_name(stage) != stage_name(current):
-                durations.stage_ended(s, job_id_, now)
+                durations.stage_ended(s, job_id_, kind, now)
                 s.add(JobEvent(job_id=job_id_, at=now, state=RUNNING, stage=stage_name(stage)[:64],
                                actor=actor_name()))
 
