@@ -7,7 +7,8 @@ so /rt/metrics reads a few rows per scrape (`histograms`) instead of every job's
 whole scrape took 5.1 s on PostgreSQL here when it scanned the histories, 84 ms with the totals (most of it now
 counting jobs by state; bench/metrics_scrape.py). Every ending counts, so a job failed by an outage and run
 again counts twice, as Prometheus histograms (counters) expect. `rebuild` recomputes the totals from the
-histories: the migration that made the table fills it with it.
+histories; the migration that made the table (0008) fills it the same way from its own frozen copy of these
+rules, so that changing them later cannot change what an old migration writes.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def histograms(url: str, family: str) -> dict[tuple[str, str], Histogram]:
 
 
 def rebuild(connection: Connection | Session) -> None:
-    """Recompute every total from the jobs' rows and histories (a full scan: for migrations and repairs)."""
+    """Recompute every total from the jobs' rows and histories (a full scan: for repairs and benchmarks)."""
     from orthanc_rt.records.jobs import FINAL_STATES, RUNNING  # jobs imports this module
 
     connection.execute(delete(DurationTotal))
