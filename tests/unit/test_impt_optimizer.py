@@ -103,8 +103,8 @@ def test_initial_weights_put_the_prescription_at_the_hottest_voxel():
 
 def test_bad_objectives_are_refused_with_the_reason():
     matrix, _, _ = _random_problem(seed=1)
-    with pytest.raises(PlanRequestError, match="no voxel"):
-        DoseObjective("DMax", np.array([], dtype=int), 1.0, 1.0)
+    with pytest.raises(PlanRequestError, match="ROI 'Lens' of a DMax objective has no voxel.*finer"):
+        DoseObjective("DMax", np.array([], dtype=int), 1.0, 1.0, roi="Lens")
     with pytest.raises(PlanRequestError, match="volume_pct"):
         DoseObjective("DVHMax", np.arange(3), 1.0, 1.0)
     with pytest.raises(PlanRequestError, match="not one of"):

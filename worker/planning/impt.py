@@ -205,9 +205,10 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
                   for name, mask in structures.items()}
     optimizer = None
     if request.optimizer == OPTIMIZER_NAME:
-        weights, iterations, history = _optimize_ours(plan, design.beamlets.toSparseMatrix(), scenario_matrices,
-                                                      grid_masks, request, lambda f: report(STAGES[2], f))
-        optimizer_dose_zyx = _beamlet_dose(design.beamlets.toSparseMatrix(), weights, grid)
+        matrix = design.beamlets.toSparseMatrix()  # once: OpenTPS reloads it from disk when unloaded
+        weights, iterations, history = _optimize_ours(plan, matrix, scenario_matrices, grid_masks, request,
+                                                      lambda f: report(STAGES[2], f))
+        optimizer_dose_zyx = _beamlet_dose(matrix, weights, grid)
     else:
         for objective in request.effective_objectives:
             roi = _roi_mask(objective.roi, grid_masks[objective.roi], grid.origin_mm, grid.spacing_mm)
@@ -279,11 +280,9 @@ def _optimize_ours(plan: ProtonPlan, matrix, scenario_matrices: list, grid_masks
     objectives = []
     for objective in request.effective_objectives:
         voxels = np.flatnonzero(_beamlet_rows(grid_masks[objective.roi]))
-        if not voxels.size:
-            raise PlanRequestError(f"ROI {objective.roi!r} of a {objective.type} objective has no voxel on the "
-                                   "optimisation grid (smaller than its voxels?): use a finer optimization_grid_mm")
         objectives.append(DoseObjective(objective.type, voxels, float(objective.dose_gy), float(objective.weight),
-                                        objective.volume_pct, robust=_is_robust(objective, request)))
+                                        objective.volume_pct, robust=_is_robust(objective, request),
+                                        roi=objective.roi))
     function = ObjectiveFunction(matrix, objectives, scenario_matrices)
     result = optimize_weights(function, initial_weights(function, float(request.prescription_gy)),
                               max_iterations=request.max_iterations,

@@ -57,12 +57,14 @@ class DoseObjective:
     weight: float
     volume_pct: float | None = None
     robust: bool = False  # counted in the worst error scenario (ObjectiveFunction's `scenarios`)
+    roi: str = ""  # named in refusals
 
     def __post_init__(self):
         if self.type not in OBJECTIVE_TYPES:
             raise PlanRequestError(f"objective type {self.type!r} is not one of {', '.join(OBJECTIVE_TYPES)}")
         if len(self.voxels) == 0:
-            raise PlanRequestError(f"a {self.type} objective has no voxel on the optimisation grid")
+            raise PlanRequestError(f"ROI {self.roi!r} of a {self.type} objective has no voxel on the optimisation "
+                                   "grid (smaller than its voxels?): use a finer optimization_grid_mm")
         if self.type.startswith("DVH") and (self.volume_pct is None or not 0.0 < self.volume_pct < 100.0):
             raise PlanRequestError(f"a {self.type} objective needs volume_pct between 0 and 100, "
                                    f"not {self.volume_pct!r}")
