@@ -319,6 +319,8 @@ def progress_from_log(text: str, stop: UncertaintyStop | None = None) -> float |
     A run to an uncertainty prints "batch 12 completed (stat uncertainty: 3.08 %)" instead of percentages: the
     uncertainty falls as 1/sqrt(primaries), so (goal / reached)² of the run is done, or the batches towards the cap.
     """
+    # Whole lines only: its output reaches the log in blocks, and a cut "6945" read as "69" claimed every spot done.
+    text = text[:text.rfind("\n") + 1]
     beamlets = _BEAMLET_LINE.findall(text)
     if beamlets:
         return min(len(beamlets) / max(int(beamlets[-1]), 1), 1.0)
