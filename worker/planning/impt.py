@@ -60,6 +60,7 @@ from worker.engines.proton_dose import (
     scoring_grid,
     to_opentps_ct,
 )
+from worker.planning import _spot_lookup
 from worker.planning.optimizer import (
     OPTIMIZER_NAME,
     DoseObjective,
@@ -69,6 +70,7 @@ from worker.planning.optimizer import (
 )
 
 logger = logging.getLogger(__name__)
+_spot_lookup.install()  # placing a 7,000-spot plan's spots: 24 s -> 5-7 s (see the module)
 
 # OpenTPS' postProcess threshold (thresholdSpotRemoval): spots below it (MU per fraction) leave the plan.
 SPOT_REMOVAL_MU = 1e-6
