@@ -37,8 +37,9 @@ MARGIN_RANGE_MM = (0.0, 30.0)
 SCORING_RANGE_MM = (1.0, 10.0)
 # The optimiser's dose grid: 3 mm is the clinical norm for optimisation; the final dose stays on the finer grid.
 DEFAULT_OPTIMIZATION_GRID_MM = 3.0
-# Final dose to a statistical uncertainty (MCsquare's Stat_uncertainty, mcsquare.STAT_UNCERTAINTY_DEFINITION): below
-# 0.2 % the primaries cap decides anyway; above 10 % D95 and D2 are read off noise.
+# Final dose to a statistical uncertainty (proton_dose.compute_dose_to_uncertainty, its definition
+# mcsquare.STAT_UNCERTAINTY_DEFINITION): below 0.2 % the primaries cap decides anyway; above 10 % D95 and D2 are read
+# off noise.
 UNCERTAINTY_RANGE_PCT = (0.2, 10.0)
 DEFAULT_FINAL_UNCERTAINTY_PCT = 1.0
 MAX_SETUP_ERROR_MM = 10.0

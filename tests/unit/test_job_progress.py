@@ -6,7 +6,6 @@ import pytest
 from orthanc_rt.records import jobs
 from orthanc_rt.records.jobs import JobStore
 from orthanc_rt.records.tables import Job
-from worker.engines import mcsquare
 from worker.jobs.plan import STAGES
 from worker.jobs.progress import Progress
 
@@ -48,14 +47,3 @@ def test_a_slow_stage_gets_an_eta_from_its_own_rate_and_a_stalled_one_a_growing_
     clock.now += 1  # throttled: one write per 2 s at most
     progress.within(0.9)
     assert store.get("plan-a").progress == pytest.approx(job.progress)
-
-
-def test_a_run_to_an_uncertainty_reports_progress_from_the_uncertainty_it_reached():
-    config = mcsquare.uncertainty_config(10_000_000, 1.0)
-    assert config == {"Stat_uncertainty": 1.0, "Num_Primaries": 200_000, "Max_Num_Primaries": 10_000_000}
-    stop = mcsquare.UncertaintyStop(goal_pct=1.0, batches_at_cap=10 * 10_000_000 / 200_000)
-    log = "Simulation started\nbatch 1 completed \nbatch 2 completed \n"
-    assert mcsquare.progress_from_log(log, stop) == pytest.approx(2 / 500)  # before any estimate: towards the cap
-    log += "".join(f"batch {k} completed (stat uncertainty: {u:.2f} %) \n" for k, u in ((5, 4.0), (6, 2.0)))
-    assert mcsquare.progress_from_log(log, stop) == pytest.approx(0.25)  # (1 / 2)^2: a quarter of the primaries
-    assert mcsquare.progress_from_log(log) is None  # without the stop these lines are no percentage

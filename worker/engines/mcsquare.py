@@ -71,9 +71,6 @@ STAT_UNCERTAINTY_DEFINITION = (
     "MCsquare's batch estimate: the relative standard deviation of the mean dose over its 10 batches, "
     "averaged over the voxels above 50 % of the maximum dose (voxels below 0.1 g/cm3 ignored)")
 # In beamlet mode it prints "Simulation of beamlet 3/1564" as each spot starts (in any order when parallel).
-# Runs to an uncertainty print one line per batch: "batch 12 completed (stat uncertainty: 3.08 %)".
-_BATCH_LINE = re.compile(r"^batch (\d+) completed", re.MULTILINE)
-UNCERTAINTY_MIN_PRIMARIES = 200_000
 _BEAMLET_LINE = re.compile(r"^Simulation of beamlet \d+/(\d+)", re.MULTILINE)
 
 
@@ -221,7 +218,7 @@ def _run_once(binary: Path, folder: JobFolder, on_progress: ProgressCallback | N
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    preexec_fn=_die_with_parent(os.getpid()))
         try:
-            _wait(process, folder.log, on_progress, _uncertainty_stop(folder))
+            _wait(process, folder.log, on_progress)
         finally:
             if process.poll() is None:  # we are being interrupted: do not leave MCsquare running
                 process.kill()
@@ -305,58 +302,15 @@ def mcsquare_binary(cpuinfo: Path = Path("/proc/cpuinfo")) -> Path:
     return binary
 
 
-@dataclass(frozen=True)
-class UncertaintyStop:
-    """A run that stops at `goal_pct` (MCsquare's Stat_uncertainty) or after `batches_at_cap` batches."""
-
-    goal_pct: float
-    batches_at_cap: float
-
-
-def progress_from_log(text: str, stop: UncertaintyStop | None = None) -> float | None:
-    """MCsquare's own completion (0..1) from its output so far, or None before the first batch or beamlet.
-
-    A run to an uncertainty prints "batch 12 completed (stat uncertainty: 3.08 %)" instead of percentages: the
-    uncertainty falls as 1/sqrt(primaries), so (goal / reached)² of the run is done, or the batches towards the cap.
-    """
+def progress_from_log(text: str) -> float | None:
+    """MCsquare's own completion (0..1) from its output so far, or None before the first batch or beamlet."""
     # Whole lines only: its output reaches the log in blocks, and a cut "6945" read as "69" claimed every spot done.
     text = text[:text.rfind("\n") + 1]
     beamlets = _BEAMLET_LINE.findall(text)
     if beamlets:
         return min(len(beamlets) / max(int(beamlets[-1]), 1), 1.0)
-    if stop is not None:
-        batches = _BATCH_LINE.findall(text)
-        if not batches:
-            return None
-        reached = _UNCERTAINTY_LINE.findall(text)
-        by_uncertainty = (stop.goal_pct / float(reached[-1])) ** 2 if reached and float(reached[-1]) > 0 else 0.0
-        return min(max(by_uncertainty, int(batches[-1]) / stop.batches_at_cap), 1.0)
     found = _PROGRESS_LINE.findall(text)
     return min(float(found[-1]) / 100.0, 1.0) if found else None
-
-
-def uncertainty_config(primaries: int, uncertainty_pct: float) -> dict[str, float | int]:
-    """MCsquare's keys for a run that stops at `uncertainty_pct` or at `primaries`, whichever comes first.
-
-    With Stat_uncertainty, Num_Primaries is MCsquare's minimum (simulated in 10 batches, its batch size
-    after that) and Max_Num_Primaries the cap: a small minimum lets the run stop early, in fine batches.
-    """
-    minimum = int(min(primaries, UNCERTAINTY_MIN_PRIMARIES))
-    return {"Stat_uncertainty": float(uncertainty_pct), "Num_Primaries": minimum, "Max_Num_Primaries": int(primaries)}
-
-
-def _uncertainty_stop(folder: JobFolder) -> UncertaintyStop | None:
-    if not folder.config.is_file():
-        return None
-    values = dict(re.findall(r"^(\w+)\s+(\S+)", folder.config.read_text(errors="replace"), re.MULTILINE))
-    try:
-        goal, minimum, cap = (float(values.get(k, 0)) for k in ("Stat_uncertainty", "Num_Primaries",
-                                                                 "Max_Num_Primaries"))
-    except ValueError:
-        return None
-    if goal <= 0 or minimum <= 0:
-        return None
-    return UncertaintyStop(goal, 10.0 * max(cap, minimum) / minimum)
 
 
 def stat_uncertainty_percent(folder: JobFolder) -> float | None:
@@ -408,8 +362,7 @@ def _mcsquare_corner(grid: ScoringGrid) -> tuple[float, float, float]:
     return (ox - sx / 2.0, -oy - sy * ny + sy / 2.0, oz - sz / 2.0)
 
 
-def _wait(process: subprocess.Popen, log: Path, on_progress: ProgressCallback | None,
-          stop: UncertaintyStop | None = None) -> None:
+def _wait(process: subprocess.Popen, log: Path, on_progress: ProgressCallback | None) -> None:
     reported = -1.0
     last_call = time.monotonic()
     while True:
@@ -420,7 +373,7 @@ def _wait(process: subprocess.Popen, log: Path, on_progress: ProgressCallback | 
             pass
         if on_progress is None:
             continue
-        done = progress_from_log(log.read_text(errors="replace"), stop) if log.exists() else None
+        done = progress_from_log(log.read_text(errors="replace")) if log.exists() else None
         if done is not None and done > reported:
             reported = done
             last_call = time.monotonic()

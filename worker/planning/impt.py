@@ -56,6 +56,7 @@ from worker.engines.mcsquare import ScoringGrid
 from worker.engines.plan_convert import from_opentps_plan
 from worker.engines.proton_dose import (
     compute_dose,
+    compute_dose_to_uncertainty,
     default_beam_model,
     scoring_grid,
     to_opentps_ct,
@@ -230,11 +231,17 @@ def plan_impt(ct: CtVolume, structures: dict[str, np.ndarray], request: PlanRequ
     report(STAGES[3], 0.0)
     started = time.monotonic()
     ion_plan = _ion_plan(plan, ct, request)
-    dose = compute_dose(ct, ion_plan, primaries=request.final_primaries, work_dir=work_dir / "final",
-                        scoring_spacing_mm=request.scoring_spacing_mm, threads=threads,
-                        on_progress=lambda done, _: report(STAGES[3], done),
-                        stat_uncertainty_pct=request.final_uncertainty_pct)
-    uncertainty = mcsquare.stat_uncertainty_percent(mcsquare.JobFolder.at(work_dir / "final"))
+    final_dir, on_final = work_dir / "final", lambda done, _: report(STAGES[3], done)
+    if request.final_uncertainty_pct:
+        final = compute_dose_to_uncertainty(ct, ion_plan, uncertainty_pct=request.final_uncertainty_pct,
+                                            max_primaries=request.final_primaries, work_dir=final_dir,
+                                            scoring_spacing_mm=request.scoring_spacing_mm, threads=threads,
+                                            on_progress=on_final)
+        dose, uncertainty = final.dose, final.uncertainty_pct
+    else:
+        dose = compute_dose(ct, ion_plan, primaries=request.final_primaries, work_dir=final_dir,
+                            scoring_spacing_mm=request.scoring_spacing_mm, threads=threads, on_progress=on_final)
+        uncertainty = mcsquare.stat_uncertainty_percent(mcsquare.JobFolder.at(final_dir))
     times.final_dose_s = time.monotonic() - started
     report(STAGES[3], 1.0)
 
