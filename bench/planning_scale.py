@@ -3,9 +3,9 @@
 The case is the pelvis phantom (orthanc_rt.ops.phantom.patient_like_case through tests/support/pelvis.py: body in
 air with fat, pelvic bone, femoral heads, bladder, rectum with a gas pocket, a prostate-like PTV between them; 2 mm
 CT voxels), two lateral fields, 5 mm spots and layers, the prostate protocol (orthanc_rt.planning.protocols).
-`--scale` is the size knob (of the PTV): 0.6 gives about 1,000 spots, 1.2 is prostate-sized (163 cc, 5,544 spots:
-about 13 minutes on a loaded 2-core machine with `--paths ours --beamlet-primaries 1000 --uncertainty 2`; today's
-path would take hours).
+`--scale` is the size knob (of the PTV): 0.6 gives about 1,000 spots, 1.32 is the issue's prostate (216 cc, 6,945
+spots: 449 s on an idle 2-core machine with `--paths ours --beamlet-primaries 1000 --final-cap 1e7`, then with the
+final dose on the CT's 2 mm grid; the protocol now puts it on 3 mm; today's path would take hours).
 
 Plans of the same request, one after the other (`--paths`, the first is the reference of the ratios):
 - today: beamlets and OpenTPS' optimiser on the final dose's grid (optimization_grid_mm null), final dose at a

@@ -38,7 +38,7 @@ def planned(tmp_path_factory):
     case = pelvis_case(0.4)
     request = PlanRequest.from_dict({"target_roi": "PTV", "protocol": "prostate", "prescription_gy": RX_GY,
                                      "fractions": 1, "beamlet_primaries": 1000, "final_primaries": 10_000_000,
-                                     "final_uncertainty_pct": UNCERTAINTY_PCT})
+                                     "final_uncertainty_pct": UNCERTAINTY_PCT, "scoring_spacing_mm": None})
     result = plan_impt(case.ct, case.masks, request, work_dir=tmp_path_factory.mktemp("pelvis"), threads=1)
     return case, request, result
 

@@ -35,6 +35,14 @@ def test_the_prostate_protocol_scales_objectives_and_goals_to_the_prescription()
     mine = PlanRequest.from_dict({"target_roi": "PTV", "protocol": "prostate", "prescription_gy": 76.0,
                                   "beam_count": 3, "goals": [{"roi": "PTV", "metric": "D98", "min": 70}]})
     assert mine.gantry_angles == (0.0, 120.0, 240.0) and mine.goals == (Goal("PTV", "D98", min=70.0),)
+    # The protocol's final dose (3 mm, to 1 % under a 2e7 cap) and beamlets (700 per spot), which a request overrides.
+    assert (own.scoring_spacing_mm, own.final_uncertainty_pct, own.final_primaries, own.beamlet_primaries) == \
+        (3.0, 1.0, 20_000_000, 700)
+    fine = PlanRequest.from_dict({"target_roi": "PTV", "protocol": "prostate", "scoring_spacing_mm": None,
+                                  "beamlet_primaries": 1000})
+    assert fine.scoring_spacing_mm is None and fine.beamlet_primaries == 1000
+    dmin = [o for o in own.objectives if o.roi == "Prostate" and o.type == "DMin"]
+    assert [(o.dose_gy, o.weight) for o in dmin] == [(76.0, 10.0)]
 
 
 def test_goals_and_objectives_name_rois_the_structure_set_must_contour():
