@@ -117,7 +117,8 @@ _PROTON = (
               "dose stays on scoring_spacing_mm); null: the final dose's grid", _DEFAULT.optimization_grid_mm, "mm",
               *pr.SCORING_RANGE_MM),
     Parameter("protocol", "string", "site protocol giving the fields the request leaves out (objectives with OAR "
-              "sparing, clinical goals, prescription and fractions; scaled to the request's prescription)",
+              "sparing, clinical goals, prescription and fractions, beam angles, beamlet primaries, the final dose's "
+              "grid and cap; doses scaled to the request's prescription)",
               choices=tuple(SITE_PROTOCOLS)),
     Parameter("goals", "array", "clinical goals the QA summary evaluates (pass/fail): [{roi, metric, min and/or "
               "max, unit}] or texts (\"PTV D95 >= 98 %\"), metric D<volume %>, Dmax, Dmean, Dmin (Gy, or % of the "
