@@ -109,9 +109,9 @@ def test_a_dose_to_an_uncertainty_tops_up_the_pilot_and_states_the_noise_it_has(
     seen: list[float] = []
     result = compute_dose_to_uncertainty(ct, plan, uncertainty_pct=1.0, max_primaries=20_000_000,
                                          work_dir=tmp_path / "goal", on_progress=lambda f, _: seen.append(f))
-    assert result.runs == 2 and result.primaries > PILOT_PRIMARIES
-    # Sized without a margin: the estimates' own noise may leave it a little above the goal, never far.
-    assert result.uncertainty_pct is not None and 0.7 <= result.uncertainty_pct <= 1.1, result.uncertainty_pct
+    assert result.runs >= 2 and result.primaries > PILOT_PRIMARIES
+    # Sized without a margin; a run that lands short of the goal (the estimates are noisy too) is topped up.
+    assert result.uncertainty_pct is not None and 0.7 <= result.uncertainty_pct <= 1.0, result.uncertainty_pct
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
 
     # Independent check of the stated noise: a second dose of as many primaries, one fixed run. Two independent
@@ -126,7 +126,7 @@ def test_a_dose_to_an_uncertainty_tops_up_the_pilot_and_states_the_noise_it_has(
 
     capped = compute_dose_to_uncertainty(ct, plan, uncertainty_pct=0.3, max_primaries=400_000,
                                          work_dir=tmp_path / "capped")
-    assert capped.runs == 2 and capped.primaries == 400_000 and capped.uncertainty_pct > 0.3
+    assert capped.runs >= 2 and capped.primaries == 400_000 and capped.uncertainty_pct > 0.3
 
 
 @pytest.mark.physics

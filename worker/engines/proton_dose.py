@@ -69,14 +69,15 @@ _SCAN_MODES = ("MODULATED", "MODULATED_SPEC")  # MODULATED_SPEC only adds a nomi
 # Share of compute_dose's progress given to the Monte Carlo run; writing inputs and reading the dose share the rest.
 _MC_START, _MC_SHARE = 0.05, 0.90
 # compute_dose_to_uncertainty: the pilot run (its uncertainty sizes the rest), the pilot's share of the progress,
-# and the smallest rest worth a second run (one MCsquare start-up costs a few seconds). No margin on what the
-# 1 / sqrt(n) law asks for: the pilot's estimate held (6,945 spots: 12.8 % at 2e5 predicted 1.83 % at 9.8e6 more,
-# the run reached 1.84 %); a 5 % margin cost 18 s of a 9-minute plan.
+# the runs at most and the smallest top-up. No margin on what the 1 / sqrt(n) law asks for: the pilot's estimate
+# held (6,945 spots: 12.8 % at 2e5 predicted 1.83 % at 9.8e6 more, the run reached 1.84 %), a 5 % margin cost 18 s
+# of a 9-minute plan, and a run landing just short of the goal is topped up.
 PILOT_PRIMARIES = 200_000
 # Small, so that the job's ETA, taken from the stage's rate, is about right once the pilot is done: at prostate
 # size the pilot is 1.4 % of the primaries (with 10 %, the ETA read 90 s where 380 s remained).
 _PILOT_SHARE = 0.02
-_SMALLEST_REST = 50_000
+MAX_RUNS = 4
+MIN_TOP_UP = 50_000  # a run costs a few seconds of start-up: not worth fewer primaries
 
 
 @dataclass(frozen=True)
@@ -155,32 +156,45 @@ def compute_dose_to_uncertainty(ct: CtVolume, plan: IonPlan, *, uncertainty_pct:
     Not MCsquare's own Stat_uncertainty mode: at clinical size it is pathologically slow (a 5,544-spot plan, one
     thread: 3e5 primaries took 16 s as one run, and had not finished after 14 min in that mode, which stops after
     each small batch to estimate). Instead a pilot run of PILOT_PRIMARIES measures the uncertainty, which falls as
-    1 / sqrt(primaries); a second run with its own random seed simulates the rest the goal needs, and the doses per
-    primary are averaged weighted by their primaries. The combined uncertainty is sqrt((n1 u1)² + (n2 u2)²) / (n1 +
-    n2), each run's u its own estimate (both estimate the relative standard deviation of the same mean dose).
+    1 / sqrt(primaries); a run with its own random seed simulates the rest the goal needs, and another tops up if
+    the estimate left it short (at most MAX_RUNS in all). The doses per primary are averaged weighted by their
+    primaries; the combined uncertainty is sqrt(sum (n_k u_k)²) / sum n_k, each run's u its own estimate (all
+    estimate the relative standard deviation of the same mean dose).
     """
     if not uncertainty_pct > 0:
         raise ValueError(f"uncertainty_pct must be positive, not {uncertainty_pct}")
     report = on_progress or (lambda fraction, stage: None)
-    pilot = int(min(max_primaries, PILOT_PRIMARIES))
-    # The pilot's share of the progress until its uncertainty tells how many primaries the goal needs.
-    dose, reached = _seeded_run(ct, plan, pilot, work_dir, scoring_spacing_mm, threads,
-                                lambda done, stage: report(_PILOT_SHARE * done, f"pilot run: {stage}"))
-    needed = pilot if reached is None else int(math.ceil(pilot * (reached / uncertainty_pct) ** 2))
-    rest = min(needed, int(max_primaries)) - pilot
-    if reached is None or rest < _SMALLEST_REST:
-        report(1.0, "dose computed")
-        return UncertainDose(dose, reached, pilot, 1)
-    total = pilot + rest
-    logger.info("final dose: the pilot's %d primaries reached %.2f %%; %d more for %.2f %% (cap %d)",
-                pilot, reached, rest, uncertainty_pct, max_primaries)
-    start = max(_PILOT_SHARE, pilot / total)  # from here on, progress is the share of the primaries
-    second, reached_rest = _seeded_run(ct, plan, rest, work_dir, scoring_spacing_mm, threads,
-                                       lambda done, stage: report(start + (1 - start) * done, stage))
-    combined = (pilot * dose.dose_gy.astype(np.float64) + rest * second.dose_gy) / total
-    uncertainty = None if reached_rest is None else math.hypot(pilot * reached, rest * reached_rest) / total
+    cap = int(max_primaries)
+    runs: list[tuple[int, DoseGrid, float | None]] = []
+    total, reached, shown = 0, None, 0.0
+    while len(runs) < MAX_RUNS:
+        if not runs:
+            primaries, start, label = min(cap, PILOT_PRIMARIES), 0.0, "pilot run: "
+        else:
+            needed = int(math.ceil(total * (reached / uncertainty_pct) ** 2))
+            primaries = min(max(needed - total, MIN_TOP_UP), cap - total)
+            # From here on, progress is the share of the primaries (the pilot's share was only a guess).
+            start, label = max(shown, total / (total + primaries)), ""
+            logger.info("final dose: %d primaries reached %.2f %%; %d more for %.2f %% (cap %d)",
+                        total, reached, primaries, uncertainty_pct, cap)
+        share = _PILOT_SHARE if not runs else 1.0 - start
+
+        def on_run(done: float, stage: str, start: float = start, share: float = share, label: str = label) -> None:
+            nonlocal shown
+            shown = max(shown, start + share * done)
+            report(shown, label + stage)
+
+        dose, run_reached = _seeded_run(ct, plan, primaries, work_dir, scoring_spacing_mm, threads, on_run)
+        runs.append((primaries, dose, run_reached))
+        total += primaries
+        reached = None if any(u is None for _, _, u in runs) else \
+            math.sqrt(sum((n * u) ** 2 for n, _, u in runs)) / total
+        if reached is None or reached <= uncertainty_pct or total >= cap:
+            break
+    combined = sum(n * d.dose_gy.astype(np.float64) for n, d, _ in runs) / total
     report(1.0, "dose computed")
-    return UncertainDose(dataclasses.replace(dose, dose_gy=combined.astype(np.float32)), uncertainty, total, 2)
+    return UncertainDose(dataclasses.replace(runs[0][1], dose_gy=combined.astype(np.float32)), reached, total,
+                         len(runs))
 
 
 def _seeded_run(ct: CtVolume, plan: IonPlan, primaries: int, work_dir: Path, scoring_spacing_mm: float | None,
